@@ -1,0 +1,24 @@
+# The two commands of the README: `make run` and `make test`. Both set everything up first.
+.PHONY: install run test lint typecheck pytest
+
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export DO_NOT_TRACK := 1
+
+install:
+	./scripts/bootstrap.sh
+
+run: install
+	.venv/bin/ragkb serve --demo
+
+test: install lint typecheck pytest
+
+lint:
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+typecheck:
+	.venv/bin/mypy
+
+pytest:
+	.venv/bin/python -m pytest

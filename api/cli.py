@@ -1,0 +1,258 @@
+"""The `ragkb` command: serve, worker, tenants and keys, ingest a folder, ask."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from core.settings import Settings, get_settings
+
+app = typer.Typer(help="ragkb: a self-hosted RAG knowledge base.", no_args_is_help=True)
+tenant_app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
+key_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+reader_app = typer.Typer(help="The embedded CPU reader.", no_args_is_help=True)
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(key_app, name="key")
+app.add_typer(reader_app, name="reader")
+
+console = Console()
+err_console = Console(stderr=True)
+
+DEMO_TENANT = "demo"
+ApiUrl = Annotated[str, typer.Option(envvar="RAGKB_URL", help="The ragkb API root.")]
+ApiKeyOpt = Annotated[str, typer.Option(envvar="RAGKB_API_KEY", help="An API key.")]
+
+
+def _session(settings: Settings) -> Any:
+    from core.db import create_db_engine, create_session_factory, run_migrations
+
+    run_migrations(settings)
+    return create_session_factory(create_db_engine(settings))()
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema to the newest revision."""
+    from core.db import run_migrations
+
+    run_migrations(get_settings())
+    console.print("database is at the newest revision")
+
+
+@tenant_app.command("create")
+def tenant_create(name: str) -> None:
+    """Create a tenant."""
+    from core.tenancy import TenantExistsError, create_tenant
+
+    with _session(get_settings()) as session:
+        try:
+            tenant = create_tenant(session, name=name)
+        except (TenantExistsError, ValueError) as exc:
+            err_console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from exc
+        session.commit()
+        console.print(f"tenant {tenant.name} created (id {tenant.id})")
+
+
+@key_app.command("create")
+def key_create(
+    tenant: Annotated[str, typer.Option(help="Tenant name.")],
+    name: Annotated[str, typer.Option(help="A label for the key.")] = "default",
+) -> None:
+    """Create an API key; it is printed once and stored only hashed."""
+    from core.tenancy import TenantNotFoundError, get_tenant_by_name, issue_api_key
+
+    with _session(get_settings()) as session:
+        try:
+            tenant_row = get_tenant_by_name(session, name=tenant)
+        except TenantNotFoundError as exc:
+            err_console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from exc
+        issued = issue_api_key(session, tenant=tenant_row, key_name=name)
+        session.commit()
+    err_console.print("store this key now: it cannot be shown again")
+    console.print(issued.plaintext)
+
+
+@reader_app.command("prepare")
+def reader_prepare() -> None:
+    """Join and verify the embedded reader's weights (once; later runs reuse the file)."""
+    from generation.reader_model import assemble_reader_model
+
+    path = assemble_reader_model(get_settings().reader_model_file)
+    console.print(f"reader model verified: {path}")
+
+
+def _demo_key(settings: Settings) -> str:
+    """The demo tenant's key, created on first start and kept (mode 600) in the data folder."""
+    from core.tenancy import TenantNotFoundError, create_tenant, get_tenant_by_name, issue_api_key
+
+    key_file = settings.data_dir / "demo-api-key"
+    if key_file.is_file():
+        return key_file.read_text().strip()
+    with _session(settings) as session:
+        try:
+            tenant = get_tenant_by_name(session, name=DEMO_TENANT)
+        except TenantNotFoundError:
+            tenant = create_tenant(session, name=DEMO_TENANT)
+        issued = issue_api_key(session, tenant=tenant, key_name="demo")
+        session.commit()
+    key_file.write_text(issued.plaintext + "\n")
+    key_file.chmod(0o600)
+    return issued.plaintext
+
+
+@app.command()
+def serve(
+    demo: Annotated[bool, typer.Option(help="Create a demo tenant and print its key.")] = False,
+) -> None:
+    """Run the API (and, by default, the worker threads and the CPU reader) in this process."""
+    import uvicorn
+
+    from api.app import create_app
+    from core.db import run_migrations
+    from generation.reader_model import assemble_reader_model
+    from generation.reader_server import ReaderServer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    run_migrations(settings)
+    reader: ReaderServer | None = None
+    if settings.reader.managed:
+        console.print("starting the embedded reader (llama.cpp, CPU)...")
+        reader = ReaderServer(
+            settings=settings.reader,
+            model_file=assemble_reader_model(settings.reader_model_file),
+            log_file=settings.data_dir / "logs" / "reader.log",
+        )
+        reader.start()
+    try:
+        url = f"http://{settings.api_host}:{settings.api_port}"
+        console.print(f"ragkb API: {url}  (docs: {url}/docs)")
+        if demo:
+            console.print(f"demo tenant API key: {_demo_key(settings)}")
+        sys.stdout.flush()
+        uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
+    finally:
+        if reader is not None:
+            reader.stop()
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(help="Worker threads.")] = 2,
+) -> None:
+    """Run a Celery ingest worker process (production, with a Qdrant server and Redis)."""
+    from workers.main import run_worker
+
+    run_worker(get_settings(), concurrency=concurrency)
+
+
+@app.command()
+def ingest(
+    folder: Annotated[Path, typer.Argument(exists=True, file_okay=False, resolve_path=True)],
+    url: ApiUrl = "http://127.0.0.1:8000",
+    api_key: ApiKeyOpt = "",
+    batch_size: Annotated[int, typer.Option(help="Files per upload request.")] = 50,
+) -> None:
+    """Upload every file under FOLDER (with its relative path) and follow the jobs."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+    if not files:
+        err_console.print("no files under the folder")
+        raise typer.Exit(1)
+    headers = {"Authorization": f"Bearer {api_key}"}
+    job_ids: list[str] = []
+    with httpx.Client(base_url=url, headers=headers, timeout=300) as client:
+        for start in range(0, len(files), batch_size):
+            batch = files[start : start + batch_size]
+            handles = [p.open("rb") for p in batch]
+            try:
+                response = client.post(
+                    "/v1/ingest/jobs",
+                    files=[
+                        ("files", (p.relative_to(folder).as_posix(), h))
+                        for p, h in zip(batch, handles, strict=True)
+                    ],
+                )
+            finally:
+                for h in handles:
+                    h.close()
+            _raise_for_api_error(response)
+            job_ids.append(response.json()["id"])
+        jobs = _follow_jobs(client, job_ids, total=len(files))
+    failed = [f for job in jobs for f in job["files"] if f["state"] == "failed"]
+    for f in failed:
+        err_console.print(f"[red]failed[/red] {f['path']}: {f['error']}")
+    done = sum(job["progress"]["done"] for job in jobs)
+    skipped = sum(job["progress"]["skipped"] for job in jobs)
+    console.print(f"{done} indexed, {skipped} unchanged, {len(failed)} failed")
+    if failed:
+        raise typer.Exit(2)
+
+
+def _follow_jobs(client: httpx.Client, job_ids: list[str], *, total: int) -> list[dict[str, Any]]:
+    columns = (TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console) as progress:
+        bar = progress.add_task("files", total=total)
+        while True:
+            jobs = []
+            for job_id in job_ids:
+                response = client.get(f"/v1/ingest/jobs/{job_id}")
+                _raise_for_api_error(response)
+                jobs.append(response.json())
+            finished = sum(
+                j["progress"]["done"] + j["progress"]["failed"] + j["progress"]["skipped"]
+                for j in jobs
+            )
+            progress.update(bar, completed=finished)
+            if finished >= total:
+                return jobs
+            time.sleep(0.5)
+
+
+@app.command()
+def ask(
+    question: str,
+    url: ApiUrl = "http://127.0.0.1:8000",
+    api_key: ApiKeyOpt = "",
+    top_k: Annotated[int | None, typer.Option(help="Sources for the reader.")] = None,
+) -> None:
+    """Ask a question; print the answer and its citations."""
+    body: dict[str, Any] = {"question": question}
+    if top_k is not None:
+        body["top_k"] = top_k
+    response = httpx.post(
+        f"{url}/v1/query", json=body, headers={"Authorization": f"Bearer {api_key}"}, timeout=600
+    )
+    _raise_for_api_error(response)
+    result = response.json()
+    console.print(result["answer"])
+    for c in result["citations"]:
+        page = f", page {c['page']}" if c["page"] is not None else ""
+        console.print(f"  [{c['number']}] {c['path']}{page}")
+
+
+def _raise_for_api_error(response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    try:
+        detail = response.json().get("detail")
+    except ValueError:
+        detail = response.text
+    err_console.print(f"[red]{response.status_code}[/red]: {detail}")
+    raise typer.Exit(1)
+
+
+def main() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    app()

@@ -1,0 +1,95 @@
+"""The process's long-lived components, built once from settings and handed to the app."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from celery import Celery
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.db import create_db_engine, create_session_factory
+from core.embedding import SentenceTransformerEmbedder, create_embedder
+from core.settings import Settings
+from core.vectorstore import VectorStore
+from core.vectorstore.factory import create_vector_store
+from generation.answer import AnswerService
+from generation.client import ChatClient
+from ingest.pipeline import IngestDependencies
+from retrieval.rerank import create_reranker
+from retrieval.retriever import Retriever
+from workers.celery_app import create_celery_app
+from workers.embedded import EmbeddedWorker
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    embedder: SentenceTransformerEmbedder
+    store: VectorStore
+    chat_client: ChatClient
+    answer_service: AnswerService
+    celery_app: Celery
+    embedded_worker: EmbeddedWorker | None
+
+    @classmethod
+    def build(
+        cls, settings: Settings, *, embedder: SentenceTransformerEmbedder | None = None
+    ) -> Runtime:
+        """Build every component; a loaded embedder may be passed in to share its weights."""
+        engine = create_db_engine(settings)
+        session_factory = create_session_factory(engine)
+        if embedder is None:
+            embedder = create_embedder(settings.embedding)
+        embedder.warm_up()
+        store = create_vector_store(
+            settings, model_name=embedder.model_name, dimension=embedder.dimension
+        )
+        store.ensure_collection()
+        retriever = Retriever(
+            store=store,
+            embedder=embedder,
+            reranker=create_reranker(settings.rerank),
+            candidates=settings.rerank.candidates,
+            min_score=settings.retrieval.min_score,
+        )
+        chat_client = ChatClient(settings.reader)
+        ingest_dependencies = IngestDependencies(
+            session_factory=session_factory,
+            store=store,
+            embedder=embedder,
+            chunking=settings.ingest.chunking,
+        )
+        celery_app = create_celery_app(settings, ingest_dependencies=lambda: ingest_dependencies)
+        worker = (
+            EmbeddedWorker(celery_app, concurrency=settings.worker.concurrency)
+            if settings.worker.embedded
+            else None
+        )
+        return cls(
+            settings=settings,
+            engine=engine,
+            session_factory=session_factory,
+            embedder=embedder,
+            store=store,
+            chat_client=chat_client,
+            answer_service=AnswerService(retriever=retriever, chat_client=chat_client),
+            celery_app=celery_app,
+            embedded_worker=worker,
+        )
+
+    def start(self) -> None:
+        if self.embedded_worker is not None:
+            self.embedded_worker.start()
+
+    def close(self) -> None:
+        if self.embedded_worker is not None:
+            self.embedded_worker.stop()
+        self.chat_client.close()
+        self.store.close()
+        self.engine.dispose()

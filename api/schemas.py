@@ -1,0 +1,98 @@
+"""Request and response bodies of the /v1 API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+
+class FileOut(BaseModel):
+    id: str
+    path: str
+    state: str = Field(description="queued, running, done, failed or skipped")
+    error: str | None = Field(None, description="Why the file failed or was skipped.")
+    document_id: str | None
+    chunk_count: int
+    size_bytes: int
+
+
+class ProgressOut(BaseModel):
+    total: int
+    queued: int
+    running: int
+    done: int
+    failed: int
+    skipped: int
+    fraction: float = Field(description="Finished files / total files.")
+
+
+class JobOut(BaseModel):
+    id: str
+    status: str = Field(description="queued, running, completed or completed_with_errors")
+    created_at: datetime
+    progress: ProgressOut
+    files: list[FileOut]
+
+
+class DocumentOut(BaseModel):
+    id: str
+    path: str
+    title: str | None
+    content_type: str
+    size_bytes: int
+    chunk_count: int
+    version_sha256: str
+    updated_at: datetime
+
+
+class DocumentList(BaseModel):
+    documents: list[DocumentOut]
+
+
+class QueryRequest(BaseModel):
+    question: str = Field(min_length=1, description="The question, in any language.")
+    top_k: int | None = Field(None, ge=1, le=20, description="Sources given to the reader.")
+
+
+class SourceOut(BaseModel):
+    number: int = Field(description="The n of `[n]` in the answer.")
+    document_id: str
+    path: str
+    title: str | None
+    page: int | None
+    section: str | None
+    char_start: int = Field(description="Span of the chunk in the document's extracted text.")
+    char_end: int
+    score: float
+    text: str
+
+
+class CitationOut(BaseModel):
+    number: int
+    claim: str = Field(description="The answer sentence that carries the citation.")
+    document_id: str
+    path: str
+    title: str | None
+    page: int | None
+    section: str | None
+    char_start: int
+    char_end: int
+    quote: str
+    score: float
+
+
+class QueryResponse(BaseModel):
+    answer: str
+    answered: bool = Field(description="False when the sources did not contain the answer.")
+    citations: list[CitationOut]
+    sources: list[SourceOut]
+    invalid_citation_numbers: list[int] = Field(
+        description="Numbers the reader cited that match no source; removed from the answer."
+    )
+    stages: list[str] = Field(description="Pipeline stages that ran, in order.")
+    timings_ms: dict[str, float]
+
+
+class ErrorOut(BaseModel):
+    detail: str

@@ -1,0 +1,168 @@
+"""The one settings object of ragkb (environment prefix ``RAGKB_``, nested with ``__``)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class VectorStoreKind(StrEnum):
+    EMBEDDED = "embedded"
+    QDRANT = "qdrant"
+
+
+class RerankBackend(StrEnum):
+    NONE = "none"
+    CROSS_ENCODER = "cross-encoder"
+
+
+class VectorStoreSettings(BaseModel):
+    kind: VectorStoreKind = Field(
+        VectorStoreKind.EMBEDDED,
+        description="`embedded`: Qdrant's in-process engine (qdrant-edge) on disk, owned by one "
+        "process. `qdrant`: a Qdrant server at `url`, or qdrant-client local mode at `path`.",
+    )
+    url: str | None = Field(None, description="Qdrant server URL (kind=qdrant).")
+    api_key: SecretStr | None = Field(None, description="Qdrant server API key.")
+    path: Path | None = Field(
+        None, description="On-disk folder of the store; default `<data_dir>/qdrant`."
+    )
+    collection_prefix: str = Field("chunks", description="Collection name = prefix + model name.")
+
+
+class EmbeddingSettings(BaseModel):
+    model: str = Field("all-MiniLM-L6-v2", description="Name of a packaged embedding model.")
+    model_path: Path | None = Field(
+        None, description="Folder of a sentence-transformers model; overrides the packaged one."
+    )
+    batch_size: int = Field(32, ge=1, le=1024)
+
+
+class ChunkingSettings(BaseModel):
+    max_tokens: int = Field(
+        200, ge=32, le=2048, description="Chunk budget, counted with the embedder's tokenizer."
+    )
+    overlap_tokens: int = Field(32, ge=0, le=512)
+
+
+class IngestSettings(BaseModel):
+    max_file_bytes: int = Field(50 * 1024 * 1024, ge=1)
+    max_files_per_job: int = Field(10_000, ge=1)
+    chunking: ChunkingSettings = ChunkingSettings()
+
+
+class RerankSettings(BaseModel):
+    backend: RerankBackend = RerankBackend.NONE
+    model_path: Path | None = Field(
+        None, description="Folder of a sentence-transformers CrossEncoder (backend=cross-encoder)."
+    )
+    candidates: int = Field(20, ge=1, le=1000, description="Chunks retrieved before reranking.")
+
+
+class RetrievalSettings(BaseModel):
+    default_top_k: int = Field(4, ge=1, le=50)
+    min_score: float = Field(
+        0.25,
+        description="Dense cosine score below which a chunk is not evidence; with no chunk above "
+        "it the answer says so without calling the reader.",
+    )
+
+
+class ReaderSettings(BaseModel):
+    base_url: str = Field(
+        "http://127.0.0.1:8081/v1", description="OpenAI-compatible API root (vLLM in production)."
+    )
+    model: str = Field("qwen2.5-1.5b-instruct", description="Served model name.")
+    api_key: SecretStr = SecretStr("not-needed")
+    timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(2, ge=0)
+    max_tokens: int = Field(256, ge=1)
+    temperature: float = Field(0.1, ge=0, le=2)
+    managed: bool = Field(
+        True,
+        description="Start the embedded llama.cpp server with `ragkb serve` (CPU default). "
+        "Set false when base_url points at vLLM or another running server.",
+    )
+    model_file: Path | None = Field(
+        None, description="GGUF file for the managed server; default `<data_dir>/models/...`."
+    )
+    threads: int = Field(2, ge=1)
+    context_tokens: int = Field(4096, ge=512)
+
+
+class WorkerSettings(BaseModel):
+    embedded: bool = Field(
+        True,
+        description="Run Celery worker threads inside the `ragkb serve` process, which owns the "
+        "embedded vector store. Production runs `ragkb worker` processes instead.",
+    )
+    concurrency: int = Field(2, ge=1)
+
+
+class Settings(BaseSettings):
+    """Everything configurable, read from the environment (and `.env`)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAGKB_", env_nested_delimiter="__", env_file=".env", extra="ignore"
+    )
+
+    environment: Literal["development", "production"] = "development"
+    data_dir: Path = Field(Path("var"), description="Where embedded state lives.")
+    database_url: str | None = Field(None, description="Default: SQLite in data_dir.")
+    broker_url: str | None = Field(
+        None, description="Celery broker. Default: a folder broker in data_dir (no server)."
+    )
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    max_question_chars: int = Field(2000, ge=1)
+
+    vector_store: VectorStoreSettings = VectorStoreSettings()
+    embedding: EmbeddingSettings = EmbeddingSettings()
+    ingest: IngestSettings = IngestSettings()
+    rerank: RerankSettings = RerankSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+    reader: ReaderSettings = ReaderSettings()
+    worker: WorkerSettings = WorkerSettings()
+
+    @model_validator(mode="after")
+    def _production_needs_servers(self) -> Settings:
+        if self.environment == "production":
+            if self.database_url is None or self.database_url.startswith("sqlite"):
+                raise ValueError("production needs RAGKB_DATABASE_URL of a server database")
+            if self.vector_store.kind is not VectorStoreKind.QDRANT or not self.vector_store.url:
+                raise ValueError("production needs RAGKB_VECTOR_STORE__KIND=qdrant and a URL")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'ragkb.db').resolve()}"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def vector_store_path(self) -> Path:
+        return self.vector_store.path or self.data_dir / "qdrant"
+
+    @property
+    def broker_folder(self) -> Path:
+        return self.data_dir / "broker"
+
+    @property
+    def reader_model_file(self) -> Path:
+        return self.reader.model_file or self.data_dir / "models" / READER_MODEL_FILENAME
+
+
+READER_MODEL_FILENAME = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,111 @@
+"""Ingest jobs and their files in SQL: creation, progress, and per-file state changes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from core.models import FileState, IngestJob, JobFile, utcnow
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    total: int
+    queued: int
+    running: int
+    done: int
+    failed: int
+    skipped: int
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.failed + self.skipped
+
+    @property
+    def fraction(self) -> float:
+        return self.finished / self.total if self.total else 1.0
+
+    @property
+    def status(self) -> str:
+        if self.finished == self.total:
+            return "completed_with_errors" if self.failed else "completed"
+        return "running" if self.running or self.finished else "queued"
+
+
+def create_job(session: Session, *, tenant_id: str) -> IngestJob:
+    job = IngestJob(tenant_id=tenant_id)
+    session.add(job)
+    session.flush()
+    return job
+
+
+def add_job_file(
+    session: Session,
+    *,
+    job: IngestJob,
+    position: int,
+    path: str,
+    staged_path: str | None = None,
+    size_bytes: int = 0,
+    sha256: str | None = None,
+    rejected_reason: str | None = None,
+) -> JobFile:
+    """Add a file to a job; a file refused at upload is recorded as failed with its reason."""
+    job_file = JobFile(
+        job_id=job.id,
+        tenant_id=job.tenant_id,
+        position=position,
+        path=path,
+        staged_path=staged_path,
+        size_bytes=size_bytes,
+        sha256=sha256,
+        state=FileState.FAILED if rejected_reason else FileState.QUEUED,
+        error=rejected_reason,
+        finished_at=utcnow() if rejected_reason else None,
+    )
+    session.add(job_file)
+    return job_file
+
+
+def get_job(session: Session, *, tenant_id: str, job_id: str) -> IngestJob | None:
+    return session.scalar(
+        select(IngestJob)
+        .where(IngestJob.id == job_id, IngestJob.tenant_id == tenant_id)
+        .options(selectinload(IngestJob.files))
+    )
+
+
+def job_progress(job: IngestJob) -> JobProgress:
+    states = [FileState(f.state) for f in job.files]
+    return JobProgress(
+        total=len(states),
+        queued=states.count(FileState.QUEUED),
+        running=states.count(FileState.RUNNING),
+        done=states.count(FileState.DONE),
+        failed=states.count(FileState.FAILED),
+        skipped=states.count(FileState.SKIPPED),
+    )
+
+
+def mark_running(job_file: JobFile) -> None:
+    job_file.state = FileState.RUNNING
+    job_file.started_at = utcnow()
+
+
+def mark_finished(
+    job_file: JobFile,
+    state: FileState,
+    *,
+    error: str | None = None,
+    document_id: str | None = None,
+    chunk_count: int = 0,
+    at: datetime | None = None,
+) -> None:
+    job_file.state = state
+    job_file.error = error
+    job_file.document_id = document_id
+    job_file.chunk_count = chunk_count
+    job_file.finished_at = at or utcnow()

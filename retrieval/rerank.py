@@ -1,0 +1,67 @@
+"""The rerank stage: a port with a local cross-encoder backend, and none."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from core.settings import RerankBackend, RerankSettings
+
+
+class Reranker(Protocol):
+    name: str
+
+    def rerank(self, query: str, passages: Sequence[str]) -> list[float]:
+        """One relevance score per passage, higher is better."""
+
+
+class NoReranker:
+    """Keeps the retriever's order: the scores it returns are ignored by the caller."""
+
+    name = "none"
+
+    def rerank(self, query: str, passages: Sequence[str]) -> list[float]:
+        return [0.0] * len(passages)
+
+
+class CrossEncoderReranker:
+    """A sentence-transformers CrossEncoder read from a folder (baked into the image)."""
+
+    name = "cross-encoder"
+
+    def __init__(self, *, model_path: Path, batch_size: int = 16) -> None:
+        if not model_path.is_dir():
+            raise FileNotFoundError(f"cross-encoder folder not found: {model_path}")
+        self._model_path = model_path
+        self._batch_size = batch_size
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        with self._lock:
+            if self._model is None:
+                from sentence_transformers import CrossEncoder
+
+                self._model = CrossEncoder(
+                    str(self._model_path), device="cpu", local_files_only=True
+                )
+
+    def rerank(self, query: str, passages: Sequence[str]) -> list[float]:
+        if not passages:
+            return []
+        if self._model is None:
+            self.warm_up()
+        scores = self._model.predict(
+            [(query, p) for p in passages], batch_size=self._batch_size, show_progress_bar=False
+        )
+        return [float(s) for s in scores]
+
+
+def create_reranker(settings: RerankSettings) -> Reranker:
+    if settings.backend is RerankBackend.CROSS_ENCODER:
+        if settings.model_path is None:
+            raise ValueError("rerank backend cross-encoder needs RAGKB_RERANK__MODEL_PATH")
+        return CrossEncoderReranker(model_path=settings.model_path)
+    return NoReranker()

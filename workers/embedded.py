@@ -1,0 +1,47 @@
+"""Celery worker threads inside the process that owns the embedded vector store.
+
+qdrant-edge and qdrant-client local mode lock their folder to one process, so in the embedded
+default the `ragkb serve` process consumes the broker itself. Production runs `ragkb worker`.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from celery import Celery
+from celery.worker import WorkController
+
+
+class EmbeddedWorker:
+    def __init__(self, app: Celery, *, concurrency: int) -> None:
+        self._app = app
+        self._concurrency = concurrency
+        self._controller: Any = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._controller = WorkController(
+            app=self._app,
+            pool="threads",
+            concurrency=self._concurrency,
+            hostname=f"embedded@{threading.get_native_id()}",
+            without_heartbeat=True,
+            without_mingle=True,
+            without_gossip=True,
+            loglevel="WARNING",
+        )
+        self._thread = threading.Thread(
+            target=self._controller.start, name="ragkb-embedded-worker", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        if self._controller is None or self._thread is None:
+            return
+        self._controller.stop(in_sighandler=False, exitcode=0)
+        self._thread.join(timeout_s)
+        self._controller = None
+        self._thread = None
