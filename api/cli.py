@@ -80,7 +80,7 @@ def key_create(
         issued = issue_api_key(session, tenant=tenant_row, key_name=name)
         session.commit()
     err_console.print("store this key now: it cannot be shown again")
-    console.print(issued.plaintext)
+    typer.echo(issued.plaintext)
 
 
 @reader_app.command("prepare")
@@ -138,9 +138,9 @@ def serve(
         reader.start()
     try:
         url = f"http://{settings.api_host}:{settings.api_port}"
-        console.print(f"ragkb API: {url}  (docs: {url}/docs)")
+        typer.echo(f"ragkb API: {url}  (docs: {url}/docs)")
         if demo:
-            console.print(f"demo tenant API key: {_demo_key(settings)}")
+            typer.echo(f"demo tenant API key: {_demo_key(settings)}")
         sys.stdout.flush()
         uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
     finally:

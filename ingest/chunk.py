@@ -149,7 +149,7 @@ def _pack(units: list[_Unit], text: str, max_tokens: int, overlap_tokens: int) -
             only_titles = all(u.is_title for u in current)
             size = sum(u.tokens for u in current)
             new_section = unit.is_title and not only_titles
-            new_page = unit.page != current[-1].page and not only_titles
+            new_page = unit.page != current[-1].page  # a citation's page must be exact
             if new_section or new_page:
                 flush()
                 current = []

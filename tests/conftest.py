@@ -13,8 +13,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-from core.embedding import SentenceTransformerEmbedder, create_embedder  # noqa: E402
-from core.settings import EmbeddingSettings, ReaderSettings, Settings  # noqa: E402
+from core.embedding import SentenceTransformerEmbedder, create_embedder
+from core.settings import EmbeddingSettings, ReaderSettings, Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,9 +40,7 @@ def reader_model_file() -> Path:
 
 
 @pytest.fixture(scope="session")
-def reader_url(
-    reader_model_file: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+def reader_url(reader_model_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real llama.cpp OpenAI-compatible server with the verified CPU reader model."""
     from generation.reader_server import ReaderServer
 

@@ -82,7 +82,8 @@ def test_chinese_text_without_spaces_splits_between_characters(
     for chunk in chunks:
         assert chunk.text == rebuilt[chunk.char_start : chunk.char_end]
         assert embedder.count_tokens(chunk.text) <= 64 + 8
-    assert chunks[0].char_start == 0 and chunks[-1].char_end == len(rebuilt)
+    assert chunks[0].char_start == 0
+    assert chunks[-1].char_end == len(rebuilt)
 
 
 def test_overlap_must_be_smaller_than_budget() -> None:

@@ -36,7 +36,8 @@ def test_marker_at_sentence_start_and_chinese_punctuation() -> None:
 
 def test_no_markers() -> None:
     parsed = parse_citations("No citation here.", source_count=2)
-    assert parsed.marks == [] and parsed.answer == "No citation here."
+    assert parsed.marks == []
+    assert parsed.answer == "No citation here."
 
 
 def test_refusals_are_recognised() -> None:

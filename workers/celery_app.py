@@ -57,6 +57,8 @@ def create_celery_app(
 
     @app.task(  # type: ignore[untyped-decorator]
         name=INGEST_FILE_TASK,
+        # Per-app, not shared: each app's task closes over its own dependencies.
+        shared=False,
         bind=True,
         autoretry_for=TRANSIENT_ERRORS,
         retry_backoff=2,

@@ -23,6 +23,10 @@ class EmbeddedWorker:
     def start(self) -> None:
         if self._thread is not None:
             return
+        # The thread pool's tracer resolves task names through the current app, which Celery
+        # keeps per thread, falling back to the process default: pool threads need the default.
+        self._app.set_default()
+        self._app.set_current()
         self._controller = WorkController(
             app=self._app,
             pool="threads",

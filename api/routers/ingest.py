@@ -43,7 +43,7 @@ def create_ingest_job(
     settings = runtime.settings
     if len(files) > settings.ingest.max_files_per_job:
         raise HTTPException(
-            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            status.HTTP_413_CONTENT_TOO_LARGE,
             f"too many files: {len(files)} > {settings.ingest.max_files_per_job} per job",
         )
     job = create_job(session, tenant_id=tenant.tenant_id)
@@ -77,9 +77,7 @@ def create_ingest_job(
     except FileTooLargeError as exc:
         session.rollback()
         shutil.rmtree(job_dir, ignore_errors=True)
-        raise HTTPException(
-            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"{upload.filename}: {exc}"
-        ) from exc
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"{upload.filename}: {exc}") from exc
     session.commit()
     enqueue_ingest(runtime.celery_app, queued_ids)
     session.refresh(job)

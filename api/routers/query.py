@@ -32,7 +32,7 @@ def query(body: QueryRequest, tenant: TenantDep, runtime: RuntimeDep) -> QueryRe
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the question is empty")
     if len(question) > runtime.settings.max_question_chars:
         raise HTTPException(
-            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            status.HTTP_413_CONTENT_TOO_LARGE,
             f"question longer than {runtime.settings.max_question_chars} characters",
         )
     top_k = body.top_k or runtime.settings.retrieval.default_top_k

@@ -1,0 +1,212 @@
+"""The HTTP API in-process, on the embedded default: real embedder, store and Celery worker."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.runtime import Runtime
+from core.db import run_migrations
+from core.embedding import SentenceTransformerEmbedder
+from core.settings import Settings
+from core.tenancy import create_tenant, issue_api_key
+from tests.apihelpers import auth, files_by_path, wait_for_job
+from tests.docgen import make_pdf
+
+
+@dataclass
+class Harness:
+    client: TestClient
+    runtime: Runtime
+    key_a: str
+    key_b: str
+    tenant_a: str
+
+
+@pytest.fixture
+def api(settings: Settings, embedder: SentenceTransformerEmbedder) -> Iterator[Harness]:
+    settings.ingest.max_file_bytes = 200_000
+    run_migrations(settings)
+    runtime = Runtime.build(settings, embedder=embedder)
+    with runtime.session_factory() as session:
+        tenant_a = create_tenant(session, name="acme")
+        key_a = issue_api_key(session, tenant=tenant_a).plaintext
+        key_b = issue_api_key(session, tenant=create_tenant(session, name="globex")).plaintext
+        session.commit()
+    try:
+        with TestClient(create_app(settings, runtime)) as client:
+            yield Harness(client, runtime, key_a, key_b, tenant_a.id)
+    finally:
+        runtime.close()
+
+
+def upload(h: Harness, key: str, files: dict[str, bytes]) -> dict[str, object]:
+    response = h.client.post(
+        "/v1/ingest/jobs",
+        headers=auth(key),
+        files=[("files", (name, data)) for name, data in files.items()],
+    )
+    assert response.status_code == 202, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+HANDBOOK = b"# Handbook\n\n## Vacation\n\nEmployees receive 25 days of paid vacation per year.\n"
+
+
+def test_every_v1_endpoint_needs_a_valid_key(api: Harness) -> None:
+    calls = [
+        ("get", "/v1/ingest/jobs/x", {}),
+        ("get", "/v1/documents", {}),
+        ("post", "/v1/query", {"json": {"question": "hi"}}),
+        ("post", "/v1/ingest/jobs", {"files": [("files", ("a.md", b"x"))]}),
+    ]
+    for method, url, kwargs in calls:
+        for headers in ({}, auth("rkb_nope_nope"), {"Authorization": "Basic abc"}):
+            response = getattr(api.client, method)(url, headers=headers, **kwargs)
+            assert response.status_code == 401, (url, headers, response.text)
+            assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_health_and_readiness_need_no_key(api: Harness) -> None:
+    assert api.client.get("/healthz").json() == {"status": "ok"}
+    ready = api.client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "ready"
+
+
+def test_folder_upload_indexes_good_files_and_fails_bad_ones(api: Harness, tmp_path: Path) -> None:
+    pdf = make_pdf(
+        tmp_path / "r.pdf",
+        [
+            ("Report", ["This report covers the third quarter of the year."]),
+            ("Depot", ["The Rotterdam depot shipped 48,200 parcels in September."]),
+        ],
+    )
+    job = upload(
+        api,
+        api.key_a,
+        {
+            "docs/handbook.md": HANDBOOK,
+            "docs/report.pdf": pdf.read_bytes(),
+            "docs/broken.pdf": b"%PDF-1.4 this is not really a pdf",
+            "docs/empty.txt": b"",
+            "../escape.md": b"# nope",
+            "docs/tool.exe": b"MZ",
+        },
+    )
+    assert job["status"] in ("queued", "running", "completed_with_errors")
+    finished = wait_for_job(api.client, str(job["id"]), api.key_a)
+    files = files_by_path(finished)
+    assert files["docs/handbook.md"]["state"] == "done"
+    assert files["docs/report.pdf"]["state"] == "done"
+    assert files["docs/report.pdf"]["chunk_count"] == 2  # one per page
+    assert "corrupt" in files["docs/broken.pdf"]["error"]
+    assert "empty" in files["docs/empty.txt"]["error"]
+    assert "'..'" in files["../escape.md"]["error"]
+    assert "unsupported file type" in files["docs/tool.exe"]["error"]
+    assert finished["status"] == "completed_with_errors"
+    assert finished["progress"] == {
+        "total": 6, "queued": 0, "running": 0, "done": 2, "failed": 4, "skipped": 0,
+        "fraction": 1.0,
+    }  # fmt: skip
+
+    docs = api.client.get("/v1/documents", headers=auth(api.key_a)).json()["documents"]
+    assert [d["path"] for d in docs] == ["docs/handbook.md", "docs/report.pdf"]
+    assert api.client.get("/v1/documents", headers=auth(api.key_b)).json()["documents"] == []
+    # Another tenant cannot read the job either.
+    other = api.client.get(f"/v1/ingest/jobs/{job['id']}", headers=auth(api.key_b))
+    assert other.status_code == 404
+
+
+def test_reupload_unchanged_is_skipped_and_a_new_version_replaces_the_old(api: Harness) -> None:
+    first = wait_for_job(
+        api.client, str(upload(api, api.key_a, {"h.md": HANDBOOK})["id"]), api.key_a
+    )
+    document_id = first["files"][0]["document_id"]
+    assert api.runtime.store.count(tenant_id=api.tenant_a, document_id=document_id) == 1
+
+    again = wait_for_job(
+        api.client, str(upload(api, api.key_a, {"h.md": HANDBOOK})["id"]), api.key_a
+    )
+    assert again["files"][0]["state"] == "skipped"
+    assert "unchanged" in again["files"][0]["error"]
+
+    longer = HANDBOOK + b"\n## Equipment\n\nLaptops are replaced every three years.\n"
+    changed = wait_for_job(
+        api.client, str(upload(api, api.key_a, {"h.md": longer})["id"]), api.key_a
+    )
+    assert changed["files"][0]["state"] == "done"
+    assert changed["files"][0]["document_id"] == document_id
+    assert api.runtime.store.count(tenant_id=api.tenant_a, document_id=document_id) == 2
+    hits = api.runtime.store.search_dense(
+        tenant_id=api.tenant_a, vector=api.runtime.embedder.embed_query("laptops"), limit=10
+    )
+    # Only the new version's chunks remain searchable.
+    assert {h.payload["version"] for h in hits} == {hashlib.sha256(longer).hexdigest()}
+
+
+def test_upload_without_files_is_422(api: Harness) -> None:
+    response = api.client.post("/v1/ingest/jobs", headers=auth(api.key_a))
+    assert response.status_code == 422
+
+
+def test_file_over_the_limit_is_413_and_nothing_is_stored(api: Harness) -> None:
+    response = api.client.post(
+        "/v1/ingest/jobs",
+        headers=auth(api.key_a),
+        files=[
+            ("files", ("ok.md", HANDBOOK)),
+            ("files", ("big.txt", b"a" * 200_001)),
+        ],
+    )
+    assert response.status_code == 413
+    assert "big.txt" in response.json()["detail"]
+    uploads = api.runtime.settings.uploads_dir
+    assert not uploads.exists() or not any(p.is_file() for p in uploads.rglob("*"))
+
+
+def test_question_validation(api: Harness) -> None:
+    assert api.client.post("/v1/query", headers=auth(api.key_a), json={}).status_code == 422
+    blank = api.client.post("/v1/query", headers=auth(api.key_a), json={"question": "   "})
+    assert blank.status_code == 422
+    long = api.client.post("/v1/query", headers=auth(api.key_a), json={"question": "x" * 2001})
+    assert long.status_code == 413
+    bad_k = api.client.post(
+        "/v1/query", headers=auth(api.key_a), json={"question": "hi", "top_k": 0}
+    )
+    assert bad_k.status_code == 422
+
+
+def test_no_evidence_answers_without_the_reader(api: Harness) -> None:
+    # The reader URL in these settings points nowhere: reaching it would be a 503.
+    response = api.client.post(
+        "/v1/query", headers=auth(api.key_b), json={"question": "How many vacation days?"}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["answered"] is False
+    assert body["sources"] == []
+    assert body["citations"] == []
+    assert body["stages"] == ["dense", "no_evidence"]
+
+
+def test_unreachable_reader_is_503(api: Harness) -> None:
+    wait_for_job(api.client, str(upload(api, api.key_a, {"h.md": HANDBOOK})["id"]), api.key_a)
+    response = api.client.post(
+        "/v1/query", headers=auth(api.key_a), json={"question": "How many vacation days?"}
+    )
+    assert response.status_code == 503
+    assert "reader unavailable" in response.json()["detail"]
+
+
+def test_openapi_documents_the_v1_routes(api: Harness) -> None:
+    schema = api.client.get("/openapi.json").json()
+    assert {"/v1/ingest/jobs", "/v1/ingest/jobs/{job_id}", "/v1/documents", "/v1/query"} <= set(
+        schema["paths"]
+    )

@@ -1,0 +1,169 @@
+"""End to end through real processes: `ragkb serve` (API + Celery worker threads + embedded
+Qdrant + SQLite + folder broker), the real CPU reader, and the `ragkb` CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.apihelpers import auth
+from tests.conftest import free_port
+from tests.docgen import make_pdf
+
+pytestmark = [pytest.mark.e2e, pytest.mark.reader]
+RAGKB = str(Path(sys.executable).with_name("ragkb"))
+QUESTION = "How many parcels did the Rotterdam warehouse ship in September?"
+
+
+@dataclass
+class Service:
+    url: str
+    env: dict[str, str]
+    key_a: str
+    key_b: str
+
+
+def ragkb(env: dict[str, str], *args: str, timeout: float = 300) -> str:
+    done = subprocess.run(
+        [RAGKB, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+@pytest.fixture
+def service(tmp_path: Path, reader_url: str) -> Iterator[Service]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "RAGKB_DATA_DIR": str(tmp_path / "data"),
+        "RAGKB_API_PORT": str(port),
+        "RAGKB_READER__MANAGED": "false",  # the session's reader server is shared
+        "RAGKB_READER__BASE_URL": reader_url,
+        "RAGKB_READER__TEMPERATURE": "0",
+    }
+    ragkb(env, "tenant", "create", "acme")
+    ragkb(env, "tenant", "create", "globex")
+    key_a = ragkb(env, "key", "create", "--tenant", "acme").splitlines()[-1]
+    key_b = ragkb(env, "key", "create", "--tenant", "globex").splitlines()[-1]
+    log = (tmp_path / "serve.log").open("wb")
+    process = subprocess.Popen([RAGKB, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert process.poll() is None, (tmp_path / "serve.log").read_text()
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "ragkb serve did not become ready"
+            time.sleep(0.5)
+        yield Service(url=url, env=env, key_a=key_a, key_b=key_b)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    root = tmp_path / "company"
+    (root / "policies").mkdir(parents=True)
+    (root / "reports").mkdir()
+    (root / "handbook.md").write_text(
+        "# Employee Handbook\n\n## Vacation\n\n"
+        "Employees receive 25 days of paid vacation per year. Unused days expire in March.\n"
+    )
+    (root / "policies" / "security.html").write_text(
+        "<html><body><h1>Security policy</h1>"
+        "<p>Passwords must be at least 14 characters long and rotated yearly.</p>"
+        "</body></html>"
+    )
+    make_pdf(
+        root / "reports" / "q3.pdf",
+        [
+            ("Quarterly Report", ["This report covers the third quarter of operations."]),
+            ("Warehouse", ["The Rotterdam warehouse shipped 48,200 parcels in September."]),
+        ],
+    )
+    return root
+
+
+def test_ingest_a_folder_and_answer_with_a_citation(service: Service, folder: Path) -> None:
+    out = ragkb(
+        service.env, "ingest", str(folder), "--url", service.url, "--api-key", service.key_a
+    )
+    assert "3 indexed, 0 unchanged, 0 failed" in out
+
+    documents = httpx.get(f"{service.url}/v1/documents", headers=auth(service.key_a)).json()
+    assert sorted(d["path"] for d in documents["documents"]) == [
+        "handbook.md", "policies/security.html", "reports/q3.pdf",
+    ]  # fmt: skip
+
+    response = httpx.post(
+        f"{service.url}/v1/query",
+        headers=auth(service.key_a),
+        json={"question": QUESTION, "top_k": 3},
+        timeout=300,
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["answered"], body
+    assert "48,200" in body["answer"] or "48200" in body["answer"]
+    assert ("reports/q3.pdf", 2) in {(s["path"], s["page"]) for s in body["sources"]}
+    assert body["citations"], body["answer"]
+    sources = {s["number"]: s for s in body["sources"]}
+    for citation in body["citations"]:
+        source = sources[citation["number"]]  # every citation maps to a real source
+        assert (citation["document_id"], citation["path"], citation["page"]) == (
+            source["document_id"], source["path"], source["page"],
+        )  # fmt: skip
+        assert citation["quote"] in source["text"]
+    assert ("reports/q3.pdf", 2) in {(c["path"], c["page"]) for c in body["citations"]}
+    assert body["stages"] == ["dense", "read:qwen2.5-1.5b-instruct"]
+    assert {"embed_query_ms", "retrieve_ms", "generate_ms", "total_ms"} <= set(body["timings_ms"])
+
+    # The same question from another tenant finds nothing of tenant A's.
+    other = httpx.post(
+        f"{service.url}/v1/query", headers=auth(service.key_b), json={"question": QUESTION}
+    ).json()
+    assert other["answered"] is False
+    assert other["sources"] == []
+    assert other["citations"] == []
+    assert "48,200" not in str(other)
+
+    missing_key = httpx.post(f"{service.url}/v1/query", json={"question": QUESTION})
+    assert missing_key.status_code == 401
+
+    # The CLI asks through the same API.
+    answer = ragkb(service.env, "ask", QUESTION, "--url", service.url, "--api-key", service.key_a)
+    assert "reports/q3.pdf, page 2" in answer
+
+
+def test_cli_ingest_reports_failed_files(service: Service, tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "ok.md").write_text("# Fine\n\nThis file is fine and has text.\n")
+    (bad / "broken.pdf").write_bytes(b"%PDF-1.4 nonsense")
+    done = subprocess.run(
+        [RAGKB, "ingest", str(bad), "--url", service.url, "--api-key", service.key_a],
+        env=service.env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "broken.pdf" in done.stderr
+    assert "corrupt" in done.stderr
+    assert "1 indexed, 0 unchanged, 1 failed" in done.stdout
