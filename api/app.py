@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
+from starlette.middleware.base import RequestResponseEndpoint
 
-from api.routers import documents, health, ingest, query
+from api.routers import documents, health, ingest, metrics, openai_compat, query
 from api.runtime import Runtime
 from core.db import run_migrations
 from core.settings import Settings
@@ -47,4 +49,26 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(ingest.router)
     app.include_router(documents.router)
     app.include_router(query.router)
+    app.include_router(openai_compat.router)
+    app.include_router(metrics.router)
+
+    @app.middleware("http")
+    async def record_latency(request: Request, call_next: RequestResponseEndpoint) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        runtime = getattr(request.app.state, "runtime", None)
+        if runtime is not None:
+            runtime.metrics.http_request_seconds.labels(
+                method=request.method,
+                route=_route_template(request),
+                status=f"{response.status_code // 100}xx",
+            ).observe(time.perf_counter() - started)
+        return response
+
     return app
+
+
+def _route_template(request: Request) -> str:
+    """The matched route's path template (set by the router), so the label set stays bounded."""
+    route = request.scope.get("route")
+    return str(getattr(route, "path", "unmatched"))

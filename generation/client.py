@@ -1,17 +1,28 @@
-"""OpenAI-compatible chat client: vLLM in production, the embedded llama.cpp server by default."""
+"""OpenAI-compatible chat client: vLLM in production, the embedded llama.cpp server by default.
+
+Retries with exponential backoff on connection errors and 5xx come from the `openai` client
+(`max_retries`); a semaphore bounds the requests this process has in flight to the reader, so
+one replica cannot queue more work on the GPU server than it was sized for.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
+import openai
 from openai import OpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
 from core.settings import ReaderSettings
 
+_UNAVAILABLE = (openai.APIConnectionError, openai.APITimeoutError, openai.InternalServerError)
+
 
 class ReaderUnavailableError(RuntimeError):
-    """The reader could not be reached or failed; the API answers 503."""
+    """The reader could not be reached, timed out or failed; the API answers 503."""
 
 
 @dataclass(frozen=True)
@@ -19,6 +30,28 @@ class ChatResult:
     text: str
     prompt_tokens: int | None
     completion_tokens: int | None
+    ttft_ms: float | None = None
+    generation_ms: float | None = None
+
+
+@dataclass
+class StreamStats:
+    """Filled in while a stream is consumed."""
+
+    ttft_ms: float | None = None
+    generation_ms: float | None = None
+    completion_tokens: int = 0
+    text_parts: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.text_parts)
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        if not self.generation_ms or not self.completion_tokens:
+            return None
+        return self.completion_tokens / (self.generation_ms / 1000)
 
 
 class ChatClient:
@@ -30,29 +63,105 @@ class ChatClient:
             timeout=settings.timeout_s,
             max_retries=settings.max_retries,
         )
+        self._slots = threading.BoundedSemaphore(settings.max_concurrency)
 
     @property
     def model(self) -> str:
         return self._settings.model
 
-    def complete(self, messages: list[ChatCompletionMessageParam]) -> ChatResult:
-        import openai
-
-        try:
-            response = self._client.chat.completions.create(
-                model=self._settings.model,
-                messages=messages,
-                max_tokens=self._settings.max_tokens,
-                temperature=self._settings.temperature,
-            )
-        except (openai.APIConnectionError, openai.APITimeoutError, openai.InternalServerError) as e:
-            raise ReaderUnavailableError(f"reader unavailable: {type(e).__name__}") from e
+    def complete(
+        self, messages: list[ChatCompletionMessageParam], *, max_tokens: int | None = None
+    ) -> ChatResult:
+        started = time.perf_counter()
+        with self._slot():
+            try:
+                response = self._client.chat.completions.create(
+                    model=self._settings.model,
+                    messages=messages,
+                    max_tokens=max_tokens or self._settings.max_tokens,
+                    temperature=self._settings.temperature,
+                )
+            except _UNAVAILABLE as exc:
+                raise ReaderUnavailableError(f"reader unavailable: {type(exc).__name__}") from exc
+            except openai.APIStatusError as exc:
+                raise ReaderUnavailableError(
+                    f"reader refused the request: {exc.status_code}"
+                ) from exc
         usage = response.usage
+        elapsed_ms = (time.perf_counter() - started) * 1000
         return ChatResult(
             text=response.choices[0].message.content or "",
             prompt_tokens=usage.prompt_tokens if usage else None,
             completion_tokens=usage.completion_tokens if usage else None,
+            generation_ms=round(elapsed_ms, 2),
         )
+
+    def stream(
+        self, messages: list[ChatCompletionMessageParam], stats: StreamStats
+    ) -> Iterator[str]:
+        """Yield text deltas as the reader writes them; closing the iterator cancels upstream."""
+        started = time.perf_counter()
+        with self._slot():
+            try:
+                upstream = self._client.chat.completions.create(
+                    model=self._settings.model,
+                    messages=messages,
+                    max_tokens=self._settings.max_tokens,
+                    temperature=self._settings.temperature,
+                    stream=True,
+                )
+            except _UNAVAILABLE as exc:
+                raise ReaderUnavailableError(f"reader unavailable: {type(exc).__name__}") from exc
+            except openai.APIStatusError as exc:
+                raise ReaderUnavailableError(
+                    f"reader refused the request: {exc.status_code}"
+                ) from exc
+            try:
+                for event in upstream:
+                    if not event.choices:
+                        continue
+                    delta = event.choices[0].delta.content
+                    if not delta:
+                        continue
+                    now = time.perf_counter()
+                    if stats.ttft_ms is None:
+                        stats.ttft_ms = round((now - started) * 1000, 2)
+                    stats.completion_tokens += 1
+                    stats.text_parts.append(delta)
+                    stats.generation_ms = round((now - started) * 1000, 2)
+                    yield delta
+            except (*_UNAVAILABLE, openai.APIError) as exc:
+                raise ReaderUnavailableError(
+                    f"reader failed mid-stream: {type(exc).__name__}"
+                ) from exc
+            except Exception as exc:  # a broken connection surfaces as an httpx error
+                import httpx
+
+                if isinstance(exc, httpx.HTTPError):
+                    raise ReaderUnavailableError(
+                        f"reader failed mid-stream: {type(exc).__name__}"
+                    ) from exc
+                raise
+            finally:
+                # Closing the HTTP response tells the server to stop generating (vLLM aborts the
+                # request on disconnect), so an abandoned stream does not hold the GPU.
+                upstream.close()
+
+    def _slot(self) -> _Slot:
+        return _Slot(self._slots, self._settings.timeout_s)
 
     def close(self) -> None:
         self._client.close()
+
+
+class _Slot:
+    def __init__(self, semaphore: threading.BoundedSemaphore, timeout_s: float) -> None:
+        self._semaphore = semaphore
+        self._timeout_s = timeout_s
+
+    def __enter__(self) -> None:
+        if not self._semaphore.acquire(timeout=self._timeout_s):
+            raise ReaderUnavailableError("reader busy: no free slot within the timeout")
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._semaphore.release()

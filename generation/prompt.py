@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from openai.types.chat import ChatCompletionMessageParam
 
@@ -19,17 +19,48 @@ SYSTEM_PROMPT = (
     "brackets after each sentence, like [1]. If the sources do not answer the question, say so "
     "in one sentence."
 )
+REWRITE_PROMPT = (
+    "Rewrite the user's last question so that it can be understood without the conversation. "
+    "Keep its language. Reply with the rewritten question only."
+)
 _REFUSAL = re.compile(
     r"\b(?:not|no|n't)\b[^.]{0,40}\b(?:mention|contain|provide|include|specif|found|answer|"
-    r"available|information)",
+    r"available|information)|没有|未提及|不包含|无法回答",
     re.IGNORECASE,
 )
+# Tokens kept free beyond the sources and the answer: chat template, question, reminder.
+_PROMPT_MARGIN_TOKENS = 64
 
 
 def render_source(number: int, chunk: RetrievedChunk) -> str:
     # Angle brackets inside the text could close the fence early, so they are neutralised.
     body = chunk.text.replace("<", "‹").replace(">", "›")
     return f'<source id="{number}">\n{body}\n</source>'
+
+
+def fit_sources(
+    question: str,
+    sources: Sequence[RetrievedChunk],
+    *,
+    count_tokens: Callable[[str], int],
+    context_tokens: int,
+    answer_tokens: int,
+) -> list[RetrievedChunk]:
+    """The best-ranked sources that fit the reader's window with room for the answer."""
+    budget = (
+        context_tokens
+        - answer_tokens
+        - count_tokens(SYSTEM_PROMPT)
+        - count_tokens(question)
+        - _PROMPT_MARGIN_TOKENS
+    )
+    kept: list[RetrievedChunk] = []
+    for chunk in sources:
+        cost = count_tokens(render_source(len(kept) + 1, chunk))
+        if cost <= budget:
+            kept.append(chunk)
+            budget -= cost
+    return kept
 
 
 def build_messages(
@@ -41,6 +72,17 @@ def build_messages(
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": user},
+    ]
+
+
+def build_rewrite_messages(
+    history: Sequence[tuple[str, str]], question: str
+) -> list[ChatCompletionMessageParam]:
+    """Messages asking the reader to make a follow-up question standalone."""
+    turns = "\n".join(f"{role}: {content}" for role, content in history)
+    return [
+        {"role": "system", "content": REWRITE_PROMPT},
+        {"role": "user", "content": f"Conversation:\n{turns}\n\nLast question: {question}"},
     ]
 
 

@@ -74,6 +74,12 @@ class ReaderServer:
         self.stop()
         raise ReaderServerError(f"reader server not ready after {timeout_s:.0f}s")
 
+    def kill(self) -> None:
+        """Kill the server abruptly (for fault tests)."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+
     def stop(self) -> None:
         if self._process is None:
             return

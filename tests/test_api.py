@@ -210,3 +210,10 @@ def test_openapi_documents_the_v1_routes(api: Harness) -> None:
     assert {"/v1/ingest/jobs", "/v1/ingest/jobs/{job_id}", "/v1/documents", "/v1/query"} <= set(
         schema["paths"]
     )
+
+
+def test_metrics_label_requests_by_route_template(api: Harness) -> None:
+    api.client.get("/v1/ingest/jobs/some-id", headers=auth(api.key_a))
+    text = api.client.get("/metrics").text
+    assert 'route="/v1/ingest/jobs/{job_id}"' in text
+    assert "some-id" not in text  # the label set stays bounded

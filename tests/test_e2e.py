@@ -3,6 +3,7 @@ Qdrant + SQLite + folder broker), the real CPU reader, and the `ragkb` CLI."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -40,8 +42,9 @@ def ragkb(env: dict[str, str], *args: str, timeout: float = 300) -> str:
     return done.stdout.strip()
 
 
-@pytest.fixture
-def service(tmp_path: Path, reader_url: str) -> Iterator[Service]:
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory, reader_url: str) -> Iterator[Service]:
+    tmp_path = tmp_path_factory.mktemp("service")
     port = free_port()
     env = {
         **os.environ,
@@ -79,9 +82,9 @@ def service(tmp_path: Path, reader_url: str) -> Iterator[Service]:
         log.close()
 
 
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    root = tmp_path / "company"
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("company")
     (root / "policies").mkdir(parents=True)
     (root / "reports").mkdir()
     (root / "handbook.md").write_text(
@@ -103,11 +106,17 @@ def folder(tmp_path: Path) -> Path:
     return root
 
 
-def test_ingest_a_folder_and_answer_with_a_citation(service: Service, folder: Path) -> None:
+@pytest.fixture(scope="module")
+def ingested(service: Service, folder: Path) -> Service:
     out = ragkb(
         service.env, "ingest", str(folder), "--url", service.url, "--api-key", service.key_a
     )
     assert "3 indexed, 0 unchanged, 0 failed" in out
+    return service
+
+
+def test_ingest_a_folder_and_answer_with_a_citation(ingested: Service) -> None:
+    service = ingested
 
     documents = httpx.get(f"{service.url}/v1/documents", headers=auth(service.key_a)).json()
     assert sorted(d["path"] for d in documents["documents"]) == [
@@ -133,8 +142,13 @@ def test_ingest_a_folder_and_answer_with_a_citation(service: Service, folder: Pa
             source["document_id"], source["path"], source["page"],
         )  # fmt: skip
         assert citation["quote"] in source["text"]
+        # The quoted span's offsets point into the document's text, inside the cited chunk.
+        assert source["char_start"] <= citation["char_start"] < citation["char_end"]
+        assert citation["char_end"] <= source["char_end"]
     assert ("reports/q3.pdf", 2) in {(c["path"], c["page"]) for c in body["citations"]}
-    assert body["stages"] == ["dense", "read:qwen2.5-1.5b-instruct"]
+    assert body["stages"] == ["dense", "read:qwen2.5-1.5b-instruct", "verify"]
+    assert all(c["verified"] for c in body["citations"]), body["citations"]
+    assert body["verified"]
     assert {"embed_query_ms", "retrieve_ms", "generate_ms", "total_ms"} <= set(body["timings_ms"])
 
     # The same question from another tenant finds nothing of tenant A's.
@@ -167,3 +181,101 @@ def test_cli_ingest_reports_failed_files(service: Service, tmp_path: Path) -> No
     assert "broken.pdf" in done.stderr
     assert "corrupt" in done.stderr
     assert "1 indexed, 0 unchanged, 1 failed" in done.stdout
+
+
+def sse_events(response: httpx.Response) -> list[tuple[str, dict[str, Any]]]:
+    events = []
+    for block in response.text.split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "event" in lines:
+            events.append((lines["event"], json.loads(lines["data"])))
+    return events
+
+
+def test_streamed_answer_sends_sources_tokens_citations_done(ingested: Service) -> None:
+    response = httpx.post(
+        f"{ingested.url}/v1/query",
+        headers=auth(ingested.key_a),
+        json={"question": QUESTION, "top_k": 3, "stream": True},
+        timeout=300,
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = sse_events(response)
+    kinds = [kind for kind, _ in events]
+    assert kinds[0] == "sources"
+    assert kinds[-2:] == ["citations", "done"]
+    assert set(kinds[1:-2]) == {"token"}
+    assert len(kinds) > 5
+    streamed = "".join(data["text"] for kind, data in events if kind == "token")
+    done = events[-1][1]
+    assert "48,200" in streamed or "48200" in streamed
+    assert done["answered"]
+    assert "ttft_ms" in done["timings_ms"]
+    assert ("reports/q3.pdf", 2) in {(c["path"], c["page"]) for c in done["citations"]}
+
+
+def test_openai_client_works_unchanged(ingested: Service) -> None:
+    import openai
+
+    client = openai.OpenAI(base_url=f"{ingested.url}/v1", api_key=ingested.key_a, timeout=300)
+    assert [m.id for m in client.models.list()] == ["ragkb"]
+    completion = client.chat.completions.create(
+        model="ragkb", messages=[{"role": "user", "content": QUESTION}]
+    )
+    content = completion.choices[0].message.content or ""
+    assert "48,200" in content or "48200" in content
+    assert "Sources:" in content
+    assert "reports/q3.pdf, page 2" in content
+    citations = completion.model_extra["citations"]  # type: ignore[index]
+    assert ("reports/q3.pdf", 2) in {(c["path"], c["page"]) for c in citations}
+
+    chunks = list(
+        client.chat.completions.create(
+            model="ragkb", messages=[{"role": "user", "content": QUESTION}], stream=True
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert "48,200" in text or "48200" in text
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert chunks[-1].model_extra["citations"]  # type: ignore[index]
+
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=f"{ingested.url}/v1", api_key="rkb_x_y").models.list()
+
+
+def test_follow_up_question_is_rewritten_from_the_conversation(ingested: Service) -> None:
+    first = httpx.post(
+        f"{ingested.url}/v1/query",
+        headers=auth(ingested.key_a),
+        json={"question": "How many vacation days do employees receive per year?"},
+        timeout=300,
+    ).json()
+    assert "25" in first["answer"]
+    follow_up = httpx.post(
+        f"{ingested.url}/v1/query",
+        headers=auth(ingested.key_a),
+        json={"question": "When do the unused ones expire?",
+              "conversation_id": first["conversation_id"]},
+        timeout=300,
+    ).json()  # fmt: skip
+    assert follow_up["conversation_id"] == first["conversation_id"]
+    assert follow_up["stages"][0] == "rewrite"
+    assert follow_up["standalone_question"] != "When do the unused ones expire?"
+    assert "handbook.md" in {s["path"] for s in follow_up["sources"]}
+
+    # Another tenant cannot continue (or learn about) this conversation.
+    other = httpx.post(
+        f"{ingested.url}/v1/query",
+        headers=auth(ingested.key_b),
+        json={"question": "And then?", "conversation_id": first["conversation_id"]},
+    )
+    assert other.status_code == 404
+
+
+def test_metrics_expose_reader_and_stage_latency(ingested: Service) -> None:
+    text = httpx.get(f"{ingested.url}/metrics").text
+    assert "ragkb_reader_time_to_first_token_seconds_count" in text
+    assert 'ragkb_stage_seconds_count{stage="generate"}' in text
+    assert 'route="/v1/query"' in text
+    assert "ragkb_reader_tokens_per_second_count" in text

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from core.embedding import SentenceTransformerEmbedder
+from core.metrics import Metrics
 from core.settings import ReaderSettings
 from core.vectorstore import ChunkPoint
 from core.vectorstore.edge import EdgeVectorStore
 from generation.answer import AnswerService
-from generation.client import ChatClient, ReaderUnavailableError
+from generation.client import ChatClient, ReaderUnavailableError, StreamStats
 from generation.prompt import build_messages
 from generation.reader_model import EXPECTED_SHA256, EXPECTED_SIZE, is_verified
+from generation.reader_server import ReaderServer
+from generation.tokens import ReaderTokenCounter
+from generation.verify import CitationVerifier
 from ingest.identity import point_id_for
 from retrieval.rerank import NoReranker
 from retrieval.retriever import RetrievedChunk, Retriever
@@ -99,14 +104,20 @@ def test_answer_service_maps_citations_to_sources(
     retriever = Retriever(
         store=store, embedder=embedder, reranker=NoReranker(), candidates=10, min_score=0.0
     )
+    reader_settings = ReaderSettings(base_url=reader_url, temperature=0)
     service = AnswerService(
         retriever=retriever,
-        chat_client=ChatClient(ReaderSettings(base_url=reader_url, temperature=0)),
+        chat_client=ChatClient(reader_settings),
+        verifier=CitationVerifier(embedder=embedder, lexical_threshold=0.5, semantic_threshold=0.6),
+        count_tokens=ReaderTokenCounter(reader_settings).count,
+        reader_settings=reader_settings,
+        metrics=Metrics(),
     )
     result = service.answer(tenant_id="t", question="How many vacation days?", top_k=2)
     store.close()
     assert result.answered
-    assert result.stages == ["dense", "read:qwen2.5-1.5b-instruct"]
+    assert result.stages == ["dense", "read:qwen2.5-1.5b-instruct", "verify"]
+    assert result.verified
     assert result.citations
     for citation in result.citations:
         cited = result.sources[citation.number - 1]
@@ -116,3 +127,60 @@ def test_answer_service_maps_citations_to_sources(
             cited.text,
         )
     assert "handbook.md" in {c.path for c in result.citations}
+
+
+def test_streaming_yields_tokens_and_timings(reader_url: str) -> None:
+    client = ChatClient(ReaderSettings(base_url=reader_url, max_tokens=30, temperature=0))
+    stats = StreamStats()
+    deltas = list(client.stream([{"role": "user", "content": "Count from 1 to 5."}], stats))
+    assert len(deltas) > 3
+    assert stats.text == "".join(deltas)
+    assert stats.ttft_ms is not None
+    assert stats.generation_ms is not None
+    assert stats.ttft_ms <= stats.generation_ms
+
+
+def test_closing_a_stream_stops_the_generation(reader_url: str) -> None:
+    """An abandoned stream must not keep the reader busy: the next request starts at once."""
+    client = ChatClient(ReaderSettings(base_url=reader_url, max_tokens=400, temperature=0.7))
+    stream = client.stream(
+        [{"role": "user", "content": "Write a very long story about a lighthouse keeper."}],
+        StreamStats(),
+    )
+    for _ in zip(range(3), stream, strict=False):
+        pass
+    stream.close()  # type: ignore[attr-defined]
+    short = ChatClient(ReaderSettings(base_url=reader_url, max_tokens=3, temperature=0))
+    started = time.perf_counter()
+    short.complete([{"role": "user", "content": "Say yes."}])
+    # 400 tokens at ~15-20 tokens/s would hold the server for 20+ s if generation went on.
+    assert time.perf_counter() - started < 12
+
+
+def test_reader_dying_mid_stream_raises_reader_unavailable(
+    reader_model_file: Path, tmp_path: Path
+) -> None:
+    base_url = f"http://127.0.0.1:{free_port()}/v1"
+    settings = ReaderSettings(base_url=base_url, max_tokens=300, max_retries=0, timeout_s=30)
+    server = ReaderServer(
+        settings=settings, model_file=reader_model_file, log_file=tmp_path / "r.log"
+    )
+    server.start()
+    try:
+        stream = ChatClient(settings).stream(
+            [{"role": "user", "content": "Write a long story about a ship."}], StreamStats()
+        )
+        next(stream)
+        server.kill()
+        with pytest.raises(ReaderUnavailableError, match=r"mid-stream|unavailable"):
+            for _ in stream:
+                pass
+    finally:
+        server.stop()
+
+
+def test_token_counter_uses_the_readers_tokenizer(reader_url: str) -> None:
+    counter = ReaderTokenCounter(ReaderSettings(base_url=reader_url))
+    short, long = counter.count("hello"), counter.count("hello " * 50)
+    assert 1 <= short <= 3
+    assert 45 <= long <= 60

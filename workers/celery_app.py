@@ -24,12 +24,14 @@ def broker_options(settings: Settings) -> tuple[str, dict[str, object]]:
         return settings.broker_url, {}
     queue_dir = settings.broker_folder / "queue"
     processed_dir = settings.broker_folder / "processed"
-    for folder in (queue_dir, processed_dir):
+    control_dir = settings.broker_folder / "control"
+    for folder in (queue_dir, processed_dir, control_dir):
         folder.mkdir(parents=True, exist_ok=True)
     return "filesystem://", {
         "data_folder_in": str(queue_dir),
         "data_folder_out": str(queue_dir),
         "processed_folder": str(processed_dir),
+        "control_folder": str(control_dir),
         "store_processed": False,
         "polling_interval": 0.2,
     }

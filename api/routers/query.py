@@ -1,66 +1,159 @@
-"""Questions answered from the tenant's documents, with citations."""
+"""Questions answered from the tenant's documents, with verified citations."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
+import json
+from collections.abc import Iterator
+from typing import Any
 
-from api.deps import RuntimeDep, TenantDep
+from fastapi import APIRouter, HTTPException, status
+from fastapi.responses import StreamingResponse
+
+from api.deps import RuntimeDep, SessionDep, TenantDep
 from api.schemas import CitationOut, ErrorOut, QueryRequest, QueryResponse, SourceOut
+from generation.answer import AnswerResult
 from generation.client import ReaderUnavailableError
+from generation.conversations import (
+    ConversationNotFoundError,
+    append_exchange,
+    get_or_create_conversation,
+    recent_history,
+)
+from retrieval.retriever import RetrievedChunk
 
 router = APIRouter(prefix="/v1", tags=["query"])
+
+
+def validate_question(question: str, max_chars: int) -> str:
+    question = question.strip()
+    if not question:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the question is empty")
+    if len(question) > max_chars:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE, f"question longer than {max_chars} characters"
+        )
+    return question
 
 
 @router.post(
     "/query",
     response_model=QueryResponse,
     responses={
+        200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE with stream"},
         401: {"model": ErrorOut},
+        404: {"model": ErrorOut, "description": "Unknown conversation"},
         413: {"model": ErrorOut},
         422: {"model": ErrorOut},
         503: {"model": ErrorOut},
     },
     summary="Answer a question with citations",
 )
-def query(body: QueryRequest, tenant: TenantDep, runtime: RuntimeDep) -> QueryResponse:
+def query(body: QueryRequest, tenant: TenantDep, runtime: RuntimeDep, session: SessionDep) -> Any:
     """Retrieve the tenant's chunks, rerank, and have the reader answer from numbered sources.
 
-    With no chunk above the evidence threshold the answer says so without calling the reader.
+    Every `[n]` is checked against its source (`verified`). With no chunk above the evidence
+    threshold the answer says so without calling the reader. With `stream: true` the answer
+    comes as Server-Sent Events; closing the connection stops the reader.
     """
-    question = body.question.strip()
-    if not question:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the question is empty")
-    if len(question) > runtime.settings.max_question_chars:
-        raise HTTPException(
-            status.HTTP_413_CONTENT_TOO_LARGE,
-            f"question longer than {runtime.settings.max_question_chars} characters",
-        )
+    question = validate_question(body.question, runtime.settings.max_question_chars)
     top_k = body.top_k or runtime.settings.retrieval.default_top_k
     try:
+        conversation = get_or_create_conversation(
+            session, tenant_id=tenant.tenant_id, conversation_id=body.conversation_id
+        )
+    except ConversationNotFoundError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    history = recent_history(conversation, max_turns=runtime.settings.max_history_turns)
+    conversation_id = conversation.id
+    session.commit()
+
+    def remember(result: AnswerResult) -> None:
+        with runtime.session_factory() as write:
+            stored = get_or_create_conversation(
+                write, tenant_id=tenant.tenant_id, conversation_id=conversation_id
+            )
+            append_exchange(write, conversation=stored, question=question, answer=result.answer)
+            write.commit()
+
+    if body.stream:
+        events = runtime.answer_service.stream(
+            tenant_id=tenant.tenant_id, question=question, top_k=top_k, history=history
+        )
+        return StreamingResponse(
+            _sse(events, conversation_id, remember),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    try:
         result = runtime.answer_service.answer(
-            tenant_id=tenant.tenant_id, question=question, top_k=top_k
+            tenant_id=tenant.tenant_id, question=question, top_k=top_k, history=history
         )
     except ReaderUnavailableError as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+    remember(result)
+    return to_response(result, conversation_id)
+
+
+def _sse(events: Iterator[Any], conversation_id: str, remember: Any) -> Iterator[str]:
+    try:
+        for event in events:
+            if event.kind == "sources":
+                data: Any = {
+                    "conversation_id": conversation_id,
+                    "sources": [s.model_dump() for s in sources_out(event.data)],
+                }
+            elif event.kind == "token":
+                data = {"text": event.data}
+            elif event.kind == "citations":
+                data = {
+                    "answer": event.data.answer,
+                    "citations": [c.model_dump() for c in citations_out(event.data)],
+                    "invalid_citation_numbers": event.data.invalid_citation_numbers,
+                }
+            else:  # done
+                remember(event.data)
+                data = to_response(event.data, conversation_id).model_dump()
+            yield f"event: {event.kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+    except ReaderUnavailableError as exc:
+        yield f"event: error\ndata: {json.dumps({'detail': str(exc)})}\n\n"
+    finally:
+        # Runs on client disconnect too: closing the generator closes the reader's stream.
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
+
+
+def sources_out(sources: list[RetrievedChunk]) -> list[SourceOut]:
+    return [
+        SourceOut(
+            number=n,
+            document_id=s.document_id,
+            path=s.path,
+            title=s.title,
+            page=s.page,
+            section=s.section,
+            char_start=s.char_start,
+            char_end=s.char_end,
+            score=s.rerank_score if s.rerank_score is not None else s.retrieval_score,
+            text=s.text,
+        )
+        for n, s in enumerate(sources, start=1)
+    ]
+
+
+def citations_out(result: AnswerResult) -> list[CitationOut]:
+    return [CitationOut(**vars(c)) for c in result.citations]
+
+
+def to_response(result: AnswerResult, conversation_id: str) -> QueryResponse:
     return QueryResponse(
         answer=result.answer,
         answered=result.answered,
-        citations=[CitationOut(**vars(c)) for c in result.citations],
-        sources=[
-            SourceOut(
-                number=n,
-                document_id=s.document_id,
-                path=s.path,
-                title=s.title,
-                page=s.page,
-                section=s.section,
-                char_start=s.char_start,
-                char_end=s.char_end,
-                score=s.rerank_score if s.rerank_score is not None else s.retrieval_score,
-                text=s.text,
-            )
-            for n, s in enumerate(result.sources, start=1)
-        ],
+        verified=result.verified,
+        conversation_id=conversation_id,
+        standalone_question=result.standalone_question,
+        citations=citations_out(result),
+        sources=sources_out(result.sources),
         invalid_citation_numbers=result.invalid_citation_numbers,
         stages=result.stages,
         timings_ms=result.timings_ms,

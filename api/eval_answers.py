@@ -1,0 +1,225 @@
+"""`ragkb eval answers`: answer quality through the real ingest and query paths.
+
+A fixed random sample of questions from a BEIR-style QA set (queries carry
+`metadata.answers`). The gold passages of most questions are ingested, with distractor passages,
+into a throw-away tenant through the real upload → Celery → index path; the gold passages of the
+rest ("absent" questions) are left out, so the right answer there is "not in the sources". Each
+question goes through `POST /v1/query` with streaming (for time to first token).
+
+Metrics:
+- `exact_match`: share of present questions whose answer *contains* a gold answer (after
+  removing whitespace and punctuation): the reader writes sentences, not spans.
+- `f1`: character-level F1 of the answer (markers removed) against the best gold answer.
+- `citation_precision`: share of citations that are verified and point at a gold passage.
+- `abstain_rate_when_absent`: share of absent questions answered "not in the sources".
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import statistics
+import tempfile
+import time
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.runtime import Runtime
+from core.db import run_migrations
+from core.settings import EmbeddingSettings, ReaderSettings, Settings
+from core.tenancy import create_tenant, issue_api_key
+
+_MARKERS = re.compile(r"\[\d+(?:\s*[,;]\s*\d+)*\]")
+
+
+@dataclass(frozen=True)
+class QAItem:
+    query_id: str
+    question: str
+    answers: list[str]
+    gold_doc_ids: set[str]
+
+
+def load_qa(corpus_dir: Path) -> tuple[dict[str, str], list[QAItem]]:
+    passages = {}
+    for line in (corpus_dir / "corpus.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        passages[row["_id"]] = (f"{row.get('title', '')}\n\n" if row.get("title") else "") + row[
+            "text"
+        ]
+    gold: dict[str, set[str]] = {}
+    for qrels_file in sorted((corpus_dir / "qrels").glob("*.tsv")):
+        for line in qrels_file.read_text().splitlines()[1:]:
+            query_id, doc_id, score = line.split("\t")
+            if int(score) > 0:
+                gold.setdefault(query_id, set()).add(doc_id)
+    items = []
+    for line in (corpus_dir / "queries.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        answers = (row.get("metadata") or {}).get("answers") or []
+        if answers and row["_id"] in gold:
+            items.append(QAItem(row["_id"], row["text"], list(answers), gold[row["_id"]]))
+    return passages, items
+
+
+def normalize(text: str) -> str:
+    text = _MARKERS.sub("", text).lower()
+    return "".join(
+        c for c in text if not c.isspace() and not unicodedata.category(c).startswith("P")
+    )
+
+
+def contains_answer(prediction: str, answers: list[str]) -> bool:
+    normalized = normalize(prediction)
+    return any(normalize(a) and normalize(a) in normalized for a in answers)
+
+
+def char_f1(prediction: str, answers: list[str]) -> float:
+    best = 0.0
+    pred = Counter(normalize(prediction))
+    for answer in answers:
+        gold = Counter(normalize(answer))
+        common = sum((pred & gold).values())
+        if common:
+            precision, recall = common / sum(pred.values()), common / sum(gold.values())
+            best = max(best, 2 * precision * recall / (precision + recall))
+    return best
+
+
+def run_answer_eval(
+    corpus_dir: Path,
+    *,
+    sample: int,
+    absent_share: float,
+    distractors: int,
+    top_k: int,
+    seed: int,
+    embedding_model: str,
+    reader_url: str,
+    reader_model: str,
+) -> dict[str, Any]:
+    passages, items = load_qa(corpus_dir)
+    rng = random.Random(seed)
+    chosen = rng.sample(items, min(sample, len(items)))
+    absent_count = round(len(chosen) * absent_share)
+    absent, present = chosen[:absent_count], chosen[absent_count:]
+    excluded = set().union(*(q.gold_doc_ids for q in absent)) if absent else set()
+    wanted = set().union(*(q.gold_doc_ids for q in present)) - excluded
+    others = sorted(set(passages) - wanted - excluded)
+    wanted |= set(rng.sample(others, min(distractors, len(others))))
+
+    with tempfile.TemporaryDirectory(prefix="ragkb-eval-") as data_dir:
+        settings = Settings(
+            data_dir=Path(data_dir),
+            embedding=EmbeddingSettings(model=embedding_model),
+            reader=ReaderSettings(
+                base_url=reader_url, model=reader_model, managed=False, temperature=0
+            ),
+        )
+        run_migrations(settings)
+        runtime = Runtime.build(settings)
+        with runtime.session_factory() as session:
+            tenant = create_tenant(session, name=f"eval-{int(time.time())}")
+            key = issue_api_key(session, tenant=tenant).plaintext
+            session.commit()
+        headers = {"Authorization": f"Bearer {key}"}
+        try:
+            with TestClient(create_app(settings, runtime)) as client:
+                ingest_started = time.perf_counter()
+                _ingest(client, headers, {d: passages[d] for d in sorted(wanted)})
+                ingest_s = time.perf_counter() - ingest_started
+                rows = [_ask(client, headers, q, top_k, q in absent) for q in chosen]
+        finally:
+            runtime.close()
+    return _summarize(rows, len(wanted), ingest_s)
+
+
+def _ingest(client: TestClient, headers: dict[str, str], docs: dict[str, str]) -> None:
+    ids = list(docs)
+    for start in range(0, len(ids), 100):
+        batch = ids[start : start + 100]
+        files = [("files", (f"passages/{d}.txt", docs[d].encode())) for d in batch]
+        response = client.post("/v1/ingest/jobs", headers=headers, files=files)
+        response.raise_for_status()
+        job_id = response.json()["id"]
+        while True:
+            job = client.get(f"/v1/ingest/jobs/{job_id}", headers=headers).json()
+            if job["status"].startswith("completed"):
+                failed = [f for f in job["files"] if f["state"] == "failed"]
+                if failed:
+                    raise RuntimeError(f"ingest failed: {failed[:3]}")
+                break
+            time.sleep(0.5)
+
+
+def _ask(
+    client: TestClient, headers: dict[str, str], item: QAItem, top_k: int, is_absent: bool
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    response = client.post(
+        "/v1/query",
+        headers=headers,
+        json={"question": item.question, "top_k": top_k, "stream": True},
+    )
+    events = {}
+    for block in response.text.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "event" in fields:
+            events[fields["event"]] = json.loads(fields["data"])
+    done = events.get("done")
+    if done is None:
+        return {"query_id": item.query_id, "absent": is_absent, "error": events.get("error")}
+    gold_paths = {f"passages/{d}.txt" for d in item.gold_doc_ids}
+    citations = done["citations"]
+    return {
+        "query_id": item.query_id,
+        "absent": is_absent,
+        "answer": done["answer"],
+        "answered": done["answered"],
+        "contains_answer": contains_answer(done["answer"], item.answers),
+        "f1": char_f1(done["answer"], item.answers),
+        "citations": len(citations),
+        "good_citations": sum(c["verified"] and c["path"] in gold_paths for c in citations),
+        "gold_retrieved": any(s["path"] in gold_paths for s in done["sources"]),
+        "ttft_ms": done["timings_ms"].get("ttft_ms"),
+        "total_ms": (time.perf_counter() - started) * 1000,
+    }
+
+
+def _summarize(rows: list[dict[str, Any]], passages: int, ingest_s: float) -> dict[str, Any]:
+    ok = [r for r in rows if "error" not in r]
+    present = [r for r in ok if not r["absent"]]
+    absent = [r for r in ok if r["absent"]]
+    cited = sum(r["citations"] for r in present)
+    ttfts = [r["ttft_ms"] for r in ok if r.get("ttft_ms") is not None]
+    return {
+        "questions": len(rows),
+        "present_questions": len(present),
+        "absent_questions": len(absent),
+        "errors": len(rows) - len(ok),
+        "passages_indexed": passages,
+        "ingest_seconds": round(ingest_s, 1),
+        "exact_match": _share(r["contains_answer"] for r in present),
+        "f1": round(statistics.fmean(r["f1"] for r in present), 4) if present else 0.0,
+        "citation_precision": round(sum(r["good_citations"] for r in present) / cited, 4)
+        if cited
+        else 0.0,
+        "answered_with_citation": _share(r["citations"] > 0 for r in present),
+        "gold_passage_retrieved": _share(r["gold_retrieved"] for r in present),
+        "abstain_rate_when_absent": _share(not r["answered"] for r in absent),
+        "ttft_p50_ms": round(statistics.median(ttfts), 1) if ttfts else None,
+        "total_p50_ms": round(statistics.median(r["total_ms"] for r in ok), 1) if ok else None,
+        "rows": rows,
+    }
+
+
+def _share(flags: Any) -> float:
+    values = list(flags)
+    return round(sum(values) / len(values), 4) if values else 0.0

@@ -1,0 +1,49 @@
+"""Prometheus metrics, on a registry owned by the app (no process-global state)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.http_request_seconds = Histogram(
+            "ragkb_http_request_seconds",
+            "HTTP request latency by route template and status class.",
+            ["method", "route", "status"],
+            registry=self.registry,
+            buckets=_LATENCY_BUCKETS,
+        )
+        self.stage_seconds = Histogram(
+            "ragkb_stage_seconds",
+            "Latency of each answer stage (embed_query, retrieve, rerank, rewrite, generate).",
+            ["stage"],
+            registry=self.registry,
+            buckets=_LATENCY_BUCKETS,
+        )
+        self.reader_ttft_seconds = Histogram(
+            "ragkb_reader_time_to_first_token_seconds",
+            "Time from sending the prompt to the reader's first token (streamed answers).",
+            registry=self.registry,
+            buckets=_LATENCY_BUCKETS,
+        )
+        self.reader_tokens_per_second = Histogram(
+            "ragkb_reader_tokens_per_second",
+            "Reader generation speed per answer.",
+            registry=self.registry,
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+        )
+        self.citations_total = Counter(
+            "ragkb_citations_total",
+            "Citations made by the reader, by verification outcome.",
+            ["outcome"],
+            registry=self.registry,
+        )
+
+    def observe_stages(self, timings_ms: dict[str, float]) -> None:
+        for key, value in timings_ms.items():
+            if key.endswith("_ms") and key != "total_ms":
+                self.stage_seconds.labels(stage=key.removesuffix("_ms")).observe(value / 1000)
