@@ -20,5 +20,7 @@ lint:
 typecheck:
 	.venv/bin/mypy
 
+# The whole suite runs twice: on SQLite (the embedded default) and on PostgreSQL.
 pytest:
-	.venv/bin/python -m pytest
+	.venv/bin/python -m pytest --db sqlite
+	.venv/bin/python -m pytest --db postgresql

@@ -7,6 +7,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.middleware.base import RequestResponseEndpoint
 
 from api.routers import documents, health, ingest, metrics, openai_compat, query
@@ -51,6 +54,16 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(query.router)
     app.include_router(openai_compat.router)
     app.include_router(metrics.router)
+
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(PoolTimeoutError)
+    async def database_unavailable(request: Request, exc: Exception) -> Response:
+        # A database outage is the service's trouble, not the caller's: 503, never a hang.
+        return JSONResponse(
+            {"detail": f"database unavailable ({type(exc).__name__})"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
 
     @app.middleware("http")
     async def record_latency(request: Request, call_next: RequestResponseEndpoint) -> Response:

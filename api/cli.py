@@ -164,6 +164,37 @@ def worker(
 
 
 @app.command()
+def check() -> None:
+    """Print what is configured (secrets masked) and whether each dependency answers."""
+    from api.checks import run_checks
+
+    settings = get_settings()
+    rows = run_checks(settings)
+    width = max(len(name) for name, _, _ in rows)
+    failed = False
+    for name, ok, detail in rows:
+        mark = "[green]ok[/green]  " if ok else "[red]FAIL[/red]"
+        failed |= not ok
+        console.print(f"{mark} {name.ljust(width)}  {detail}", soft_wrap=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("worker-alive")
+def worker_alive(
+    max_age_s: Annotated[float, typer.Option(help="Oldest acceptable heartbeat.")] = 60.0,
+) -> None:
+    """Exit 0 if this pod's worker heartbeat is fresh (a Kubernetes liveness probe)."""
+    from workers.main import heartbeat_age_s
+
+    age = heartbeat_age_s(get_settings().worker.heartbeat_file)
+    if age is None or age > max_age_s:
+        err_console.print(f"worker heartbeat is stale: {age if age is not None else 'missing'}")
+        raise typer.Exit(1)
+    typer.echo(f"worker alive (heartbeat {age:.0f}s ago)")
+
+
+@app.command()
 def ingest(
     folder: Annotated[Path, typer.Argument(exists=True, file_okay=False, resolve_path=True)],
     url: ApiUrl = "http://127.0.0.1:8000",

@@ -73,7 +73,7 @@ class Runtime:
             verifier=CitationVerifier(
                 embedder=embedder,
                 lexical_threshold=settings.citations.lexical_threshold,
-                semantic_threshold=settings.citations.semantic_threshold,
+                semantic_threshold=settings.citations.semantic_threshold_for(embedder.model_name),
             ),
             count_tokens=ReaderTokenCounter(settings.reader).count,
             reader_settings=settings.reader,

@@ -58,6 +58,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=Path("../shared/data/scifact"))
     parser.add_argument("--claims", type=int, default=200)
+    parser.add_argument("--model", default="all-MiniLM-L6-v2", help="Embedding model.")
     parser.add_argument("--out", type=Path, default=Path("bench/results/citation-threshold.json"))
     args = parser.parse_args()
 
@@ -68,7 +69,7 @@ def main() -> None:
     claim_ids = claim_ids[: args.claims]
     doc_tokens = {doc_id: content_tokens(text) for doc_id, text in corpus.items()}
 
-    embedder = create_embedder(EmbeddingSettings())
+    embedder = create_embedder(EmbeddingSettings(model=args.model))
     verifier = CitationVerifier(embedder=embedder, lexical_threshold=1.1, semantic_threshold=1.1)
     positives, negatives = [], []
     started = time.perf_counter()
@@ -84,12 +85,21 @@ def main() -> None:
 
     lex = best_f1([s.lexical for s in positives], [s.lexical for s in negatives])
     sem = best_f1([s.semantic for s in positives], [s.semantic for s in negatives])
-    # The rule used in production: verified if either signal clears its threshold.
-    tp = sum(s.lexical >= lex[1] or s.semantic >= sem[1] for s in positives)
-    fp = sum(s.lexical >= lex[1] or s.semantic >= sem[1] for s in negatives)
-    either_precision = tp / (tp + fp) if tp + fp else 0.0
-    either_recall = tp / len(positives)
+    # The rule used in production: verified if either signal clears its threshold. The semantic
+    # threshold is the best single-signal one; the lexical one is searched with it fixed, so that
+    # lexical support only adds near-verbatim claims the embedding missed.
+    either = (0.0, 1.01, 0.0, 0.0)
+    for lexical_threshold in [x / 20 for x in range(4, 21)]:
+        tp = sum(s.lexical >= lexical_threshold or s.semantic >= sem[1] for s in positives)
+        fp = sum(s.lexical >= lexical_threshold or s.semantic >= sem[1] for s in negatives)
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / len(positives)
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        if f1 > either[0]:
+            either = (f1, lexical_threshold, precision, recall)
+    either_f1, either_lexical, either_precision, either_recall = either
     result = {
+        "model": args.model,
         "claims": len(claim_ids),
         "lexical_threshold": lex[1],
         "lexical_f1": round(lex[0], 4),
@@ -99,10 +109,16 @@ def main() -> None:
         "semantic_f1": round(sem[0], 4),
         "semantic_precision": round(sem[2], 4),
         "semantic_recall": round(sem[3], 4),
-        "either_precision": round(either_precision, 4),
-        "either_recall": round(either_recall, 4),
+        "rule": "verified if lexical >= rule_lexical_threshold or semantic >= semantic_threshold",
+        "rule_lexical_threshold": either_lexical,
+        "rule_precision": round(either_precision, 4),
+        "rule_recall": round(either_recall, 4),
+        "rule_f1": round(either_f1, 4),
         "seconds": round(elapsed, 1),
-        "command": f"python bench/citation_threshold.py --data {args.data} --claims {args.claims}",
+        "command": (
+            f"python bench/citation_threshold.py --data {args.data} --claims {args.claims} "
+            f"--model {args.model} --out {args.out}"
+        ),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
@@ -110,8 +126,11 @@ def main() -> None:
     print("|---|---|---|---|---|")
     print(f"| lexical | {lex[1]:.3f} | {lex[2]:.3f} | {lex[3]:.3f} | {lex[0]:.3f} |")
     print(f"| semantic | {sem[1]:.3f} | {sem[2]:.3f} | {sem[3]:.3f} | {sem[0]:.3f} |")
-    print(f"| either | — | {either_precision:.3f} | {either_recall:.3f} | — |")
-    _plot(positives, negatives, lex[1], sem[1], args.out.with_suffix(".png"))
+    print(
+        f"| rule (lexical ≥ {either_lexical:.2f} or semantic ≥ {sem[1]:.3f}) | — | "
+        f"{either_precision:.3f} | {either_recall:.3f} | {either_f1:.3f} |"
+    )
+    _plot(positives, negatives, either_lexical, sem[1], args.out.with_suffix(".png"))
 
 
 def _plot(positives: list, negatives: list, lex_t: float, sem_t: float, path: Path) -> None:

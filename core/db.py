@@ -19,7 +19,19 @@ def create_db_engine(settings: Settings) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    server = settings.database
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=server.pool_size,
+        max_overflow=server.max_overflow,
+        pool_timeout=server.pool_timeout_s,
+        # A database that does not answer fails the request (503) instead of hanging it.
+        connect_args={
+            "connect_timeout": server.connect_timeout_s,
+            "options": f"-c statement_timeout={server.statement_timeout_ms}",
+        },
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

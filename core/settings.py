@@ -101,12 +101,40 @@ class ReaderSettings(BaseModel):
 
 
 class CitationSettings(BaseModel):
+    """Thresholds from bench/citation_threshold.py: SciFact train claims against their evidence
+    and against negatives (results in bench/results/citation-threshold*.json). Cosine scales
+    differ between embedding models, so the semantic threshold is kept per model."""
+
     lexical_threshold: float = Field(
-        0.5, ge=0, le=1, description="Share of a claim's content words a span must contain."
+        0.65, ge=0, le=1, description="Share of a claim's content words a span must contain."
     )
-    semantic_threshold: float = Field(
-        0.6, ge=-1, le=1, description="Cosine similarity of claim and span that also verifies."
+    semantic_threshold: float | None = Field(
+        None, ge=-1, le=1, description="Override the per-model semantic threshold."
     )
+    semantic_thresholds: dict[str, float] = Field(
+        {"all-MiniLM-L6-v2": 0.513, "multilingual-e5-small": 0.85},
+        description="Cosine of claim and span that verifies a citation, per embedding model.",
+    )
+
+    def semantic_threshold_for(self, model_name: str) -> float:
+        if self.semantic_threshold is not None:
+            return self.semantic_threshold
+        if model_name not in self.semantic_thresholds:
+            raise ValueError(
+                f"no citation threshold for {model_name!r}: run bench/citation_threshold.py "
+                "--model and set RAGKB_CITATIONS__SEMANTIC_THRESHOLD"
+            )
+        return self.semantic_thresholds[model_name]
+
+
+class DatabaseSettings(BaseModel):
+    """Pool and timeouts for a server database (PostgreSQL)."""
+
+    pool_size: int = Field(10, ge=1)
+    max_overflow: int = Field(10, ge=0)
+    pool_timeout_s: float = Field(10.0, gt=0, description="Wait for a pooled connection.")
+    connect_timeout_s: int = Field(5, ge=1)
+    statement_timeout_ms: int = Field(30_000, ge=100)
 
 
 class WorkerSettings(BaseModel):
@@ -116,6 +144,10 @@ class WorkerSettings(BaseModel):
         "embedded vector store. Production runs `ragkb worker` processes instead.",
     )
     concurrency: int = Field(2, ge=1)
+    heartbeat_file: Path = Field(
+        Path("/tmp/ragkb-worker-heartbeat"),
+        description="Touched every few seconds by a healthy `ragkb worker`; per pod, not shared.",
+    )
 
 
 class Settings(BaseSettings):
@@ -136,6 +168,7 @@ class Settings(BaseSettings):
     max_question_chars: int = Field(2000, ge=1)
     max_history_turns: int = Field(6, ge=0, description="Conversation turns used for rewriting.")
 
+    database: DatabaseSettings = DatabaseSettings()
     vector_store: VectorStoreSettings = VectorStoreSettings()
     embedding: EmbeddingSettings = EmbeddingSettings()
     ingest: IngestSettings = IngestSettings()
@@ -146,12 +179,29 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
 
     @model_validator(mode="after")
-    def _production_needs_servers(self) -> Settings:
-        if self.environment == "production":
-            if self.database_url is None or self.database_url.startswith("sqlite"):
-                raise ValueError("production needs RAGKB_DATABASE_URL of a server database")
-            if self.vector_store.kind is not VectorStoreKind.QDRANT or not self.vector_store.url:
-                raise ValueError("production needs RAGKB_VECTOR_STORE__KIND=qdrant and a URL")
+    def _production_fails_closed(self) -> Settings:
+        """Production refuses embedded components and placeholder secrets at start."""
+        if self.environment != "production":
+            return self
+        problems = []
+        if self.database_url is None or self.database_url.startswith("sqlite"):
+            problems.append("RAGKB_DATABASE_URL must name a server database (not SQLite)")
+        elif _url_password(self.database_url) in PLACEHOLDER_SECRETS:
+            problems.append("RAGKB_DATABASE_URL has a placeholder password")
+        if self.vector_store.kind is not VectorStoreKind.QDRANT or not self.vector_store.url:
+            problems.append(
+                "RAGKB_VECTOR_STORE__KIND=qdrant and RAGKB_VECTOR_STORE__URL are needed"
+            )
+        if _secret(self.vector_store.api_key) in PLACEHOLDER_SECRETS:
+            problems.append("RAGKB_VECTOR_STORE__API_KEY is missing or a placeholder")
+        if _secret(self.reader.api_key) in PLACEHOLDER_SECRETS:
+            problems.append("RAGKB_READER__API_KEY is missing or a placeholder")
+        if self.reader.managed:
+            problems.append("RAGKB_READER__MANAGED must be false (the reader is vLLM)")
+        if self.broker_url is None:
+            problems.append("RAGKB_BROKER_URL must name a broker server (Redis)")
+        if problems:
+            raise ValueError("production settings refused: " + "; ".join(problems))
         return self
 
     @property
@@ -176,6 +226,19 @@ class Settings(BaseSettings):
 
 
 READER_MODEL_FILENAME = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+PLACEHOLDER_SECRETS = frozenset(
+    {"", "changeme", "change-me", "not-needed", "secret", "password", "postgres", "admin", "test"}
+)
+
+
+def _secret(value: SecretStr | None) -> str:
+    return value.get_secret_value().strip().lower() if value is not None else ""
+
+
+def _url_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return (make_url(url).password or "").strip().lower()
 
 
 @lru_cache(maxsize=1)

@@ -202,11 +202,13 @@ class AnswerService:
             self._metrics.citations_total.labels(outcome="no_such_source").inc(
                 len(parsed.invalid_numbers)
             )
-        answered = bool(citations) and not is_refusal(parsed.answer)
+        # Answered: the reader gave an answer rather than a refusal. Verified: it cites, and every
+        # citation is supported by its source. An uncited answer is returned, flagged unverified.
+        answered = bool(parsed.answer) and not is_refusal(parsed.answer)
         return AnswerResult(
             answer=parsed.answer,
             answered=answered,
-            verified=answered and all(c.verified for c in citations),
+            verified=answered and bool(citations) and all(c.verified for c in citations),
             question=prepared.question,
             standalone_question=prepared.standalone,
             sources=prepared.sources,

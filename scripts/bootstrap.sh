@@ -5,6 +5,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3.11}
+
+# Debian packages: PostgreSQL and Redis, which the tests start on loopback (production mode is
+# tested against them). The embedded default itself needs no server.
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "==> apt-get install ${missing[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
 VENV=.venv
 STAMP=$VENV/.ragkb-installed
 wanted=$(cat pyproject.toml requirements/*.txt scripts/bootstrap.sh scripts/install_spacy_model.py | sha256sum | cut -d' ' -f1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import socket
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,14 +15,47 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 
 from core.embedding import SentenceTransformerEmbedder, create_embedder
 from core.settings import EmbeddingSettings, ReaderSettings, Settings
+from tests.services import RedisServer, create_database, free_port, postgres_server
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--db",
+        choices=["sqlite", "postgresql"],
+        default="sqlite",
+        help="The database every test runs against (CI runs the suite once with each).",
+    )
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server for this test session."""
+    with postgres_server() as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def database_kind(pytestconfig: pytest.Config) -> str:
+    return str(pytestconfig.getoption("--db"))
+
+
+@pytest.fixture
+def database_url(database_kind: str, request: pytest.FixtureRequest) -> str | None:
+    """A fresh, empty database for one test: SQLite in its folder (None) or PostgreSQL."""
+    if database_kind == "sqlite":
+        return None
+    server_url: str = request.getfixturevalue("postgres_url")
+    return create_database(server_url, f"t_{uuid.uuid4().hex[:16]}")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -55,9 +88,10 @@ def reader_url(reader_model_file: Path, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(tmp_path: Path, database_url: str | None) -> Settings:
     """Embedded-default settings in a fresh folder; the reader is not started by the app."""
     return Settings(
         data_dir=tmp_path / "data",
+        database_url=database_url,
         reader=ReaderSettings(managed=False, base_url="http://127.0.0.1:9/v1", max_retries=0),
     )

@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from tests.apihelpers import auth
-from tests.conftest import free_port
 from tests.docgen import make_pdf
+from tests.services import create_database, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.reader]
 RAGKB = str(Path(sys.executable).with_name("ragkb"))
@@ -43,9 +43,18 @@ def ragkb(env: dict[str, str], *args: str, timeout: float = 300) -> str:
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory, reader_url: str) -> Iterator[Service]:
+def service(
+    tmp_path_factory: pytest.TempPathFactory,
+    reader_url: str,
+    database_kind: str,
+    request: pytest.FixtureRequest,
+) -> Iterator[Service]:
     tmp_path = tmp_path_factory.mktemp("service")
     port = free_port()
+    database: dict[str, str] = {}
+    if database_kind == "postgresql":
+        server_url = request.getfixturevalue("postgres_url")
+        database["RAGKB_DATABASE_URL"] = create_database(server_url, "e2e")
     env = {
         **os.environ,
         "RAGKB_DATA_DIR": str(tmp_path / "data"),
@@ -53,6 +62,7 @@ def service(tmp_path_factory: pytest.TempPathFactory, reader_url: str) -> Iterat
         "RAGKB_READER__MANAGED": "false",  # the session's reader server is shared
         "RAGKB_READER__BASE_URL": reader_url,
         "RAGKB_READER__TEMPERATURE": "0",
+        **database,
     }
     ragkb(env, "tenant", "create", "acme")
     ragkb(env, "tenant", "create", "globex")

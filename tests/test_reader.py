@@ -22,7 +22,7 @@ from generation.verify import CitationVerifier
 from ingest.identity import point_id_for
 from retrieval.rerank import NoReranker
 from retrieval.retriever import RetrievedChunk, Retriever
-from tests.conftest import free_port
+from tests.services import free_port
 
 pytestmark = pytest.mark.reader
 

@@ -1,7 +1,17 @@
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 from core.embedding import SentenceTransformerEmbedder
+from core.metrics import Metrics
+from core.settings import ReaderSettings
+from core.vectorstore.edge import EdgeVectorStore
+from generation.answer import AnswerResult, AnswerService, _Prepared
+from generation.client import ChatClient
 from generation.verify import CitationVerifier, content_tokens, lexical_support
+from retrieval.rerank import NoReranker
+from retrieval.retriever import RetrievedChunk, Retriever
 
 SOURCE = (
     "The Rotterdam warehouse opened in 2019. It shipped 48,200 parcels in September. "
@@ -37,3 +47,50 @@ def test_unrelated_claim_is_not_verified(embedder: SentenceTransformerEmbedder) 
     assert not support.verified
     assert support.lexical < 0.5
     assert not verifier.support("", SOURCE).verified
+
+
+def test_reader_output_with_no_or_nonsense_citations_is_flagged_not_failed(
+    embedder: SentenceTransformerEmbedder, tmp_path: Path
+) -> None:
+    """Whatever the reader writes, the answer comes back: unverified, never an error."""
+    reader_settings = ReaderSettings()
+    store = EdgeVectorStore(path=tmp_path / "s", dimension=embedder.dimension)
+    service = AnswerService(
+        retriever=Retriever(
+            store=store, embedder=embedder, reranker=NoReranker(), candidates=5, min_score=0
+        ),
+        chat_client=ChatClient(reader_settings),
+        verifier=CitationVerifier(
+            embedder=embedder, lexical_threshold=0.65, semantic_threshold=0.5
+        ),
+        count_tokens=len,
+        reader_settings=reader_settings,
+        metrics=Metrics(),
+    )
+    source = RetrievedChunk(
+        point_id="p", document_id="d", path="a.md", title=None, page=None, section=None,
+        char_start=100, char_end=100 + len(SOURCE), text=SOURCE, retrieval_score=0.8,
+    )  # fmt: skip
+
+    def finish(text: str) -> AnswerResult:
+        prepared = _Prepared("q", "q", [source], ["dense"], {}, time.perf_counter())
+        return service._finish(prepared, text)
+
+    uncited = finish("It shipped many parcels.")
+    assert uncited.answered
+    assert not uncited.verified
+    assert uncited.citations == []
+
+    nonsense = finish("It shipped 48,200 parcels [7]. Cats are mammals [0][1].")
+    assert nonsense.invalid_citation_numbers == [7, 0]
+    assert [c.number for c in nonsense.citations] == [1]
+    assert not nonsense.citations[0].verified  # cats are not in the source
+    assert not nonsense.verified
+
+    good = finish("The Rotterdam warehouse shipped 48,200 parcels in September [1].")
+    assert good.verified
+    quote = good.citations[0]
+    # The claim names the warehouse (sentence 1) and the figure (sentence 2): the pair is quoted.
+    assert quote.quote == SOURCE[: SOURCE.index(" Staff")]
+    assert SOURCE[quote.char_start - 100 : quote.char_end - 100] == quote.quote
+    store.close()

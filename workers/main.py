@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from functools import cache
+from pathlib import Path
 
 from celery import Celery
+from celery.signals import worker_ready
 
 from core.db import create_db_engine, create_session_factory
 from core.embedding import create_embedder
@@ -32,6 +37,32 @@ def create_worker_app(settings: Settings) -> Celery:
     return create_celery_app(settings, ingest_dependencies=dependencies)
 
 
+HEARTBEAT_INTERVAL_S = 10.0
+
+
+def start_heartbeat(path: Path, is_healthy: Callable[[], bool]) -> threading.Event:
+    """Touch `path` every few seconds while `is_healthy()`; set the returned event to stop."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_INTERVAL_S):
+            if is_healthy():
+                path.touch()
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+    threading.Thread(target=beat, name="ragkb-heartbeat", daemon=True).start()
+    return stop
+
+
+def heartbeat_age_s(path: Path) -> float | None:
+    """Seconds since the last heartbeat, or None if there was none."""
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return None
+
+
 def run_worker(settings: Settings, *, concurrency: int) -> None:
     if settings.vector_store.kind is VectorStoreKind.EMBEDDED:
         raise SystemExit(
@@ -39,4 +70,15 @@ def run_worker(settings: Settings, *, concurrency: int) -> None:
             "a separate worker needs RAGKB_VECTOR_STORE__KIND=qdrant with a server URL"
         )
     app = create_worker_app(settings)
+
+    def _beat(sender: object, **_: object) -> None:
+        consumer = getattr(sender, "consumer", None)
+        connection = getattr(consumer, "connection", None)
+        start_heartbeat(
+            settings.worker.heartbeat_file,
+            lambda: connection is None or bool(getattr(connection, "connected", True)),
+        )
+
+    worker_ready.connect(_beat, weak=False)
+
     app.worker_main(["worker", "--pool=threads", f"--concurrency={concurrency}", "-l", "INFO"])

@@ -1,0 +1,79 @@
+"""`ragkb check`: what is configured, and does each dependency answer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from core.settings import Settings, VectorStoreKind
+
+CheckRow = tuple[str, bool, str]
+
+
+def run_checks(settings: Settings) -> list[CheckRow]:
+    rows: list[CheckRow] = [("environment", True, settings.environment)]
+    rows.append(_run("database", _check_database, settings))
+    rows.append(_run("broker", _check_broker, settings))
+    rows.append(_run("vector store", _check_vector_store, settings))
+    rows.append(_run("reader", _check_reader, settings))
+    return rows
+
+
+def _run(name: str, check: Callable[[Settings], str], settings: Settings) -> CheckRow:
+    try:
+        return (name, True, check(settings))
+    except Exception as exc:
+        return (name, False, f"{type(exc).__name__}: {exc}"[:300])
+
+
+def _check_database(settings: Settings) -> str:
+    from core.db import create_db_engine
+
+    url = make_url(settings.resolved_database_url)
+    engine = create_db_engine(settings)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    finally:
+        engine.dispose()
+    return url.render_as_string(hide_password=True)
+
+
+def _check_broker(settings: Settings) -> str:
+    from kombu.connection import Connection
+
+    from workers.celery_app import broker_options
+
+    url, options = broker_options(settings)
+    connection = Connection(url, transport_options=options, connect_timeout=3)  # type: ignore[no-untyped-call]
+    with connection:
+        connection.ensure_connection(max_retries=1)  # type: ignore[no-untyped-call]
+    return make_url(url).render_as_string(hide_password=True) if "://" in url else url
+
+
+def _check_vector_store(settings: Settings) -> str:
+    if settings.vector_store.kind is VectorStoreKind.EMBEDDED:
+        # Opening it here would take the folder lock from a running `ragkb serve`.
+        path = settings.vector_store_path
+        return f"embedded at {path} ({'exists' if path.exists() else 'created on first start'})"
+    if not settings.vector_store.url:
+        return f"qdrant-client local mode at {settings.vector_store_path}"
+    headers = {}
+    if settings.vector_store.api_key is not None:
+        headers["api-key"] = settings.vector_store.api_key.get_secret_value()
+    response = httpx.get(f"{settings.vector_store.url}/collections", headers=headers, timeout=5)
+    response.raise_for_status()
+    return f"qdrant server at {settings.vector_store.url}"
+
+
+def _check_reader(settings: Settings) -> str:
+    headers = {"Authorization": f"Bearer {settings.reader.api_key.get_secret_value()}"}
+    response = httpx.get(f"{settings.reader.base_url}/models", headers=headers, timeout=5)
+    response.raise_for_status()
+    served = [m["id"] for m in response.json().get("data", [])]
+    if settings.reader.model not in served:
+        raise RuntimeError(f"model {settings.reader.model!r} not served (served: {served})")
+    return f"{settings.reader.model} at {settings.reader.base_url}"
