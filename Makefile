@@ -20,7 +20,8 @@ lint:
 typecheck:
 	.venv/bin/mypy
 
-# The whole suite runs twice: on SQLite (the embedded default) and on PostgreSQL.
+# The whole suite runs twice: on the embedded default (SQLite, folder broker) and on the
+# production servers that run here (PostgreSQL, Redis), both started on loopback by the tests.
 pytest:
-	.venv/bin/python -m pytest --db sqlite
-	.venv/bin/python -m pytest --db postgresql
+	.venv/bin/python -m pytest --db sqlite --broker folder
+	.venv/bin/python -m pytest --db postgresql --broker redis

@@ -112,7 +112,7 @@ class CitationSettings(BaseModel):
         None, ge=-1, le=1, description="Override the per-model semantic threshold."
     )
     semantic_thresholds: dict[str, float] = Field(
-        {"all-MiniLM-L6-v2": 0.513, "multilingual-e5-small": 0.85},
+        {"all-MiniLM-L6-v2": 0.513, "multilingual-e5-small": 0.873},
         description="Cosine of claim and span that verifies a citation, per embedding model.",
     )
 

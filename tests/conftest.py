@@ -27,6 +27,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="sqlite",
         help="The database every test runs against (CI runs the suite once with each).",
     )
+    parser.addoption(
+        "--broker",
+        choices=["folder", "redis"],
+        default="folder",
+        help="The Celery broker: the embedded default's folder, or a real Redis server.",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +54,15 @@ def database_url(database_kind: str, request: pytest.FixtureRequest) -> str | No
         return None
     server_url: str = request.getfixturevalue("postgres_url")
     return create_database(server_url, f"t_{uuid.uuid4().hex[:16]}")
+
+
+@pytest.fixture(scope="session")
+def broker_url(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> str | None:
+    """None for the folder broker, or the URL of this session's Redis server."""
+    if pytestconfig.getoption("--broker") == "folder":
+        return None
+    server: RedisServer = request.getfixturevalue("redis_server")
+    return server.url
 
 
 @pytest.fixture(scope="session")
@@ -88,10 +103,11 @@ def reader_url(reader_model_file: Path, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str | None) -> Settings:
-    """Embedded-default settings in a fresh folder; the reader is not started by the app."""
+def settings(tmp_path: Path, database_url: str | None, broker_url: str | None) -> Settings:
+    """Settings in a fresh folder for the chosen database and broker; no reader is started."""
     return Settings(
         data_dir=tmp_path / "data",
         database_url=database_url,
+        broker_url=broker_url,
         reader=ReaderSettings(managed=False, base_url="http://127.0.0.1:9/v1", max_retries=0),
     )

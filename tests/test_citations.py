@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 from generation.citations import parse_citations
-from generation.prompt import is_refusal
+from generation.prompt import SYSTEM_PROMPT, fit_sources, is_refusal
+from retrieval.retriever import RetrievedChunk
 
 
 def test_markers_map_to_the_sentence_that_carries_them() -> None:
@@ -44,3 +45,30 @@ def test_refusals_are_recognised() -> None:
     assert is_refusal("The CEO is not mentioned in the provided sources.")
     assert is_refusal("The sources do not contain the answer.")
     assert not is_refusal("Passwords must be at least 14 characters long [1].")
+
+
+def _chunk(text: str) -> RetrievedChunk:
+    return RetrievedChunk(
+        point_id="p", document_id="d", path="a.md", title=None, page=None, section=None,
+        char_start=0, char_end=len(text), text=text, retrieval_score=0.9,
+    )  # fmt: skip
+
+
+def test_sources_are_fitted_to_the_readers_window_in_rank_order() -> None:
+    def count_words(text: str) -> int:
+        return len(text.split())
+
+    sources = [_chunk("alpha " * 100), _chunk("beta " * 300), _chunk("gamma " * 50)]
+    fixed = count_words(SYSTEM_PROMPT) + count_words("why?") + 64
+    kept = fit_sources(
+        "why?", sources, count_tokens=count_words,
+        context_tokens=fixed + 200 + 180, answer_tokens=200,
+    )  # fmt: skip
+    # The first fits (~104 words), the second would overflow and is skipped, the third fits.
+    assert [c.text.split()[0] for c in kept] == ["alpha", "gamma"]
+    assert (
+        fit_sources(
+            "why?", sources, count_tokens=count_words, context_tokens=fixed + 200, answer_tokens=200
+        )
+        == []
+    )

@@ -47,6 +47,7 @@ def service(
     tmp_path_factory: pytest.TempPathFactory,
     reader_url: str,
     database_kind: str,
+    broker_url: str | None,
     request: pytest.FixtureRequest,
 ) -> Iterator[Service]:
     tmp_path = tmp_path_factory.mktemp("service")
@@ -55,6 +56,8 @@ def service(
     if database_kind == "postgresql":
         server_url = request.getfixturevalue("postgres_url")
         database["RAGKB_DATABASE_URL"] = create_database(server_url, "e2e")
+    if broker_url is not None:
+        database["RAGKB_BROKER_URL"] = broker_url
     env = {
         **os.environ,
         "RAGKB_DATA_DIR": str(tmp_path / "data"),
@@ -62,6 +65,7 @@ def service(
         "RAGKB_READER__MANAGED": "false",  # the session's reader server is shared
         "RAGKB_READER__BASE_URL": reader_url,
         "RAGKB_READER__TEMPERATURE": "0",
+        "RAGKB_READER__MAX_TOKENS": "400",
         **database,
     }
     ragkb(env, "tenant", "create", "acme")
@@ -223,6 +227,41 @@ def test_streamed_answer_sends_sources_tokens_citations_done(ingested: Service) 
     assert done["answered"]
     assert "ttft_ms" in done["timings_ms"]
     assert ("reports/q3.pdf", 2) in {(c["path"], c["page"]) for c in done["citations"]}
+
+
+def test_closing_the_stream_stops_the_reader(ingested: Service) -> None:
+    """A client that goes away must not leave the reader generating for nobody."""
+
+    def quick_question_seconds() -> float:
+        started = time.monotonic()
+        quick = httpx.post(
+            f"{ingested.url}/v1/query",
+            headers=auth(ingested.key_a),
+            json={"question": "How many vacation days do employees receive?", "top_k": 1},
+            timeout=300,
+        )
+        assert quick.status_code == 200
+        return time.monotonic() - started
+
+    baseline = quick_question_seconds()
+    body = {
+        "question": "Write a very long report on every parcel the Rotterdam warehouse "
+        "shipped, with all the details you can think of.",
+        "top_k": 3,
+        "stream": True,
+    }
+    with httpx.stream(
+        "POST", f"{ingested.url}/v1/query", headers=auth(ingested.key_a), json=body, timeout=300
+    ) as response:
+        tokens = 0
+        for line in response.iter_lines():
+            if line.startswith("event: token"):
+                tokens += 1
+                if tokens >= 3:
+                    break
+    # The CPU reader serves one request at a time: had the abandoned answer (up to 400 tokens at
+    # ~15-20 tokens/s) kept generating, this question would have waited 20 s or more behind it.
+    assert quick_question_seconds() < baseline + 10
 
 
 def test_openai_client_works_unchanged(ingested: Service) -> None:
