@@ -19,10 +19,11 @@ from generation.answer import AnswerService
 from generation.client import ChatClient
 from generation.tokens import ReaderTokenCounter
 from generation.verify import CitationVerifier
+from ingest.jobs import requeue_unfinished
 from ingest.pipeline import IngestDependencies
 from retrieval.rerank import create_reranker
 from retrieval.retriever import Retriever
-from workers.celery_app import create_celery_app
+from workers.celery_app import create_celery_app, enqueue_ingest
 from workers.embedded import EmbeddedWorker
 
 logger = logging.getLogger(__name__)
@@ -106,6 +107,14 @@ class Runtime:
 
     def start(self) -> None:
         if self.embedded_worker is not None:
+            # This process is the only consumer: whatever a previous run left unfinished (it was
+            # killed mid-job) is queued again. Redeliveries of the same file are claimed once.
+            with self.session_factory() as session:
+                file_ids = requeue_unfinished(session)
+                session.commit()
+            if file_ids:
+                logger.info("re-queueing %d unfinished files", len(file_ids))
+                enqueue_ingest(self.celery_app, file_ids)
             self.embedded_worker.start()
 
     def close(self) -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from core.models import FileState, IngestJob, JobFile, utcnow
@@ -90,11 +90,6 @@ def job_progress(job: IngestJob) -> JobProgress:
     )
 
 
-def mark_running(job_file: JobFile) -> None:
-    job_file.state = FileState.RUNNING
-    job_file.started_at = utcnow()
-
-
 def mark_finished(
     job_file: JobFile,
     state: FileState,
@@ -109,3 +104,39 @@ def mark_finished(
     job_file.document_id = document_id
     job_file.chunk_count = chunk_count
     job_file.finished_at = at or utcnow()
+
+
+def claim_file(session: Session, *, file_id: str, stale_after: timedelta) -> bool:
+    """Atomically take a file for processing: queued, or running for longer than `stale_after`
+    (its worker died). Two deliveries of the same task cannot both claim it."""
+    now = utcnow()
+    result = session.execute(
+        update(JobFile)
+        .where(
+            JobFile.id == file_id,
+            or_(
+                JobFile.state == FileState.QUEUED,
+                (JobFile.state == FileState.RUNNING) & (JobFile.started_at < now - stale_after),
+            ),
+        )
+        .values(state=FileState.RUNNING, started_at=now)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+def requeue_unfinished(session: Session) -> list[str]:
+    """Files left queued or running by a process that stopped: all are queued again.
+
+    Only for the process that is the sole consumer (the embedded default), at its start: no
+    other worker can be running them.
+    """
+    session.execute(
+        update(JobFile)
+        .where(JobFile.state == FileState.RUNNING)
+        .values(state=FileState.QUEUED, started_at=None)
+    )
+    return list(
+        session.scalars(
+            select(JobFile.id).where(JobFile.state == FileState.QUEUED).order_by(JobFile.job_id)
+        )
+    )

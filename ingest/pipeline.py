@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import select
@@ -15,7 +16,7 @@ from core.settings import ChunkingSettings
 from core.vectorstore import ChunkPoint, VectorStore
 from ingest.chunk import Chunk, chunk_document
 from ingest.identity import document_id_for, point_id_for
-from ingest.jobs import mark_finished, mark_running
+from ingest.jobs import claim_file, mark_finished
 from ingest.parse import ParseError, parse_document
 
 logger = logging.getLogger(__name__)
@@ -27,19 +28,21 @@ class IngestDependencies:
     store: VectorStore
     embedder: Embedder
     chunking: ChunkingSettings
+    # A file `running` for longer than this is taken to have lost its worker, and may be claimed.
+    stale_after: timedelta = timedelta(minutes=15)
 
 
 def process_job_file(file_id: str, deps: IngestDependencies) -> FileState:
     """Index one file of a job; a finished file is left as it is (safe to run twice)."""
     with deps.session_factory() as session:
-        job_file = session.get(JobFile, file_id)
-        if job_file is None:
-            logger.warning("job file %s no longer exists", file_id)
-            return FileState.FAILED
-        if FileState(job_file.state).finished:
-            return FileState(job_file.state)
-        mark_running(job_file)
+        if not claim_file(session, file_id=file_id, stale_after=deps.stale_after):
+            # Finished, missing, or being processed by a live worker: a redelivery, nothing to do.
+            job_file = session.get(JobFile, file_id)
+            return FileState(job_file.state) if job_file else FileState.FAILED
         session.commit()
+        job_file = session.get(JobFile, file_id)
+        if job_file is None:  # deleted with its job between the claim and now
+            return FileState.FAILED
         tenant_id, path, staged_path = job_file.tenant_id, job_file.path, job_file.staged_path
         version = job_file.sha256 or ""
 

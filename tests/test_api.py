@@ -217,3 +217,24 @@ def test_metrics_label_requests_by_route_template(api: Harness) -> None:
     text = api.client.get("/metrics").text
     assert 'route="/v1/ingest/jobs/{job_id}"' in text
     assert "some-id" not in text  # the label set stays bounded
+
+
+def test_delete_removes_every_chunk_and_only_the_callers(api: Harness) -> None:
+    longer = HANDBOOK + b"\n## Equipment\n\nLaptops are replaced every three years.\n"
+    job = wait_for_job(api.client, str(upload(api, api.key_a, {"h.md": longer})["id"]), api.key_a)
+    document_id = job["files"][0]["document_id"]
+    assert api.runtime.store.count(tenant_id=api.tenant_a, document_id=document_id) == 2
+
+    other = api.client.delete(f"/v1/documents/{document_id}", headers=auth(api.key_b))
+    assert other.status_code == 404
+    assert api.runtime.store.count(tenant_id=api.tenant_a, document_id=document_id) == 2
+
+    deleted = api.client.delete(f"/v1/documents/{document_id}", headers=auth(api.key_a))
+    assert deleted.status_code == 204
+    assert api.runtime.store.count(tenant_id=api.tenant_a, document_id=document_id) == 0
+    assert api.client.get("/v1/documents", headers=auth(api.key_a)).json()["documents"] == []
+    again = api.client.delete(f"/v1/documents/{document_id}", headers=auth(api.key_a))
+    assert again.status_code == 404
+    # Deleted means gone: the same content can be ingested again (not skipped as unchanged).
+    job = wait_for_job(api.client, str(upload(api, api.key_a, {"h.md": longer})["id"]), api.key_a)
+    assert job["files"][0]["state"] == "done"

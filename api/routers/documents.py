@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException, Response, status
 from sqlalchemy import select
 
-from api.deps import SessionDep, TenantDep
+from api.deps import RuntimeDep, SessionDep, TenantDep
 from api.schemas import DocumentList, DocumentOut, ErrorOut
 from core.models import Document
 
@@ -33,3 +33,31 @@ def list_documents(tenant: TenantDep, session: SessionDep) -> DocumentList:
             for d in rows
         ]
     )
+
+
+@router.delete(
+    "/{document_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses={401: {"model": ErrorOut}, 404: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+    summary="Delete a document and every chunk of it",
+)
+def delete_document(
+    document_id: str, tenant: TenantDep, session: SessionDep, runtime: RuntimeDep
+) -> Response:
+    """Remove all of the document's points (every version), check none is left, then its row."""
+    document = session.scalar(
+        select(Document).where(Document.id == document_id, Document.tenant_id == tenant.tenant_id)
+    )
+    if document is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such document")
+    runtime.store.delete_document(tenant_id=tenant.tenant_id, document_id=document_id)
+    left = runtime.store.count(tenant_id=tenant.tenant_id, document_id=document_id)
+    if left:
+        # The row stays, so a retry (or `ragkb reconcile`) can finish the job.
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, f"{left} chunks could not be deleted; retry"
+        )
+    session.delete(document)
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
