@@ -25,6 +25,9 @@ class ProgressOut(BaseModel):
     failed: int
     skipped: int
     fraction: float = Field(description="Finished files / total files.")
+    chunks_indexed: int = Field(description="Chunks written by the files done so far.")
+    files_per_s: float | None = Field(description="Rate since the job's first file started.")
+    eta_s: float | None = Field(description="Seconds left at that rate (None before a rate).")
 
 
 class JobOut(BaseModel):

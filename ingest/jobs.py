@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, selectinload
@@ -19,6 +19,17 @@ class JobProgress:
     done: int
     failed: int
     skipped: int
+    chunks_indexed: int = 0
+    files_per_s: float | None = None  # since the job's first file started
+
+    @property
+    def eta_s(self) -> float | None:
+        remaining = self.total - self.finished
+        if remaining == 0:
+            return 0.0
+        if not self.files_per_s:
+            return None
+        return remaining / self.files_per_s
 
     @property
     def finished(self) -> int:
@@ -78,8 +89,17 @@ def get_job(session: Session, *, tenant_id: str, job_id: str) -> IngestJob | Non
     )
 
 
-def job_progress(job: IngestJob) -> JobProgress:
+def job_progress(job: IngestJob, *, now: datetime | None = None) -> JobProgress:
     states = [FileState(f.state) for f in job.files]
+    finished = [f for f in job.files if f.finished_at is not None and f.started_at is not None]
+    files_per_s = None
+    if finished:
+        first_start = min(_aware(f.started_at) for f in finished if f.started_at is not None)
+        last_end = max(_aware(f.finished_at) for f in finished if f.finished_at is not None)
+        still_running = len(finished) < len(states)
+        elapsed = ((now or utcnow()) if still_running else last_end) - first_start
+        if elapsed.total_seconds() > 0:
+            files_per_s = len(finished) / elapsed.total_seconds()
     return JobProgress(
         total=len(states),
         queued=states.count(FileState.QUEUED),
@@ -87,7 +107,14 @@ def job_progress(job: IngestJob) -> JobProgress:
         done=states.count(FileState.DONE),
         failed=states.count(FileState.FAILED),
         skipped=states.count(FileState.SKIPPED),
+        chunks_indexed=sum(f.chunk_count for f in job.files if f.state == FileState.DONE),
+        files_per_s=files_per_s,
     )
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite returns naive datetimes (stored as UTC); PostgreSQL returns aware ones.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def mark_finished(

@@ -111,6 +111,9 @@ def _job_out(job: IngestJob) -> JobOut:
             failed=progress.failed,
             skipped=progress.skipped,
             fraction=round(progress.fraction, 4),
+            chunks_indexed=progress.chunks_indexed,
+            files_per_s=round(progress.files_per_s, 3) if progress.files_per_s else None,
+            eta_s=round(progress.eta_s, 1) if progress.eta_s is not None else None,
         ),
         files=[
             FileOut(
