@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import openai
@@ -73,20 +74,13 @@ class ChatClient:
         self, messages: list[ChatCompletionMessageParam], *, max_tokens: int | None = None
     ) -> ChatResult:
         started = time.perf_counter()
-        with self._slot():
-            try:
-                response = self._client.chat.completions.create(
-                    model=self._settings.model,
-                    messages=messages,
-                    max_tokens=max_tokens or self._settings.max_tokens,
-                    temperature=self._settings.temperature,
-                )
-            except _UNAVAILABLE as exc:
-                raise ReaderUnavailableError(f"reader unavailable: {type(exc).__name__}") from exc
-            except openai.APIStatusError as exc:
-                raise ReaderUnavailableError(
-                    f"reader refused the request: {exc.status_code}"
-                ) from exc
+        with self._slot(), _request_errors():
+            response = self._client.chat.completions.create(
+                model=self._settings.model,
+                messages=messages,
+                max_tokens=max_tokens or self._settings.max_tokens,
+                temperature=self._settings.temperature,
+            )
         usage = response.usage
         elapsed_ms = (time.perf_counter() - started) * 1000
         return ChatResult(
@@ -102,7 +96,7 @@ class ChatClient:
         """Yield text deltas as the reader writes them; closing the iterator cancels upstream."""
         started = time.perf_counter()
         with self._slot():
-            try:
+            with _request_errors():
                 upstream = self._client.chat.completions.create(
                     model=self._settings.model,
                     messages=messages,
@@ -110,12 +104,6 @@ class ChatClient:
                     temperature=self._settings.temperature,
                     stream=True,
                 )
-            except _UNAVAILABLE as exc:
-                raise ReaderUnavailableError(f"reader unavailable: {type(exc).__name__}") from exc
-            except openai.APIStatusError as exc:
-                raise ReaderUnavailableError(
-                    f"reader refused the request: {exc.status_code}"
-                ) from exc
             try:
                 for event in upstream:
                     if not event.choices:
@@ -152,6 +140,17 @@ class ChatClient:
 
     def close(self) -> None:
         self._client.close()
+
+
+@contextmanager
+def _request_errors() -> Iterator[None]:
+    """Any way the reader can fail to take a request becomes ReaderUnavailableError (503)."""
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        raise ReaderUnavailableError(f"reader unavailable: {type(exc).__name__}") from exc
+    except openai.APIStatusError as exc:
+        raise ReaderUnavailableError(f"reader refused the request: {exc.status_code}") from exc
 
 
 class _Slot:

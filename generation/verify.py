@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from core.embedding import Embedder
+from core.text import trim_span
 
 _WORD = re.compile(r"[^\W\d_]+|\d+(?:[.,]\d+)*", re.UNICODE)
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
@@ -86,7 +87,7 @@ class CitationVerifier:
             key=lambda i: (lexical[i] + semantic[i], -(spans[i][1] - spans[i][0])),
         )
         best_lexical, best_semantic = max(lexical), max(semantic)
-        start, end = _trim(source, *spans[best])
+        start, end = trim_span(source, *spans[best])
         return Support(
             lexical=round(best_lexical, 4),
             semantic=round(best_semantic, 4),
@@ -102,11 +103,3 @@ class CitationVerifier:
 def _dot(a: Sequence[float], b: Sequence[float]) -> float:
     # Embeddings are normalised, so the dot product is the cosine.
     return float(sum(x * y for x, y in zip(a, b, strict=True)))
-
-
-def _trim(text: str, start: int, end: int) -> tuple[int, int]:
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    return start, end

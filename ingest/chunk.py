@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from core.text import trim_span
 from ingest.parse import ElementKind, ParsedDocument
 
 ELEMENT_SEPARATOR = "\n\n"
@@ -87,7 +88,7 @@ def _split(
     text: str, start: int, end: int, max_tokens: int, count_tokens: TokenCounter
 ) -> list[tuple[int, int]]:
     """Pieces of text[start:end] within the budget: the whole element, else its sentences."""
-    start, end = _trim(text, start, end)
+    start, end = trim_span(text, start, end)
     if start >= end:
         return []
     if count_tokens(text[start:end]) <= max_tokens:
@@ -104,7 +105,7 @@ def _split(
 def _halve(
     text: str, start: int, end: int, max_tokens: int, count_tokens: TokenCounter
 ) -> list[tuple[int, int]]:
-    start, end = _trim(text, start, end)
+    start, end = trim_span(text, start, end)
     if start >= end:
         return []
     if end - start == 1 or count_tokens(text[start:end]) <= max_tokens:
@@ -115,14 +116,6 @@ def _halve(
     return _halve(text, start, cut, max_tokens, count_tokens) + _halve(
         text, cut, end, max_tokens, count_tokens
     )
-
-
-def _trim(text: str, start: int, end: int) -> tuple[int, int]:
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    return start, end
 
 
 def _pack(units: list[_Unit], text: str, max_tokens: int, overlap_tokens: int) -> list[Chunk]:
