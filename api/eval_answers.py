@@ -181,13 +181,15 @@ def _ask(
     return {
         "query_id": item.query_id,
         "absent": is_absent,
-        "answer": done["answer"],
+        # No answer text in the rows: the data set's licence stays with the data set.
         "answered": done["answered"],
+        "verified": done["verified"],
         "contains_answer": contains_answer(done["answer"], item.answers),
         "f1": char_f1(done["answer"], item.answers),
         "citations": len(citations),
         "good_citations": sum(c["verified"] and c["path"] in gold_paths for c in citations),
         "gold_retrieved": any(s["path"] in gold_paths for s in done["sources"]),
+        "top_score": max((s["score"] for s in done["sources"]), default=None),
         "ttft_ms": done["timings_ms"].get("ttft_ms"),
         "total_ms": (time.perf_counter() - started) * 1000,
     }
@@ -212,6 +214,7 @@ def _summarize(rows: list[dict[str, Any]], passages: int, ingest_s: float) -> di
         if cited
         else 0.0,
         "answered_with_citation": _share(r["citations"] > 0 for r in present),
+        "verified_answers": _share(r["verified"] for r in present),
         "gold_passage_retrieved": _share(r["gold_retrieved"] for r in present),
         "abstain_rate_when_absent": _share(not r["answered"] for r in absent),
         "ttft_p50_ms": round(statistics.median(ttfts), 1) if ttfts else None,

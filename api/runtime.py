@@ -64,7 +64,7 @@ class Runtime:
             embedder=embedder,
             reranker=create_reranker(settings.rerank),
             candidates=settings.rerank.candidates,
-            min_score=settings.retrieval.min_score,
+            min_score=settings.retrieval.min_score_for(embedder.model_name),
         )
         chat_client = ChatClient(settings.reader)
         metrics = Metrics()

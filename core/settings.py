@@ -66,11 +66,20 @@ class RerankSettings(BaseModel):
 
 class RetrievalSettings(BaseModel):
     default_top_k: int = Field(4, ge=1, le=50)
-    min_score: float = Field(
-        0.25,
-        description="Dense cosine score below which a chunk is not evidence; with no chunk above "
-        "it the answer says so without calling the reader.",
+    min_score: float | None = Field(
+        None, description="Override the per-model evidence threshold (dense cosine score)."
     )
+    min_scores: dict[str, float] = Field(
+        {"all-MiniLM-L6-v2": 0.25, "multilingual-e5-small": 0.881},
+        description="Dense score below which a chunk is not evidence, per embedding model (cosine "
+        "scales differ); with no chunk above it the answer says so without calling the reader. "
+        "multilingual-e5-small's comes from bench/evidence_threshold.py.",
+    )
+
+    def min_score_for(self, model_name: str) -> float:
+        if self.min_score is not None:
+            return self.min_score
+        return self.min_scores.get(model_name, 0.0)
 
 
 class ReaderSettings(BaseModel):

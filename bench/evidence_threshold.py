@@ -1,0 +1,128 @@
+"""Choose the evidence threshold (RAGKB_RETRIEVAL__MIN_SCORE) per embedding model from data.
+
+Questions whose gold passage is indexed should find evidence; questions whose passage was left out
+should not (then ragkb answers "not in the sources" without calling the reader). The top-1 dense
+score of each question is measured through the real ingest path, and the threshold that best
+separates the two groups (balanced accuracy) is reported. The question sample is drawn with a
+different seed from `ragkb eval answers`, so the answer evaluation is not tuned on.
+
+    python bench/evidence_threshold.py --corpus ../shared/data/cmrc2018-zh \
+        --model multilingual-e5-small
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import tempfile
+import time
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.eval_answers import _ingest, load_qa
+from api.runtime import Runtime
+from core.db import run_migrations
+from core.settings import EmbeddingSettings, ReaderSettings, Settings
+from core.tenancy import create_tenant, issue_api_key
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--corpus", type=Path, default=Path("../shared/data/cmrc2018-zh"))
+    parser.add_argument("--model", default="multilingual-e5-small")
+    parser.add_argument("--questions", type=int, default=200)
+    parser.add_argument("--absent-share", type=float, default=0.3)
+    parser.add_argument("--distractors", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    out = args.out or Path(f"bench/results/evidence-threshold-{args.model}.json")
+
+    passages, items = load_qa(args.corpus)
+    rng = random.Random(args.seed)
+    chosen = rng.sample(items, args.questions)
+    absent_count = round(len(chosen) * args.absent_share)
+    absent, present = chosen[:absent_count], chosen[absent_count:]
+    excluded = set().union(*(q.gold_doc_ids for q in absent))
+    wanted = set().union(*(q.gold_doc_ids for q in present)) - excluded
+    others = sorted(set(passages) - wanted - excluded)
+    wanted |= set(rng.sample(others, min(args.distractors, len(others))))
+
+    with tempfile.TemporaryDirectory(prefix="ragkb-evidence-") as data_dir:
+        settings = Settings(
+            data_dir=Path(data_dir),
+            embedding=EmbeddingSettings(model=args.model),
+            reader=ReaderSettings(managed=False),
+        )
+        run_migrations(settings)
+        runtime = Runtime.build(settings)
+        with runtime.session_factory() as session:
+            tenant = create_tenant(session, name=f"evidence-{int(time.time())}")
+            key = issue_api_key(session, tenant=tenant).plaintext
+            session.commit()
+        try:
+            with TestClient(create_app(settings, runtime)) as client:
+                _ingest(
+                    client, {"Authorization": f"Bearer {key}"}, {d: passages[d] for d in wanted}
+                )
+
+            def top_score(question: str) -> float:
+                hits = runtime.store.search_dense(
+                    tenant_id=tenant.id, vector=runtime.embedder.embed_query(question), limit=1
+                )
+                return hits[0].score if hits else 0.0
+
+            present_scores = [top_score(q.question) for q in present]
+            absent_scores = [top_score(q.question) for q in absent]
+        finally:
+            runtime.close()
+
+    best = (0.0, 0.0, 0.0, 0.0)
+    for threshold in sorted(set(present_scores + absent_scores)):
+        kept = sum(s >= threshold for s in present_scores) / len(present_scores)
+        abstained = sum(s < threshold for s in absent_scores) / len(absent_scores)
+        balanced = (kept + abstained) / 2
+        if balanced > best[0]:
+            best = (balanced, threshold, kept, abstained)
+    result = {
+        "model": args.model,
+        "questions": len(chosen),
+        "absent": len(absent),
+        "threshold": round(best[1], 4),
+        "present_kept": round(best[2], 4),
+        "absent_abstained": round(best[3], 4),
+        "balanced_accuracy": round(best[0], 4),
+        "command": (
+            f"python bench/evidence_threshold.py --corpus {args.corpus} --model {args.model} "
+            f"--questions {args.questions} --seed {args.seed}"
+        ),
+    }
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print("| model | threshold | present kept | absent abstained |\n|---|---|---|---|")
+    print(f"| {args.model} | {best[1]:.4f} | {best[2]:.3f} | {best[3]:.3f} |")
+    _plot(present_scores, absent_scores, best[1], out.with_suffix(".png"), args.model)
+
+
+def _plot(
+    present: list[float], absent: list[float], threshold: float, path: Path, model: str
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.hist(present, bins=30, alpha=0.6, label="gold passage indexed")
+    ax.hist(absent, bins=30, alpha=0.6, label="gold passage absent")
+    ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3f}")
+    ax.set_xlabel(f"top-1 dense score ({model})")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()
