@@ -24,6 +24,8 @@ import tempfile
 import time
 import unicodedata
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,6 +95,62 @@ def char_f1(prediction: str, answers: list[str]) -> float:
     return best
 
 
+@dataclass(frozen=True)
+class QASample:
+    """Questions to ask, which of them have their gold passage left out, and what to index."""
+
+    questions: list[QAItem]
+    absent: list[QAItem]
+    passage_ids: list[str]
+
+
+def sample_questions(
+    passages: dict[str, str],
+    items: list[QAItem],
+    *,
+    sample: int,
+    absent_share: float,
+    distractors: int,
+    rng: random.Random,
+) -> QASample:
+    chosen = rng.sample(items, min(sample, len(items)))
+    absent_count = round(len(chosen) * absent_share)
+    absent, present = chosen[:absent_count], chosen[absent_count:]
+    excluded = set().union(*(q.gold_doc_ids for q in absent)) if absent else set()
+    wanted = set().union(*(q.gold_doc_ids for q in present)) - excluded
+    others = sorted(set(passages) - wanted - excluded)
+    wanted |= set(rng.sample(others, min(distractors, len(others))))
+    return QASample(questions=chosen, absent=absent, passage_ids=sorted(wanted))
+
+
+@dataclass(frozen=True)
+class ThrowawayService:
+    client: TestClient
+    runtime: Runtime
+    tenant_id: str
+    headers: dict[str, str]
+
+
+@contextmanager
+def throwaway_service(**settings: Any) -> Iterator[ThrowawayService]:
+    """The real app in-process, in a temporary data folder, with one new tenant and its key."""
+    with tempfile.TemporaryDirectory(prefix="ragkb-throwaway-") as data_dir:
+        resolved = Settings(data_dir=Path(data_dir), **settings)
+        run_migrations(resolved)
+        runtime = Runtime.build(resolved)
+        with runtime.session_factory() as session:
+            tenant = create_tenant(session, name=f"throwaway-{int(time.time())}")
+            key = issue_api_key(session, tenant=tenant).plaintext
+            session.commit()
+        try:
+            with TestClient(create_app(resolved, runtime)) as client:
+                yield ThrowawayService(
+                    client, runtime, tenant.id, {"Authorization": f"Bearer {key}"}
+                )
+        finally:
+            runtime.close()
+
+
 def run_answer_eval(
     corpus_dir: Path,
     *,
@@ -106,42 +164,29 @@ def run_answer_eval(
     reader_model: str,
 ) -> dict[str, Any]:
     passages, items = load_qa(corpus_dir)
-    rng = random.Random(seed)
-    chosen = rng.sample(items, min(sample, len(items)))
-    absent_count = round(len(chosen) * absent_share)
-    absent, present = chosen[:absent_count], chosen[absent_count:]
-    excluded = set().union(*(q.gold_doc_ids for q in absent)) if absent else set()
-    wanted = set().union(*(q.gold_doc_ids for q in present)) - excluded
-    others = sorted(set(passages) - wanted - excluded)
-    wanted |= set(rng.sample(others, min(distractors, len(others))))
-
-    with tempfile.TemporaryDirectory(prefix="ragkb-eval-") as data_dir:
-        settings = Settings(
-            data_dir=Path(data_dir),
-            embedding=EmbeddingSettings(model=embedding_model),
-            reader=ReaderSettings(
-                base_url=reader_url, model=reader_model, managed=False, temperature=0
-            ),
-        )
-        run_migrations(settings)
-        runtime = Runtime.build(settings)
-        with runtime.session_factory() as session:
-            tenant = create_tenant(session, name=f"eval-{int(time.time())}")
-            key = issue_api_key(session, tenant=tenant).plaintext
-            session.commit()
-        headers = {"Authorization": f"Bearer {key}"}
-        try:
-            with TestClient(create_app(settings, runtime)) as client:
-                ingest_started = time.perf_counter()
-                _ingest(client, headers, {d: passages[d] for d in sorted(wanted)})
-                ingest_s = time.perf_counter() - ingest_started
-                rows = [_ask(client, headers, q, top_k, q in absent) for q in chosen]
-        finally:
-            runtime.close()
-    return _summarize(rows, len(wanted), ingest_s)
+    picked = sample_questions(
+        passages, items, sample=sample, absent_share=absent_share, distractors=distractors,
+        rng=random.Random(seed),
+    )  # fmt: skip
+    with throwaway_service(
+        embedding=EmbeddingSettings(model=embedding_model),
+        reader=ReaderSettings(
+            base_url=reader_url, model=reader_model, managed=False, temperature=0
+        ),
+    ) as service:
+        ingest_started = time.perf_counter()
+        ingest_passages(service, {d: passages[d] for d in picked.passage_ids})
+        ingest_s = time.perf_counter() - ingest_started
+        rows = [
+            _ask(service.client, service.headers, q, top_k, q in picked.absent)
+            for q in picked.questions
+        ]
+    return _summarize(rows, len(picked.passage_ids), ingest_s)
 
 
-def _ingest(client: TestClient, headers: dict[str, str], docs: dict[str, str]) -> None:
+def ingest_passages(service: ThrowawayService, docs: dict[str, str]) -> None:
+    """Upload passages as text files through the real ingest path and wait for the jobs."""
+    client, headers = service.client, service.headers
     ids = list(docs)
     for start in range(0, len(ids), 100):
         batch = ids[start : start + 100]

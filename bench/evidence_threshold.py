@@ -15,18 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import tempfile
-import time
 from pathlib import Path
 
-from fastapi.testclient import TestClient
-
-from api.app import create_app
-from api.eval_answers import _ingest, load_qa
-from api.runtime import Runtime
-from core.db import run_migrations
-from core.settings import EmbeddingSettings, ReaderSettings, Settings
-from core.tenancy import create_tenant, issue_api_key
+from api.eval_answers import ingest_passages, load_qa, sample_questions, throwaway_service
+from core.settings import EmbeddingSettings, ReaderSettings
 
 
 def main() -> None:
@@ -42,43 +34,25 @@ def main() -> None:
     out = args.out or Path(f"bench/results/evidence-threshold-{args.model}.json")
 
     passages, items = load_qa(args.corpus)
-    rng = random.Random(args.seed)
-    chosen = rng.sample(items, args.questions)
-    absent_count = round(len(chosen) * args.absent_share)
-    absent, present = chosen[:absent_count], chosen[absent_count:]
-    excluded = set().union(*(q.gold_doc_ids for q in absent))
-    wanted = set().union(*(q.gold_doc_ids for q in present)) - excluded
-    others = sorted(set(passages) - wanted - excluded)
-    wanted |= set(rng.sample(others, min(args.distractors, len(others))))
+    picked = sample_questions(
+        passages, items, sample=args.questions, absent_share=args.absent_share,
+        distractors=args.distractors, rng=random.Random(args.seed),
+    )  # fmt: skip
+    present = [q for q in picked.questions if q not in picked.absent]
+    with throwaway_service(
+        embedding=EmbeddingSettings(model=args.model), reader=ReaderSettings(managed=False)
+    ) as service:
+        ingest_passages(service, {d: passages[d] for d in picked.passage_ids})
 
-    with tempfile.TemporaryDirectory(prefix="ragkb-evidence-") as data_dir:
-        settings = Settings(
-            data_dir=Path(data_dir),
-            embedding=EmbeddingSettings(model=args.model),
-            reader=ReaderSettings(managed=False),
-        )
-        run_migrations(settings)
-        runtime = Runtime.build(settings)
-        with runtime.session_factory() as session:
-            tenant = create_tenant(session, name=f"evidence-{int(time.time())}")
-            key = issue_api_key(session, tenant=tenant).plaintext
-            session.commit()
-        try:
-            with TestClient(create_app(settings, runtime)) as client:
-                _ingest(
-                    client, {"Authorization": f"Bearer {key}"}, {d: passages[d] for d in wanted}
-                )
+        def top_score(question: str) -> float:
+            vector = service.runtime.embedder.embed_query(question)
+            hits = service.runtime.store.search_dense(
+                tenant_id=service.tenant_id, vector=vector, limit=1
+            )
+            return hits[0].score if hits else 0.0
 
-            def top_score(question: str) -> float:
-                hits = runtime.store.search_dense(
-                    tenant_id=tenant.id, vector=runtime.embedder.embed_query(question), limit=1
-                )
-                return hits[0].score if hits else 0.0
-
-            present_scores = [top_score(q.question) for q in present]
-            absent_scores = [top_score(q.question) for q in absent]
-        finally:
-            runtime.close()
+        present_scores = [top_score(q.question) for q in present]
+        absent_scores = [top_score(q.question) for q in picked.absent]
 
     best = (0.0, 0.0, 0.0, 0.0)
     for threshold in sorted(set(present_scores + absent_scores)):
@@ -89,8 +63,8 @@ def main() -> None:
             best = (balanced, threshold, kept, abstained)
     result = {
         "model": args.model,
-        "questions": len(chosen),
-        "absent": len(absent),
+        "questions": len(picked.questions),
+        "absent": len(picked.absent),
         "threshold": round(best[1], 4),
         "present_kept": round(best[2], 4),
         "absent_abstained": round(best[3], 4),
