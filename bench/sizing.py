@@ -24,12 +24,9 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from api.runtime import Runtime
-from core.db import run_migrations
+from api.eval_answers import throwaway_service
 from core.embedding import packaged_model_path
-from core.settings import ReaderSettings, RetrievalSettings, Settings
-from core.tenancy import create_tenant, issue_api_key
+from core.settings import ReaderSettings, RetrievalSettings
 from retrieval.rerank import CrossEncoderReranker
 
 
@@ -48,25 +45,13 @@ def main() -> None:
     ]
     queries = queries[: args.questions]
 
-    with tempfile.TemporaryDirectory(prefix="ragkb-sizing-") as data_dir:
-        settings = Settings(
-            data_dir=Path(data_dir),
-            reader=ReaderSettings(managed=False, base_url="http://127.0.0.1:9/v1"),
-            # Nothing clears this bar, so questions stop before the reader (measured apart).
-            retrieval=RetrievalSettings(min_score=2.0),
-        )
-        run_migrations(settings)
-        runtime = Runtime.build(settings)
-        with runtime.session_factory() as session:
-            key = issue_api_key(session, tenant=create_tenant(session, name="sizing")).plaintext
-            session.commit()
-        headers = {"Authorization": f"Bearer {key}"}
-        try:
-            with TestClient(create_app(settings, runtime)) as client:
-                ingest = _ingest(client, headers, corpus)
-                latencies = _questions(client, headers, queries)
-        finally:
-            runtime.close()
+    with throwaway_service(
+        reader=ReaderSettings(managed=False, base_url="http://127.0.0.1:9/v1"),
+        # Nothing clears this bar, so questions stop before the reader (measured apart).
+        retrieval=RetrievalSettings(min_score=2.0),
+    ) as service:
+        ingest = _ingest(service.client, service.headers, corpus)
+        latencies = _questions(service.client, service.headers, queries)
 
     rerank_ms = _rerank_cost(queries[:10], [d["text"] for d in corpus[:20]])
     result = {
