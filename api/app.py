@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.middleware.base import RequestResponseEndpoint
 
-from api.routers import documents, health, ingest, metrics, openai_compat, query
+from api.routers import documents, health, ingest, metrics, openai_compat, query, search
 from api.runtime import Runtime
 from core.db import run_migrations
 from core.settings import Settings
@@ -52,6 +52,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(ingest.router)
     app.include_router(documents.router)
     app.include_router(query.router)
+    app.include_router(search.router)
     app.include_router(openai_compat.router)
     app.include_router(metrics.router)
 

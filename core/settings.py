@@ -64,8 +64,48 @@ class RerankSettings(BaseModel):
     candidates: int = Field(20, ge=1, le=1000, description="Chunks retrieved before reranking.")
 
 
+class RetrievalMode(StrEnum):
+    HYBRID = "hybrid"
+    DENSE = "dense"
+    LEXICAL = "lexical"
+
+
+class FusionMethod(StrEnum):
+    RRF = "rrf"
+    DBSF = "dbsf"
+
+
+class LexicalSettings(BaseModel):
+    """BM25 over Qdrant's sparse index; changing these needs a reindex (`ragkb reindex`)."""
+
+    k1: float = Field(1.2, ge=0, le=5, description="BM25 term-frequency saturation.")
+    b: float = Field(0.75, ge=0, le=1, description="BM25 length normalisation.")
+    avg_terms: float = Field(
+        120.0, gt=0, description="Typical terms per chunk, BM25's average document length."
+    )
+    stem: bool = Field(True, description="Snowball-stem English words.")
+    drop_stopwords: bool = Field(True, description="Leave English stop words out.")
+
+
 class RetrievalSettings(BaseModel):
     default_top_k: int = Field(4, ge=1, le=50)
+    mode: RetrievalMode = Field(
+        RetrievalMode.HYBRID,
+        description="`hybrid`: dense and lexical candidates fused in one Qdrant query; "
+        "`dense` or `lexical` alone.",
+    )
+    fusion: FusionMethod = Field(
+        FusionMethod.RRF,
+        description="`rrf`: weighted reciprocal-rank fusion; `dbsf`: distribution-normalised "
+        "score fusion.",
+    )
+    rrf_k: int = Field(60, ge=1, le=1000)
+    dense_weight: float = Field(1.0, ge=0, description="RRF weight of the dense ranking.")
+    lexical_weight: float = Field(1.0, ge=0, description="RRF weight of the lexical ranking.")
+    candidates: int = Field(
+        100, ge=1, le=1000, description="Candidates each ranking contributes to the fusion."
+    )
+    lexical: LexicalSettings = LexicalSettings()
     min_score: float | None = Field(
         None, description="Override the per-model evidence threshold (dense cosine score)."
     )

@@ -9,6 +9,7 @@ from typing import Any
 
 from core.metrics import Metrics
 from core.settings import ReaderSettings
+from core.vectorstore import SearchFilter
 from generation.citations import parse_citations
 from generation.client import ChatClient, StreamStats
 from generation.prompt import (
@@ -99,8 +100,9 @@ class AnswerService:
         question: str,
         top_k: int,
         history: Sequence[tuple[str, str]] = (),
+        filters: SearchFilter | None = None,
     ) -> AnswerResult:
-        prepared = self._prepare(tenant_id, question, top_k, history)
+        prepared = self._prepare(tenant_id, question, top_k, history, filters)
         if not prepared.sources:
             return self._no_evidence(prepared)
         started = time.perf_counter()
@@ -119,9 +121,10 @@ class AnswerService:
         question: str,
         top_k: int,
         history: Sequence[tuple[str, str]] = (),
+        filters: SearchFilter | None = None,
     ) -> Iterator[AnswerEvent]:
         """Events as they happen; closing the iterator stops the reader's generation."""
-        prepared = self._prepare(tenant_id, question, top_k, history)
+        prepared = self._prepare(tenant_id, question, top_k, history, filters)
         yield AnswerEvent("sources", prepared.sources)
         if not prepared.sources:
             yield AnswerEvent("done", self._no_evidence(prepared))
@@ -142,7 +145,12 @@ class AnswerService:
         yield AnswerEvent("done", result)
 
     def _prepare(
-        self, tenant_id: str, question: str, top_k: int, history: Sequence[tuple[str, str]]
+        self,
+        tenant_id: str,
+        question: str,
+        top_k: int,
+        history: Sequence[tuple[str, str]],
+        filters: SearchFilter | None,
     ) -> _Prepared:
         started = time.perf_counter()
         timings: dict[str, float] = {}
@@ -156,7 +164,9 @@ class AnswerService:
             standalone = rewritten.splitlines()[0].strip() if rewritten else question
             timings["rewrite_ms"] = _ms_since(rewrite_started)
             stages.append("rewrite")
-        retrieval = self._retriever.retrieve(tenant_id=tenant_id, query=standalone, top_k=top_k)
+        retrieval = self._retriever.retrieve(
+            tenant_id=tenant_id, query=standalone, top_k=top_k, filters=filters
+        )
         timings.update(retrieval.timings_ms)
         stages.extend(retrieval.stages)
         sources = fit_sources(

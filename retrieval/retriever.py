@@ -1,13 +1,15 @@
-"""Retrieve a tenant's most relevant chunks: dense search, then the rerank stage."""
+"""Retrieve a tenant's most relevant chunks: hybrid search in Qdrant, then the rerank stage."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from core.embedding import Embedder
-from core.vectorstore import DOCUMENT_FIELD, SearchHit, VectorStore
+from core.lexical import LexicalEncoder
+from core.settings import RetrievalMode, RetrievalSettings
+from core.vectorstore import DOCUMENT_FIELD, HybridQuery, SearchFilter, SearchHit, VectorStore
 from retrieval.rerank import NoReranker, Reranker
 
 
@@ -25,7 +27,9 @@ class RetrievedChunk:
     char_end: int
     text: str
     retrieval_score: float
+    dense_score: float | None = None
     rerank_score: float | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_hit(cls, hit: SearchHit) -> RetrievedChunk:
@@ -41,6 +45,8 @@ class RetrievedChunk:
             char_end=int(p.get("char_end", 0)),
             text=str(p.get("text", "")),
             retrieval_score=hit.score,
+            dense_score=hit.dense_score,
+            metadata={str(k): str(v) for k, v in (p.get("meta") or {}).items()},
         )
 
 
@@ -51,53 +57,94 @@ class RetrievalResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class RetrievalOptions:
+    """Per-request choices; None means the configured default."""
+
+    mode: RetrievalMode | None = None
+    rerank: bool = True
+    # Drop chunks whose dense cosine is below the calibrated evidence threshold (answers do;
+    # a plain search returns the ranking as it is).
+    evidence_gate: bool = True
+
+
 class Retriever:
     def __init__(
         self,
         *,
         store: VectorStore,
         embedder: Embedder,
+        lexical: LexicalEncoder,
         reranker: Reranker,
-        candidates: int,
+        settings: RetrievalSettings,
+        rerank_candidates: int,
         min_score: float,
     ) -> None:
         self._store = store
         self._embedder = embedder
+        self._lexical = lexical
         self._reranker = reranker
-        self._candidates = candidates
+        self._settings = settings
+        self._rerank_candidates = rerank_candidates
         self._min_score = min_score
 
-    def retrieve(self, *, tenant_id: str, query: str, top_k: int) -> RetrievalResult:
-        """The tenant's best `top_k` chunks scoring at least the evidence threshold."""
+    @property
+    def min_score(self) -> float:
+        return self._min_score
+
+    def retrieve(
+        self,
+        *,
+        tenant_id: str,
+        query: str,
+        top_k: int,
+        filters: SearchFilter | None = None,
+        options: RetrievalOptions | None = None,
+    ) -> RetrievalResult:
+        """The tenant's best `top_k` chunks for `query`, within `filters`."""
+        options = options or RetrievalOptions()
+        mode = options.mode or self._settings.mode
+        reranking = options.rerank and not isinstance(self._reranker, NoReranker)
         timings: dict[str, float] = {}
+
         started = time.perf_counter()
-        query_vector = self._embedder.embed_query(query)
+        dense = self._embedder.embed_query(query) if mode is not RetrievalMode.LEXICAL else None
         timings["embed_query_ms"] = _ms_since(started)
+        sparse = self._lexical.encode_query(query) if mode is not RetrievalMode.DENSE else None
 
         started = time.perf_counter()
-        hits = self._store.search_dense(
-            tenant_id=tenant_id, vector=query_vector, limit=max(top_k, self._candidates)
+        hits = self._store.search(
+            tenant_id=tenant_id,
+            query=HybridQuery(
+                limit=max(top_k, self._rerank_candidates) if reranking else top_k,
+                dense=dense,
+                sparse=sparse,
+                candidates=self._settings.candidates,
+                fusion=self._settings.fusion,
+                rrf_k=self._settings.rrf_k,
+                dense_weight=self._settings.dense_weight,
+                sparse_weight=self._settings.lexical_weight,
+            ),
+            filters=filters,
         )
-        chunks = [RetrievedChunk.from_hit(h) for h in hits if h.score >= self._min_score]
+        chunks = [RetrievedChunk.from_hit(h) for h in hits]
+        if options.evidence_gate:
+            chunks = [
+                c for c in chunks if c.dense_score is None or c.dense_score >= self._min_score
+            ]
         timings["retrieve_ms"] = _ms_since(started)
-        stages = ["dense"]
+        stages = [mode.value]
 
-        if chunks and not isinstance(self._reranker, NoReranker):
+        if chunks and reranking:
             started = time.perf_counter()
             scores = self._reranker.rerank(query, [c.text for c in chunks])
             chunks = [
-                _with_rerank_score(c, s)
+                replace(c, rerank_score=s)
                 for c, s in sorted(zip(chunks, scores, strict=True), key=lambda cs: -cs[1])
             ]
             timings["rerank_ms"] = _ms_since(started)
             stages.append(f"rerank:{self._reranker.name}")
         return RetrievalResult(chunks=chunks[:top_k], stages=stages, timings_ms=timings)
-
-
-def _with_rerank_score(chunk: RetrievedChunk, score: float) -> RetrievedChunk:
-    from dataclasses import replace
-
-    return replace(chunk, rerank_score=score)
 
 
 def _ms_since(started: float) -> float:

@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -16,6 +17,7 @@ from core.db import run_migrations
 from core.embedding import SentenceTransformerEmbedder
 from core.settings import Settings
 from core.tenancy import create_tenant, issue_api_key
+from core.vectorstore import HybridQuery
 from tests.apihelpers import auth, files_by_path, wait_for_job
 from tests.docgen import make_pdf
 
@@ -147,8 +149,9 @@ def test_reupload_unchanged_is_skipped_and_a_new_version_replaces_the_old(api: H
     assert changed["files"][0]["state"] == "done"
     assert changed["files"][0]["document_id"] == document_id
     assert api.runtime.store.count(tenant_id=api.tenant_a, document_id=document_id) == 2
-    hits = api.runtime.store.search_dense(
-        tenant_id=api.tenant_a, vector=api.runtime.embedder.embed_query("laptops"), limit=10
+    hits = api.runtime.store.search(
+        tenant_id=api.tenant_a,
+        query=HybridQuery(limit=10, dense=api.runtime.embedder.embed_query("laptops")),
     )
     # Only the new version's chunks remain searchable.
     assert {h.payload["version"] for h in hits} == {hashlib.sha256(longer).hexdigest()}
@@ -196,7 +199,7 @@ def test_no_evidence_answers_without_the_reader(api: Harness) -> None:
     assert body["answered"] is False
     assert body["sources"] == []
     assert body["citations"] == []
-    assert body["stages"] == ["dense", "no_evidence"]
+    assert body["stages"] == ["hybrid", "no_evidence"]
 
 
 def test_unreachable_reader_is_503(api: Harness) -> None:
@@ -241,3 +244,55 @@ def test_delete_removes_every_chunk_and_only_the_callers(api: Harness) -> None:
     # Deleted means gone: the same content can be ingested again (not skipped as unchanged).
     job = wait_for_job(api.client, str(upload(api, api.key_a, {"h.md": longer})["id"]), api.key_a)
     assert job["files"][0]["state"] == "done"
+
+
+def test_search_ranks_hybrid_and_filters_inside_the_tenant(api: Harness) -> None:
+    job = upload(
+        api,
+        api.key_a,
+        {
+            "policies/travel.md": b"# Travel\n\nEconomy class is booked for short flights.\n",
+            "policies/it.md": b"# IT\n\nPasswords are rotated every ninety days by the helpdesk.\n",
+            "notes/vacation.txt": HANDBOOK,
+        },
+    )
+    wait_for_job(api.client, str(job["id"]), api.key_a)
+    wait_for_job(api.client, str(upload(api, api.key_b, {"x.md": HANDBOOK})["id"]), api.key_b)
+
+    def search(key: str, **body: object) -> dict[str, Any]:
+        response = api.client.post("/v1/search", headers=auth(key), json=body)
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    result = search(api.key_a, query="how often are passwords rotated", top_k=3)
+    assert result["hits"][0]["path"] == "policies/it.md"
+    assert result["stages"] == ["hybrid"]
+    assert result["hits"][0]["dense_score"] > 0
+    assert [h["rank"] for h in result["hits"]] == [1, 2, 3]
+
+    lexical = search(api.key_a, query="helpdesk", mode="lexical")
+    assert [h["path"] for h in lexical["hits"]] == ["policies/it.md"]
+    assert lexical["hits"][0]["dense_score"] is None
+
+    under = search(api.key_a, query="vacation days", filters={"path_prefix": "/policies"})
+    assert {h["path"] for h in under["hits"]} == {"policies/travel.md", "policies/it.md"}
+    typed = search(api.key_a, query="vacation days", filters={"file_types": [".TXT"]})
+    assert {h["path"] for h in typed["hits"]} == {"notes/vacation.txt"}
+
+    # Tenant b holds the handbook too: a never sees it and b sees only its own.
+    other = search(api.key_b, query="paid vacation", top_k=10)
+    assert {h["path"] for h in other["hits"]} == {"x.md"}
+
+
+def test_search_rejects_bad_input_with_reasons(api: Harness) -> None:
+    for body in (
+        {"query": ""},
+        {"query": "x", "top_k": 0},
+        {"query": "x", "top_k": 101},
+        {"query": "x", "mode": "fuzzy"},
+        {"query": "x", "filters": {"indexed_after": "yesterday"}},
+    ):
+        response = api.client.post("/v1/search", headers=auth(api.key_a), json=body)
+        assert response.status_code == 422, (body, response.text)
+    response = api.client.post("/v1/search", json={"query": "x"})
+    assert response.status_code == 401

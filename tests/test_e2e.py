@@ -160,7 +160,7 @@ def test_ingest_a_folder_and_answer_with_a_citation(ingested: Service) -> None:
         assert source["char_start"] <= citation["char_start"] < citation["char_end"]
         assert citation["char_end"] <= source["char_end"]
     assert ("reports/q3.pdf", 2) in {(c["path"], c["page"]) for c in body["citations"]}
-    assert body["stages"] == ["dense", "read:qwen2.5-1.5b-instruct", "verify"]
+    assert body["stages"] == ["hybrid", "read:qwen2.5-1.5b-instruct", "verify"]
     assert all(c["verified"] for c in body["citations"]), body["citations"]
     assert body["verified"]
     assert {"embed_query_ms", "retrieve_ms", "generate_ms", "total_ms"} <= set(body["timings_ms"])

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from core.db import create_db_engine, create_session_factory
+from core.lexical import LexicalEncoder
 from core.settings import Settings
 from core.tenancy import get_tenant_by_name
 from core.vectorstore.edge import EdgeVectorStore
@@ -104,6 +105,7 @@ def test_kill_9_mid_job_then_restart_completes_with_exact_points(
     store = EdgeVectorStore(
         path=settings.vector_store_path / collection_name(settings, "all-MiniLM-L6-v2"),
         dimension=384,
+        lexical=LexicalEncoder(settings.retrieval.lexical),
     )
     assert len({f["document_id"] for f in job["files"]}) == FILES
     db_settings = Settings(data_dir=tmp_path / "data", database_url=env.get("RAGKB_DATABASE_URL"))

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from core.embedding import SentenceTransformerEmbedder
+from core.lexical import LexicalEncoder
 from core.metrics import Metrics
-from core.settings import ReaderSettings
+from core.settings import LexicalSettings, ReaderSettings, RetrievalSettings
 from core.vectorstore import ChunkPoint
 from core.vectorstore.edge import EdgeVectorStore
 from generation.answer import AnswerService
@@ -81,7 +82,8 @@ def test_answer_service_maps_citations_to_sources(
         "handbook.md": "Employees receive 25 days of paid vacation per year.",
         "r.pdf": "The Rotterdam warehouse shipped 48,200 parcels in September.",
     }
-    store = EdgeVectorStore(path=tmp_path / "store", dimension=embedder.dimension)
+    lexical = LexicalEncoder(LexicalSettings())
+    store = EdgeVectorStore(path=tmp_path / "store", dimension=embedder.dimension, lexical=lexical)
     store.upsert(
         [
             ChunkPoint(
@@ -102,7 +104,13 @@ def test_answer_service_maps_citations_to_sources(
         ]
     )
     retriever = Retriever(
-        store=store, embedder=embedder, reranker=NoReranker(), candidates=10, min_score=0.0
+        store=store,
+        embedder=embedder,
+        lexical=lexical,
+        reranker=NoReranker(),
+        settings=RetrievalSettings(),
+        rerank_candidates=10,
+        min_score=0.0,
     )
     reader_settings = ReaderSettings(base_url=reader_url, temperature=0)
     service = AnswerService(
@@ -116,7 +124,7 @@ def test_answer_service_maps_citations_to_sources(
     result = service.answer(tenant_id="t", question="How many vacation days?", top_k=2)
     store.close()
     assert result.answered
-    assert result.stages == ["dense", "read:qwen2.5-1.5b-instruct", "verify"]
+    assert result.stages == ["hybrid", "read:qwen2.5-1.5b-instruct", "verify"]
     assert result.verified
     assert result.citations
     for citation in result.citations:

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from core.embedding import SentenceTransformerEmbedder, packaged_model_path
-from core.settings import RerankBackend, RerankSettings
+from core.lexical import LexicalEncoder
+from core.settings import LexicalSettings, RerankBackend, RerankSettings, RetrievalSettings
 from core.vectorstore import ChunkPoint
 from core.vectorstore.edge import EdgeVectorStore
 from retrieval.rerank import CrossEncoderReranker, NoReranker, create_reranker
@@ -46,7 +47,8 @@ def test_retriever_orders_by_rerank_score(
 ) -> None:
     reranker = CrossEncoderReranker(model_path=cross_encoder_dir)
     texts = [f"Passage {i} about parcels and warehouses." for i in range(5)]
-    store = EdgeVectorStore(path=tmp_path / "s", dimension=embedder.dimension)
+    lexical = LexicalEncoder(LexicalSettings())
+    store = EdgeVectorStore(path=tmp_path / "s", dimension=embedder.dimension, lexical=lexical)
     store.upsert(
         [
             ChunkPoint(f"00000000-0000-0000-0000-00000000000{i}", "t", f"d{i}", "v",
@@ -55,11 +57,17 @@ def test_retriever_orders_by_rerank_score(
         ]
     )  # fmt: skip
     retriever = Retriever(
-        store=store, embedder=embedder, reranker=reranker, candidates=5, min_score=0.0
+        store=store,
+        embedder=embedder,
+        lexical=lexical,
+        reranker=reranker,
+        settings=RetrievalSettings(),
+        rerank_candidates=5,
+        min_score=0.0,
     )
     result = retriever.retrieve(tenant_id="t", query="parcels", top_k=3)
     store.close()
-    assert result.stages == ["dense", "rerank:cross-encoder"]
+    assert result.stages == ["hybrid", "rerank:cross-encoder"]
     assert "rerank_ms" in result.timings_ms
     scores = [c.rerank_score for c in result.chunks]
     assert len(scores) == 3

@@ -7,35 +7,61 @@ from pathlib import Path
 
 import pytest
 
-from core.vectorstore import ChunkPoint, VectorStore
+from core.lexical import LexicalEncoder
+from core.settings import FusionMethod, LexicalSettings
+from core.vectorstore import ChunkPoint, HybridQuery, SearchFilter, SearchHit, VectorStore
 from core.vectorstore.edge import EdgeVectorStore
 from core.vectorstore.qdrant_server import QdrantServerVectorStore
 from ingest.identity import point_id_for
 
 DIM = 4
+LEXICAL = LexicalEncoder(LexicalSettings())
 
 
 @pytest.fixture(params=["edge", "qdrant-client-local"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorStore]:
     built: VectorStore
     if request.param == "edge":
-        built = EdgeVectorStore(path=tmp_path / "edge", dimension=DIM)
+        built = EdgeVectorStore(path=tmp_path / "edge", dimension=DIM, lexical=LEXICAL)
     else:
-        built = QdrantServerVectorStore(collection="chunks", dimension=DIM, path=tmp_path / "local")
+        built = QdrantServerVectorStore(
+            collection="chunks", dimension=DIM, lexical=LEXICAL, path=tmp_path / "local"
+        )
     built.ensure_collection()
     yield built
     built.close()
 
 
-def point(tenant: str, doc: str, version: str, index: int, vector: list[float]) -> ChunkPoint:
+def point(
+    tenant: str,
+    doc: str,
+    version: str,
+    index: int,
+    vector: list[float],
+    *,
+    text: str | None = None,
+    **payload: object,
+) -> ChunkPoint:
     return ChunkPoint(
         point_id=point_id_for(tenant, doc, version, index),
         tenant_id=tenant,
         document_id=doc,
         version=version,
         dense_vector=vector,
-        payload={"text": f"{tenant}/{doc}/{version}/{index}", "chunk_index": index},
+        payload={
+            "text": text or f"{tenant}/{doc}/{version}/{index}",
+            "chunk_index": index,
+            **payload,
+        },
     )
+
+
+def dense(store: VectorStore, tenant: str, vector: list[float], limit: int = 10) -> list[SearchHit]:
+    return store.search(tenant_id=tenant, query=HybridQuery(limit=limit, dense=vector))
+
+
+def texts(hits: list[SearchHit]) -> list[str]:
+    return [str(h.payload["text"]) for h in hits]
 
 
 def test_ensure_collection_is_idempotent(store: VectorStore) -> None:
@@ -52,14 +78,13 @@ def test_search_sees_only_the_callers_tenant(store: VectorStore) -> None:
             point("t2", "d9", "v1", 0, [1, 0, 0, 0]),
         ]
     )
-    hits = store.search_dense(tenant_id="t1", vector=[1, 0, 0, 0], limit=10)
-    assert [h.payload["text"] for h in hits] == ["t1/d1/v1/0", "t1/d1/v1/1"]
+    hits = dense(store, "t1", [1, 0, 0, 0])
+    assert texts(hits) == ["t1/d1/v1/0", "t1/d1/v1/1"]
     assert hits[0].score == pytest.approx(1.0, abs=1e-5)
+    assert hits[0].dense_score == pytest.approx(1.0, abs=1e-5)
     assert all(h.payload["tenant_id"] == "t1" for h in hits)
-    assert [
-        h.payload["text"] for h in store.search_dense(tenant_id="t2", vector=[0, 1, 0, 0], limit=10)
-    ] == ["t2/d9/v1/0"]
-    assert store.search_dense(tenant_id="nobody", vector=[1, 0, 0, 0], limit=10) == []
+    assert texts(dense(store, "t2", [0, 1, 0, 0])) == ["t2/d9/v1/0"]
+    assert dense(store, "nobody", [1, 0, 0, 0]) == []
 
 
 def test_upsert_with_the_same_ids_does_not_duplicate(store: VectorStore) -> None:
@@ -92,15 +117,153 @@ def test_delete_document_keeps_other_documents_tenants_and_the_kept_version(
 
 def test_a_tenant_is_required(store: VectorStore) -> None:
     with pytest.raises(ValueError, match="tenant"):
-        store.search_dense(tenant_id="", vector=[1, 0, 0, 0], limit=1)
+        dense(store, "", [1, 0, 0, 0])
     with pytest.raises(ValueError, match="tenant"):
         store.delete_document(tenant_id="", document_id="d1")
 
 
 def test_data_survives_reopening(tmp_path: Path) -> None:
-    first = EdgeVectorStore(path=tmp_path / "edge", dimension=DIM)
+    first = EdgeVectorStore(path=tmp_path / "edge", dimension=DIM, lexical=LEXICAL)
     first.upsert([point("t1", "d1", "v1", 0, [1, 0, 0, 0])])
     first.close()
-    second = EdgeVectorStore(path=tmp_path / "edge", dimension=DIM)
+    second = EdgeVectorStore(path=tmp_path / "edge", dimension=DIM, lexical=LEXICAL)
     assert second.count(tenant_id="t1") == 1
     second.close()
+
+
+CORPUS = {
+    "d1": "Quarterly revenue grew in the third quarter.",
+    "d2": "The security policy requires rotating passwords.",
+    "d3": "员工每年享有二十天带薪年假。",
+}
+
+
+def lexical_corpus(store: VectorStore) -> None:
+    store.upsert(
+        [
+            point("t1", "d1", "v1", 0, [1, 0, 0, 0], text=CORPUS["d1"], path="reports/2024/q3.pdf"),
+            point("t1", "d2", "v1", 0, [0, 1, 0, 0], text=CORPUS["d2"], path="policies/sec.md"),
+            point("t1", "d3", "v1", 0, [0, 0, 1, 0], text=CORPUS["d3"], path="hr/leave.docx"),
+            # Another tenant holds the same words: it must never be found by t1.
+            point("t2", "d1", "v1", 0, [0, 1, 0, 0], text=CORPUS["d2"], path="policies/sec.md"),
+        ]
+    )
+
+
+def test_lexical_search_matches_stemmed_english_and_chinese_bigrams(store: VectorStore) -> None:
+    lexical_corpus(store)
+
+    def lexical(query: str) -> list[str]:
+        hits = store.search(
+            tenant_id="t1", query=HybridQuery(limit=5, sparse=LEXICAL.encode_query(query))
+        )
+        return [str(h.payload["document_id"]) for h in hits]
+
+    assert lexical("password rotation") == ["d2"]
+    assert lexical("revenues growing") == ["d1"]
+    assert lexical("带薪年假有多少天") == ["d3"]
+    assert lexical("the of and") == []
+
+
+@pytest.mark.parametrize("fusion", list(FusionMethod))
+def test_hybrid_query_fuses_both_rankings_within_the_tenant(
+    store: VectorStore, fusion: FusionMethod
+) -> None:
+    lexical_corpus(store)
+    hits = store.search(
+        tenant_id="t1",
+        query=HybridQuery(
+            limit=3,
+            # The dense side prefers d1, the lexical side d2: both must come back, fused.
+            dense=[1, 0, 0, 0],
+            sparse=LEXICAL.encode_query("security policy passwords"),
+            fusion=fusion,
+        ),
+    )
+    ids = [h.payload["document_id"] for h in hits]
+    assert set(ids[:2]) == {"d1", "d2"}
+    assert all(h.payload["tenant_id"] == "t1" for h in hits)
+    by_id = {h.payload["document_id"]: h for h in hits}
+    assert by_id["d1"].dense_score == pytest.approx(1.0, abs=1e-5)
+    assert by_id["d2"].dense_score == pytest.approx(0.0, abs=1e-5)
+
+
+def test_rrf_weights_decide_which_ranking_leads(store: VectorStore) -> None:
+    lexical_corpus(store)
+
+    def first(dense_weight: float, sparse_weight: float) -> object:
+        hits = store.search(
+            tenant_id="t1",
+            query=HybridQuery(
+                limit=1,
+                dense=[1, 0, 0, 0],
+                sparse=LEXICAL.encode_query("security policy passwords"),
+                # Each ranking contributes only its own best: d1 (dense) and d2 (lexical).
+                candidates=1,
+                dense_weight=dense_weight,
+                sparse_weight=sparse_weight,
+            ),
+        )
+        return hits[0].payload["document_id"]
+
+    assert first(3.0, 1.0) == "d1"
+    assert first(1.0, 3.0) == "d2"
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        (SearchFilter(document_ids=("d1", "d3")), {"d1", "d3"}),
+        (SearchFilter(path_prefix="reports/"), {"d1"}),
+        (SearchFilter(path_prefix="reports/2024/"), {"d1"}),
+        (SearchFilter(path_prefix="report/"), set()),
+        (SearchFilter(file_types=("md", "docx")), {"d2", "d3"}),
+        (SearchFilter(metadata={"team": "finance"}), {"d1"}),
+        (SearchFilter(principals=("group:hr",)), {"d2", "d3"}),
+        (SearchFilter(principals=()), {"d2"}),
+        (SearchFilter(principals=("group:hr",), file_types=("md",)), {"d2"}),
+    ],
+)
+def test_filters_narrow_search_inside_the_store(
+    store: VectorStore, filters: SearchFilter, expected: set[str]
+) -> None:
+    store.upsert(
+        [
+            point(
+                "t1", "d1", "v1", 0, [1, 0, 0, 0], path="reports/2024/q3.pdf",
+                meta={"team": "finance"}, principals=["group:finance"],
+            ),
+            point("t1", "d2", "v1", 0, [0.9, 0.1, 0, 0], path="policies/sec.md"),
+            point(
+                "t1", "d3", "v1", 0, [0.8, 0, 0.2, 0], path="hr/leave.docx",
+                meta={"team": "hr"}, principals=["group:hr", "user:ann"],
+            ),
+            point("t2", "d1", "v1", 0, [1, 0, 0, 0], path="reports/2024/q3.pdf"),
+        ]
+    )  # fmt: skip
+    hits = store.search(
+        tenant_id="t1", query=HybridQuery(limit=10, dense=[1, 0, 0, 0]), filters=filters
+    )
+    assert {h.payload["document_id"] for h in hits} == expected
+    assert all(h.payload["tenant_id"] == "t1" for h in hits)
+
+
+def test_filters_on_indexing_time(store: VectorStore) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    store.upsert(
+        [
+            point("t1", "old", "v1", 0, [1, 0, 0, 0], indexed_at="2024-01-01T00:00:00+00:00"),
+            point("t1", "new", "v1", 0, [1, 0, 0, 0]),
+        ]
+    )
+    now = datetime.now(UTC)
+    recent = SearchFilter(indexed_after=now - timedelta(days=1))
+    before = SearchFilter(indexed_before=datetime(2025, 1, 1, tzinfo=UTC))
+    query = HybridQuery(limit=10, dense=[1, 0, 0, 0])
+    assert [
+        h.payload["document_id"] for h in store.search(tenant_id="t1", query=query, filters=recent)
+    ] == ["new"]
+    assert [
+        h.payload["document_id"] for h in store.search(tenant_id="t1", query=query, filters=before)
+    ] == ["old"]

@@ -4,8 +4,9 @@ import time
 from pathlib import Path
 
 from core.embedding import SentenceTransformerEmbedder
+from core.lexical import LexicalEncoder
 from core.metrics import Metrics
-from core.settings import ReaderSettings
+from core.settings import LexicalSettings, ReaderSettings, RetrievalSettings
 from core.vectorstore.edge import EdgeVectorStore
 from generation.answer import AnswerResult, AnswerService, _Prepared
 from generation.client import ChatClient
@@ -54,10 +55,17 @@ def test_reader_output_with_no_or_nonsense_citations_is_flagged_not_failed(
 ) -> None:
     """Whatever the reader writes, the answer comes back: unverified, never an error."""
     reader_settings = ReaderSettings()
-    store = EdgeVectorStore(path=tmp_path / "s", dimension=embedder.dimension)
+    lexical = LexicalEncoder(LexicalSettings())
+    store = EdgeVectorStore(path=tmp_path / "s", dimension=embedder.dimension, lexical=lexical)
     service = AnswerService(
         retriever=Retriever(
-            store=store, embedder=embedder, reranker=NoReranker(), candidates=5, min_score=0
+            store=store,
+            embedder=embedder,
+            lexical=lexical,
+            reranker=NoReranker(),
+            settings=RetrievalSettings(),
+            rerank_candidates=5,
+            min_score=0,
         ),
         chat_client=ChatClient(reader_settings),
         verifier=CitationVerifier(
@@ -73,7 +81,7 @@ def test_reader_output_with_no_or_nonsense_citations_is_flagged_not_failed(
     )  # fmt: skip
 
     def finish(text: str) -> AnswerResult:
-        prepared = _Prepared("q", "q", [source], ["dense"], {}, time.perf_counter())
+        prepared = _Prepared("q", "q", [source], ["hybrid"], {}, time.perf_counter())
         return service._finish(prepared, text)
 
     uncited = finish("It shipped many parcels.")

@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import StreamingResponse
 
 from api.deps import RuntimeDep, SessionDep, TenantDep
+from api.filters import to_search_filter
 from api.schemas import CitationOut, ErrorOut, QueryRequest, QueryResponse, SourceOut
 from generation.answer import AnswerResult
 from generation.client import ReaderUnavailableError
@@ -57,6 +58,7 @@ def query(body: QueryRequest, tenant: TenantDep, runtime: RuntimeDep, session: S
     """
     question = validate_question(body.question, runtime.settings.max_question_chars)
     top_k = body.top_k or runtime.settings.retrieval.default_top_k
+    filters = to_search_filter(body.filters, body.principals)
     try:
         conversation = get_or_create_conversation(
             session, tenant_id=tenant.tenant_id, conversation_id=body.conversation_id
@@ -77,7 +79,11 @@ def query(body: QueryRequest, tenant: TenantDep, runtime: RuntimeDep, session: S
 
     if body.stream:
         events = runtime.answer_service.stream(
-            tenant_id=tenant.tenant_id, question=question, top_k=top_k, history=history
+            tenant_id=tenant.tenant_id,
+            question=question,
+            top_k=top_k,
+            history=history,
+            filters=filters,
         )
         return StreamingResponse(
             _sse(events, conversation_id, remember),
@@ -86,7 +92,11 @@ def query(body: QueryRequest, tenant: TenantDep, runtime: RuntimeDep, session: S
         )
     try:
         result = runtime.answer_service.answer(
-            tenant_id=tenant.tenant_id, question=question, top_k=top_k, history=history
+            tenant_id=tenant.tenant_id,
+            question=question,
+            top_k=top_k,
+            history=history,
+            filters=filters,
         )
     except ReaderUnavailableError as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc

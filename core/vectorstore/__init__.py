@@ -2,14 +2,37 @@
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
+
+import numpy as np
+
+from core.lexical import LexicalEncoder, SparseVector
+from core.settings import FusionMethod as Fusion
 
 TENANT_FIELD = "tenant_id"
 DOCUMENT_FIELD = "document_id"
 VERSION_FIELD = "version"
+PATH_PREFIXES_FIELD = "path_prefixes"
+FILE_TYPE_FIELD = "file_type"
+INDEXED_AT_FIELD = "indexed_at"
+PRINCIPALS_FIELD = "principals"
+METADATA_FIELD = "meta"
 DENSE_VECTOR = "dense"
+SPARSE_VECTOR = "lexical"
+# A document ingested without an access list is readable by every principal of its tenant.
+PUBLIC_PRINCIPAL = "*"
+
+KEYWORD_FIELDS = (
+    DOCUMENT_FIELD,
+    VERSION_FIELD,
+    PATH_PREFIXES_FIELD,
+    FILE_TYPE_FIELD,
+    PRINCIPALS_FIELD,
+)
 
 
 @dataclass(frozen=True)
@@ -24,12 +47,63 @@ class ChunkPoint:
     payload: dict[str, Any]
 
     def full_payload(self) -> dict[str, Any]:
+        """The payload plus the fields that filters and tenant isolation rely on."""
+        path = str(self.payload.get("path", ""))
+        principals = self.payload.get(PRINCIPALS_FIELD) or [PUBLIC_PRINCIPAL]
         return {
             **self.payload,
             TENANT_FIELD: self.tenant_id,
             DOCUMENT_FIELD: self.document_id,
             VERSION_FIELD: self.version,
+            PATH_PREFIXES_FIELD: path_prefixes(path),
+            FILE_TYPE_FIELD: file_type(path),
+            PRINCIPALS_FIELD: sorted(set(principals)),
+            INDEXED_AT_FIELD: self.payload.get(INDEXED_AT_FIELD) or _utc_now_iso(),
         }
+
+    def lexical_text(self) -> str:
+        """What the sparse index sees: the title and section name weigh in like the text."""
+        parts = [self.payload.get("title"), self.payload.get("section"), self.payload.get("text")]
+        return "\n".join(str(p) for p in parts if p)
+
+
+def path_prefixes(path: str) -> list[str]:
+    """Every folder a path lies in, as `a/`, `a/b/`: a prefix filter becomes an exact match."""
+    folders = posixpath.dirname(path).split("/") if "/" in path else []
+    return ["/".join(folders[: i + 1]) + "/" for i in range(len(folders)) if folders[i]]
+
+
+def file_type(path: str) -> str:
+    return posixpath.splitext(path)[1].lstrip(".").lower()
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    """Narrows a search within the caller's tenant; the fields given must all hold."""
+
+    document_ids: tuple[str, ...] = ()
+    path_prefix: str | None = None
+    file_types: tuple[str, ...] = ()
+    indexed_after: datetime | None = None
+    indexed_before: datetime | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    # None: no access check (a key without end-user context). A tuple: the end user's principals;
+    # only chunks readable by one of them (or public ones) match.
+    principals: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class HybridQuery:
+    """One query: dense, sparse or both (fused inside Qdrant in a single call)."""
+
+    limit: int
+    dense: Sequence[float] | None = None
+    sparse: SparseVector | None = None
+    candidates: int = 100
+    fusion: Fusion = Fusion.RRF
+    rrf_k: int = 60
+    dense_weight: float = 1.0
+    sparse_weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -37,6 +111,8 @@ class SearchHit:
     point_id: str
     score: float
     payload: dict[str, Any]
+    # The dense cosine of the hit, also under fusion: the evidence threshold is calibrated on it.
+    dense_score: float | None = None
 
 
 class VectorStore(Protocol):
@@ -47,8 +123,8 @@ class VectorStore(Protocol):
 
     def upsert(self, points: Sequence[ChunkPoint]) -> None: ...
 
-    def search_dense(
-        self, *, tenant_id: str, vector: Sequence[float], limit: int
+    def search(
+        self, *, tenant_id: str, query: HybridQuery, filters: SearchFilter | None = None
     ) -> list[SearchHit]: ...
 
     def delete_document(
@@ -59,3 +135,34 @@ class VectorStore(Protocol):
     def count(self, *, tenant_id: str, document_id: str | None = None) -> int: ...
 
     def close(self) -> None: ...
+
+
+def dense_scores(
+    query: Sequence[float], vectors: Sequence[Sequence[float] | None]
+) -> list[float | None]:
+    """Cosine of unit vectors; Qdrant returns each hit's vector, so fusion keeps this signal."""
+    q = np.asarray(query, dtype=np.float32)
+    return [
+        None if v is None else float(np.dot(q, np.asarray(v, dtype=np.float32))) for v in vectors
+    ]
+
+
+def _utc_now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+__all__ = [
+    "DENSE_VECTOR",
+    "DOCUMENT_FIELD",
+    "SPARSE_VECTOR",
+    "TENANT_FIELD",
+    "VERSION_FIELD",
+    "ChunkPoint",
+    "Fusion",
+    "HybridQuery",
+    "LexicalEncoder",
+    "SearchFilter",
+    "SearchHit",
+    "SparseVector",
+    "VectorStore",
+]

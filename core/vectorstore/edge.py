@@ -9,22 +9,36 @@ from typing import Any
 
 import qdrant_edge as qe
 
+from core.lexical import LexicalEncoder, SparseVector
 from core.vectorstore import (
     DENSE_VECTOR,
     DOCUMENT_FIELD,
+    FILE_TYPE_FIELD,
+    INDEXED_AT_FIELD,
+    KEYWORD_FIELDS,
+    METADATA_FIELD,
+    PATH_PREFIXES_FIELD,
+    PRINCIPALS_FIELD,
+    PUBLIC_PRINCIPAL,
+    SPARSE_VECTOR,
     TENANT_FIELD,
     VERSION_FIELD,
     ChunkPoint,
+    Fusion,
+    HybridQuery,
+    SearchFilter,
     SearchHit,
+    dense_scores,
 )
 
 
 class EdgeVectorStore:
     """qdrant-edge shard; it locks its folder, so exactly one process may own it."""
 
-    def __init__(self, *, path: Path, dimension: int) -> None:
+    def __init__(self, *, path: Path, dimension: int, lexical: LexicalEncoder) -> None:
         self._path = path
         self._dimension = dimension
+        self._lexical = lexical
         self._shard: Any = None
         # The shard serialises updates itself; the lock keeps open/close and bulk writes atomic.
         self._lock = threading.RLock()
@@ -34,7 +48,10 @@ class EdgeVectorStore:
             if self._shard is not None:
                 return
             config = qe.EdgeConfig(
-                vectors={DENSE_VECTOR: qe.EdgeVectorParams(self._dimension, qe.Distance.Cosine)}
+                vectors={DENSE_VECTOR: qe.EdgeVectorParams(self._dimension, qe.Distance.Cosine)},
+                # Qdrant computes IDF over the points at query time: the BM25 weights stay exact
+                # as documents come and go, with no corpus statistics kept by ragkb.
+                sparse_vectors={SPARSE_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
             )
             if (self._path / "segments").exists() or any(self._path.glob("*")):
                 self._shard = qe.EdgeShard.load(str(self._path), config)
@@ -46,10 +63,13 @@ class EdgeVectorStore:
                     TENANT_FIELD, qe.KeywordIndexParams(is_tenant=True)
                 )
             )
-            for field in (DOCUMENT_FIELD, VERSION_FIELD):
+            for field in KEYWORD_FIELDS:
                 self._shard.update(
                     qe.UpdateOperation.create_field_index(field, qe.PayloadSchemaType.Keyword)
                 )
+            self._shard.update(
+                qe.UpdateOperation.create_field_index(INDEXED_AT_FIELD, qe.DatetimeIndexParams())
+            )
 
     @property
     def shard(self) -> Any:
@@ -61,25 +81,75 @@ class EdgeVectorStore:
         if not points:
             return
         edge_points = [
-            qe.Point(p.point_id, {DENSE_VECTOR: list(p.dense_vector)}, p.full_payload())
+            qe.Point(
+                p.point_id,
+                {
+                    DENSE_VECTOR: list(p.dense_vector),
+                    SPARSE_VECTOR: _sparse(self._lexical.encode_document(p.lexical_text())),
+                },
+                p.full_payload(),
+            )
             for p in points
         ]
         with self._lock:
             self.shard.update(qe.UpdateOperation.upsert_points(edge_points))
             self.shard.flush()
 
-    def search_dense(
-        self, *, tenant_id: str, vector: Sequence[float], limit: int
+    def search(
+        self, *, tenant_id: str, query: HybridQuery, filters: SearchFilter | None = None
     ) -> list[SearchHit]:
-        request = qe.QueryRequest(
-            limit=limit,
-            query=qe.Query.Nearest(list(vector), using=DENSE_VECTOR),
-            filter=_filter(tenant_id),
-            with_payload=True,
+        point_filter = _filter(tenant_id, filters=filters)
+        stages: list[tuple[Any, float]] = []
+        if query.dense is not None:
+            stages.append(
+                (qe.Query.Nearest(list(query.dense), using=DENSE_VECTOR), query.dense_weight)
+            )
+        if query.sparse:
+            stages.append(
+                (qe.Query.Nearest(_sparse(query.sparse), using=SPARSE_VECTOR), query.sparse_weight)
+            )
+        if not stages:
+            return []
+        if len(stages) == 1:
+            request = qe.QueryRequest(
+                limit=query.limit,
+                query=stages[0][0],
+                filter=point_filter,
+                with_payload=True,
+                with_vector=[DENSE_VECTOR],
+            )
+        else:
+            fusion: Any = (
+                qe.Fusion.Rrf(k=query.rrf_k, weights=[w for _, w in stages])
+                if query.fusion is Fusion.RRF
+                else qe.Fusion.Dbsf()
+            )
+            request = qe.QueryRequest(
+                limit=query.limit,
+                prefetches=[
+                    qe.Prefetch(
+                        limit=max(query.candidates, query.limit), query=q, filter=point_filter
+                    )
+                    for q, _ in stages
+                ],
+                query=fusion,
+                filter=point_filter,
+                with_payload=True,
+                with_vector=[DENSE_VECTOR],
+            )
+        hits = list(self.shard.query(request))
+        vectors = [_dense_of(hit) for hit in hits]
+        cosines = (
+            dense_scores(query.dense, vectors) if query.dense is not None else [None] * len(hits)
         )
         return [
-            SearchHit(point_id=str(hit.id), score=float(hit.score), payload=dict(hit.payload or {}))
-            for hit in self.shard.query(request)
+            SearchHit(
+                point_id=str(hit.id),
+                score=float(hit.score),
+                payload=dict(hit.payload or {}),
+                dense_score=cosine,
+            )
+            for hit, cosine in zip(hits, cosines, strict=True)
         ]
 
     def delete_document(
@@ -102,15 +172,65 @@ class EdgeVectorStore:
                 self._shard = None
 
 
+def _sparse(vector: SparseVector) -> Any:
+    return qe.SparseVector(list(vector.indices), list(vector.values))
+
+
+def _dense_of(hit: Any) -> list[float] | None:
+    vector = hit.vector
+    if isinstance(vector, dict):
+        dense = vector.get(DENSE_VECTOR)
+        return list(dense) if dense is not None else None
+    return None
+
+
 def _filter(
-    tenant_id: str, *, document_id: str | None = None, except_version: str | None = None
+    tenant_id: str,
+    *,
+    document_id: str | None = None,
+    except_version: str | None = None,
+    filters: SearchFilter | None = None,
 ) -> Any:
     if not tenant_id:
         raise ValueError("a tenant id is required for every vector-store call")
     must: list[Any] = [qe.FieldCondition(TENANT_FIELD, match=qe.MatchValue(tenant_id))]
     if document_id is not None:
         must.append(qe.FieldCondition(DOCUMENT_FIELD, match=qe.MatchValue(document_id)))
+    if filters is not None:
+        must.extend(_search_conditions(filters))
     must_not: list[Any] | None = None
     if except_version is not None:
         must_not = [qe.FieldCondition(VERSION_FIELD, match=qe.MatchValue(except_version))]
     return qe.Filter(must=must, must_not=must_not)
+
+
+def _search_conditions(filters: SearchFilter) -> list[Any]:
+    conditions: list[Any] = []
+    if filters.document_ids:
+        conditions.append(
+            qe.FieldCondition(DOCUMENT_FIELD, match=qe.MatchAny(list(filters.document_ids)))
+        )
+    if filters.path_prefix:
+        conditions.append(
+            qe.FieldCondition(PATH_PREFIXES_FIELD, match=qe.MatchValue(filters.path_prefix))
+        )
+    if filters.file_types:
+        conditions.append(
+            qe.FieldCondition(FILE_TYPE_FIELD, match=qe.MatchAny(list(filters.file_types)))
+        )
+    if filters.indexed_after or filters.indexed_before:
+        conditions.append(
+            qe.FieldCondition(
+                INDEXED_AT_FIELD,
+                range=qe.RangeDateTime(
+                    gte=filters.indexed_after.isoformat() if filters.indexed_after else None,
+                    lt=filters.indexed_before.isoformat() if filters.indexed_before else None,
+                ),
+            )
+        )
+    for key, value in sorted(filters.metadata.items()):
+        conditions.append(qe.FieldCondition(f"{METADATA_FIELD}.{key}", match=qe.MatchValue(value)))
+    if filters.principals is not None:
+        allowed = sorted({*filters.principals, PUBLIC_PRINCIPAL})
+        conditions.append(qe.FieldCondition(PRINCIPALS_FIELD, match=qe.MatchAny(allowed)))
+    return conditions

@@ -7,13 +7,26 @@ from pathlib import Path
 
 from qdrant_client import QdrantClient, models
 
+from core.lexical import LexicalEncoder, SparseVector
 from core.vectorstore import (
     DENSE_VECTOR,
     DOCUMENT_FIELD,
+    FILE_TYPE_FIELD,
+    INDEXED_AT_FIELD,
+    KEYWORD_FIELDS,
+    METADATA_FIELD,
+    PATH_PREFIXES_FIELD,
+    PRINCIPALS_FIELD,
+    PUBLIC_PRINCIPAL,
+    SPARSE_VECTOR,
     TENANT_FIELD,
     VERSION_FIELD,
     ChunkPoint,
+    Fusion,
+    HybridQuery,
+    SearchFilter,
     SearchHit,
+    dense_scores,
 )
 
 
@@ -25,6 +38,7 @@ class QdrantServerVectorStore:
         *,
         collection: str,
         dimension: int,
+        lexical: LexicalEncoder,
         url: str | None = None,
         api_key: str | None = None,
         path: Path | None = None,
@@ -33,6 +47,7 @@ class QdrantServerVectorStore:
             raise ValueError("give exactly one of a Qdrant URL or a local-mode path")
         self._collection = collection
         self._dimension = dimension
+        self._lexical = lexical
         if url is not None:
             self._client = QdrantClient(url=url, api_key=api_key)
         else:
@@ -48,6 +63,10 @@ class QdrantServerVectorStore:
                             size=self._dimension, distance=models.Distance.COSINE
                         )
                     },
+                    # IDF is computed by Qdrant over the stored points (BM25's corpus statistic).
+                    sparse_vectors_config={
+                        SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)
+                    },
                 )
             except Exception:
                 # Another replica may have created it between our check and our call.
@@ -58,10 +77,13 @@ class QdrantServerVectorStore:
             TENANT_FIELD,
             models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True),
         )
-        for field in (DOCUMENT_FIELD, VERSION_FIELD):
+        for field in KEYWORD_FIELDS:
             self._client.create_payload_index(
                 self._collection, field, models.PayloadSchemaType.KEYWORD
             )
+        self._client.create_payload_index(
+            self._collection, INDEXED_AT_FIELD, models.PayloadSchemaType.DATETIME
+        )
 
     def upsert(self, points: Sequence[ChunkPoint]) -> None:
         if not points:
@@ -71,7 +93,10 @@ class QdrantServerVectorStore:
             points=[
                 models.PointStruct(
                     id=p.point_id,
-                    vector={DENSE_VECTOR: list(p.dense_vector)},
+                    vector={
+                        DENSE_VECTOR: list(p.dense_vector),
+                        SPARSE_VECTOR: _sparse(self._lexical.encode_document(p.lexical_text())),
+                    },
                     payload=p.full_payload(),
                 )
                 for p in points
@@ -79,20 +104,76 @@ class QdrantServerVectorStore:
             wait=True,
         )
 
-    def search_dense(
-        self, *, tenant_id: str, vector: Sequence[float], limit: int
+    def search(
+        self, *, tenant_id: str, query: HybridQuery, filters: SearchFilter | None = None
     ) -> list[SearchHit]:
-        response = self._client.query_points(
-            self._collection,
-            query=list(vector),
-            using=DENSE_VECTOR,
-            query_filter=_filter(tenant_id),
-            limit=limit,
-            with_payload=True,
+        point_filter = _filter(tenant_id, filters=filters)
+        stages: list[tuple[models.Prefetch, float]] = []
+        if query.dense is not None:
+            stages.append(
+                (
+                    models.Prefetch(
+                        query=list(query.dense),
+                        using=DENSE_VECTOR,
+                        limit=max(query.candidates, query.limit),
+                        filter=point_filter,
+                    ),
+                    query.dense_weight,
+                )
+            )
+        if query.sparse:
+            stages.append(
+                (
+                    models.Prefetch(
+                        query=_sparse(query.sparse),
+                        using=SPARSE_VECTOR,
+                        limit=max(query.candidates, query.limit),
+                        filter=point_filter,
+                    ),
+                    query.sparse_weight,
+                )
+            )
+        if not stages:
+            return []
+        if len(stages) == 1:
+            only = stages[0][0]
+            response = self._client.query_points(
+                self._collection,
+                query=only.query,
+                using=only.using,
+                query_filter=point_filter,
+                limit=query.limit,
+                with_payload=True,
+                with_vectors=[DENSE_VECTOR],
+            )
+        else:
+            fusion: models.Query = (
+                models.RrfQuery(rrf=models.Rrf(k=query.rrf_k, weights=[w for _, w in stages]))
+                if query.fusion is Fusion.RRF
+                else models.FusionQuery(fusion=models.Fusion.DBSF)
+            )
+            response = self._client.query_points(
+                self._collection,
+                prefetch=[p for p, _ in stages],
+                query=fusion,
+                query_filter=point_filter,
+                limit=query.limit,
+                with_payload=True,
+                with_vectors=[DENSE_VECTOR],
+            )
+        points = response.points
+        vectors = [_dense_of(p) for p in points]
+        cosines = (
+            dense_scores(query.dense, vectors) if query.dense is not None else [None] * len(points)
         )
         return [
-            SearchHit(point_id=str(p.id), score=float(p.score), payload=dict(p.payload or {}))
-            for p in response.points
+            SearchHit(
+                point_id=str(p.id),
+                score=float(p.score),
+                payload=dict(p.payload or {}),
+                dense_score=cosine,
+            )
+            for p, cosine in zip(points, cosines, strict=True)
         ]
 
     def delete_document(
@@ -116,8 +197,25 @@ class QdrantServerVectorStore:
         self._client.close()
 
 
+def _sparse(vector: SparseVector) -> models.SparseVector:
+    return models.SparseVector(indices=list(vector.indices), values=list(vector.values))
+
+
+def _dense_of(point: models.ScoredPoint) -> list[float] | None:
+    vector = point.vector
+    if isinstance(vector, dict):
+        dense = vector.get(DENSE_VECTOR)
+        if isinstance(dense, list) and dense and isinstance(dense[0], float):
+            return [float(x) for x in dense]
+    return None
+
+
 def _filter(
-    tenant_id: str, *, document_id: str | None = None, except_version: str | None = None
+    tenant_id: str,
+    *,
+    document_id: str | None = None,
+    except_version: str | None = None,
+    filters: SearchFilter | None = None,
 ) -> models.Filter:
     if not tenant_id:
         raise ValueError("a tenant id is required for every vector-store call")
@@ -128,9 +226,52 @@ def _filter(
         must.append(
             models.FieldCondition(key=DOCUMENT_FIELD, match=models.MatchValue(value=document_id))
         )
+    if filters is not None:
+        must.extend(_search_conditions(filters))
     must_not: list[models.Condition] | None = None
     if except_version is not None:
         must_not = [
             models.FieldCondition(key=VERSION_FIELD, match=models.MatchValue(value=except_version))
         ]
     return models.Filter(must=must, must_not=must_not)
+
+
+def _search_conditions(filters: SearchFilter) -> list[models.Condition]:
+    conditions: list[models.Condition] = []
+    if filters.document_ids:
+        conditions.append(
+            models.FieldCondition(
+                key=DOCUMENT_FIELD, match=models.MatchAny(any=list(filters.document_ids))
+            )
+        )
+    if filters.path_prefix:
+        conditions.append(
+            models.FieldCondition(
+                key=PATH_PREFIXES_FIELD, match=models.MatchValue(value=filters.path_prefix)
+            )
+        )
+    if filters.file_types:
+        conditions.append(
+            models.FieldCondition(
+                key=FILE_TYPE_FIELD, match=models.MatchAny(any=list(filters.file_types))
+            )
+        )
+    if filters.indexed_after or filters.indexed_before:
+        conditions.append(
+            models.FieldCondition(
+                key=INDEXED_AT_FIELD,
+                range=models.DatetimeRange(gte=filters.indexed_after, lt=filters.indexed_before),
+            )
+        )
+    for key, value in sorted(filters.metadata.items()):
+        conditions.append(
+            models.FieldCondition(
+                key=f"{METADATA_FIELD}.{key}", match=models.MatchValue(value=value)
+            )
+        )
+    if filters.principals is not None:
+        allowed = sorted({*filters.principals, PUBLIC_PRINCIPAL})
+        conditions.append(
+            models.FieldCondition(key=PRINCIPALS_FIELD, match=models.MatchAny(any=allowed))
+        )
+    return conditions

@@ -1,0 +1,59 @@
+"""Retrieval only: the ranked chunks a question would be answered from, without the reader."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.deps import RuntimeDep, TenantDep
+from api.filters import to_search_filter
+from api.routers.query import validate_question
+from api.schemas import ErrorOut, SearchHitOut, SearchRequest, SearchResponse
+from core.settings import RetrievalMode
+from retrieval.retriever import RetrievalOptions
+
+router = APIRouter(prefix="/v1", tags=["search"])
+
+
+@router.post(
+    "/search",
+    response_model=SearchResponse,
+    responses={401: {"model": ErrorOut}, 413: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+    summary="Search the tenant's chunks (hybrid retrieval and rerank, no answer)",
+)
+def search(body: SearchRequest, tenant: TenantDep, runtime: RuntimeDep) -> SearchResponse:
+    """Rank the tenant's chunks for `query`: dense and lexical candidates fused inside Qdrant,
+    then the rerank stage. Filters and principals are applied inside Qdrant, before ranking."""
+    query = validate_question(body.query, runtime.settings.max_question_chars)
+    result = runtime.retriever.retrieve(
+        tenant_id=tenant.tenant_id,
+        query=query,
+        top_k=body.top_k,
+        filters=to_search_filter(body.filters, body.principals),
+        options=RetrievalOptions(
+            mode=RetrievalMode(body.mode) if body.mode else None,
+            rerank=body.rerank,
+            evidence_gate=False,
+        ),
+    )
+    return SearchResponse(
+        hits=[
+            SearchHitOut(
+                rank=rank,
+                document_id=c.document_id,
+                path=c.path,
+                title=c.title,
+                page=c.page,
+                section=c.section,
+                char_start=c.char_start,
+                char_end=c.char_end,
+                text=c.text,
+                score=c.retrieval_score,
+                dense_score=c.dense_score,
+                rerank_score=c.rerank_score,
+                metadata=c.metadata,
+            )
+            for rank, c in enumerate(result.chunks, start=1)
+        ],
+        stages=result.stages,
+        timings_ms=result.timings_ms,
+    )

@@ -1,0 +1,61 @@
+"""The lexical encoder: what enters Qdrant's sparse index."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.lexical import LexicalEncoder, SparseVector, cjk_terms, term_index
+from core.settings import LexicalSettings
+
+ENCODER = LexicalEncoder(LexicalSettings())
+
+
+def test_english_is_lowercased_stemmed_and_stop_words_dropped() -> None:
+    assert ENCODER.terms("The Studies of running Cells") == ["studi", "run", "cell"]
+    assert ENCODER.terms("and the of") == []
+
+
+def test_chinese_becomes_character_bigrams_and_mixed_tokens_split() -> None:
+    assert cjk_terms("带薪年假") == ["带薪", "薪年", "年假"]
+    assert cjk_terms("假") == ["假"]
+    assert ENCODER.terms("COVID19疫苗") == ["疫苗", "covid19"]
+
+
+def test_options_keep_words_as_written() -> None:
+    plain = LexicalEncoder(LexicalSettings(stem=False, drop_stopwords=False))
+    assert plain.terms("The running") == ["the", "running"]
+
+
+def test_document_weights_saturate_and_normalise_by_length() -> None:
+    once = ENCODER.encode_document("protein")
+    thrice = ENCODER.encode_document("protein protein protein")
+    long = ENCODER.encode_document("protein " + " ".join(f"w{i}" for i in range(400)))
+    weight = dict(zip(once.indices, once.values, strict=True))[term_index("protein")]
+    assert thrice.values[0] > weight  # more occurrences, more weight …
+    assert thrice.values[0] < 3 * weight  # … but saturating (k1)
+    long_weight = dict(zip(long.indices, long.values, strict=True))[term_index("protein")]
+    assert long_weight < weight  # the same term counts less in a longer chunk (b)
+
+
+def test_query_has_one_unit_weight_per_distinct_term() -> None:
+    vector = ENCODER.encode_query("cells cell CELLS growth")
+    assert list(vector.indices) == sorted({term_index("cell"), term_index("growth")})
+    assert set(vector.values) == {1.0}
+    assert list(vector.indices) == sorted(vector.indices)
+
+
+def test_empty_text_gives_an_empty_vector() -> None:
+    assert not ENCODER.encode_document("  ")
+    assert ENCODER.encode_query("...") == SparseVector((), ())
+
+
+def test_term_indices_are_stable_across_processes() -> None:
+    # crc32 is fixed: indices written by one release must be found by the next.
+    assert term_index("cell") == 1267173346
+    assert 0 <= term_index("疫苗") < 2**31
+
+
+@pytest.mark.parametrize("text", ["", "a", "é", "🙂", "\x00", "x" * 10_000])
+def test_any_text_encodes(text: str) -> None:
+    ENCODER.encode_document(text)
+    ENCODER.encode_query(text)
