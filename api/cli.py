@@ -354,6 +354,92 @@ def eval_answers(
     _bar_chart({m: float(result[m]) for m in metrics}, out.with_suffix(".png"), str(corpus))
 
 
+@eval_app.command("retrieval")
+def eval_retrieval(
+    corpus: Annotated[Path, typer.Option(exists=True, file_okay=False, help="BEIR-format set.")],
+    split: Annotated[str | None, typer.Option(help="qrels split; default: every file.")] = None,
+    config: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Extra configuration `name=mode[,rerank][,setting=value…]` (repeatable), "
+            "e.g. `k20=hybrid,rrf_k=20`; the settings are RAGKB_RETRIEVAL__* names."
+        ),
+    ] = None,
+    embedding_model: Annotated[str, typer.Option()] = "all-MiniLM-L6-v2",
+    rerank_model: Annotated[
+        Path | None, typer.Option(help="Cross-encoder folder: adds a hybrid + rerank row.")
+    ] = None,
+    llamaindex: Annotated[bool, typer.Option(help="Add LlamaIndex's default retriever.")] = False,
+    workdir: Annotated[
+        Path | None, typer.Option(help="Keep the index here and reuse it on the next run.")
+    ] = None,
+    out: Annotated[Path, typer.Option()] = Path("bench/results/retrieval.json"),
+) -> None:
+    """nDCG@10, Recall@10/100, MRR and latency per configuration (see api/eval_retrieval)."""
+    import shlex
+    import sys
+
+    from api.eval_answers import throwaway_service
+    from api.eval_retrieval import (
+        DEFAULT_CONFIGS,
+        RetrievalConfig,
+        bar_chart,
+        config_from_spec,
+        ingest_corpus,
+        load_beir,
+        markdown_table,
+        run_config,
+        run_llamaindex_baseline,
+    )
+    from core.settings import EmbeddingSettings, ReaderSettings, RerankBackend, RerankSettings
+
+    beir = load_beir(corpus, split)
+    configs = [*DEFAULT_CONFIGS, *(config_from_spec(c) for c in config or [])]
+    rerank = RerankSettings()
+    if rerank_model is not None:
+        rerank = RerankSettings(backend=RerankBackend.CROSS_ENCODER, model_path=rerank_model)
+        configs.append(RetrievalConfig("hybrid + rerank", "hybrid", rerank=True))
+    if workdir is not None:
+        workdir.mkdir(parents=True, exist_ok=True)
+    with throwaway_service(
+        workdir=workdir,
+        embedding=EmbeddingSettings(model=embedding_model),
+        reader=ReaderSettings(managed=False),
+        rerank=rerank,
+    ) as service:
+        indexed = service.runtime.store.count(tenant_id=service.tenant_id)
+        ingest_s = ingest_corpus(service, beir) if indexed == 0 else None
+        results = []
+        for each in configs:
+            results.append(run_config(service, beir, each))
+            typer.echo(f"{each.name}: nDCG@10 {results[-1]['ndcg@10']}")
+        if llamaindex:
+            embedder = service.runtime.embedder
+            results.append(
+                run_llamaindex_baseline(
+                    beir, embed_passages=embedder.embed_passages, embed_query=embedder.embed_query
+                )
+            )
+        chunks = service.runtime.store.count(tenant_id=service.tenant_id)
+    report = {
+        "corpus": str(corpus),
+        "split": split,
+        "documents": len(beir.documents),
+        "queries": len(beir.queries),
+        "chunks": chunks,
+        "embedding_model": embedding_model,
+        "ingest_seconds": round(ingest_s, 1) if ingest_s is not None else None,
+        "results": results,
+        "command": shlex.join(["ragkb", "eval", "retrieval", *sys.argv[3:]]),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    table = markdown_table(results)
+    out.with_suffix(".md").write_text(table + "\n")
+    typer.echo(table)
+    bar_chart(results, out.with_suffix(".png"), f"{corpus.name}: {len(beir.queries)} queries")
+
+
 def _bar_chart(values: dict[str, float], path: Path, title: str) -> None:
     import matplotlib
 

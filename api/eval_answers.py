@@ -132,20 +132,35 @@ class ThrowawayService:
 
 
 @contextmanager
-def throwaway_service(**settings: Any) -> Iterator[ThrowawayService]:
-    """The real app in-process, in a temporary data folder, with one new tenant and its key."""
-    with tempfile.TemporaryDirectory(prefix="ragkb-throwaway-") as data_dir:
-        resolved = Settings(data_dir=Path(data_dir), **settings)
+def throwaway_service(workdir: Path | None = None, **settings: Any) -> Iterator[ThrowawayService]:
+    """The real app in-process with one tenant and its key, in a temporary data folder.
+
+    With `workdir`, the folder is kept and its tenant reused by the next run (an evaluation can
+    then index a corpus once and compare configurations many times).
+    """
+    with tempfile.TemporaryDirectory(prefix="ragkb-throwaway-") as temporary:
+        data_dir = workdir or Path(temporary)
+        resolved = Settings(data_dir=data_dir, **settings)
         run_migrations(resolved)
         runtime = Runtime.build(resolved)
-        with runtime.session_factory() as session:
-            tenant = create_tenant(session, name=f"throwaway-{int(time.time())}")
-            key = issue_api_key(session, tenant=tenant).plaintext
-            session.commit()
+        identity_file = data_dir / "eval-tenant.json"
+        if identity_file.exists():
+            identity = json.loads(identity_file.read_text())
+        else:
+            with runtime.session_factory() as session:
+                tenant = create_tenant(session, name=f"throwaway-{int(time.time())}")
+                key = issue_api_key(session, tenant=tenant).plaintext
+                session.commit()
+            identity = {"tenant_id": tenant.id, "key": key}
+            if workdir is not None:
+                identity_file.write_text(json.dumps(identity))
         try:
             with TestClient(create_app(resolved, runtime)) as client:
                 yield ThrowawayService(
-                    client, runtime, tenant.id, {"Authorization": f"Bearer {key}"}
+                    client,
+                    runtime,
+                    identity["tenant_id"],
+                    {"Authorization": f"Bearer {identity['key']}"},
                 )
         finally:
             runtime.close()

@@ -92,6 +92,22 @@ class Retriever:
     def min_score(self) -> float:
         return self._min_score
 
+    @property
+    def settings(self) -> RetrievalSettings:
+        return self._settings
+
+    def with_settings(self, settings: RetrievalSettings) -> Retriever:
+        """The same components under other fusion settings (the evaluation compares them)."""
+        return Retriever(
+            store=self._store,
+            embedder=self._embedder,
+            lexical=self._lexical,
+            reranker=self._reranker,
+            settings=settings,
+            rerank_candidates=self._rerank_candidates,
+            min_score=self._min_score,
+        )
+
     def retrieve(
         self,
         *,
