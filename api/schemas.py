@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -119,6 +120,26 @@ class QueryResponse(BaseModel):
 
 class ErrorOut(BaseModel):
     detail: str
+
+
+_ERROR_DESCRIPTIONS = {
+    401: "Missing, unknown, revoked or expired API key",
+    403: "The key lacks the scope this route needs (the reason names it)",
+    404: "Not found in the caller's tenant",
+    409: "Conflicts with the current state",
+    413: "Too large, or over the tenant's quota (the reason says which)",
+    422: "The request is malformed",
+    429: "The tenant's rate limit is reached; retry after `Retry-After` seconds",
+    503: "A dependency (database, vector store, reader) is unavailable",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` for these error statuses, each with the ErrorOut body."""
+    return {code: {"model": ErrorOut, "description": _ERROR_DESCRIPTIONS[code]} for code in codes}
+
+
+AUTH_ERRORS = (401, 403)
 
 
 class ChatMessageIn(BaseModel):
