@@ -155,3 +155,83 @@ class ChatCompletionRequest(BaseModel):
     stream: bool = False
     max_tokens: int | None = Field(None, ge=1, description="Ignored: the reader's limit applies.")
     temperature: float | None = Field(None, description="Ignored.")
+
+
+class LimitsIn(BaseModel):
+    """A tenant's own limits; null (or left out) resets one to the configured default."""
+
+    queries_per_minute: float | None = Field(None, gt=0, le=1_000_000)
+    ingest_per_minute: float | None = Field(None, gt=0, le=1_000_000)
+    max_documents: int | None = Field(None, ge=0, le=2**31 - 1)
+    max_stored_bytes: int | None = Field(None, ge=0, le=2**62)
+
+
+class LimitsOut(BaseModel):
+    queries_per_minute: float
+    query_burst: int
+    ingest_per_minute: float
+    ingest_burst: int
+    max_documents: int
+    max_stored_bytes: int
+
+
+class TenantOut(BaseModel):
+    id: str
+    name: str
+    created_at: datetime
+    limits: LimitsOut = Field(description="Effective limits (own overrides over the defaults).")
+    overrides: LimitsIn = Field(description="The tenant's own overrides; null: the default.")
+    documents: int | None = Field(None, description="Stored and queued documents.")
+    stored_bytes: int | None = Field(None, description="Stored and queued bytes.")
+
+
+class TenantList(BaseModel):
+    tenants: list[TenantOut]
+
+
+class TenantIn(BaseModel):
+    name: str = Field(min_length=1, max_length=100, pattern=r"\S")
+
+
+class KeyIn(BaseModel):
+    name: str = Field("default", min_length=1, max_length=100)
+    scopes: list[str] = Field(
+        ["ingest", "query", "read"],
+        min_length=1,
+        description="Any of admin, ingest, query, read. Default: ingest, query, read.",
+    )
+    expires_at: datetime | None = Field(None, description="When the key stops working (UTC).")
+
+
+class KeyOut(BaseModel):
+    id: str
+    name: str
+    scopes: list[str]
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    key_prefix: str = Field(description="The public part of the key (`rkb_<prefix>_...`).")
+
+
+class IssuedKeyOut(KeyOut):
+    key: str = Field(description="The key itself: shown this once, stored only hashed.")
+
+
+class KeyList(BaseModel):
+    keys: list[KeyOut]
+
+
+class AuditEventOut(BaseModel):
+    id: str
+    at: datetime
+    api_key_id: str | None
+    principal: str | None
+    action: str
+    outcome: str
+    target: str | None
+    details: dict[str, Any]
+
+
+class AuditPage(BaseModel):
+    events: list[AuditEventOut]
+    next_offset: int | None = Field(description="Pass as `offset` for the next page; null: end.")
