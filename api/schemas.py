@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Path
 from pydantic import BaseModel, Field
+
+# Ids are uuids; anything else (a NUL byte, which PostgreSQL refuses in text) is a 422, not a 500.
+ID_PATTERN = r"^[0-9A-Za-z-]{1,64}$"
+IdPath = Annotated[str, Path(pattern=ID_PATTERN)]
+# Free-text names: no control characters.
+NAME_PATTERN = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
 
 
 class FileOut(BaseModel):
@@ -64,6 +71,7 @@ class QueryRequest(BaseModel):
     )
     conversation_id: str | None = Field(
         None,
+        pattern=ID_PATTERN,
         description="Continue a conversation: the question is rewritten into a standalone one "
         "from its history before retrieval. Omitted: a new conversation is started.",
     )
@@ -190,11 +198,11 @@ class TenantList(BaseModel):
 
 
 class TenantIn(BaseModel):
-    name: str = Field(min_length=1, max_length=100, pattern=r"\S")
+    name: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN)
 
 
 class KeyIn(BaseModel):
-    name: str = Field("default", min_length=1, max_length=100)
+    name: str = Field("default", min_length=1, max_length=100, pattern=NAME_PATTERN)
     scopes: list[str] = Field(
         ["ingest", "query", "read"],
         min_length=1,

@@ -15,6 +15,7 @@ from api.schemas import (
     AUTH_ERRORS,
     AuditEventOut,
     AuditPage,
+    IdPath,
     IssuedKeyOut,
     KeyIn,
     KeyList,
@@ -114,7 +115,7 @@ def create_key(body: KeyIn, caller: AdminCaller, session: SessionDep) -> IssuedK
     responses=error_responses(*AUTH_ERRORS, 404),
     summary="Revoke one of the tenant's keys (at once, for good)",
 )
-def revoke_key(key_id: str, caller: AdminCaller, session: SessionDep) -> Response:
+def revoke_key(key_id: IdPath, caller: AdminCaller, session: SessionDep) -> Response:
     try:
         revoke_api_key(session, tenant_id=caller.tenant_id, api_key_id=key_id)
     except ApiKeyNotFoundError as exc:
@@ -139,7 +140,9 @@ def read_own_tenant(caller: AdminCaller, session: SessionDep, settings: Settings
 def read_audit_log(
     caller: AdminCaller,
     session: SessionDep,
-    action: Annotated[str | None, Query(max_length=40, description="e.g. `query`")] = None,
+    action: Annotated[
+        str | None, Query(pattern=r"^[a-z.]{1,40}$", description="e.g. `query`")
+    ] = None,
     since: Annotated[datetime | None, Query(description="Events at or after (ISO 8601)")] = None,
     until: Annotated[datetime | None, Query(description="Events before (ISO 8601)")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -216,7 +219,11 @@ def add_tenant(
     summary="Set a tenant's own limits (operator only)",
 )
 def put_tenant_limits(
-    tenant_id: str, body: LimitsIn, caller: AdminCaller, session: SessionDep, settings: SettingsDep
+    tenant_id: IdPath,
+    body: LimitsIn,
+    caller: AdminCaller,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> TenantOut:
     _operator(caller, settings)
     try:

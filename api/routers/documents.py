@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException, Response, status
 from sqlalchemy import select
 
 from api.deps import IngestCaller, ReadCaller, RuntimeDep, SessionDep
-from api.schemas import AUTH_ERRORS, DocumentList, DocumentOut, error_responses
+from api.schemas import AUTH_ERRORS, DocumentList, DocumentOut, IdPath, error_responses
 from core.audit import AuditAction, Outcome, record_by
 from core.models import Document
 
@@ -44,7 +44,7 @@ def list_documents(tenant: ReadCaller, session: SessionDep) -> DocumentList:
     summary="Delete a document and every chunk of it",
 )
 def delete_document(
-    document_id: str, tenant: IngestCaller, session: SessionDep, runtime: RuntimeDep
+    document_id: IdPath, tenant: IngestCaller, session: SessionDep, runtime: RuntimeDep
 ) -> Response:
     """Remove all of the document's points (every version), check none is left, then its row
     (scope `ingest`)."""

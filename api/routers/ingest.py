@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, HTTPException, UploadFile, status
 from sqlalchemy.orm import Session
 
 from api.deps import LimitsDep, ReadCaller, RuntimeDep, SessionDep, UploadCaller
-from api.schemas import AUTH_ERRORS, FileOut, JobOut, ProgressOut, error_responses
+from api.schemas import AUTH_ERRORS, FileOut, IdPath, JobOut, ProgressOut, error_responses
 from core.audit import AuditAction, Outcome, record_by
 from core.models import FileState, IngestJob
 from core.quotas import (
@@ -138,7 +138,7 @@ def _check_quota(
     responses=error_responses(*AUTH_ERRORS, 404),
     summary="A job's state, per file, and its progress (scope `read`)",
 )
-def read_ingest_job(job_id: str, tenant: ReadCaller, session: SessionDep) -> JobOut:
+def read_ingest_job(job_id: IdPath, tenant: ReadCaller, session: SessionDep) -> JobOut:
     job = get_job(session, tenant_id=tenant.tenant_id, job_id=job_id)
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such job")

@@ -37,6 +37,9 @@ def validate_question(question: str, max_chars: int) -> str:
     question = question.strip()
     if not question:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the question is empty")
+    if "\x00" in question:
+        # PostgreSQL cannot store it, and no question needs it.
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the question has a NUL byte")
     if len(question) > max_chars:
         raise HTTPException(
             status.HTTP_413_CONTENT_TOO_LARGE, f"question longer than {max_chars} characters"
