@@ -117,11 +117,15 @@ class ReaderSettings(BaseModel):
 
     @model_validator(mode="after")
     def _tenant_cap_leaves_room(self) -> ReaderSettings:
-        if self.max_concurrency > 1 and self.max_concurrency_per_tenant >= self.max_concurrency:
+        if self.max_concurrency == 1 or self.max_concurrency_per_tenant < self.max_concurrency:
+            return self
+        if "max_concurrency_per_tenant" in self.model_fields_set:
             raise ValueError(
                 "reader.max_concurrency_per_tenant must be below reader.max_concurrency, "
                 "or one tenant can take every reader slot"
             )
+        # Only the total was lowered: the default cap follows it.
+        self.max_concurrency_per_tenant = self.max_concurrency - 1
         return self
 
 

@@ -61,3 +61,10 @@ def test_reader_settings_refuse_a_tenant_cap_equal_to_the_total() -> None:
 
     with pytest.raises(ValidationError, match="max_concurrency_per_tenant"):
         ReaderSettings(max_concurrency=4, max_concurrency_per_tenant=4)
+
+
+def test_lowering_only_the_total_lowers_the_default_tenant_cap() -> None:
+    from core.settings import ReaderSettings
+
+    assert ReaderSettings(max_concurrency=2).max_concurrency_per_tenant == 1
+    assert ReaderSettings(max_concurrency=1).max_concurrency_per_tenant == 4  # one slot: no cap
