@@ -12,9 +12,20 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.middleware.base import RequestResponseEndpoint
 
-from api.routers import documents, health, ingest, metrics, openai_compat, query, search
+from api.middleware import RequestIdMiddleware, SecurityHeadersMiddleware
+from api.routers import (
+    admin,
+    documents,
+    health,
+    ingest,
+    metrics,
+    openai_compat,
+    query,
+    search,
+)
 from api.runtime import Runtime
 from core.db import run_migrations
+from core.metrics import error_kind
 from core.settings import Settings
 
 DESCRIPTION = """
@@ -55,6 +66,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(search.router)
     app.include_router(openai_compat.router)
     app.include_router(metrics.router)
+    app.include_router(admin.router)
 
     @app.exception_handler(DBAPIError)
     @app.exception_handler(PoolTimeoutError)
@@ -72,6 +84,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         response = await call_next(request)
         runtime = getattr(request.app.state, "runtime", None)
         if runtime is not None:
+            kind = error_kind(response.status_code)
+            if kind is not None:
+                runtime.metrics.http_errors_total.labels(kind=kind).inc()
             runtime.metrics.http_request_seconds.labels(
                 method=request.method,
                 route=_route_template(request),
@@ -79,6 +94,20 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             ).observe(time.perf_counter() - started)
         return response
 
+    if settings.http.cors_allowed_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.http.cors_allowed_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    # Added last, so they run outermost: every response (errors and CORS preflights included)
+    # gets the headers, and the request id is set before anything logs.
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(RequestIdMiddleware)
     return app
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -68,13 +68,81 @@ def tenant_create(name: str) -> None:
         console.print(f"tenant {tenant.name} created (id {tenant.id})")
 
 
+@tenant_app.command("limits")
+def tenant_limits(
+    name: str,
+    queries_per_minute: Annotated[float | None, typer.Option(help="Query rate limit.")] = None,
+    ingest_per_minute: Annotated[float | None, typer.Option(help="Upload rate limit.")] = None,
+    max_documents: Annotated[int | None, typer.Option(help="Document quota.")] = None,
+    max_stored_bytes: Annotated[int | None, typer.Option(help="Storage quota in bytes.")] = None,
+) -> None:
+    """Set a tenant's own limits; an option left out resets that limit to the default."""
+    from core.audit import AuditAction, record
+    from core.tenancy import LimitOverrides, TenantNotFoundError, get_tenant_by_name
+    from core.tenancy import set_tenant_limits as store_limits
+
+    limits = LimitOverrides(queries_per_minute, ingest_per_minute, max_documents, max_stored_bytes)
+    with _session(get_settings()) as session:
+        try:
+            tenant_row = get_tenant_by_name(session, name=name)
+        except TenantNotFoundError as exc:
+            err_console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from exc
+        store_limits(session, tenant=tenant_row, limits=limits)
+        record(session, tenant_id=tenant_row.id, action=AuditAction.TENANT_LIMITS,
+               principal="cli", details=vars(limits))  # fmt: skip
+        session.commit()
+    console.print(f"limits of {name}: {vars(limits)} (None: the default)")
+
+
 @key_app.command("create")
 def key_create(
     tenant: Annotated[str, typer.Option(help="Tenant name.")],
     name: Annotated[str, typer.Option(help="A label for the key.")] = "default",
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(help="admin, ingest, query or read; repeat it. Default: ingest query read."),
+    ] = None,
+    expires: Annotated[
+        datetime | None, typer.Option(help="When the key stops working (UTC), e.g. 2027-01-31.")
+    ] = None,
 ) -> None:
     """Create an API key; it is printed once and stored only hashed."""
-    from core.tenancy import TenantNotFoundError, get_tenant_by_name, issue_api_key
+    from core.audit import AuditAction, record
+    from core.tenancy import (
+        DEFAULT_SCOPES,
+        TenantNotFoundError,
+        get_tenant_by_name,
+        issue_api_key,
+        parse_scopes,
+    )
+
+    with _session(get_settings()) as session:
+        try:
+            tenant_row = get_tenant_by_name(session, name=tenant)
+            scopes = parse_scopes(scope) if scope else DEFAULT_SCOPES
+            expires_at = expires.replace(tzinfo=expires.tzinfo or UTC) if expires else None
+            issued = issue_api_key(
+                session, tenant=tenant_row, key_name=name, scopes=scopes, expires_at=expires_at
+            )
+        except (TenantNotFoundError, ValueError) as exc:
+            err_console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from exc
+        record(session, tenant_id=tenant_row.id, action=AuditAction.KEY_CREATE,
+               principal="cli", target=issued.api_key_id,
+               details={"scopes": " ".join(sorted(scopes))})  # fmt: skip
+        session.commit()
+    err_console.print(
+        f"key {issued.api_key_id} ({' '.join(sorted(scopes))}): store it now, it cannot be "
+        "shown again"
+    )
+    typer.echo(issued.plaintext)
+
+
+@key_app.command("list")
+def key_list(tenant: Annotated[str, typer.Option(help="Tenant name.")]) -> None:
+    """The tenant's keys (never their secrets)."""
+    from core.tenancy import TenantNotFoundError, get_tenant_by_name, key_scopes, list_api_keys
 
     with _session(get_settings()) as session:
         try:
@@ -82,10 +150,37 @@ def key_create(
         except TenantNotFoundError as exc:
             err_console.print(f"[red]{exc}[/red]")
             raise typer.Exit(1) from exc
-        issued = issue_api_key(session, tenant=tenant_row, key_name=name)
+        typer.echo("id\tname\tprefix\tscopes\tcreated\texpires\trevoked")
+        for row in list_api_keys(session, tenant_id=tenant_row.id):
+            scopes = ",".join(sorted(key_scopes(row)))
+            typer.echo(
+                f"{row.id}\t{row.name}\t{row.lookup_prefix}\t{scopes}\t{row.created_at:%F}"
+                f"\t{row.expires_at or '-'}\t{row.revoked_at or '-'}"
+            )
+
+
+@key_app.command("revoke")
+def key_revoke(key_id: str, tenant: Annotated[str, typer.Option(help="Tenant name.")]) -> None:
+    """Revoke a key at once (by its id, from `ragkb key list`)."""
+    from core.audit import AuditAction, record
+    from core.tenancy import (
+        ApiKeyNotFoundError,
+        TenantNotFoundError,
+        get_tenant_by_name,
+        revoke_api_key,
+    )
+
+    with _session(get_settings()) as session:
+        try:
+            tenant_row = get_tenant_by_name(session, name=tenant)
+            revoke_api_key(session, tenant_id=tenant_row.id, api_key_id=key_id)
+        except (TenantNotFoundError, ApiKeyNotFoundError) as exc:
+            err_console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from exc
+        record(session, tenant_id=tenant_row.id, action=AuditAction.KEY_REVOKE,
+               principal="cli", target=key_id)  # fmt: skip
         session.commit()
-    err_console.print("store this key now: it cannot be shown again")
-    typer.echo(issued.plaintext)
+    console.print(f"key {key_id} revoked")
 
 
 @reader_app.command("prepare")
@@ -99,7 +194,13 @@ def reader_prepare() -> None:
 
 def _demo_key(settings: Settings) -> str:
     """The demo tenant's key, created on first start and kept (mode 600) in the data folder."""
-    from core.tenancy import TenantNotFoundError, create_tenant, get_tenant_by_name, issue_api_key
+    from core.tenancy import (
+        ALL_SCOPES,
+        TenantNotFoundError,
+        create_tenant,
+        get_tenant_by_name,
+        issue_api_key,
+    )
 
     key_file = settings.data_dir / "demo-api-key"
     if key_file.is_file():
@@ -109,7 +210,8 @@ def _demo_key(settings: Settings) -> str:
             tenant = get_tenant_by_name(session, name=DEMO_TENANT)
         except TenantNotFoundError:
             tenant = create_tenant(session, name=DEMO_TENANT)
-        issued = issue_api_key(session, tenant=tenant, key_name="demo")
+        # The demo key may do everything, the admin API included.
+        issued = issue_api_key(session, tenant=tenant, key_name="demo", scopes=ALL_SCOPES)
         session.commit()
     key_file.write_text(issued.plaintext + "\n")
     key_file.chmod(0o600)
@@ -125,11 +227,12 @@ def serve(
 
     from api.app import create_app
     from core.db import run_migrations
+    from core.logging import configure_logging
     from generation.reader_model import assemble_reader_model
     from generation.reader_server import ReaderServer
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = get_settings()
+    configure_logging(json_lines=settings.http.json_logs)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     run_migrations(settings)
     reader: ReaderServer | None = None
@@ -147,7 +250,9 @@ def serve(
         if demo:
             typer.echo(f"demo tenant API key: {_demo_key(settings)}")
         sys.stdout.flush()
-        uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
+        uvicorn.run(
+            create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None
+        )
     finally:
         if reader is not None:
             reader.stop()

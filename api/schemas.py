@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated, Any
 
+from fastapi import Path
 from pydantic import BaseModel, Field
+
+# Ids are uuids; anything else (a NUL byte, which PostgreSQL refuses in text) is a 422, not a 500.
+ID_PATTERN = r"^[0-9A-Za-z-]{1,64}$"
+IdPath = Annotated[str, Path(pattern=ID_PATTERN)]
+# Free-text names: no control characters.
+NAME_PATTERN = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
 
 
 class FileOut(BaseModel):
@@ -120,6 +128,7 @@ class QueryRequest(BaseModel):
     )
     conversation_id: str | None = Field(
         None,
+        pattern=ID_PATTERN,
         description="Continue a conversation: the question is rewritten into a standalone one "
         "from its history before retrieval. Omitted: a new conversation is started.",
     )
@@ -184,6 +193,26 @@ class ErrorOut(BaseModel):
     detail: str
 
 
+_ERROR_DESCRIPTIONS = {
+    401: "Missing, unknown, revoked or expired API key",
+    403: "The key lacks the scope this route needs (the reason names it)",
+    404: "Not found in the caller's tenant",
+    409: "Conflicts with the current state",
+    413: "Too large, or over the tenant's quota (the reason says which)",
+    422: "The request is malformed",
+    429: "The tenant's rate limit is reached; retry after `Retry-After` seconds",
+    503: "A dependency (database, vector store, reader) is unavailable",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` for these error statuses, each with the ErrorOut body."""
+    return {code: {"model": ErrorOut, "description": _ERROR_DESCRIPTIONS[code]} for code in codes}
+
+
+AUTH_ERRORS = (401, 403)
+
+
 class ChatMessageIn(BaseModel):
     role: str = Field(description="system, user or assistant")
     content: str
@@ -197,3 +226,83 @@ class ChatCompletionRequest(BaseModel):
     stream: bool = False
     max_tokens: int | None = Field(None, ge=1, description="Ignored: the reader's limit applies.")
     temperature: float | None = Field(None, description="Ignored.")
+
+
+class LimitsIn(BaseModel):
+    """A tenant's own limits; null (or left out) resets one to the configured default."""
+
+    queries_per_minute: float | None = Field(None, gt=0, le=1_000_000)
+    ingest_per_minute: float | None = Field(None, gt=0, le=1_000_000)
+    max_documents: int | None = Field(None, ge=0, le=2**31 - 1)
+    max_stored_bytes: int | None = Field(None, ge=0, le=2**62)
+
+
+class LimitsOut(BaseModel):
+    queries_per_minute: float
+    query_burst: int
+    ingest_per_minute: float
+    ingest_burst: int
+    max_documents: int
+    max_stored_bytes: int
+
+
+class TenantOut(BaseModel):
+    id: str
+    name: str
+    created_at: datetime
+    limits: LimitsOut = Field(description="Effective limits (own overrides over the defaults).")
+    overrides: LimitsIn = Field(description="The tenant's own overrides; null: the default.")
+    documents: int | None = Field(None, description="Stored and queued documents.")
+    stored_bytes: int | None = Field(None, description="Stored and queued bytes.")
+
+
+class TenantList(BaseModel):
+    tenants: list[TenantOut]
+
+
+class TenantIn(BaseModel):
+    name: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN)
+
+
+class KeyIn(BaseModel):
+    name: str = Field("default", min_length=1, max_length=100, pattern=NAME_PATTERN)
+    scopes: list[str] = Field(
+        ["ingest", "query", "read"],
+        min_length=1,
+        description="Any of admin, ingest, query, read. Default: ingest, query, read.",
+    )
+    expires_at: datetime | None = Field(None, description="When the key stops working (UTC).")
+
+
+class KeyOut(BaseModel):
+    id: str
+    name: str
+    scopes: list[str]
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    key_prefix: str = Field(description="The public part of the key (`rkb_<prefix>_...`).")
+
+
+class IssuedKeyOut(KeyOut):
+    key: str = Field(description="The key itself: shown this once, stored only hashed.")
+
+
+class KeyList(BaseModel):
+    keys: list[KeyOut]
+
+
+class AuditEventOut(BaseModel):
+    id: str
+    at: datetime
+    api_key_id: str | None
+    principal: str | None
+    action: str
+    outcome: str
+    target: str | None
+    details: dict[str, Any]
+
+
+class AuditPage(BaseModel):
+    events: list[AuditEventOut]
+    next_offset: int | None = Field(description="Pass as `offset` for the next page; null: end.")

@@ -36,6 +36,21 @@ class Metrics:
             registry=self.registry,
             buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
         )
+        # No tenant label: tenants are created at will, and one series per tenant would let the
+        # registry grow without bound. The audit log and the JSON logs name the tenant.
+        self.rate_limited_total = Counter(
+            "ragkb_rate_limited_total",
+            "Requests refused with 429 by a tenant's token bucket, by bucket.",
+            ["bucket"],
+            registry=self.registry,
+        )
+        self.http_errors_total = Counter(
+            "ragkb_http_errors_total",
+            "Error responses by kind (unauthorized, forbidden, not_found, validation, "
+            "too_large, rate_limited, server, unavailable, other).",
+            ["kind"],
+            registry=self.registry,
+        )
         self.citations_total = Counter(
             "ragkb_citations_total",
             "Citations made by the reader, by verification outcome.",
@@ -47,3 +62,24 @@ class Metrics:
         for key, value in timings_ms.items():
             if key.endswith("_ms") and key != "total_ms":
                 self.stage_seconds.labels(stage=key.removesuffix("_ms")).observe(value / 1000)
+
+
+_ERROR_KINDS = {
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    409: "conflict",
+    413: "too_large",
+    422: "validation",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+
+def error_kind(status_code: int) -> str | None:
+    """The bounded label of an error status; None for a success."""
+    if status_code < 400:
+        return None
+    if status_code in _ERROR_KINDS:
+        return _ERROR_KINDS[status_code]
+    return "server" if status_code >= 500 else "other"

@@ -1,4 +1,4 @@
-"""SQLAlchemy 2.0 typed models: tenants, API keys, documents and ingest jobs."""
+"""SQLAlchemy 2.0 typed models: tenants, API keys, documents, ingest jobs and the audit log."""
 
 from __future__ import annotations
 
@@ -6,7 +6,17 @@ import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -40,6 +50,11 @@ class Tenant(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Per-tenant overrides of the default limits (settings.limits); None: the default applies.
+    queries_per_minute: Mapped[float | None] = mapped_column(Float, default=None)
+    ingest_per_minute: Mapped[float | None] = mapped_column(Float, default=None)
+    max_documents: Mapped[int | None] = mapped_column(Integer, default=None)
+    max_stored_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
 
 class ApiKey(Base):
@@ -51,7 +66,10 @@ class ApiKey(Base):
     # The public part of the key, used to find the row; the secret part is only stored hashed.
     lookup_prefix: Mapped[str] = mapped_column(String(16), unique=True)
     secret_hash: Mapped[str] = mapped_column(String(64))
+    # Space-separated scope names (core.tenancy.Scope).
+    scopes: Mapped[str] = mapped_column(String(100), default="ingest query read")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
     tenant: Mapped[Tenant] = relationship()
@@ -138,3 +156,22 @@ class ConversationTurn(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     conversation: Mapped[Conversation] = relationship(back_populates="turns")
+
+
+class AuditEvent(Base):
+    """Who did what, when, with what outcome; never document text, questions or secrets."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_tenant_at", "tenant_id", "at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Not a foreign key: the event outlives a deleted key.
+    api_key_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    principal: Mapped[str | None] = mapped_column(String(200), default=None)
+    action: Mapped[str] = mapped_column(String(40))
+    outcome: Mapped[str] = mapped_column(String(20))
+    target: Mapped[str | None] = mapped_column(String(200), default=None)
+    # Small JSON object of counts and ids (e.g. {"question_chars": 42}).
+    details: Mapped[str] = mapped_column(Text, default="{}")

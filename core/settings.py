@@ -135,6 +135,13 @@ class ReaderSettings(BaseModel):
     max_concurrency: int = Field(
         8, ge=1, description="Requests this process may have in flight to the reader."
     )
+    max_concurrency_per_tenant: int = Field(
+        4,
+        ge=1,
+        description="Reader requests one tenant may have in flight in this process; kept below "
+        "`max_concurrency` so a tenant's burst always leaves slots (and a bounded wait for the "
+        "first token) to the other tenants.",
+    )
     max_tokens: int = Field(256, ge=1)
     temperature: float = Field(0.1, ge=0, le=2)
     managed: bool = Field(
@@ -147,6 +154,19 @@ class ReaderSettings(BaseModel):
     )
     threads: int = Field(2, ge=1)
     context_tokens: int = Field(4096, ge=512)
+
+    @model_validator(mode="after")
+    def _tenant_cap_leaves_room(self) -> ReaderSettings:
+        if self.max_concurrency == 1 or self.max_concurrency_per_tenant < self.max_concurrency:
+            return self
+        if "max_concurrency_per_tenant" in self.model_fields_set:
+            raise ValueError(
+                "reader.max_concurrency_per_tenant must be below reader.max_concurrency, "
+                "or one tenant can take every reader slot"
+            )
+        # Only the total was lowered: the default cap follows it.
+        self.max_concurrency_per_tenant = self.max_concurrency - 1
+        return self
 
 
 class CitationSettings(BaseModel):
@@ -186,6 +206,35 @@ class DatabaseSettings(BaseModel):
     statement_timeout_ms: int = Field(30_000, ge=100)
 
 
+class LimitSettings(BaseModel):
+    """Default per-tenant rate limits and quotas; a tenant's row may override each one."""
+
+    queries_per_minute: float = Field(
+        120, gt=0, description="Token-bucket refill rate for /v1/query and chat completions."
+    )
+    query_burst: int = Field(30, ge=1, description="Queries a tenant may send at once.")
+    ingest_per_minute: float = Field(
+        60, gt=0, description="Token-bucket refill rate for uploads (one token per request)."
+    )
+    ingest_burst: int = Field(20, ge=1)
+    max_documents: int = Field(100_000, ge=1, description="Documents a tenant may store.")
+    max_stored_bytes: int = Field(
+        10 * 1024**3, ge=1, description="Bytes of source files a tenant may store."
+    )
+    redis_url: str | None = Field(
+        None,
+        description="Redis for the shared token buckets. Default: the broker URL when it is "
+        "redis://; otherwise buckets are in-process (one replica).",
+    )
+
+
+class HttpSettings(BaseModel):
+    cors_allowed_origins: list[str] = Field(
+        [], description="Origins allowed by CORS; empty (the default) turns CORS off."
+    )
+    json_logs: bool = Field(True, description="`ragkb serve` logs one JSON object per line.")
+
+
 class WorkerSettings(BaseModel):
     embedded: bool = Field(
         True,
@@ -216,6 +265,11 @@ class Settings(BaseSettings):
     api_port: int = 8000
     max_question_chars: int = Field(2000, ge=1)
     max_history_turns: int = Field(6, ge=0, description="Conversation turns used for rewriting.")
+    operator_tenant: str | None = Field(
+        None,
+        description="Name of the tenant whose `admin` keys may manage every tenant (create "
+        "tenants, set limits) through /v1/admin/tenants. None: only the CLI can.",
+    )
 
     database: DatabaseSettings = DatabaseSettings()
     vector_store: VectorStoreSettings = VectorStoreSettings()
@@ -226,6 +280,8 @@ class Settings(BaseSettings):
     reader: ReaderSettings = ReaderSettings()
     citations: CitationSettings = CitationSettings()
     worker: WorkerSettings = WorkerSettings()
+    limits: LimitSettings = LimitSettings()
+    http: HttpSettings = HttpSettings()
 
     @model_validator(mode="after")
     def _production_fails_closed(self) -> Settings:
@@ -256,6 +312,15 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'ragkb.db').resolve()}"
+
+    @property
+    def rate_limit_redis_url(self) -> str | None:
+        """Where token buckets live: explicit, else a Redis broker, else None (in-process)."""
+        if self.limits.redis_url:
+            return self.limits.redis_url
+        if self.broker_url and self.broker_url.startswith(("redis://", "rediss://")):
+            return self.broker_url
+        return None
 
     @property
     def uploads_dir(self) -> Path:

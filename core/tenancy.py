@@ -1,19 +1,41 @@
-"""Tenants and API keys: keys are shown once, stored hashed, compared in constant time."""
+"""Tenants and API keys: keys are shown once, stored hashed, compared in constant time.
+
+A key carries scopes (what it may do) and may expire. Keys are never deleted, only revoked, so
+the audit log's key ids keep meaning something.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.models import ApiKey, Tenant
+from core.models import ApiKey, Tenant, utcnow
 
 KEY_SCHEME = "rkb"
+
+
+class Scope(StrEnum):
+    """What a key may do; routes declare the one they need."""
+
+    ADMIN = "admin"  # the tenant's own keys, limits (read) and audit log
+    INGEST = "ingest"  # upload files, delete documents
+    QUERY = "query"  # answers, chat completions, conversations
+    READ = "read"  # list documents, follow jobs, search
+
+
+# Given to keys created without --scope, and (by migration 0003) to keys made before scopes
+# existed: everything a key could do before, but not the admin API, which must be asked for.
+DEFAULT_SCOPES: frozenset[Scope] = frozenset({Scope.INGEST, Scope.QUERY, Scope.READ})
+ALL_SCOPES: frozenset[Scope] = frozenset(Scope)
 
 
 class TenantExistsError(ValueError):
@@ -24,6 +46,29 @@ class TenantNotFoundError(LookupError):
     pass
 
 
+class ApiKeyNotFoundError(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class LimitOverrides:
+    """A tenant's own limits; None means the configured default applies."""
+
+    queries_per_minute: float | None = None
+    ingest_per_minute: float | None = None
+    max_documents: int | None = None
+    max_stored_bytes: int | None = None
+
+    @classmethod
+    def of(cls, tenant: Tenant) -> LimitOverrides:
+        return cls(
+            queries_per_minute=tenant.queries_per_minute,
+            ingest_per_minute=tenant.ingest_per_minute,
+            max_documents=tenant.max_documents,
+            max_stored_bytes=tenant.max_stored_bytes,
+        )
+
+
 @dataclass(frozen=True)
 class TenantContext:
     """Who is calling: decided by the API key alone, never by the request's URL or body."""
@@ -31,6 +76,8 @@ class TenantContext:
     tenant_id: str
     tenant_name: str
     api_key_id: str
+    scopes: frozenset[Scope] = DEFAULT_SCOPES
+    limits: LimitOverrides = field(default_factory=LimitOverrides)
 
 
 @dataclass(frozen=True)
@@ -38,6 +85,28 @@ class IssuedKey:
     api_key_id: str
     tenant_name: str
     plaintext: str  # shown once, never stored
+    scopes: frozenset[Scope] = DEFAULT_SCOPES
+    expires_at: datetime | None = None
+
+
+def parse_scopes(values: Iterable[str]) -> frozenset[Scope]:
+    """Scope names (comma or space separated are split) to scopes; unknown names are refused."""
+    names = {part for value in values for part in value.replace(",", " ").split()}
+    unknown = sorted(names - {s.value for s in Scope})
+    if unknown:
+        raise ValueError(f"unknown scope(s) {', '.join(unknown)}; known: {_scope_list(Scope)}")
+    if not names:
+        raise ValueError("a key needs at least one scope")
+    return frozenset(Scope(n) for n in names)
+
+
+def _scope_list(scopes: Iterable[Scope]) -> str:
+    return " ".join(sorted(s.value for s in scopes))
+
+
+def as_utc(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes for timezone-aware columns; they were written as UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _hash_secret(secret: str) -> str:
@@ -67,8 +136,40 @@ def get_tenant_by_name(session: Session, *, name: str) -> Tenant:
     return tenant
 
 
-def issue_api_key(session: Session, *, tenant: Tenant, key_name: str = "default") -> IssuedKey:
+def get_tenant(session: Session, *, tenant_id: str) -> Tenant:
+    tenant = session.get(Tenant, tenant_id)
+    if tenant is None:
+        raise TenantNotFoundError(f"no tenant with id {tenant_id!r}")
+    return tenant
+
+
+def list_tenants(session: Session) -> Sequence[Tenant]:
+    return session.scalars(select(Tenant).order_by(Tenant.name)).all()
+
+
+def set_tenant_limits(session: Session, *, tenant: Tenant, limits: LimitOverrides) -> None:
+    """Replace the tenant's overrides (None resets one to the default); the caller commits."""
+    tenant.queries_per_minute = limits.queries_per_minute
+    tenant.ingest_per_minute = limits.ingest_per_minute
+    tenant.max_documents = limits.max_documents
+    tenant.max_stored_bytes = limits.max_stored_bytes
+    session.flush()
+
+
+def issue_api_key(
+    session: Session,
+    *,
+    tenant: Tenant,
+    key_name: str = "default",
+    scopes: Iterable[Scope] = DEFAULT_SCOPES,
+    expires_at: datetime | None = None,
+) -> IssuedKey:
     """Create a key for the tenant; the plaintext is returned once and only its hash is kept."""
+    scope_set = frozenset(scopes)
+    if not scope_set:
+        raise ValueError("a key needs at least one scope")
+    if expires_at is not None and as_utc(expires_at) <= utcnow():
+        raise ValueError("the expiry must be in the future")
     lookup_prefix = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     row = ApiKey(
@@ -76,6 +177,8 @@ def issue_api_key(session: Session, *, tenant: Tenant, key_name: str = "default"
         name=key_name,
         lookup_prefix=lookup_prefix,
         secret_hash=_hash_secret(secret),
+        scopes=_scope_list(scope_set),
+        expires_at=expires_at,
     )
     session.add(row)
     session.flush()
@@ -83,11 +186,39 @@ def issue_api_key(session: Session, *, tenant: Tenant, key_name: str = "default"
         api_key_id=row.id,
         tenant_name=tenant.name,
         plaintext=f"{KEY_SCHEME}_{lookup_prefix}_{secret}",
+        scopes=scope_set,
+        expires_at=expires_at,
     )
 
 
+def key_scopes(row: ApiKey) -> frozenset[Scope]:
+    # A name this release does not know (written by a newer one) grants nothing.
+    known = {s.value for s in Scope}
+    return frozenset(Scope(name) for name in row.scopes.split() if name in known)
+
+
+def list_api_keys(session: Session, *, tenant_id: str) -> Sequence[ApiKey]:
+    """The tenant's keys, revoked and expired ones included, newest first."""
+    return session.scalars(
+        select(ApiKey).where(ApiKey.tenant_id == tenant_id).order_by(ApiKey.created_at.desc())
+    ).all()
+
+
+def revoke_api_key(session: Session, *, tenant_id: str, api_key_id: str) -> ApiKey:
+    """Revoke one of the tenant's keys (idempotent); another tenant's key is not found."""
+    row = session.scalar(
+        select(ApiKey).where(ApiKey.id == api_key_id, ApiKey.tenant_id == tenant_id)
+    )
+    if row is None:
+        raise ApiKeyNotFoundError("no such key")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        session.flush()
+    return row
+
+
 def resolve_api_key(session: Session, *, presented_key: str) -> TenantContext | None:
-    """The tenant a presented key belongs to, or None for an unknown, malformed or revoked key."""
+    """The caller a presented key names, or None: unknown, malformed, revoked or expired."""
     scheme, _, rest = presented_key.partition("_")
     lookup_prefix, _, secret = rest.partition("_")
     if scheme != KEY_SCHEME or not lookup_prefix or not secret:
@@ -99,4 +230,12 @@ def resolve_api_key(session: Session, *, presented_key: str) -> TenantContext | 
         return None
     if not hmac.compare_digest(row.secret_hash, _hash_secret(secret)):
         return None
-    return TenantContext(tenant_id=row.tenant_id, tenant_name=row.tenant.name, api_key_id=row.id)
+    if row.expires_at is not None and as_utc(row.expires_at) <= utcnow():
+        return None
+    return TenantContext(
+        tenant_id=row.tenant_id,
+        tenant_name=row.tenant.name,
+        api_key_id=row.id,
+        scopes=key_scopes(row),
+        limits=LimitOverrides.of(row.tenant),
+    )

@@ -106,7 +106,9 @@ class AnswerService:
         if not prepared.sources:
             return self._no_evidence(prepared)
         started = time.perf_counter()
-        result = self._chat.complete(build_messages(prepared.standalone, prepared.sources))
+        result = self._chat.complete(
+            build_messages(prepared.standalone, prepared.sources), tenant_id=tenant_id
+        )
         prepared.timings_ms["generate_ms"] = _ms_since(started)
         if result.completion_tokens and result.generation_ms:
             self._metrics.reader_tokens_per_second.observe(
@@ -131,7 +133,7 @@ class AnswerService:
             return
         stats = StreamStats()
         messages = build_messages(prepared.standalone, prepared.sources)
-        for delta in self._chat.stream(messages, stats):
+        for delta in self._chat.stream(messages, stats, tenant_id=tenant_id):
             yield AnswerEvent("token", delta)
         if stats.ttft_ms is not None:
             prepared.timings_ms["ttft_ms"] = stats.ttft_ms
@@ -159,7 +161,9 @@ class AnswerService:
         if history:
             rewrite_started = time.perf_counter()
             rewritten = self._chat.complete(
-                build_rewrite_messages(history, question), max_tokens=REWRITE_MAX_TOKENS
+                build_rewrite_messages(history, question),
+                max_tokens=REWRITE_MAX_TOKENS,
+                tenant_id=tenant_id,
             ).text.strip()
             standalone = rewritten.splitlines()[0].strip() if rewritten else question
             timings["rewrite_ms"] = _ms_since(rewrite_started)

@@ -1,13 +1,13 @@
 """OpenAI-compatible chat client: vLLM in production, the embedded llama.cpp server by default.
 
 Retries with exponential backoff on connection errors and 5xx come from the `openai` client
-(`max_retries`); a semaphore bounds the requests this process has in flight to the reader, so
-one replica cannot queue more work on the GPU server than it was sized for.
+(`max_retries`); slots bound the requests this process has in flight to the reader, so one
+replica cannot queue more work on the GPU server than it was sized for, and a smaller bound per
+tenant keeps one tenant's burst from taking every slot (generation/slots.py).
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +18,7 @@ from openai import OpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
 from core.settings import ReaderSettings
+from generation.slots import NoSlotError, TenantSlots
 
 _UNAVAILABLE = (openai.APIConnectionError, openai.APITimeoutError, openai.InternalServerError)
 
@@ -64,17 +65,29 @@ class ChatClient:
             timeout=settings.timeout_s,
             max_retries=settings.max_retries,
         )
-        self._slots = threading.BoundedSemaphore(settings.max_concurrency)
+        self._slots = TenantSlots(
+            total=settings.max_concurrency,
+            per_tenant=min(settings.max_concurrency_per_tenant, settings.max_concurrency),
+            timeout_s=settings.timeout_s,
+        )
 
     @property
     def model(self) -> str:
         return self._settings.model
 
+    @property
+    def slots(self) -> TenantSlots:
+        return self._slots
+
     def complete(
-        self, messages: list[ChatCompletionMessageParam], *, max_tokens: int | None = None
+        self,
+        messages: list[ChatCompletionMessageParam],
+        *,
+        max_tokens: int | None = None,
+        tenant_id: str | None = None,
     ) -> ChatResult:
         started = time.perf_counter()
-        with self._slot(), _request_errors():
+        with self._slot(tenant_id), _request_errors():
             response = self._client.chat.completions.create(
                 model=self._settings.model,
                 messages=messages,
@@ -91,11 +104,15 @@ class ChatClient:
         )
 
     def stream(
-        self, messages: list[ChatCompletionMessageParam], stats: StreamStats
+        self,
+        messages: list[ChatCompletionMessageParam],
+        stats: StreamStats,
+        *,
+        tenant_id: str | None = None,
     ) -> Iterator[str]:
         """Yield text deltas as the reader writes them; closing the iterator cancels upstream."""
         started = time.perf_counter()
-        with self._slot():
+        with self._slot(tenant_id):
             with _request_errors():
                 upstream = self._client.chat.completions.create(
                     model=self._settings.model,
@@ -135,8 +152,13 @@ class ChatClient:
                 # request on disconnect), so an abandoned stream does not hold the GPU.
                 upstream.close()
 
-    def _slot(self) -> _Slot:
-        return _Slot(self._slots, self._settings.timeout_s)
+    @contextmanager
+    def _slot(self, tenant_id: str | None) -> Iterator[None]:
+        try:
+            with self._slots.hold(tenant_id):
+                yield
+        except NoSlotError as exc:
+            raise ReaderUnavailableError(str(exc)) from exc
 
     def close(self) -> None:
         self._client.close()
@@ -151,16 +173,3 @@ def _request_errors() -> Iterator[None]:
         raise ReaderUnavailableError(f"reader unavailable: {type(exc).__name__}") from exc
     except openai.APIStatusError as exc:
         raise ReaderUnavailableError(f"reader refused the request: {exc.status_code}") from exc
-
-
-class _Slot:
-    def __init__(self, semaphore: threading.BoundedSemaphore, timeout_s: float) -> None:
-        self._semaphore = semaphore
-        self._timeout_s = timeout_s
-
-    def __enter__(self) -> None:
-        if not self._semaphore.acquire(timeout=self._timeout_s):
-            raise ReaderUnavailableError("reader busy: no free slot within the timeout")
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._semaphore.release()

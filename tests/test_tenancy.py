@@ -1,19 +1,25 @@
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from core.db import create_db_engine, create_session_factory, run_migrations
 from core.models import ApiKey, utcnow
 from core.settings import Settings
 from core.tenancy import (
+    DEFAULT_SCOPES,
+    Scope,
     TenantExistsError,
     create_tenant,
     get_tenant_by_name,
     issue_api_key,
+    parse_scopes,
     resolve_api_key,
 )
 
@@ -80,3 +86,47 @@ def test_migrations_match_the_models(settings: Settings) -> None:
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     engine.dispose()
     assert diff == []
+
+
+def test_keys_made_before_scopes_keep_ingest_query_read(settings: Settings) -> None:
+    """Migration 0003 gives existing keys the default scopes, and never `admin`."""
+    from alembic import command
+    from alembic.config import Config
+
+    import migrations
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    config.set_main_option("sqlalchemy.url", settings.resolved_database_url)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    command.upgrade(config, "0002_conversations")
+    engine = create_db_engine(settings)
+    with engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO tenants (id, name, created_at) VALUES ('t1', 'old', :now)"),
+            {"now": utcnow()},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO api_keys (id, tenant_id, name, lookup_prefix, secret_hash, created_at)"
+                " VALUES ('k1', 't1', 'old', 'abc', :hash, :now)"
+            ),
+            {"hash": hashlib.sha256(b"secret").hexdigest(), "now": utcnow()},
+        )
+    engine.dispose()
+    run_migrations(settings)
+    engine = create_db_engine(settings)
+    with create_session_factory(engine)() as session:
+        context = resolve_api_key(session, presented_key="rkb_abc_secret")
+    engine.dispose()
+    assert context is not None
+    assert context.scopes == DEFAULT_SCOPES == {Scope.INGEST, Scope.QUERY, Scope.READ}
+
+
+def test_expired_keys_and_unknown_scopes_are_refused(session: Session) -> None:
+    acme = create_tenant(session, name="acme")
+    with pytest.raises(ValueError, match="future"):
+        issue_api_key(session, tenant=acme, expires_at=utcnow() - timedelta(seconds=1))
+    with pytest.raises(ValueError, match="unknown scope"):
+        parse_scopes(["query", "root"])
+    assert parse_scopes(["query,read", "admin"]) == {Scope.QUERY, Scope.READ, Scope.ADMIN}

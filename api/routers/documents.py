@@ -5,16 +5,17 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Response, status
 from sqlalchemy import select
 
-from api.deps import RuntimeDep, SessionDep, TenantDep
-from api.schemas import DocumentList, DocumentOut, ErrorOut
+from api.deps import IngestCaller, ReadCaller, RuntimeDep, SessionDep
+from api.schemas import AUTH_ERRORS, DocumentList, DocumentOut, IdPath, error_responses
+from core.audit import AuditAction, Outcome, record_by
 from core.models import Document
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 
 
-@router.get("", response_model=DocumentList, responses={401: {"model": ErrorOut}})
-def list_documents(tenant: TenantDep, session: SessionDep) -> DocumentList:
-    """Every document of the caller's tenant, by path."""
+@router.get("", response_model=DocumentList, responses=error_responses(*AUTH_ERRORS))
+def list_documents(tenant: ReadCaller, session: SessionDep) -> DocumentList:
+    """Every document of the caller's tenant, by path (scope `read`)."""
     rows = session.scalars(
         select(Document).where(Document.tenant_id == tenant.tenant_id).order_by(Document.path)
     )
@@ -39,13 +40,14 @@ def list_documents(tenant: TenantDep, session: SessionDep) -> DocumentList:
     "/{document_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses={401: {"model": ErrorOut}, 404: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+    responses=error_responses(*AUTH_ERRORS, 404, 503),
     summary="Delete a document and every chunk of it",
 )
 def delete_document(
-    document_id: str, tenant: TenantDep, session: SessionDep, runtime: RuntimeDep
+    document_id: IdPath, tenant: IngestCaller, session: SessionDep, runtime: RuntimeDep
 ) -> Response:
-    """Remove all of the document's points (every version), check none is left, then its row."""
+    """Remove all of the document's points (every version), check none is left, then its row
+    (scope `ingest`)."""
     document = session.scalar(
         select(Document).where(Document.id == document_id, Document.tenant_id == tenant.tenant_id)
     )
@@ -55,9 +57,15 @@ def delete_document(
     left = runtime.store.count(tenant_id=tenant.tenant_id, document_id=document_id)
     if left:
         # The row stays, so a retry (or `ragkb reconcile`) can finish the job.
+        record_by(
+            session, tenant, AuditAction.DOCUMENT_DELETE, Outcome.FAILED,
+            target=document_id, details={"chunks_left": left},
+        )  # fmt: skip
+        session.commit()
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, f"{left} chunks could not be deleted; retry"
         )
     session.delete(document)
+    record_by(session, tenant, AuditAction.DOCUMENT_DELETE, target=document_id)
     session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -6,10 +6,20 @@ import shutil
 from typing import Annotated
 
 from fastapi import APIRouter, File, HTTPException, UploadFile, status
+from sqlalchemy.orm import Session
 
-from api.deps import RuntimeDep, SessionDep, TenantDep
-from api.schemas import ErrorOut, FileOut, JobOut, ProgressOut
+from api.deps import LimitsDep, ReadCaller, RuntimeDep, SessionDep, UploadCaller
+from api.schemas import AUTH_ERRORS, FileOut, IdPath, JobOut, ProgressOut, error_responses
+from core.audit import AuditAction, Outcome, record_by
 from core.models import FileState, IngestJob
+from core.quotas import (
+    QuotaExceededError,
+    TenantLimits,
+    check_quota,
+    existing_paths,
+    tenant_usage,
+)
+from core.tenancy import TenantContext
 from ingest.jobs import add_job_file, create_job, get_job, job_progress
 from ingest.paths import UnsafePathError, normalize_relative_path
 from ingest.staging import FileTooLargeError, stage_stream
@@ -22,7 +32,7 @@ router = APIRouter(prefix="/v1/ingest", tags=["ingest"])
     "/jobs",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobOut,
-    responses={401: {"model": ErrorOut}, 413: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+    responses=error_responses(*AUTH_ERRORS, 413, 422, 429),
     summary="Upload files for indexing",
 )
 def create_ingest_job(
@@ -30,15 +40,17 @@ def create_ingest_job(
         list[UploadFile],
         File(description="One or many files; each file name is its path relative to the folder."),
     ],
-    tenant: TenantDep,
+    tenant: UploadCaller,
+    limits: LimitsDep,
     session: SessionDep,
     runtime: RuntimeDep,
 ) -> JobOut:
-    """Start a job with one task per file and return at once; poll the job for progress.
+    """Start a job with one task per file and return at once; poll the job for progress
+    (scope `ingest`; one token of the tenant's ingest rate limit per request).
 
     A file whose name is unsafe (absolute, or with `..`) is recorded as failed with its reason;
-    the others go on. A file over the size limit refuses the whole upload (413) before anything
-    is stored.
+    the others go on. A file over the size limit, or an upload that would take the tenant over
+    its document or storage quota, refuses the whole upload (413) before anything is stored.
     """
     settings = runtime.settings
     if len(files) > settings.ingest.max_files_per_job:
@@ -46,6 +58,7 @@ def create_ingest_job(
             status.HTTP_413_CONTENT_TOO_LARGE,
             f"too many files: {len(files)} > {settings.ingest.max_files_per_job} per job",
         )
+    _check_quota(session, tenant, limits, files)
     job = create_job(session, tenant_id=tenant.tenant_id)
     job_dir = settings.uploads_dir / tenant.tenant_id / job.id
     queued_ids: list[str] = []
@@ -78,19 +91,54 @@ def create_ingest_job(
         session.rollback()
         shutil.rmtree(job_dir, ignore_errors=True)
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"{upload.filename}: {exc}") from exc
+    record_by(
+        session, tenant, AuditAction.INGEST, target=job.id,
+        details={"files": len(files), "queued": len(queued_ids),
+                 "bytes": sum(upload.size or 0 for upload in files)},
+    )  # fmt: skip
     session.commit()
     enqueue_ingest(runtime.celery_app, queued_ids)
     session.refresh(job)
     return _job_out(job)
 
 
+def _check_quota(
+    session: Session, tenant: TenantContext, limits: TenantLimits, files: list[UploadFile]
+) -> None:
+    """Refuse (413) an upload that would not fit the tenant's quotas, before staging any of it.
+
+    The multipart body is already spooled by the server, so every file's size is known here. A
+    new version of an existing path is not a new document, but its bytes are counted in full
+    (the old version's are freed only once the new one is indexed).
+    """
+    paths: list[str] = []
+    for upload in files:
+        try:
+            paths.append(normalize_relative_path(upload.filename or ""))
+        except UnsafePathError:
+            continue  # recorded as failed, stores nothing
+    new_paths = set(paths) - existing_paths(session, tenant_id=tenant.tenant_id, paths=paths)
+    try:
+        check_quota(
+            tenant_usage(session, tenant_id=tenant.tenant_id), limits,
+            new_documents=len(new_paths), new_bytes=sum(upload.size or 0 for upload in files),
+        )  # fmt: skip
+    except QuotaExceededError as exc:
+        record_by(
+            session, tenant, AuditAction.INGEST, Outcome.DENIED,
+            details={"files": len(files), "reason": "quota"},
+        )  # fmt: skip
+        session.commit()
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(exc)) from exc
+
+
 @router.get(
     "/jobs/{job_id}",
     response_model=JobOut,
-    responses={401: {"model": ErrorOut}, 404: {"model": ErrorOut}},
-    summary="A job's state, per file, and its progress",
+    responses=error_responses(*AUTH_ERRORS, 404),
+    summary="A job's state, per file, and its progress (scope `read`)",
 )
-def read_ingest_job(job_id: str, tenant: TenantDep, session: SessionDep) -> JobOut:
+def read_ingest_job(job_id: IdPath, tenant: ReadCaller, session: SessionDep) -> JobOut:
     job = get_job(session, tenant_id=tenant.tenant_id, job_id=job_id)
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such job")

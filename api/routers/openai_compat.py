@@ -11,9 +11,10 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import StreamingResponse
 
-from api.deps import RuntimeDep, TenantDep
+from api.deps import QueryCaller, RuntimeDep, SessionDep, TenantDep
 from api.routers.query import citations_out, validate_question
-from api.schemas import ChatCompletionRequest, ErrorOut
+from api.schemas import AUTH_ERRORS, ChatCompletionRequest, error_responses
+from core.audit import AuditAction, Outcome, record_by
 from generation.answer import AnswerResult
 from generation.client import ReaderUnavailableError
 
@@ -21,8 +22,9 @@ router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 MODEL_ID = "ragkb"
 
 
-@router.get("/models", summary="Models (OpenAI-compatible)", responses={401: {"model": ErrorOut}})
+@router.get("/models", summary="Models (OpenAI-compatible)", responses=error_responses(401))
 def list_models(tenant: TenantDep) -> dict[str, Any]:
+    """Any valid key may list the one model, whatever its scopes."""
     return {
         "object": "list",
         "data": [{"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "ragkb"}],
@@ -34,14 +36,14 @@ def list_models(tenant: TenantDep) -> dict[str, Any]:
     summary="Chat completions with RAG (OpenAI-compatible)",
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE with stream"},
-        401: {"model": ErrorOut},
-        413: {"model": ErrorOut},
-        422: {"model": ErrorOut},
-        503: {"model": ErrorOut},
+        **error_responses(*AUTH_ERRORS, 413, 422, 429, 503),
     },
 )
-def chat_completions(body: ChatCompletionRequest, tenant: TenantDep, runtime: RuntimeDep) -> Any:
-    """The last user message is the question; earlier turns make follow-ups standalone.
+def chat_completions(
+    body: ChatCompletionRequest, tenant: QueryCaller, runtime: RuntimeDep, session: SessionDep
+) -> Any:
+    """The last user message is the question; earlier turns make follow-ups standalone
+    (scope `query`; one token of the tenant's query rate limit).
 
     The answer's `[n]` markers and a numbered source list are in the message content; the
     structured citations are in the extra `citations` field (and in the last streamed chunk).
@@ -55,6 +57,10 @@ def chat_completions(body: ChatCompletionRequest, tenant: TenantDep, runtime: Ru
         (m.role, m.content) for m in body.messages[:last] if m.role in ("user", "assistant")
     ][-runtime.settings.max_history_turns :]
     top_k = runtime.settings.retrieval.default_top_k
+    audit_details = {"question_chars": len(question), "messages": len(body.messages),
+                     "stream": body.stream}  # fmt: skip
+    record_by(session, tenant, AuditAction.CHAT, details=audit_details)
+    session.commit()
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if body.stream:
@@ -69,6 +75,11 @@ def chat_completions(body: ChatCompletionRequest, tenant: TenantDep, runtime: Ru
             tenant_id=tenant.tenant_id, question=question, top_k=top_k, history=history
         )
     except ReaderUnavailableError as exc:
+        record_by(
+            session, tenant, AuditAction.CHAT, Outcome.FAILED,
+            details={**audit_details, "reason": "reader_unavailable"},
+        )  # fmt: skip
+        session.commit()
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
     return {
         "id": completion_id,

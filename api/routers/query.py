@@ -9,9 +9,18 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import StreamingResponse
 
-from api.deps import RuntimeDep, SessionDep, TenantDep
+from api.deps import QueryCaller, RuntimeDep, SessionDep
 from api.filters import to_search_filter
-from api.schemas import CitationOut, ErrorOut, QueryRequest, QueryResponse, SourceOut
+from api.schemas import (
+    AUTH_ERRORS,
+    CitationOut,
+    ErrorOut,
+    QueryRequest,
+    QueryResponse,
+    SourceOut,
+    error_responses,
+)
+from core.audit import AuditAction, Outcome, record_by
 from generation.answer import AnswerResult
 from generation.client import ReaderUnavailableError
 from generation.conversations import (
@@ -29,6 +38,9 @@ def validate_question(question: str, max_chars: int) -> str:
     question = question.strip()
     if not question:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the question is empty")
+    if "\x00" in question:
+        # PostgreSQL cannot store it, and no question needs it.
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the question has a NUL byte")
     if len(question) > max_chars:
         raise HTTPException(
             status.HTTP_413_CONTENT_TOO_LARGE, f"question longer than {max_chars} characters"
@@ -41,16 +53,14 @@ def validate_question(question: str, max_chars: int) -> str:
     response_model=QueryResponse,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE with stream"},
-        401: {"model": ErrorOut},
+        **error_responses(*AUTH_ERRORS, 413, 422, 429, 503),
         404: {"model": ErrorOut, "description": "Unknown conversation"},
-        413: {"model": ErrorOut},
-        422: {"model": ErrorOut},
-        503: {"model": ErrorOut},
     },
     summary="Answer a question with citations",
 )
-def query(body: QueryRequest, tenant: TenantDep, runtime: RuntimeDep, session: SessionDep) -> Any:
-    """Retrieve the tenant's chunks, rerank, and have the reader answer from numbered sources.
+def query(body: QueryRequest, tenant: QueryCaller, runtime: RuntimeDep, session: SessionDep) -> Any:
+    """Retrieve the tenant's chunks, rerank, and have the reader answer from numbered sources
+    (scope `query`; one token of the tenant's query rate limit).
 
     Every `[n]` is checked against its source (`verified`). With no chunk above the evidence
     threshold the answer says so without calling the reader. With `stream: true` the answer
@@ -67,6 +77,9 @@ def query(body: QueryRequest, tenant: TenantDep, runtime: RuntimeDep, session: S
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
     history = recent_history(conversation, max_turns=runtime.settings.max_history_turns)
     conversation_id = conversation.id
+    # The question's length, never its text: the audit log must not hold tenant content.
+    audit_details = {"question_chars": len(question), "top_k": top_k, "stream": body.stream}
+    record_by(session, tenant, AuditAction.QUERY, target=conversation_id, details=audit_details)
     session.commit()
 
     def remember(result: AnswerResult) -> None:
@@ -99,6 +112,11 @@ def query(body: QueryRequest, tenant: TenantDep, runtime: RuntimeDep, session: S
             filters=filters,
         )
     except ReaderUnavailableError as exc:
+        record_by(
+            session, tenant, AuditAction.QUERY, Outcome.FAILED,
+            target=conversation_id, details={**audit_details, "reason": "reader_unavailable"},
+        )  # fmt: skip
+        session.commit()
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
     remember(result)
     return to_response(result, conversation_id)

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import RuntimeDep, TenantDep
+from api.deps import QueryCaller, RuntimeDep, SessionDep
 from api.filters import to_search_filter
 from api.routers.query import validate_question
-from api.schemas import ErrorOut, SearchHitOut, SearchRequest, SearchResponse
+from api.schemas import (
+    AUTH_ERRORS,
+    SearchHitOut,
+    SearchRequest,
+    SearchResponse,
+    error_responses,
+)
+from core.audit import AuditAction, record_by
 from core.settings import RetrievalMode
 from retrieval.retriever import RetrievalOptions
 
@@ -17,13 +24,25 @@ router = APIRouter(prefix="/v1", tags=["search"])
 @router.post(
     "/search",
     response_model=SearchResponse,
-    responses={401: {"model": ErrorOut}, 413: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+    responses=error_responses(*AUTH_ERRORS, 413, 422, 429),
     summary="Search the tenant's chunks (hybrid retrieval and rerank, no answer)",
 )
-def search(body: SearchRequest, tenant: TenantDep, runtime: RuntimeDep) -> SearchResponse:
+def search(
+    body: SearchRequest, tenant: QueryCaller, runtime: RuntimeDep, session: SessionDep
+) -> SearchResponse:
     """Rank the tenant's chunks for `query`: dense and lexical candidates fused inside Qdrant,
-    then the rerank stage. Filters and principals are applied inside Qdrant, before ranking."""
+    then the rerank stage (scope `query`; one token of the query rate limit). Filters and
+    principals are applied inside Qdrant, before ranking, never to the results afterwards."""
     query = validate_question(body.query, runtime.settings.max_question_chars)
+    # The query's length, never its text: the audit log must not hold tenant content.
+    record_by(
+        session,
+        tenant,
+        AuditAction.SEARCH,
+        details={"query_chars": len(query), "principals": len(body.principals or [])},
+        principal=body.principals[0] if body.principals else None,
+    )
+    session.commit()
     result = runtime.retriever.retrieve(
         tenant_id=tenant.tenant_id,
         query=query,
