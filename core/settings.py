@@ -19,6 +19,7 @@ class VectorStoreKind(StrEnum):
 class RerankBackend(StrEnum):
     NONE = "none"
     CROSS_ENCODER = "cross-encoder"
+    REMOTE = "remote"
 
 
 class VectorStoreSettings(BaseModel):
@@ -62,6 +63,14 @@ class RerankSettings(BaseModel):
         None, description="Folder of a sentence-transformers CrossEncoder (backend=cross-encoder)."
     )
     candidates: int = Field(20, ge=1, le=1000, description="Chunks retrieved before reranking.")
+    url: str | None = Field(
+        None,
+        description="Rerank API root (backend=remote): vLLM (`vllm serve --task score`) or "
+        "text-embeddings-inference; `POST <url>/rerank` is called.",
+    )
+    model: str | None = Field(None, description="Model name sent to the rerank API (vLLM).")
+    api_key: SecretStr | None = Field(None, description="Bearer token for the rerank API.")
+    timeout_s: float = Field(30.0, gt=0)
 
 
 class RetrievalMode(StrEnum):

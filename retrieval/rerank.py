@@ -1,4 +1,4 @@
-"""The rerank stage: a port with a local cross-encoder backend, and none."""
+"""The rerank stage: a port with a local cross-encoder, a remote rerank API, and none."""
 
 from __future__ import annotations
 
@@ -59,7 +59,66 @@ class CrossEncoderReranker:
         return [float(s) for s in scores]
 
 
+class RerankUnavailableError(RuntimeError):
+    pass
+
+
+class RemoteReranker:
+    """`POST <url>/rerank` as vLLM, Jina and Cohere define it (`results[].relevance_score`);
+    text-embeddings-inference's shape (a list of `{index, score}`) is read as well."""
+
+    name = "remote"
+
+    def __init__(
+        self, *, url: str, model: str | None, api_key: str | None, timeout_s: float
+    ) -> None:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout_s)
+        self._model = model
+
+    def rerank(self, query: str, passages: Sequence[str]) -> list[float]:
+        import httpx
+
+        if not passages:
+            return []
+        body: dict[str, Any] = {
+            "query": query,
+            "documents": list(passages),
+            "texts": list(passages),
+        }
+        if self._model:
+            body["model"] = self._model
+        try:
+            response = self._client.post("/rerank", json=body)
+            response.raise_for_status()
+            payload = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise RerankUnavailableError(f"rerank API failed: {exc}") from exc
+        results = payload["results"] if isinstance(payload, dict) else payload
+        scores = [float("-inf")] * len(passages)
+        for item in results:
+            score = item.get("relevance_score", item.get("score"))
+            scores[int(item["index"])] = float(score)
+        if float("-inf") in scores:
+            raise RerankUnavailableError("rerank API did not score every passage")
+        return scores
+
+    def close(self) -> None:
+        self._client.close()
+
+
 def create_reranker(settings: RerankSettings) -> Reranker:
+    if settings.backend is RerankBackend.REMOTE:
+        if not settings.url:
+            raise ValueError("rerank backend remote needs RAGKB_RERANK__URL")
+        return RemoteReranker(
+            url=settings.url,
+            model=settings.model,
+            api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+            timeout_s=settings.timeout_s,
+        )
     if settings.backend is RerankBackend.CROSS_ENCODER:
         if settings.model_path is None:
             raise ValueError("rerank backend cross-encoder needs RAGKB_RERANK__MODEL_PATH")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -10,7 +11,9 @@ from core.embedding import Embedder
 from core.lexical import LexicalEncoder
 from core.settings import RetrievalMode, RetrievalSettings
 from core.vectorstore import DOCUMENT_FIELD, HybridQuery, SearchFilter, SearchHit, VectorStore
-from retrieval.rerank import NoReranker, Reranker
+from retrieval.rerank import NoReranker, Reranker, RerankUnavailableError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -153,13 +156,20 @@ class Retriever:
 
         if chunks and reranking:
             started = time.perf_counter()
-            scores = self._reranker.rerank(query, [c.text for c in chunks])
-            chunks = [
-                replace(c, rerank_score=s)
-                for c, s in sorted(zip(chunks, scores, strict=True), key=lambda cs: -cs[1])
-            ]
+            try:
+                scores = self._reranker.rerank(query, [c.text for c in chunks])
+            except RerankUnavailableError as exc:
+                # The fused ranking is still a good answer; an outage of the rerank server
+                # must not take search down with it.
+                logger.warning("rerank skipped: %s", exc)
+                stages.append("rerank:unavailable")
+            else:
+                chunks = [
+                    replace(c, rerank_score=s)
+                    for c, s in sorted(zip(chunks, scores, strict=True), key=lambda cs: -cs[1])
+                ]
+                stages.append(f"rerank:{self._reranker.name}")
             timings["rerank_ms"] = _ms_since(started)
-            stages.append(f"rerank:{self._reranker.name}")
         return RetrievalResult(chunks=chunks[:top_k], stages=stages, timings_ms=timings)
 
 
