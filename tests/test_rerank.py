@@ -167,8 +167,11 @@ def test_search_survives_a_rerank_outage(
 ) -> None:
     lexical = LexicalEncoder(LexicalSettings())
     store = EdgeVectorStore(path=tmp_path / "s", dimension=embedder.dimension, lexical=lexical)
-    store.upsert([ChunkPoint("00000000-0000-0000-0000-000000000001", "t", "d", "v",
-                             embedder.embed_query("parcels"), {"text": "parcels", "path": "a.md"})])  # fmt: skip
+    vector = embedder.embed_query("parcels")
+    point = ChunkPoint(
+        "00000000-0000-0000-0000-000000000001", "t", "d", "v", vector, {"text": "parcels"}
+    )
+    store.upsert([point])
     unreachable = create_reranker(
         RerankSettings(backend=RerankBackend.REMOTE, url="http://127.0.0.1:9/v1", timeout_s=2)
     )
