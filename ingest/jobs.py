@@ -151,19 +151,23 @@ def claim_file(session: Session, *, file_id: str, stale_after: timedelta) -> boo
     return bool(getattr(result, "rowcount", 0))
 
 
-def requeue_unfinished(session: Session) -> list[str]:
+def requeue_unfinished(session: Session) -> dict[str, list[str]]:
     """Files left queued or running by a process that stopped: all are queued again.
 
     Only for the process that is the sole consumer (the embedded default), at its start: no
-    other worker can be running them.
+    other worker can be running them. Returns the file ids by tenant.
     """
     session.execute(
         update(JobFile)
         .where(JobFile.state == FileState.RUNNING)
         .values(state=FileState.QUEUED, started_at=None)
     )
-    return list(
-        session.scalars(
-            select(JobFile.id).where(JobFile.state == FileState.QUEUED).order_by(JobFile.job_id)
-        )
+    by_tenant: dict[str, list[str]] = {}
+    rows = session.execute(
+        select(JobFile.tenant_id, JobFile.id)
+        .where(JobFile.state == FileState.QUEUED)
+        .order_by(JobFile.job_id, JobFile.position)
     )
+    for tenant_id, file_id in rows:
+        by_tenant.setdefault(tenant_id, []).append(file_id)
+    return by_tenant

@@ -4,43 +4,17 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import PurePosixPath
 from typing import Any
+
+from ingest.elements import ElementKind, ParsedDocument, ParsedElement, ParseError
+from ingest.markdown import parse_markdown
+
+__all__ = ["ElementKind", "ParseError", "ParsedDocument", "ParsedElement", "parse_document"]
 
 # unstructured phones home unless told not to; nothing may leave the building.
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("UNSTRUCTURED_DISABLE_NOTICE", "1")
-
-
-class ElementKind(StrEnum):
-    TITLE = "title"
-    TEXT = "text"
-    LIST_ITEM = "list_item"
-    TABLE = "table"
-
-
-@dataclass(frozen=True)
-class ParsedElement:
-    text: str
-    kind: ElementKind
-    page: int | None = None
-    heading_level: int = 0  # for titles: 0 is the top level
-
-
-@dataclass(frozen=True)
-class ParsedDocument:
-    content_type: str
-    elements: list[ParsedElement]
-
-    @property
-    def title(self) -> str | None:
-        return next((e.text for e in self.elements if e.kind is ElementKind.TITLE), None)
-
-
-class ParseError(ValueError):
-    """The file cannot be read as the type it claims; the message is safe to show the user."""
 
 
 SUPPORTED_TYPES: dict[str, str] = {
@@ -55,6 +29,9 @@ SUPPORTED_TYPES: dict[str, str] = {
 }
 
 _ZIP_MAGIC = b"PK\x03\x04"
+# unstructured detects each document's language (langdetect, ~25 ms a file) unless told the
+# languages; `[""]` skips detection. Elements' language is not used here.
+_NO_LANGUAGE = [""]
 
 
 def content_type_for(path: str) -> str:
@@ -82,13 +59,11 @@ def parse_document(path: str, data: bytes) -> ParsedDocument:
     else:
         text = _decode_text(data)
         if content_type == "text/markdown":
-            from unstructured.partition.md import partition_md
-
-            elements = _from_unstructured(partition_md(text=text))
+            elements = parse_markdown(text)
         elif content_type == "text/html":
             from unstructured.partition.html import partition_html
 
-            elements = _from_unstructured(partition_html(text=text))
+            elements = _from_unstructured(partition_html(text=text, languages=_NO_LANGUAGE))
         else:
             elements = _partition_plain_text(text)
     elements = [e for e in elements if e.text.strip()]
@@ -109,7 +84,7 @@ def _decode_text(data: bytes) -> str:
 def _partition_plain_text(text: str, page: int | None = None) -> list[ParsedElement]:
     from unstructured.partition.text import partition_text
 
-    return _from_unstructured(partition_text(text=text), page=page)
+    return _from_unstructured(partition_text(text=text, languages=_NO_LANGUAGE), page=page)
 
 
 def _parse_pdf(data: bytes) -> list[ParsedElement]:
@@ -141,7 +116,7 @@ def _parse_docx(data: bytes) -> list[ParsedElement]:
     from unstructured.partition.docx import partition_docx
 
     try:
-        return _from_unstructured(partition_docx(file=io.BytesIO(data)))
+        return _from_unstructured(partition_docx(file=io.BytesIO(data), languages=_NO_LANGUAGE))
     except ParseError:
         raise
     except Exception as exc:  # python-docx raises many kinds for a damaged package

@@ -79,7 +79,7 @@ def create_ingest_job(
         shutil.rmtree(job_dir, ignore_errors=True)
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"{upload.filename}: {exc}") from exc
     session.commit()
-    enqueue_ingest(runtime.celery_app, queued_ids)
+    enqueue_ingest(runtime.celery_app, queued_ids, tenant_id=tenant.tenant_id)
     session.refresh(job)
     return _job_out(job)
 
