@@ -15,7 +15,7 @@ from core.settings import Settings
 from ingest.pipeline import IngestDependencies, fail_job_files, process_job_files
 
 logger = logging.getLogger(__name__)
-_Queue: Any = kombu.Queue  # kombu ships no type hints
+_Queue: Any = kombu.Queue  # type: ignore[attr-defined]  # kombu ships no type hints
 
 INGEST_FILES_TASK = "ragkb.ingest_files"
 # The single-file task of earlier releases: kept so that messages queued before an upgrade run.
