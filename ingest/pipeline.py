@@ -95,7 +95,7 @@ def process_job_files(
             outcomes[job_file.file_id] = result
 
     # One encoder call for the whole batch; sentence-transformers sorts by length inside it.
-    texts = [_embedding_text(chunk) for item in prepared for chunk in item.chunks]
+    texts = [embedding_text(chunk) for item in prepared for chunk in item.chunks]
     vectors = deps.embedder.embed_passages(texts)
     offset = 0
     for item in prepared:
@@ -241,7 +241,7 @@ def _record(
         Path(staged).unlink(missing_ok=True)
 
 
-def _embedding_text(chunk: Chunk) -> str:
+def embedding_text(chunk: Chunk) -> str:
     # The section heading gives a passage its topic; it is embedded but not part of the span.
     if chunk.section and not chunk.text.startswith(chunk.section):
         return f"{chunk.section}\n{chunk.text}"
