@@ -241,19 +241,25 @@ def _follow_jobs(client: httpx.Client, job_ids: list[str], *, total: int) -> lis
     with Progress(*columns, console=err_console) as progress:
         bar = progress.add_task("files", total=total)
         while True:
-            jobs = []
-            for job_id in job_ids:
-                response = client.get(f"/v1/ingest/jobs/{job_id}")
-                _raise_for_api_error(response)
-                jobs.append(response.json())
+            jobs = [_get_job(client, job_id, include_files=False) for job_id in job_ids]
             finished = sum(
                 j["progress"]["done"] + j["progress"]["failed"] + j["progress"]["skipped"]
                 for j in jobs
             )
             progress.update(bar, completed=finished)
             if finished >= total:
-                return jobs
+                # The per-file list (for the failures) once, not at every poll.
+                return [_get_job(client, job_id, include_files=True) for job_id in job_ids]
             time.sleep(0.5)
+
+
+def _get_job(client: httpx.Client, job_id: str, *, include_files: bool) -> dict[str, Any]:
+    response = client.get(
+        f"/v1/ingest/jobs/{job_id}", params={"include_files": str(include_files).lower()}
+    )
+    _raise_for_api_error(response)
+    job: dict[str, Any] = response.json()
+    return job
 
 
 @app.command()

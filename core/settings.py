@@ -60,6 +60,11 @@ class IngestSettings(BaseModel):
         description="Files one worker task parses and embeds together (one encoder call for "
         "their chunks, one database transaction for their states).",
     )
+    allowed_roots: list[Path] = Field(
+        [],
+        description='Folders on the server that `POST /v1/ingest/jobs {"path": ...}` may read '
+        "(and their subfolders). Empty: server-side folder jobs are off.",
+    )
     chunking: ChunkingSettings = ChunkingSettings()
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from core.models import FileState, IngestJob, JobFile, utcnow
+from core.models import FileState, IngestJob, JobFile, new_id, utcnow
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,8 @@ def add_job_file(
 ) -> JobFile:
     """Add a file to a job; a file refused at upload is recorded as failed with its reason."""
     job_file = JobFile(
+        # Set here, not at flush, so a 10,000-file job needs one flush instead of 10,000.
+        id=new_id(),
         job_id=job.id,
         tenant_id=job.tenant_id,
         position=position,

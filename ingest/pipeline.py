@@ -96,7 +96,10 @@ def process_job_files(
 
     # One encoder call for the whole batch; sentence-transformers sorts by length inside it.
     texts = [embedding_text(chunk) for item in prepared for chunk in item.chunks]
-    vectors = deps.embedder.embed_passages(texts)
+    # Repeated texts (boilerplate, templates, copies) are encoded once.
+    unique = list(dict.fromkeys(texts))
+    by_text = dict(zip(unique, deps.embedder.embed_passages(unique), strict=True))
+    vectors = [by_text[text] for text in texts]
     offset = 0
     for item in prepared:
         item_vectors = vectors[offset : offset + len(item.chunks)]
