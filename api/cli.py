@@ -180,6 +180,41 @@ def check() -> None:
         raise typer.Exit(1)
 
 
+@app.command()
+def reconcile(
+    dry_run: Annotated[bool, typer.Option(help="Report only; delete nothing.")] = False,
+) -> None:
+    """Compare document rows with the vector store; delete stale versions' points.
+
+    Needs the store to itself (stop `ragkb serve` when the store is embedded).
+    """
+    from core.embedding import create_embedder
+    from core.vectorstore.factory import create_vector_store
+    from ingest.reconcile import reconcile as run_reconcile
+
+    settings = get_settings()
+    embedder = create_embedder(settings.embedding)
+    store = create_vector_store(
+        settings, model_name=embedder.model_name, dimension=embedder.dimension
+    )
+    try:
+        with _session(settings) as session:
+            report = run_reconcile(session, store, fix=not dry_run)
+    finally:
+        store.close()
+    console.print(
+        f"{report.documents_checked} documents checked, "
+        f"{report.stale_points_deleted} stale points deleted"
+    )
+    for tenant_id, path, expected, stored in report.missing_or_partial:
+        err_console.print(
+            f"[red]drift[/red] tenant {tenant_id} {path}: {stored} of {expected} chunks stored; "
+            "upload it again"
+        )
+    if report.missing_or_partial:
+        raise typer.Exit(2)
+
+
 @app.command("worker-alive")
 def worker_alive(
     max_age_s: Annotated[float, typer.Option(help="Oldest acceptable heartbeat.")] = 60.0,

