@@ -285,6 +285,41 @@ def check() -> None:
         raise typer.Exit(1)
 
 
+@app.command()
+def reconcile(
+    dry_run: Annotated[bool, typer.Option(help="Report only; delete nothing.")] = False,
+) -> None:
+    """Compare document rows with the vector store; delete stale versions' points.
+
+    Needs the store to itself (stop `ragkb serve` when the store is embedded).
+    """
+    from core.embedding import create_embedder
+    from core.vectorstore.factory import create_vector_store
+    from ingest.reconcile import reconcile as run_reconcile
+
+    settings = get_settings()
+    embedder = create_embedder(settings.embedding)
+    store = create_vector_store(
+        settings, model_name=embedder.model_name, dimension=embedder.dimension
+    )
+    try:
+        with _session(settings) as session:
+            report = run_reconcile(session, store, fix=not dry_run)
+    finally:
+        store.close()
+    console.print(
+        f"{report.documents_checked} documents checked, "
+        f"{report.stale_points_deleted} stale points deleted"
+    )
+    for tenant_id, path, expected, stored in report.missing_or_partial:
+        err_console.print(
+            f"[red]drift[/red] tenant {tenant_id} {path}: {stored} of {expected} chunks stored; "
+            "upload it again"
+        )
+    if report.missing_or_partial:
+        raise typer.Exit(2)
+
+
 @app.command("worker-alive")
 def worker_alive(
     max_age_s: Annotated[float, typer.Option(help="Oldest acceptable heartbeat.")] = 60.0,
@@ -346,19 +381,25 @@ def _follow_jobs(client: httpx.Client, job_ids: list[str], *, total: int) -> lis
     with Progress(*columns, console=err_console) as progress:
         bar = progress.add_task("files", total=total)
         while True:
-            jobs = []
-            for job_id in job_ids:
-                response = client.get(f"/v1/ingest/jobs/{job_id}")
-                _raise_for_api_error(response)
-                jobs.append(response.json())
+            jobs = [_get_job(client, job_id, include_files=False) for job_id in job_ids]
             finished = sum(
                 j["progress"]["done"] + j["progress"]["failed"] + j["progress"]["skipped"]
                 for j in jobs
             )
             progress.update(bar, completed=finished)
             if finished >= total:
-                return jobs
+                # The per-file list (for the failures) once, not at every poll.
+                return [_get_job(client, job_id, include_files=True) for job_id in job_ids]
             time.sleep(0.5)
+
+
+def _get_job(client: httpx.Client, job_id: str, *, include_files: bool) -> dict[str, Any]:
+    response = client.get(
+        f"/v1/ingest/jobs/{job_id}", params={"include_files": str(include_files).lower()}
+    )
+    _raise_for_api_error(response)
+    job: dict[str, Any] = response.json()
+    return job
 
 
 @app.command()

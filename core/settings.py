@@ -54,6 +54,18 @@ class ChunkingSettings(BaseModel):
 class IngestSettings(BaseModel):
     max_file_bytes: int = Field(50 * 1024 * 1024, ge=1)
     max_files_per_job: int = Field(10_000, ge=1)
+    files_per_task: int = Field(
+        16,
+        ge=1,
+        le=1000,
+        description="Files one worker task parses and embeds together (one encoder call for "
+        "their chunks, one database transaction for their states).",
+    )
+    allowed_roots: list[Path] = Field(
+        [],
+        description='Folders on the server that `POST /v1/ingest/jobs {"path": ...}` may read '
+        "(and their subfolders). Empty: server-side folder jobs are off.",
+    )
     chunking: ChunkingSettings = ChunkingSettings()
 
 
@@ -251,6 +263,13 @@ class WorkerSettings(BaseModel):
         "embedded vector store. Production runs `ragkb worker` processes instead.",
     )
     concurrency: int = Field(2, ge=1)
+    queue_shards: int = Field(
+        8,
+        ge=1,
+        le=256,
+        description="Ingest queues; a tenant's files go to one (by hash) and workers take from "
+        "each in turn, so one tenant's large job cannot starve the others.",
+    )
     heartbeat_file: Path = Field(
         Path("/tmp/ragkb-worker-heartbeat"),
         description="Touched every few seconds by a healthy `ragkb worker`; per pod, not shared.",

@@ -6,6 +6,7 @@ character offsets point back into that text exactly: `chunk.text == text[char_st
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,7 +53,8 @@ def chunk_document(
     if overlap_tokens >= max_tokens:
         raise ValueError("overlap must be smaller than the chunk budget")
     text = document_text(document)
-    units = _units(document, text, max_tokens, count_tokens)
+    # An element is counted whole and then again as its own unit: count each string once.
+    units = _units(document, text, max_tokens, functools.cache(count_tokens))
     return _pack(units, text, max_tokens, overlap_tokens)
 
 

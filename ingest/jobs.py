@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from core.models import FileState, IngestJob, JobFile, utcnow
+from core.models import FileState, IngestJob, JobFile, new_id, utcnow
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,8 @@ def add_job_file(
 ) -> JobFile:
     """Add a file to a job; a file refused at upload is recorded as failed with its reason."""
     job_file = JobFile(
+        # Set here, not at flush, so a 10,000-file job needs one flush instead of 10,000.
+        id=new_id(),
         job_id=job.id,
         tenant_id=job.tenant_id,
         position=position,
@@ -151,19 +153,23 @@ def claim_file(session: Session, *, file_id: str, stale_after: timedelta) -> boo
     return bool(getattr(result, "rowcount", 0))
 
 
-def requeue_unfinished(session: Session) -> list[str]:
+def requeue_unfinished(session: Session) -> dict[str, list[str]]:
     """Files left queued or running by a process that stopped: all are queued again.
 
     Only for the process that is the sole consumer (the embedded default), at its start: no
-    other worker can be running them.
+    other worker can be running them. Returns the file ids by tenant.
     """
     session.execute(
         update(JobFile)
         .where(JobFile.state == FileState.RUNNING)
         .values(state=FileState.QUEUED, started_at=None)
     )
-    return list(
-        session.scalars(
-            select(JobFile.id).where(JobFile.state == FileState.QUEUED).order_by(JobFile.job_id)
-        )
+    by_tenant: dict[str, list[str]] = {}
+    rows = session.execute(
+        select(JobFile.tenant_id, JobFile.id)
+        .where(JobFile.state == FileState.QUEUED)
+        .order_by(JobFile.job_id, JobFile.position)
     )
+    for tenant_id, file_id in rows:
+        by_tenant.setdefault(tenant_id, []).append(file_id)
+    return by_tenant

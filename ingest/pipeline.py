@@ -1,8 +1,15 @@
-"""One staged file in, indexed chunks out: parse → chunk → embed → upsert → record. Idempotent."""
+"""A batch of staged files in, indexed chunks out: parse → chunk → embed → upsert → record.
+
+Files are processed a batch at a time (one Celery task per batch): each file is parsed and
+chunked on its own, the chunks of every file in the batch are embedded together, then each
+file's points are upserted and only then is the file recorded as done. Idempotent: point ids are
+deterministic and a finished file is never claimed again.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +24,7 @@ from core.vectorstore import ChunkPoint, VectorStore
 from ingest.chunk import Chunk, chunk_document
 from ingest.identity import document_id_for, point_id_for
 from ingest.jobs import claim_file, mark_finished
-from ingest.parse import ParseError, parse_document
+from ingest.parse import ParsedDocument, ParseError, parse_document
 
 logger = logging.getLogger(__name__)
 
@@ -32,61 +39,152 @@ class IngestDependencies:
     stale_after: timedelta = timedelta(minutes=15)
 
 
+@dataclass(frozen=True)
+class _Claimed:
+    file_id: str
+    tenant_id: str
+    path: str
+    version: str
+    staged_path: str | None
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    state: FileState
+    error: str | None = None
+    document_id: str | None = None
+    chunk_count: int = 0
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    file: _Claimed
+    document_id: str
+    parsed: ParsedDocument
+    chunks: list[Chunk]
+    size_bytes: int
+
+
 def process_job_file(file_id: str, deps: IngestDependencies) -> FileState:
-    """Index one file of a job; a finished file is left as it is (safe to run twice)."""
+    """Index one file of a job (see `process_job_files`)."""
+    return process_job_files([file_id], deps)[file_id]
+
+
+def process_job_files(
+    file_ids: Sequence[str], deps: IngestDependencies, *, reclaim: bool = False
+) -> dict[str, FileState]:
+    """Index a batch of job files; finished files are left as they are (safe to run twice).
+
+    `reclaim` lets a retry of the same task take back files it had claimed before a transient
+    fault (they are `running`, but no other task carries them).
+    """
+    claimed, states = _claim(file_ids, deps, reclaim=reclaim)
+    outcomes: dict[str, _Outcome] = {}
+    prepared: list[_Prepared] = []
+    for job_file in claimed:
+        try:
+            result = _prepare(job_file, deps)
+        except ParseError as exc:
+            result = _Outcome(FileState.FAILED, error=str(exc))
+        except Exception as exc:  # a parser bug on one file must not stop the others
+            logger.exception("parsing %s failed", job_file.path)
+            result = _Outcome(FileState.FAILED, error=f"internal error ({type(exc).__name__})")
+        if isinstance(result, _Prepared):
+            prepared.append(result)
+        else:
+            outcomes[job_file.file_id] = result
+
+    # One encoder call for the whole batch; sentence-transformers sorts by length inside it.
+    texts = [embedding_text(chunk) for item in prepared for chunk in item.chunks]
+    # Repeated texts (boilerplate, templates, copies) are encoded once.
+    unique = list(dict.fromkeys(texts))
+    by_text = dict(zip(unique, deps.embedder.embed_passages(unique), strict=True))
+    vectors = [by_text[text] for text in texts]
+    offset = 0
+    for item in prepared:
+        item_vectors = vectors[offset : offset + len(item.chunks)]
+        offset += len(item.chunks)
+        _upsert(item, item_vectors, deps)
+
+    _record(deps, prepared, outcomes)
+    for item in prepared:
+        states[item.file.file_id] = FileState.DONE
+    for file_id, outcome in outcomes.items():
+        states[file_id] = outcome.state
+    return states
+
+
+def _claim(
+    file_ids: Sequence[str], deps: IngestDependencies, *, reclaim: bool
+) -> tuple[list[_Claimed], dict[str, FileState]]:
+    stale_after = timedelta(0) if reclaim else deps.stale_after
     with deps.session_factory() as session:
-        if not claim_file(session, file_id=file_id, stale_after=deps.stale_after):
-            # Finished, missing, or being processed by a live worker: a redelivery, nothing to do.
-            job_file = session.get(JobFile, file_id)
-            return FileState(job_file.state) if job_file else FileState.FAILED
+        taken = [f for f in file_ids if claim_file(session, file_id=f, stale_after=stale_after)]
         session.commit()
-        job_file = session.get(JobFile, file_id)
-        if job_file is None:  # deleted with its job between the claim and now
-            return FileState.FAILED
-        tenant_id, path, staged_path = job_file.tenant_id, job_file.path, job_file.staged_path
-        version = job_file.sha256 or ""
+        rows = session.scalars(select(JobFile).where(JobFile.id.in_(file_ids))).all()
+    by_id = {row.id: row for row in rows}
+    # Finished, missing, or being processed by a live worker: a redelivery, nothing to do.
+    states = {
+        f: FileState(by_id[f].state) if f in by_id else FileState.FAILED
+        for f in file_ids
+        if f not in taken
+    }
+    claimed = [
+        _Claimed(
+            file_id=row.id,
+            tenant_id=row.tenant_id,
+            path=row.path,
+            version=row.sha256 or "",
+            staged_path=row.staged_path,
+        )
+        for f in taken
+        if (row := by_id.get(f)) is not None  # deleted with its job since the claim
+    ]
+    return claimed, states
 
-    if staged_path is None or not Path(staged_path).is_file():
-        return _finish(deps, file_id, FileState.FAILED, error="the uploaded file is missing")
-    data = Path(staged_path).read_bytes()
-    document_id = document_id_for(tenant_id, path)
 
+def _prepare(job_file: _Claimed, deps: IngestDependencies) -> _Prepared | _Outcome:
+    staged = job_file.staged_path
+    if staged is None or not Path(staged).is_file():
+        return _Outcome(FileState.FAILED, error="the uploaded file is missing")
+    document_id = document_id_for(job_file.tenant_id, job_file.path)
     with deps.session_factory() as session:
         existing = session.scalar(
-            select(Document).where(Document.tenant_id == tenant_id, Document.path == path)
+            select(Document).where(
+                Document.tenant_id == job_file.tenant_id, Document.path == job_file.path
+            )
         )
-        if existing is not None and existing.version_sha256 == version:
-            return _finish(
-                deps,
-                file_id,
+        if existing is not None and existing.version_sha256 == job_file.version:
+            return _Outcome(
                 FileState.SKIPPED,
                 error="unchanged: same content already indexed",
                 document_id=document_id,
                 chunk_count=existing.chunk_count,
             )
-
-    try:
-        parsed = parse_document(path, data)
-    except ParseError as exc:
-        return _finish(deps, file_id, FileState.FAILED, error=str(exc))
+    data = Path(staged).read_bytes()
+    parsed = parse_document(job_file.path, data)
     chunks = chunk_document(
         parsed,
         max_tokens=deps.chunking.max_tokens,
         overlap_tokens=deps.chunking.overlap_tokens,
         count_tokens=deps.embedder.count_tokens,
     )
-    vectors = deps.embedder.embed_passages([_embedding_text(c) for c in chunks])
+    return _Prepared(job_file, document_id, parsed, chunks, len(data))
+
+
+def _upsert(item: _Prepared, vectors: Sequence[list[float]], deps: IngestDependencies) -> None:
+    tenant_id, version = item.file.tenant_id, item.file.version
     points = [
         ChunkPoint(
-            point_id=point_id_for(tenant_id, document_id, version, chunk.index),
+            point_id=point_id_for(tenant_id, item.document_id, version, chunk.index),
             tenant_id=tenant_id,
-            document_id=document_id,
+            document_id=item.document_id,
             version=version,
             dense_vector=vector,
             payload={
-                "path": path,
-                "title": parsed.title,
-                "content_type": parsed.content_type,
+                "path": item.file.path,
+                "title": item.parsed.title,
+                "content_type": item.parsed.content_type,
                 "chunk_index": chunk.index,
                 "page": chunk.page,
                 "section": chunk.section,
@@ -95,58 +193,81 @@ def process_job_file(file_id: str, deps: IngestDependencies) -> FileState:
                 "text": chunk.text,
             },
         )
-        for chunk, vector in zip(chunks, vectors, strict=True)
+        for chunk, vector in zip(item.chunks, vectors, strict=True)
     ]
     # New version first, then the old one removed: a query never sees the document missing.
     deps.store.upsert(points)
-    deps.store.delete_document(tenant_id=tenant_id, document_id=document_id, keep_version=version)
+    deps.store.delete_document(
+        tenant_id=tenant_id, document_id=item.document_id, keep_version=version
+    )
 
+
+def _record(
+    deps: IngestDependencies, prepared: list[_Prepared], outcomes: dict[str, _Outcome]
+) -> None:
+    """Documents and file states of the batch, in one transaction (after every upsert)."""
+    results = dict(outcomes)
+    staged_paths: list[str] = []
     with deps.session_factory() as session:
-        document = session.get(Document, document_id)
-        if document is None:
-            document = Document(id=document_id, tenant_id=tenant_id, path=path)
-            session.add(document)
-        document.version_sha256 = version
-        document.content_type = parsed.content_type
-        document.size_bytes = len(data)
-        document.chunk_count = len(chunks)
-        document.title = (parsed.title or "")[:500] or None
-        document.updated_at = utcnow()
+        for item in prepared:
+            document = session.get(Document, item.document_id)
+            if document is None:
+                document = Document(
+                    id=item.document_id, tenant_id=item.file.tenant_id, path=item.file.path
+                )
+                session.add(document)
+            document.version_sha256 = item.file.version
+            document.content_type = item.parsed.content_type
+            document.size_bytes = item.size_bytes
+            document.chunk_count = len(item.chunks)
+            document.title = (item.parsed.title or "")[:500] or None
+            document.updated_at = utcnow()
+            results[item.file.file_id] = _Outcome(
+                FileState.DONE, document_id=item.document_id, chunk_count=len(item.chunks)
+            )
+        if results:
+            rows = session.scalars(select(JobFile).where(JobFile.id.in_(results))).all()
+            for job_file in rows:
+                outcome = results[job_file.id]
+                mark_finished(
+                    job_file,
+                    outcome.state,
+                    error=outcome.error,
+                    document_id=outcome.document_id,
+                    chunk_count=outcome.chunk_count,
+                )
+                if job_file.staged_path:
+                    staged_paths.append(job_file.staged_path)
+                job_file.staged_path = None
         session.commit()
-    return _finish(deps, file_id, FileState.DONE, document_id=document_id, chunk_count=len(chunks))
+    for staged in staged_paths:
+        Path(staged).unlink(missing_ok=True)
 
 
-def _embedding_text(chunk: Chunk) -> str:
+def embedding_text(chunk: Chunk) -> str:
     # The section heading gives a passage its topic; it is embedded but not part of the span.
     if chunk.section and not chunk.text.startswith(chunk.section):
         return f"{chunk.section}\n{chunk.text}"
     return chunk.text
 
 
-def _finish(
-    deps: IngestDependencies,
-    file_id: str,
-    state: FileState,
-    *,
-    error: str | None = None,
-    document_id: str | None = None,
-    chunk_count: int = 0,
-) -> FileState:
+def fail_job_files(file_ids: Sequence[str], deps: IngestDependencies, *, reason: str) -> None:
+    """Record unfinished files as failed after an unexpected error (the job goes on)."""
     with deps.session_factory() as session:
-        job_file = session.get(JobFile, file_id)
-        if job_file is None:
-            return state
-        mark_finished(
-            job_file, state, error=error, document_id=document_id, chunk_count=chunk_count
-        )
-        staged = job_file.staged_path
-        job_file.staged_path = None
+        rows = session.scalars(select(JobFile).where(JobFile.id.in_(file_ids))).all()
+        staged_paths = []
+        for job_file in rows:
+            if FileState(job_file.state).finished:
+                continue
+            mark_finished(job_file, FileState.FAILED, error=reason)
+            if job_file.staged_path:
+                staged_paths.append(job_file.staged_path)
+            job_file.staged_path = None
         session.commit()
-    if staged:
+    for staged in staged_paths:
         Path(staged).unlink(missing_ok=True)
-    return state
 
 
 def fail_job_file(file_id: str, deps: IngestDependencies, *, reason: str) -> None:
     """Record a file as failed after an unexpected error (the job goes on with the others)."""
-    _finish(deps, file_id, FileState.FAILED, error=reason)
+    fail_job_files([file_id], deps, reason=reason)

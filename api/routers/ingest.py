@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import shutil
-from typing import Annotated
+from typing import Any
 
-from fastapi import APIRouter, File, HTTPException, UploadFile, status
+from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.orm import Session
+from starlette.datastructures import UploadFile as StarletteUpload
 
 from api.deps import LimitsDep, ReadCaller, RuntimeDep, SessionDep, UploadCaller
+from api.runtime import Runtime
 from api.schemas import AUTH_ERRORS, FileOut, IdPath, JobOut, ProgressOut, error_responses
 from core.audit import AuditAction, Outcome, record_by
 from core.models import FileState, IngestJob
@@ -20,6 +25,7 @@ from core.quotas import (
     tenant_usage,
 )
 from core.tenancy import TenantContext
+from ingest.folders import FolderRefusedError, resolve_folder, walk_folder
 from ingest.jobs import add_job_file, create_job, get_job, job_progress
 from ingest.paths import UnsafePathError, normalize_relative_path
 from ingest.staging import FileTooLargeError, stage_stream
@@ -28,37 +34,95 @@ from workers.celery_app import enqueue_ingest
 router = APIRouter(prefix="/v1/ingest", tags=["ingest"])
 
 
+class FolderJobIn(BaseModel):
+    path: str = Field(description="A folder on the server, under one of the allowed roots.")
+
+
+_REQUEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}
+                    },
+                    "required": ["files"],
+                }
+            },
+            "application/json": {"schema": FolderJobIn.model_json_schema()},
+        },
+    }
+}
+
+
 @router.post(
     "/jobs",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobOut,
     responses=error_responses(*AUTH_ERRORS, 413, 422, 429),
-    summary="Upload files for indexing",
+    summary="Upload files for indexing, or index a folder on the server",
+    openapi_extra=_REQUEST_BODY,
 )
-def create_ingest_job(
-    files: Annotated[
-        list[UploadFile],
-        File(description="One or many files; each file name is its path relative to the folder."),
-    ],
+async def create_ingest_job(
+    request: Request,
     tenant: UploadCaller,
     limits: LimitsDep,
     session: SessionDep,
     runtime: RuntimeDep,
 ) -> JobOut:
-    """Start a job with one task per file and return at once; poll the job for progress
-    (scope `ingest`; one token of the tenant's ingest rate limit per request).
+    """Start a job with one task per batch of files and return at once; poll it for progress
+    (scope `ingest`; one token of the tenant's ingest rate limit per request). An upload that
+    would take the tenant over its document or storage quota is refused (413) before anything
+    is stored.
 
-    A file whose name is unsafe (absolute, or with `..`) is recorded as failed with its reason;
-    the others go on. A file over the size limit, or an upload that would take the tenant over
-    its document or storage quota, refuses the whole upload (413) before anything is stored.
+    multipart/form-data `files`: each file name is its path relative to the folder. A file whose
+    name is unsafe (absolute, or with `..`) is recorded as failed with its reason; the others go
+    on. A file over the size limit refuses the whole upload (413) before anything is stored.
+
+    application/json `{"path": "/srv/share/handbook"}`: a folder on the server, allowed only
+    under `RAGKB_INGEST__ALLOWED_ROOTS` (403 otherwise; the feature is off by default).
     """
+    settings = runtime.settings
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            body = FolderJobIn.model_validate_json(await request.body())
+        except ValidationError as exc:
+            raise RequestValidationError(exc.errors()) from exc
+        return await run_in_threadpool(_folder_job, body.path, tenant, limits, session, runtime)
+    limit = settings.ingest.max_files_per_job
+    # Starlette stops at 1,000 parts unless told; the job limit is the real bound. The parts are
+    # spooled to disk by Starlette (large uploads never sit in memory).
+    form = await request.form(max_files=limit + 1, max_fields=limit + 1)
+    # Starlette's UploadFile (FastAPI's is a subclass that form parsing does not produce).
+    files = [v for k, v in form.multi_items() if k == "files" and isinstance(v, StarletteUpload)]
+    if not files:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "no files in the upload")
+    return await run_in_threadpool(_upload_job, files, tenant, limits, session, runtime)
+
+
+def _upload_job(
+    files: list[StarletteUpload],
+    tenant: TenantContext,
+    limits: TenantLimits,
+    session: Session,
+    runtime: Runtime,
+) -> JobOut:
     settings = runtime.settings
     if len(files) > settings.ingest.max_files_per_job:
         raise HTTPException(
             status.HTTP_413_CONTENT_TOO_LARGE,
             f"too many files: {len(files)} > {settings.ingest.max_files_per_job} per job",
         )
-    _check_quota(session, tenant, limits, files)
+    paths: list[str] = []
+    for upload in files:
+        try:
+            paths.append(normalize_relative_path(upload.filename or ""))
+        except UnsafePathError:
+            continue  # recorded as failed, stores nothing
+    # The multipart body is already spooled by the server, so every file's size is known here.
+    _check_quota(session, tenant, limits, paths, sum(upload.size or 0 for upload in files))
     job = create_job(session, tenant_id=tenant.tenant_id)
     job_dir = settings.uploads_dir / tenant.tenant_id / job.id
     queued_ids: list[str] = []
@@ -85,51 +149,109 @@ def create_ingest_job(
                 size_bytes=staged.size_bytes,
                 sha256=staged.sha256,
             )
-            session.flush()
             queued_ids.append(job_file.id)
     except FileTooLargeError as exc:
         session.rollback()
         shutil.rmtree(job_dir, ignore_errors=True)
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"{upload.filename}: {exc}") from exc
-    record_by(
-        session, tenant, AuditAction.INGEST, target=job.id,
-        details={"files": len(files), "queued": len(queued_ids),
-                 "bytes": sum(upload.size or 0 for upload in files)},
-    )  # fmt: skip
-    session.commit()
-    enqueue_ingest(runtime.celery_app, queued_ids)
-    session.refresh(job)
-    return _job_out(job)
+    return _commit_and_enqueue(job, queued_ids, tenant, session, runtime)
+
+
+def _folder_job(
+    raw_path: str,
+    tenant: TenantContext,
+    limits: TenantLimits,
+    session: Session,
+    runtime: Runtime,
+) -> JobOut:
+    settings = runtime.settings
+    try:
+        folder, root = resolve_folder(raw_path, settings.ingest.allowed_roots)
+    except FolderRefusedError as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
+    job = create_job(session, tenant_id=tenant.tenant_id)
+    job_dir = settings.uploads_dir / tenant.tenant_id / job.id
+    queued_ids: list[str] = []
+    for position, entry in enumerate(walk_folder(folder, root)):
+        if position >= settings.ingest.max_files_per_job:
+            session.rollback()
+            shutil.rmtree(job_dir, ignore_errors=True)
+            raise HTTPException(
+                status.HTTP_413_CONTENT_TOO_LARGE,
+                f"too many files: more than {settings.ingest.max_files_per_job} per job",
+            )
+        reason = entry.refused_reason
+        staged = None
+        if entry.source is not None:
+            # Staged (copied and hashed) like an upload: the worker never reads the share, and
+            # a file changed while queued cannot make the stored version lie.
+            try:
+                with entry.source.open("rb") as source:
+                    staged = stage_stream(
+                        source, job_dir / f"{position:06d}",
+                        max_bytes=settings.ingest.max_file_bytes,
+                    )  # fmt: skip
+            except FileTooLargeError as exc:
+                reason = str(exc)
+            except OSError as exc:
+                reason = f"cannot read the file: {exc.strerror}"
+        if staged is None:
+            add_job_file(session, job=job, position=position, path=entry.relative_path,
+                         rejected_reason=reason or "cannot read the file")  # fmt: skip
+            continue
+        job_file = add_job_file(
+            session, job=job, position=position, path=entry.relative_path,
+            staged_path=str(staged.staged_path), size_bytes=staged.size_bytes, sha256=staged.sha256,
+        )  # fmt: skip
+        queued_ids.append(job_file.id)
+    staged_files = [f for f in job.files if f.staged_path]
+    try:
+        _check_quota(
+            session, tenant, limits, [f.path for f in staged_files],
+            sum(f.size_bytes for f in staged_files),
+        )  # fmt: skip
+    except HTTPException:
+        shutil.rmtree(job_dir, ignore_errors=True)
+        raise
+    return _commit_and_enqueue(job, queued_ids, tenant, session, runtime)
 
 
 def _check_quota(
-    session: Session, tenant: TenantContext, limits: TenantLimits, files: list[UploadFile]
+    session: Session, tenant: TenantContext, limits: TenantLimits, paths: list[str], new_bytes: int
 ) -> None:
-    """Refuse (413) an upload that would not fit the tenant's quotas, before staging any of it.
+    """Refuse (413) a job that would not fit the tenant's quotas, before it is queued.
 
-    The multipart body is already spooled by the server, so every file's size is known here. A
-    new version of an existing path is not a new document, but its bytes are counted in full
+    A new version of an existing path is not a new document, but its bytes are counted in full
     (the old version's are freed only once the new one is indexed).
     """
-    paths: list[str] = []
-    for upload in files:
-        try:
-            paths.append(normalize_relative_path(upload.filename or ""))
-        except UnsafePathError:
-            continue  # recorded as failed, stores nothing
     new_paths = set(paths) - existing_paths(session, tenant_id=tenant.tenant_id, paths=paths)
     try:
         check_quota(
             tenant_usage(session, tenant_id=tenant.tenant_id), limits,
-            new_documents=len(new_paths), new_bytes=sum(upload.size or 0 for upload in files),
+            new_documents=len(new_paths), new_bytes=new_bytes,
         )  # fmt: skip
     except QuotaExceededError as exc:
+        session.rollback()
         record_by(
             session, tenant, AuditAction.INGEST, Outcome.DENIED,
-            details={"files": len(files), "reason": "quota"},
+            details={"files": len(paths), "reason": "quota"},
         )  # fmt: skip
         session.commit()
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(exc)) from exc
+
+
+def _commit_and_enqueue(
+    job: IngestJob, queued_ids: list[str], tenant: TenantContext, session: Session, runtime: Runtime
+) -> JobOut:
+    record_by(
+        session, tenant, AuditAction.INGEST, target=job.id,
+        details={"files": len(job.files), "queued": len(queued_ids),
+                 "bytes": sum(f.size_bytes or 0 for f in job.files)},
+    )  # fmt: skip
+    session.commit()
+    enqueue_ingest(runtime.celery_app, queued_ids, tenant_id=tenant.tenant_id)
+    session.refresh(job)
+    return _job_out(job)
 
 
 @router.get(
@@ -138,14 +260,17 @@ def _check_quota(
     responses=error_responses(*AUTH_ERRORS, 404),
     summary="A job's state, per file, and its progress (scope `read`)",
 )
-def read_ingest_job(job_id: IdPath, tenant: ReadCaller, session: SessionDep) -> JobOut:
+def read_ingest_job(
+    job_id: IdPath, tenant: ReadCaller, session: SessionDep, include_files: bool = True
+) -> JobOut:
+    """`include_files=false` returns the progress alone (polling a 10,000-file job)."""
     job = get_job(session, tenant_id=tenant.tenant_id, job_id=job_id)
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such job")
-    return _job_out(job)
+    return _job_out(job, include_files=include_files)
 
 
-def _job_out(job: IngestJob) -> JobOut:
+def _job_out(job: IngestJob, *, include_files: bool = True) -> JobOut:
     progress = job_progress(job)
     return JobOut(
         id=job.id,
@@ -173,6 +298,6 @@ def _job_out(job: IngestJob) -> JobOut:
                 chunk_count=f.chunk_count,
                 size_bytes=f.size_bytes,
             )
-            for f in job.files
+            for f in (job.files if include_files else [])
         ],
     )

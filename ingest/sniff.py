@@ -1,0 +1,84 @@
+"""Checks on a file's bytes before any parser sees them: real type, zip bombs, text encoding."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+from ingest.elements import ParseError
+
+ZIP_MAGIC = b"PK\x03\x04"
+# Encrypted Office Open XML files (and legacy .doc/.xls) are OLE compound files, not zips.
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+PDF_MAGIC = b"%PDF"
+_IMAGE_MAGIC = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"II*\x00": "TIFF",
+                b"MM\x00*": "TIFF", b"GIF8": "GIF"}  # fmt: skip
+
+# Decompression-bomb limits for zip-based formats (DOCX, XLSX, PPTX, ODT): checked from the
+# archive's directory, before anything is decompressed.
+MAX_UNCOMPRESSED_BYTES = 512 * 1024 * 1024
+MAX_COMPRESSION_RATIO = 200
+MAX_ZIP_MEMBERS = 10_000
+
+
+def sniffed_kind(data: bytes) -> str | None:
+    """What the bytes are, by their magic number: pdf, zip, ole, image, or None (text?)."""
+    if data.startswith(PDF_MAGIC):
+        return "pdf"
+    if data.startswith(ZIP_MAGIC):
+        return "zip"
+    if data.startswith(OLE_MAGIC):
+        return "ole"
+    if any(data.startswith(magic) for magic in _IMAGE_MAGIC):
+        return "image"
+    return None
+
+
+def check_zip(data: bytes, *, label: str) -> zipfile.ZipFile:
+    """Open a zip-based document after refusing encrypted members and decompression bombs."""
+    if data.startswith(OLE_MAGIC):
+        raise ParseError(
+            f"the {label} file is password-protected (encrypted) or a legacy binary Office file"
+        )
+    if not data.startswith(ZIP_MAGIC):
+        raise ParseError(f"not a {label} file: the content is not an Office Open XML package")
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        members = archive.infolist()
+    except (zipfile.BadZipFile, ValueError) as exc:
+        raise ParseError(f"the {label} file is corrupt: {exc}") from exc
+    if len(members) > MAX_ZIP_MEMBERS:
+        raise ParseError(f"the {label} file has {len(members)} parts (zip bomb?)")
+    total = sum(m.file_size for m in members)
+    compressed = max(1, sum(m.compress_size for m in members))
+    if total > MAX_UNCOMPRESSED_BYTES or total / compressed > MAX_COMPRESSION_RATIO:
+        raise ParseError(
+            f"the {label} file expands to {total} bytes from {compressed} "
+            "(decompression bomb?); refused"
+        )
+    if any(m.flag_bits & 0x1 for m in members):
+        raise ParseError(f"the {label} file is password-protected (encrypted)")
+    return archive
+
+
+def decode_text(data: bytes) -> str:
+    """Text in whatever encoding it came in: UTF-8 first, then the detected one (GB18030,
+    Latin-1, ...); binary content is refused."""
+    head = data[:8192]
+    if b"\x00" in head and not (head.startswith((b"\xff\xfe", b"\xfe\xff"))):
+        raise ParseError("binary content in a text file")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        from charset_normalizer import from_bytes
+
+        best = from_bytes(data).best()
+        if best is None:
+            raise ParseError("binary content in a text file: no text encoding fits it") from None
+        text = str(best)
+    # Many control characters: binary junk that happens to decode (or a code page "decoded").
+    sample = text[:8192]
+    controls = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\t\n\r\f")
+    if controls > 0.05 * max(1, len(sample)):
+        raise ParseError("binary content in a text file")
+    return text

@@ -1,0 +1,106 @@
+"""Office, mail, data and scanned formats, and the bad input each one can bring."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ingest.elements import ElementKind
+from ingest.formats import ocr_languages
+from ingest.parse import ParseError, parse_document
+from tests.docgen import (
+    make_docx,
+    make_eml,
+    make_pdf,
+    make_pptx,
+    make_scanned_pdf,
+    make_xlsx,
+    make_zip_bomb,
+)
+
+needs_ocr = pytest.mark.skipif(ocr_languages() is None, reason="Tesseract is not installed")
+
+
+def test_pptx_keeps_slide_numbers_and_titles(tmp_path: Path) -> None:
+    slides = [("Roadmap", "Ship search in May."), ("Budget", "Travel is capped at 2,000 EUR.")]
+    path = make_pptx(tmp_path / "d.pptx", slides)
+    doc = parse_document("d.pptx", path.read_bytes())
+    assert (ElementKind.TITLE, "Budget", 2) in [(e.kind, e.text, e.page) for e in doc.elements]
+    assert any(e.page == 2 and "2,000 EUR" in e.text for e in doc.elements)
+
+
+def test_xlsx_sheets_become_tables(tmp_path: Path) -> None:
+    path = make_xlsx(tmp_path / "s.xlsx", {"Prices": [["item", "eur"], ["badge", 12]],
+                                           "Staff": [["name"], ["Ana"]]})  # fmt: skip
+    doc = parse_document("s.xlsx", path.read_bytes())
+    tables = [(e.text, e.page) for e in doc.elements if e.kind is ElementKind.TABLE]
+    assert tables == [("item | eur\nbadge | 12", 1), ("name\nAna", 2)]
+
+
+def test_csv_json_and_legacy_encodings() -> None:
+    assert parse_document("t.csv", b"a,b\n1,2\n").elements[0].text == "a | b\n1 | 2"
+    json_doc = parse_document("c.json", b'{"policy": {"days": 25, "tags": ["leave"]}}')
+    assert [e.text for e in json_doc.elements] == ["policy.days: 25", "policy.tags[0]: leave"]
+    chinese = "员工每年享有二十五天带薪年假。这是公司的规定。".encode("gb18030")
+    assert "二十五天" in parse_document("zh.txt", chinese).elements[0].text
+    latin = "Le café est servi à dix heures dans la salle commune du bâtiment.".encode("latin-1")
+    assert "café" in parse_document("fr.txt", latin).elements[0].text
+
+
+def test_eml_with_its_attachments(tmp_path: Path) -> None:
+    pdf = make_pdf(tmp_path / "a.pdf", [("Annex", ["Parking costs 40 EUR a month."])])
+    docx = make_docx(tmp_path / "b.docx", [("Rules", ["Visitors sign in at reception."])])
+    data = make_eml("New rules", "See the two attachments.",
+                    {"annex.pdf": pdf.read_bytes(), "rules.docx": docx.read_bytes(),
+                     "junk.pdf": b"not a pdf"})  # fmt: skip
+    doc = parse_document("m.eml", data)
+    text = "\n".join(e.text for e in doc.elements)
+    assert doc.title == "New rules"
+    assert "Parking costs 40 EUR" in text
+    assert "Visitors sign in" in text
+    assert "attachment not read" in text  # one bad attachment does not lose the mail
+
+
+@needs_ocr
+def test_scanned_pdf_is_read_with_ocr(tmp_path: Path) -> None:
+    path = make_scanned_pdf(tmp_path / "scan.pdf", "Invoice total 4280 EUR")
+    doc = parse_document("scan.pdf", path.read_bytes())
+    assert "4280" in " ".join(e.text for e in doc.elements)
+    assert doc.elements[0].page == 1
+
+
+def test_rtf_without_pandoc_fails_with_a_reason() -> None:
+    import shutil
+
+    if shutil.which("pandoc"):
+        pytest.skip("pandoc is installed here")
+    with pytest.raises(ParseError, match="pandoc"):
+        parse_document("a.rtf", rb"{\rtf1 hello}")
+
+
+@pytest.mark.parametrize("suffix", [".docx", ".xlsx", ".pptx"])
+def test_zip_bombs_are_refused_before_parsing(tmp_path: Path, suffix: str) -> None:
+    bomb = make_zip_bomb(tmp_path / f"b{suffix}")
+    with pytest.raises(ParseError, match="decompression bomb"):
+        parse_document(f"b{suffix}", bomb.read_bytes())
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "reason"),
+    [
+        # Encrypted DOCX/XLSX are OLE compound files (what Office writes with a password).
+        ("a.docx", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 600, "password-protected"),
+        ("a.xlsx", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 600, "password-protected"),
+        ("a.txt", b"%PDF-1.4 this is a pdf", "wrong extension"),
+        ("a.md", b"PK\x03\x04zipzipzip", "wrong extension"),
+        ("a.pdf", b"PK\x03\x04zipzip", "not a PDF"),
+        ("a.xlsx", b"%PDF-1.4", "not a XLSX"),
+        ("a.png", b"just text", "not an image"),
+        ("a.json", b"{not json", "not valid JSON"),
+        ("a.txt", bytes(range(1, 32)) * 300, "binary"),
+    ],
+)
+def test_bad_input_fails_with_a_reason(name: str, data: bytes, reason: str) -> None:
+    with pytest.raises(ParseError, match=reason):
+        parse_document(name, data)
