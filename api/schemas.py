@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Path
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
 # Ids are uuids; anything else (a NUL byte, which PostgreSQL refuses in text) is a 422, not a 500.
 ID_PATTERN = r"^[0-9A-Za-z-]{1,64}$"
@@ -55,10 +55,35 @@ class DocumentOut(BaseModel):
     chunk_count: int
     version_sha256: str
     updated_at: datetime
+    principals: list[str] | None = Field(
+        None, description="Who may read it; None: everyone in the tenant."
+    )
+    metadata: dict[str, str] = Field({}, description="Custom fields given at ingest.")
 
 
 class DocumentList(BaseModel):
     documents: list[DocumentOut]
+
+
+MetadataKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+MetadataValue = Annotated[str, StringConstraints(max_length=256)]
+Principal = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class DocumentAccessIn(BaseModel):
+    """Given with an upload; applies to every file of the job."""
+
+    principals: list[Principal] | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="Who may read the documents (user and group ids, as the calling app names "
+        "them). Omitted: everyone in the tenant. A query that carries principals sees only "
+        "documents listing one of them (or none).",
+    )
+    metadata: dict[MetadataKey, MetadataValue] = Field(
+        {}, max_length=50, description="Custom fields, filterable in search (`filters.metadata`)."
+    )
 
 
 class SearchFilterIn(BaseModel):
@@ -75,8 +100,8 @@ class SearchFilterIn(BaseModel):
         None, description="Only documents whose current version was indexed at or after this."
     )
     indexed_before: datetime | None = Field(None, description="… or before this.")
-    metadata: dict[str, str] = Field(
-        {}, description="Exact matches on the custom metadata given at ingest."
+    metadata: dict[MetadataKey, MetadataValue] = Field(
+        {}, max_length=50, description="Exact matches on the custom metadata given at ingest."
     )
 
 
@@ -84,7 +109,7 @@ class SearchRequest(BaseModel):
     query: str = Field(min_length=1, description="What to look for, in any language.")
     top_k: int = Field(10, ge=1, le=100)
     filters: SearchFilterIn | None = None
-    principals: list[str] | None = Field(
+    principals: list[Principal] | None = Field(
         None,
         max_length=256,
         description="The end user's principals (user and group ids), sent by a trusted app: only "
@@ -133,7 +158,7 @@ class QueryRequest(BaseModel):
         "from its history before retrieval. Omitted: a new conversation is started.",
     )
     filters: SearchFilterIn | None = Field(None, description="Narrow the sources searched.")
-    principals: list[str] | None = Field(
+    principals: list[Principal] | None = Field(
         None,
         max_length=256,
         description="The end user's principals: only documents they may read are used.",

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     DateTime,
     Float,
@@ -88,6 +89,9 @@ class Document(Base):
     size_bytes: Mapped[int] = mapped_column(Integer)
     chunk_count: Mapped[int] = mapped_column(Integer)
     title: Mapped[str | None] = mapped_column(String(500), default=None)
+    # Who may read it (user/group ids); None: every principal of the tenant.
+    principals: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    document_metadata: Mapped[dict[str, str] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -98,6 +102,9 @@ class IngestJob(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Given with the upload, applied to every file of the job.
+    principals: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    document_metadata: Mapped[dict[str, str] | None] = mapped_column(JSON, default=None)
 
     files: Mapped[list[JobFile]] = relationship(
         back_populates="job", order_by="JobFile.position", cascade="all, delete-orphan"

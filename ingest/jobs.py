@@ -46,8 +46,18 @@ class JobProgress:
         return "running" if self.running or self.finished else "queued"
 
 
-def create_job(session: Session, *, tenant_id: str) -> IngestJob:
-    job = IngestJob(tenant_id=tenant_id)
+def create_job(
+    session: Session,
+    *,
+    tenant_id: str,
+    principals: list[str] | None = None,
+    document_metadata: dict[str, str] | None = None,
+) -> IngestJob:
+    job = IngestJob(
+        tenant_id=tenant_id,
+        principals=sorted(set(principals)) if principals is not None else None,
+        document_metadata=document_metadata or None,
+    )
     session.add(job)
     session.flush()
     return job

@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from core.embedding import Embedder
 from core.models import Document, FileState, JobFile, utcnow
@@ -46,6 +46,8 @@ class _Claimed:
     path: str
     version: str
     staged_path: str | None
+    principals: list[str] | None = None
+    document_metadata: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,9 @@ def _claim(
     with deps.session_factory() as session:
         taken = [f for f in file_ids if claim_file(session, file_id=f, stale_after=stale_after)]
         session.commit()
-        rows = session.scalars(select(JobFile).where(JobFile.id.in_(file_ids))).all()
+        rows = session.scalars(
+            select(JobFile).where(JobFile.id.in_(file_ids)).options(selectinload(JobFile.job))
+        ).all()
     by_id = {row.id: row for row in rows}
     # Finished, missing, or being processed by a live worker: a redelivery, nothing to do.
     states = {
@@ -136,6 +140,8 @@ def _claim(
             path=row.path,
             version=row.sha256 or "",
             staged_path=row.staged_path,
+            principals=row.job.principals,
+            document_metadata=row.job.document_metadata,
         )
         for f in taken
         if (row := by_id.get(f)) is not None  # deleted with its job since the claim
@@ -154,7 +160,14 @@ def _prepare(job_file: _Claimed, deps: IngestDependencies) -> _Prepared | _Outco
                 Document.tenant_id == job_file.tenant_id, Document.path == job_file.path
             )
         )
-        if existing is not None and existing.version_sha256 == job_file.version:
+        # Same bytes, same access list and metadata: nothing to do. Same bytes with another
+        # access list is re-indexed in place (same point ids, new payload).
+        if (
+            existing is not None
+            and existing.version_sha256 == job_file.version
+            and existing.principals == job_file.principals
+            and (existing.document_metadata or None) == job_file.document_metadata
+        ):
             return _Outcome(
                 FileState.SKIPPED,
                 error="unchanged: same content already indexed",
@@ -191,6 +204,8 @@ def _upsert(item: _Prepared, vectors: Sequence[list[float]], deps: IngestDepende
                 "char_start": chunk.char_start,
                 "char_end": chunk.char_end,
                 "text": chunk.text,
+                "meta": item.file.document_metadata or {},
+                "principals": item.file.principals,
             },
         )
         for chunk, vector in zip(item.chunks, vectors, strict=True)
@@ -221,6 +236,8 @@ def _record(
             document.size_bytes = item.size_bytes
             document.chunk_count = len(item.chunks)
             document.title = (item.parsed.title or "")[:500] or None
+            document.principals = item.file.principals
+            document.document_metadata = item.file.document_metadata
             document.updated_at = utcnow()
             results[item.file.file_id] = _Outcome(
                 FileState.DONE, document_id=item.document_id, chunk_count=len(item.chunks)
@@ -254,7 +271,9 @@ def embedding_text(chunk: Chunk) -> str:
 def fail_job_files(file_ids: Sequence[str], deps: IngestDependencies, *, reason: str) -> None:
     """Record unfinished files as failed after an unexpected error (the job goes on)."""
     with deps.session_factory() as session:
-        rows = session.scalars(select(JobFile).where(JobFile.id.in_(file_ids))).all()
+        rows = session.scalars(
+            select(JobFile).where(JobFile.id.in_(file_ids)).options(selectinload(JobFile.job))
+        ).all()
         staged_paths = []
         for job_file in rows:
             if FileState(job_file.state).finished:

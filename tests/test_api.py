@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -296,3 +297,65 @@ def test_search_rejects_bad_input_with_reasons(api: Harness) -> None:
         assert response.status_code == 422, (body, response.text)
     response = api.client.post("/v1/search", json={"query": "x"})
     assert response.status_code == 401
+
+
+def upload_with(h: Harness, key: str, files: dict[str, bytes], **fields: object) -> dict[str, Any]:
+    response = h.client.post(
+        "/v1/ingest/jobs",
+        headers=auth(key),
+        files=[("files", (name, data)) for name, data in files.items()],
+        data={name: json.dumps(value) for name, value in fields.items()},
+    )
+    assert response.status_code == 202, response.text
+    return wait_for_job(h.client, str(response.json()["id"]), key)
+
+
+def test_access_lists_and_metadata_are_enforced_inside_qdrant(api: Harness) -> None:
+    salaries = {"finance/salaries.md": b"# Salaries\n\nThe salary bands are reviewed in March.\n"}
+    upload_with(api, api.key_a, salaries, principals=["group:finance"], metadata={"team": "fin"})
+    upload_with(api, api.key_a, {"public/review.md": b"# Reviews\n\nReviews happen in March.\n"})
+
+    def paths(**body: object) -> set[str]:
+        response = api.client.post(
+            "/v1/search", headers=auth(api.key_a), json={"query": "March review", **body}
+        )
+        assert response.status_code == 200, response.text
+        return {h["path"] for h in response.json()["hits"]}
+
+    both = {"finance/salaries.md", "public/review.md"}
+    assert paths() == both  # a key acting for no end user: no per-document check
+    assert paths(principals=["user:bob", "group:finance"]) == both
+    assert paths(principals=["group:hr"]) == {"public/review.md"}
+    assert paths(filters={"metadata": {"team": "fin"}}) == {"finance/salaries.md"}
+    assert paths(principals=["group:hr"], filters={"metadata": {"team": "fin"}}) == set()
+
+    # Same bytes, new access list: re-indexed (not skipped as unchanged), and enforced at once.
+    again = upload_with(api, api.key_a, salaries, principals=["group:hr"], metadata={"team": "fin"})
+    assert again["files"][0]["state"] == "done"
+    assert paths(principals=["group:finance"]) == {"public/review.md"}
+    assert paths(principals=["group:hr"]) == both
+    listed = api.client.get("/v1/documents", headers=auth(api.key_a)).json()["documents"]
+    by_path = {d["path"]: d for d in listed}
+    assert by_path["finance/salaries.md"]["principals"] == ["group:hr"]
+    assert by_path["finance/salaries.md"]["metadata"] == {"team": "fin"}
+    assert by_path["public/review.md"]["principals"] is None
+    same = upload_with(api, api.key_a, salaries, principals=["group:hr"], metadata={"team": "fin"})
+    assert same["files"][0]["state"] == "skipped"
+
+
+def test_bad_access_fields_are_refused_before_storage(api: Harness) -> None:
+    for fields in (
+        {"principals": "[]"},
+        {"principals": "not json"},
+        {"principals": '"group:a"'},
+        {"metadata": '{"a.b": "x"}'},
+        {"metadata": '{"team": 5}'},
+    ):
+        response = api.client.post(
+            "/v1/ingest/jobs",
+            headers=auth(api.key_a),
+            files=[("files", ("a.md", b"# A\n\ntext\n"))],
+            data=fields,
+        )
+        assert response.status_code == 422, (fields, response.text)
+    assert api.client.get("/v1/documents", headers=auth(api.key_a)).json()["documents"] == []

@@ -30,6 +30,8 @@ def list_documents(tenant: ReadCaller, session: SessionDep) -> DocumentList:
                 chunk_count=d.chunk_count,
                 version_sha256=d.version_sha256,
                 updated_at=d.updated_at,
+                principals=d.principals,
+                metadata=d.document_metadata or {},
             )
             for d in rows
         ]

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import Field, ValidationError
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile as StarletteUpload
 
 from api.deps import LimitsDep, ReadCaller, RuntimeDep, SessionDep, UploadCaller
 from api.runtime import Runtime
-from api.schemas import AUTH_ERRORS, FileOut, IdPath, JobOut, ProgressOut, error_responses
+from api.schemas import (
+    AUTH_ERRORS,
+    DocumentAccessIn,
+    FileOut,
+    IdPath,
+    JobOut,
+    ProgressOut,
+    error_responses,
+)
 from core.audit import AuditAction, Outcome, record_by
 from core.models import FileState, IngestJob
 from core.quotas import (
@@ -34,7 +43,7 @@ from workers.celery_app import enqueue_ingest
 router = APIRouter(prefix="/v1/ingest", tags=["ingest"])
 
 
-class FolderJobIn(BaseModel):
+class FolderJobIn(DocumentAccessIn):
     path: str = Field(description="A folder on the server, under one of the allowed roots.")
 
 
@@ -46,7 +55,17 @@ _REQUEST_BODY: dict[str, Any] = {
                 "schema": {
                     "type": "object",
                     "properties": {
-                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "principals": {
+                            "type": "string",
+                            "description": "JSON list of who may read the files, e.g. "
+                            '`["group:finance"]`. Omitted: everyone in the tenant.',
+                        },
+                        "metadata": {
+                            "type": "string",
+                            "description": "JSON object of custom fields (string values), "
+                            "filterable in search.",
+                        },
                     },
                     "required": ["files"],
                 }
@@ -90,7 +109,9 @@ async def create_ingest_job(
             body = FolderJobIn.model_validate_json(await request.body())
         except ValidationError as exc:
             raise RequestValidationError(exc.errors()) from exc
-        return await run_in_threadpool(_folder_job, body.path, tenant, limits, session, runtime)
+        return await run_in_threadpool(
+            _folder_job, body.path, body, tenant, limits, session, runtime
+        )
     limit = settings.ingest.max_files_per_job
     # Starlette stops at 1,000 parts unless told; the job limit is the real bound. The parts are
     # spooled to disk by Starlette (large uploads never sit in memory).
@@ -99,11 +120,33 @@ async def create_ingest_job(
     files = [v for k, v in form.multi_items() if k == "files" and isinstance(v, StarletteUpload)]
     if not files:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "no files in the upload")
-    return await run_in_threadpool(_upload_job, files, tenant, limits, session, runtime)
+    access = _access_from_form(form.get("principals"), form.get("metadata"))
+    return await run_in_threadpool(_upload_job, files, access, tenant, limits, session, runtime)
+
+
+def _access_from_form(principals: object, metadata: object) -> DocumentAccessIn:
+    """The form's `principals` and `metadata` fields, each a JSON document."""
+    raw: dict[str, Any] = {}
+    for name, value in (("principals", principals), ("metadata", metadata)):
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{name} must be JSON text")
+        try:
+            raw[name] = json.loads(value)
+        except ValueError as exc:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, f"{name} is not valid JSON: {exc}"
+            ) from exc
+    try:
+        return DocumentAccessIn.model_validate(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from exc
 
 
 def _upload_job(
     files: list[StarletteUpload],
+    access: DocumentAccessIn,
     tenant: TenantContext,
     limits: TenantLimits,
     session: Session,
@@ -123,7 +166,12 @@ def _upload_job(
             continue  # recorded as failed, stores nothing
     # The multipart body is already spooled by the server, so every file's size is known here.
     _check_quota(session, tenant, limits, paths, sum(upload.size or 0 for upload in files))
-    job = create_job(session, tenant_id=tenant.tenant_id)
+    job = create_job(
+        session,
+        tenant_id=tenant.tenant_id,
+        principals=access.principals,
+        document_metadata=access.metadata,
+    )
     job_dir = settings.uploads_dir / tenant.tenant_id / job.id
     queued_ids: list[str] = []
     try:
@@ -159,6 +207,7 @@ def _upload_job(
 
 def _folder_job(
     raw_path: str,
+    access: DocumentAccessIn,
     tenant: TenantContext,
     limits: TenantLimits,
     session: Session,
@@ -169,7 +218,12 @@ def _folder_job(
         folder, root = resolve_folder(raw_path, settings.ingest.allowed_roots)
     except FolderRefusedError as exc:
         raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
-    job = create_job(session, tenant_id=tenant.tenant_id)
+    job = create_job(
+        session,
+        tenant_id=tenant.tenant_id,
+        principals=access.principals,
+        document_metadata=access.metadata,
+    )
     job_dir = settings.uploads_dir / tenant.tenant_id / job.id
     queued_ids: list[str] = []
     for position, entry in enumerate(walk_folder(folder, root)):

@@ -49,7 +49,9 @@ class ChunkPoint:
     def full_payload(self) -> dict[str, Any]:
         """The payload plus the fields that filters and tenant isolation rely on."""
         path = str(self.payload.get("path", ""))
-        principals = self.payload.get(PRINCIPALS_FIELD) or [PUBLIC_PRINCIPAL]
+        principals = self.payload.get(PRINCIPALS_FIELD)
+        if principals is None:
+            principals = [PUBLIC_PRINCIPAL]
         return {
             **self.payload,
             TENANT_FIELD: self.tenant_id,
