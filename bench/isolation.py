@@ -1,0 +1,101 @@
+"""Isolation at volume: ≥ 10,000 searches across tenants and end users, every hit traced back
+to its owner (see api/eval_isolation.World), between rounds of ingest, re-ingest and delete.
+
+    python bench/isolation.py --tenants 5 --queries 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from pathlib import Path
+
+from api.eval_answers import throwaway_service
+from api.eval_isolation import World, random_principals
+from core.settings import LimitSettings, ReaderSettings
+from core.tenancy import create_tenant, issue_api_key
+
+PATHS = [f"team{i}/doc{j}.md" for i in range(4) for j in range(5)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tenants", type=int, default=5)
+    parser.add_argument("--queries", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/isolation.json"))
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    random.seed(args.seed)
+    unlimited = LimitSettings(
+        queries_per_minute=10**9, query_burst=10**9, ingest_per_minute=10**9, ingest_burst=10**9
+    )
+    started = time.perf_counter()
+    with throwaway_service(reader=ReaderSettings(managed=False), limits=unlimited) as service:
+        keys = {}
+        with service.runtime.session_factory() as session:
+            for i in range(args.tenants):
+                tenant = create_tenant(session, name=f"tenant-{i}")
+                keys[tenant.name] = issue_api_key(session, tenant=tenant).plaintext
+            session.commit()
+        world = World(service.client, keys)
+        names = sorted(keys)
+        for name in names:  # every tenant starts with a few documents, some with access lists
+            for path in rng.sample(PATHS, 6):
+                world.ingest(name, path, random_principals(rng))
+        mutations = 0
+        while world.queries < args.queries:
+            if world.queries % 250 == 0:
+                tenant, path = rng.choice(names), rng.choice(PATHS)
+                if rng.random() < 0.3:
+                    world.delete(tenant, path)
+                else:
+                    world.ingest(tenant, path, random_principals(rng))
+                world.try_foreign_delete(rng.choice(names), rng.choice(names))
+                for name in names:
+                    world.check_listing(name)
+                mutations += 1
+            tenant = rng.choice(names)
+            foreign = [d.marker for d in world.documents.values() if d.tenant != tenant]
+            query = rng.choice(foreign) if foreign and rng.random() < 0.2 else None
+            world.search(tenant, random_principals(rng), query=query)
+    result = {
+        "queries": world.queries,
+        "tenants": args.tenants,
+        "leaks": len(world.leaks),
+        "leak_examples": world.leaks[:10],
+        "mutations": mutations,
+        "documents_at_end": len(world.documents),
+        "seconds": round(time.perf_counter() - started, 1),
+        "command": f"python bench/isolation.py --tenants {args.tenants} --queries {args.queries}",
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print("| queries | tenants | mutations | leaks | seconds |\n|---|---|---|---|---|")
+    print(
+        f"| {result['queries']} | {args.tenants} | {mutations} | {result['leaks']} | "
+        f"{result['seconds']} |"
+    )
+    _plot(result, args.out.with_suffix(".png"))
+
+
+def _plot(result: dict[str, object], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.bar(
+        ["queries checked", "leaks"], [float(str(result["queries"])), float(str(result["leaks"]))]
+    )
+    ax.set_yscale("symlog")
+    ax.set_title(f"isolation: {result['tenants']} tenants, {result['leaks']} leaks")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()
