@@ -289,7 +289,8 @@ def check() -> None:
 def reconcile(
     dry_run: Annotated[bool, typer.Option(help="Report only; delete nothing.")] = False,
 ) -> None:
-    """Compare document rows with the vector store; delete stale versions' points.
+    """Compare document rows with the vector store; delete stale versions' points and points of
+    documents that have no row.
 
     Needs the store to itself (stop `ragkb serve` when the store is embedded).
     """
@@ -309,7 +310,9 @@ def reconcile(
         store.close()
     console.print(
         f"{report.documents_checked} documents checked, "
-        f"{report.stale_points_deleted} stale points deleted"
+        f"{report.stale_points_deleted} stale points and "
+        f"{report.orphan_points_deleted} points of documents with no row "
+        + ("found" if dry_run else "deleted")
     )
     for tenant_id, path, expected, stored in report.missing_or_partial:
         err_console.print(

@@ -3,8 +3,9 @@
 With the store's current port (count and delete by tenant/document), reconciliation walks the
 rows: points of a stale version are deleted, and a document whose points are missing or whose
 count differs from its row is reported (its bytes are not kept, so it must be uploaded again).
-Points of documents that have no row at all need the store to list document ids: not yet in the
-`VectorStore` port.
+Points of documents that have no row at all (a worker died between writing points and
+recording the document, or a row was deleted by hand) are found by listing each tenant's
+document ids in the store, and deleted.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.models import Document
+from core.models import Document, Tenant
 from core.vectorstore import VectorStore
 
 
@@ -22,6 +23,7 @@ from core.vectorstore import VectorStore
 class ReconcileReport:
     documents_checked: int = 0
     stale_points_deleted: int = 0
+    orphan_points_deleted: int = 0
     # (tenant id, path, chunks in the row, chunks in the store)
     missing_or_partial: list[tuple[str, str, int, int]] = field(default_factory=list)
 
@@ -46,4 +48,12 @@ def reconcile(session: Session, store: VectorStore, *, fix: bool = True) -> Reco
             report.missing_or_partial.append(
                 (document.tenant_id, document.path, document.chunk_count, stored)
             )
+    for tenant_id in session.scalars(select(Tenant.id)):
+        known = set(session.scalars(select(Document.id).where(Document.tenant_id == tenant_id)))
+        for document_id, points in store.document_counts(tenant_id=tenant_id).items():
+            if document_id in known:
+                continue
+            report.orphan_points_deleted += points
+            if fix:
+                store.delete_document(tenant_id=tenant_id, document_id=document_id)
     return report

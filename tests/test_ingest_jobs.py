@@ -172,9 +172,18 @@ def test_reconcile_deletes_stale_versions_and_reports_missing_points(service: Se
                              document_id=a_id, version="old", dense_vector=[0.1] * 384,
                              payload={"text": "stale"})])  # fmt: skip
     store.delete_document(tenant_id=tenant, document_id=b_id)
+    # … and a worker died after writing an unknown document's points, before its row.
+    store.upsert([ChunkPoint(point_id="00000000-0000-4000-8000-000000000002", tenant_id=tenant,
+                             document_id="orphan", version="v", dense_vector=[0.1] * 384,
+                             payload={"text": "orphan"})])  # fmt: skip
     with service.runtime.session_factory() as session:
+        dry = reconcile(session, store, fix=False)
+        assert dry.orphan_points_deleted == 1
+        assert store.count(tenant_id=tenant, document_id="orphan") == 1
         report = reconcile(session, store)
     assert report.documents_checked == 2
     assert report.stale_points_deleted == 1
+    assert report.orphan_points_deleted == 1
+    assert store.count(tenant_id=tenant, document_id="orphan") == 0
     assert [(path, stored) for _, path, _, stored in report.missing_or_partial] == [("b.md", 0)]
     assert store.count(tenant_id=tenant, document_id=a_id) == 1

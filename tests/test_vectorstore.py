@@ -267,3 +267,17 @@ def test_filters_on_indexing_time(store: VectorStore) -> None:
     assert [
         h.payload["document_id"] for h in store.search(tenant_id="t1", query=query, filters=before)
     ] == ["old"]
+
+
+def test_document_counts_per_tenant(store: VectorStore) -> None:
+    store.upsert(
+        [
+            point("t1", "d1", "v1", 0, [1, 0, 0, 0]),
+            point("t1", "d1", "v1", 1, [1, 0, 0, 0]),
+            point("t1", "d2", "v1", 0, [1, 0, 0, 0]),
+            point("t2", "d3", "v1", 0, [1, 0, 0, 0]),
+        ]
+    )
+    assert store.document_counts(tenant_id="t1") == {"d1": 2, "d2": 1}
+    assert store.document_counts(tenant_id="t2") == {"d3": 1}
+    assert store.document_counts(tenant_id="t3") == {}

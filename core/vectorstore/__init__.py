@@ -136,6 +136,10 @@ class VectorStore(Protocol):
 
     def count(self, *, tenant_id: str, document_id: str | None = None) -> int: ...
 
+    def document_counts(self, *, tenant_id: str) -> dict[str, int]:
+        """Points per document id of one tenant, exactly (reconciliation with the SQL rows)."""
+        ...
+
     def close(self) -> None: ...
 
 

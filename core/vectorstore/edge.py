@@ -164,6 +164,12 @@ class EdgeVectorStore:
         request = qe.CountRequest(exact=True, filter=_filter(tenant_id, document_id=document_id))
         return int(self.shard.count(request))
 
+    def document_counts(self, *, tenant_id: str) -> dict[str, int]:
+        request = qe.FacetRequest(
+            DOCUMENT_FIELD, limit=2**31 - 1, exact=True, filter=_filter(tenant_id)
+        )
+        return {str(hit.value): int(hit.count) for hit in self.shard.facet(request)}
+
     def close(self) -> None:
         with self._lock:
             if self._shard is not None:

@@ -193,6 +193,16 @@ class QdrantServerVectorStore:
         )
         return result.count
 
+    def document_counts(self, *, tenant_id: str) -> dict[str, int]:
+        response = self._client.facet(
+            self._collection,
+            DOCUMENT_FIELD,
+            facet_filter=_filter(tenant_id),
+            limit=2**31 - 1,
+            exact=True,
+        )
+        return {str(hit.value): int(hit.count) for hit in response.hits}
+
     def close(self) -> None:
         self._client.close()
 
