@@ -7,7 +7,7 @@
 (c) LlamaIndex's default ingestion pipeline: SimpleDirectoryReader → SentenceSplitter →
     HuggingFaceEmbedding (the same MiniLM folder, offline) → QdrantVectorStore (in memory).
 
-    python -m bench.ingest --data ../shared/data/scifact --docs 1000
+    python bench/ingest_speed.py --data ../shared/data/scifact --docs 1000
 
 (`-m`, not a path: run as a path, this file would shadow the `ingest` package.)
 """
@@ -75,7 +75,7 @@ def main() -> None:
     # encoder's copy of the model), and again at the end (LlamaIndex's run added).
     result["peak_rss_mb"] = ragkb_rss_mb
     result["peak_rss_mb_with_llamaindex"] = _peak_rss_mb()
-    result["command"] = f"python -m bench.ingest --data {args.data} --docs {args.docs}"
+    result["command"] = f"python bench/ingest_speed.py --data {args.data} --docs {args.docs}"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print("| figure | value |\n|---|---|")
