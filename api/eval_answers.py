@@ -35,7 +35,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.runtime import Runtime
 from core.db import run_migrations
-from core.settings import EmbeddingSettings, ReaderSettings, Settings
+from core.settings import EmbeddingSettings, LimitSettings, ReaderSettings, Settings
 from core.tenancy import create_tenant, issue_api_key
 
 _MARKERS = re.compile(r"\[\d+(?:\s*[,;]\s*\d+)*\]")
@@ -138,6 +138,13 @@ def throwaway_service(workdir: Path | None = None, **settings: Any) -> Iterator[
     With `workdir`, the folder is kept and its tenant reused by the next run (an evaluation can
     then index a corpus once and compare configurations many times).
     """
+    # An evaluation sends thousands of requests from one tenant: no rate limit may cut it short.
+    settings.setdefault(
+        "limits",
+        LimitSettings(
+            queries_per_minute=10**9, query_burst=10**9, ingest_per_minute=10**9, ingest_burst=10**9
+        ),
+    )
     with tempfile.TemporaryDirectory(prefix="ragkb-throwaway-") as temporary:
         data_dir = workdir or Path(temporary)
         resolved = Settings(data_dir=data_dir, **settings)
