@@ -115,7 +115,7 @@ class RetrievalConfig:
 DEFAULT_CONFIGS = (
     RetrievalConfig("lexical (BM25)", "lexical"),
     RetrievalConfig("dense", "dense"),
-    RetrievalConfig("hybrid (RRF)", "hybrid"),
+    RetrievalConfig("hybrid (RRF)", "hybrid", overrides={"fusion": "rrf"}),
     RetrievalConfig("hybrid (DBSF)", "hybrid", overrides={"fusion": "dbsf"}),
 )
 

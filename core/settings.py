@@ -116,9 +116,10 @@ class RetrievalSettings(BaseModel):
         "`dense` or `lexical` alone.",
     )
     fusion: FusionMethod = Field(
-        FusionMethod.RRF,
-        description="`rrf`: weighted reciprocal-rank fusion; `dbsf`: distribution-normalised "
-        "score fusion.",
+        FusionMethod.DBSF,
+        description="`dbsf`: each ranking's scores normalised by their distribution (mean ± 3σ) "
+        "and summed; `rrf`: weighted reciprocal-rank fusion. DBSF measured best on SciFact "
+        "(`bench/results/retrieval-scifact.json`).",
     )
     rrf_k: int = Field(60, ge=1, le=1000)
     dense_weight: float = Field(1.0, ge=0, description="RRF weight of the dense ranking.")
