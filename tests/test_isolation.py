@@ -96,9 +96,13 @@ def test_no_interleaving_leaks_across_tenants_or_principals(
             world.search(tenant, principals, query=theirs[0] if theirs else None)
 
         @invariant()
-        def listings_and_no_leaks(self) -> None:
-            for tenant in TENANTS:
+        def listings_searches_and_no_leaks(self) -> None:
+            # After every step each tenant lists and searches (as no end user and as one), so
+            # every interleaving is checked whatever rules hypothesis drew.
+            for n, tenant in enumerate(TENANTS):
                 world.check_listing(tenant)
+                world.search(tenant, None)
+                world.search(tenant, [PRINCIPALS[(n + world.queries) % len(PRINCIPALS)]])
             assert world.leaks == []
 
     run_state_machine_as_test(
