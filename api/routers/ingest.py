@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
@@ -166,13 +167,7 @@ def _upload_job(
             continue  # recorded as failed, stores nothing
     # The multipart body is already spooled by the server, so every file's size is known here.
     _check_quota(session, tenant, limits, paths, sum(upload.size or 0 for upload in files))
-    job = create_job(
-        session,
-        tenant_id=tenant.tenant_id,
-        principals=access.principals,
-        document_metadata=access.metadata,
-    )
-    job_dir = settings.uploads_dir / tenant.tenant_id / job.id
+    job, job_dir = _new_job(session, tenant, access, runtime)
     queued_ids: list[str] = []
     try:
         for position, upload in enumerate(files):
@@ -218,13 +213,7 @@ def _folder_job(
         folder, root = resolve_folder(raw_path, settings.ingest.allowed_roots)
     except FolderRefusedError as exc:
         raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
-    job = create_job(
-        session,
-        tenant_id=tenant.tenant_id,
-        principals=access.principals,
-        document_metadata=access.metadata,
-    )
-    job_dir = settings.uploads_dir / tenant.tenant_id / job.id
+    job, job_dir = _new_job(session, tenant, access, runtime)
     queued_ids: list[str] = []
     for position, entry in enumerate(walk_folder(folder, root)):
         if position >= settings.ingest.max_files_per_job:
@@ -268,6 +257,19 @@ def _folder_job(
         shutil.rmtree(job_dir, ignore_errors=True)
         raise
     return _commit_and_enqueue(job, queued_ids, tenant, session, runtime)
+
+
+def _new_job(
+    session: Session, tenant: TenantContext, access: DocumentAccessIn, runtime: Runtime
+) -> tuple[IngestJob, Path]:
+    """The job row (with the upload's access list) and the folder its files are staged in."""
+    job = create_job(
+        session,
+        tenant_id=tenant.tenant_id,
+        principals=access.principals,
+        document_metadata=access.metadata,
+    )
+    return job, runtime.settings.uploads_dir / tenant.tenant_id / job.id
 
 
 def _check_quota(
