@@ -166,6 +166,12 @@ class ReaderSettings(BaseModel):
     )
     max_tokens: int = Field(256, ge=1)
     temperature: float = Field(0.1, ge=0, le=2)
+    datamark_sources: bool = Field(
+        True,
+        description="Join the words of every source with a mark the reader is told about, so "
+        "instructions planted in documents are read as data (spotlighting). Costs ~1.5x the "
+        "sources' prompt tokens; turn off only for a reader proven robust without it.",
+    )
     managed: bool = Field(
         True,
         description="Start the embedded llama.cpp server with `ragkb serve` (CPU default). "

@@ -18,6 +18,7 @@ from generation.prompt import (
     build_rewrite_messages,
     fit_sources,
     is_refusal,
+    unmark,
 )
 from generation.verify import CitationVerifier
 from retrieval.retriever import RetrievedChunk, Retriever
@@ -92,6 +93,7 @@ class AnswerService:
         self._count_tokens = count_tokens
         self._reader_settings = reader_settings
         self._metrics = metrics
+        self._datamark = reader_settings.datamark_sources
 
     def answer(
         self,
@@ -107,14 +109,15 @@ class AnswerService:
             return self._no_evidence(prepared)
         started = time.perf_counter()
         result = self._chat.complete(
-            build_messages(prepared.standalone, prepared.sources), tenant_id=tenant_id
+            build_messages(prepared.standalone, prepared.sources, datamark=self._datamark),
+            tenant_id=tenant_id,
         )
         prepared.timings_ms["generate_ms"] = _ms_since(started)
         if result.completion_tokens and result.generation_ms:
             self._metrics.reader_tokens_per_second.observe(
                 result.completion_tokens / (result.generation_ms / 1000)
             )
-        return self._finish(prepared, result.text)
+        return self._finish(prepared, unmark(result.text))
 
     def stream(
         self,
@@ -132,9 +135,9 @@ class AnswerService:
             yield AnswerEvent("done", self._no_evidence(prepared))
             return
         stats = StreamStats()
-        messages = build_messages(prepared.standalone, prepared.sources)
+        messages = build_messages(prepared.standalone, prepared.sources, datamark=self._datamark)
         for delta in self._chat.stream(messages, stats, tenant_id=tenant_id):
-            yield AnswerEvent("token", delta)
+            yield AnswerEvent("token", unmark(delta))
         if stats.ttft_ms is not None:
             prepared.timings_ms["ttft_ms"] = stats.ttft_ms
             self._metrics.reader_ttft_seconds.observe(stats.ttft_ms / 1000)
@@ -142,7 +145,7 @@ class AnswerService:
             prepared.timings_ms["generate_ms"] = stats.generation_ms
         if stats.tokens_per_s is not None:
             self._metrics.reader_tokens_per_second.observe(stats.tokens_per_s)
-        result = self._finish(prepared, stats.text)
+        result = self._finish(prepared, unmark(stats.text))
         yield AnswerEvent("citations", result)
         yield AnswerEvent("done", result)
 
@@ -179,6 +182,7 @@ class AnswerService:
             count_tokens=self._count_tokens,
             context_tokens=self._reader_settings.context_tokens,
             answer_tokens=self._reader_settings.max_tokens,
+            datamark=self._datamark,
         )
         return _Prepared(question, standalone, sources, stages, timings, started)
 

@@ -51,7 +51,7 @@ def test_chat_completion_cites_the_right_source(reader_url: str) -> None:
         chunk("The Rotterdam warehouse shipped 48,200 parcels in September.", "r.pdf", 2),
     ]
     result = client.complete(
-        build_messages("How many parcels did the Rotterdam warehouse ship?", sources)
+        build_messages("How many parcels did the Rotterdam warehouse ship?", sources, datamark=True)
     )
     assert "48,200" in result.text or "48200" in result.text
     assert "[2]" in result.text
