@@ -23,6 +23,7 @@ from generation.tokens import ReaderTokenCounter
 from generation.verify import CitationVerifier
 from ingest.jobs import requeue_unfinished
 from ingest.pipeline import IngestDependencies
+from retrieval.expansion import query_expanders
 from retrieval.rerank import create_reranker
 from retrieval.retriever import Retriever
 from workers.celery_app import create_celery_app, enqueue_ingest
@@ -63,6 +64,7 @@ class Runtime:
             settings, model_name=embedder.model_name, dimension=embedder.dimension
         )
         store.ensure_collection()
+        chat_client = ChatClient(settings.reader)
         retriever = Retriever(
             store=store,
             embedder=embedder,
@@ -71,8 +73,12 @@ class Runtime:
             settings=settings.retrieval,
             rerank_candidates=settings.rerank.candidates,
             min_score=settings.retrieval.min_score_for(embedder.model_name),
+            expanders=query_expanders(
+                lambda messages, max_tokens, tenant_id: (
+                    chat_client.complete(messages, max_tokens=max_tokens, tenant_id=tenant_id).text
+                )
+            ),
         )
-        chat_client = ChatClient(settings.reader)
         metrics = Metrics()
         answer_service = AnswerService(
             retriever=retriever,

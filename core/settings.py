@@ -96,6 +96,12 @@ class FusionMethod(StrEnum):
     DBSF = "dbsf"
 
 
+class QueryExpansion(StrEnum):
+    NONE = "none"
+    MULTI_QUERY = "multi_query"
+    HYDE = "hyde"
+
+
 class LexicalSettings(BaseModel):
     """BM25 over Qdrant's sparse index; changing these needs a reindex (`ragkb reindex`)."""
 
@@ -128,6 +134,12 @@ class RetrievalSettings(BaseModel):
         100, ge=1, le=1000, description="Candidates each ranking contributes to the fusion."
     )
     lexical: LexicalSettings = LexicalSettings()
+    expansion: QueryExpansion = Field(
+        QueryExpansion.NONE,
+        description="Extra search texts written by the reader, each retrieved and fused with the "
+        "question's ranking: `multi_query` (rewrites) or `hyde` (a hypothetical answer passage). "
+        "One reader call per search; measured in bench/results/query-expansion.json.",
+    )
     min_score: float | None = Field(
         None, description="Override the per-model evidence threshold (dense cosine score)."
     )

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from core.embedding import Embedder
 from core.lexical import LexicalEncoder
-from core.settings import RetrievalMode, RetrievalSettings
+from core.settings import QueryExpansion, RetrievalMode, RetrievalSettings
 from core.vectorstore import DOCUMENT_FIELD, HybridQuery, SearchFilter, SearchHit, VectorStore
+from retrieval.expansion import QueryExpander, fuse_rankings
 from retrieval.rerank import NoReranker, Reranker, RerankUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -69,6 +71,8 @@ class RetrievalOptions:
     # Drop chunks whose dense cosine is below the calibrated evidence threshold (answers do;
     # a plain search returns the ranking as it is).
     evidence_gate: bool = True
+    # The configured query expansion (multi-query, HyDE) when there is one.
+    expand: bool = True
 
 
 class Retriever:
@@ -82,6 +86,7 @@ class Retriever:
         settings: RetrievalSettings,
         rerank_candidates: int,
         min_score: float,
+        expanders: Mapping[QueryExpansion, QueryExpander] | None = None,
     ) -> None:
         self._store = store
         self._embedder = embedder
@@ -90,6 +95,7 @@ class Retriever:
         self._settings = settings
         self._rerank_candidates = rerank_candidates
         self._min_score = min_score
+        self._expanders = dict(expanders or {})
 
     @property
     def min_score(self) -> float:
@@ -109,6 +115,7 @@ class Retriever:
             settings=settings,
             rerank_candidates=self._rerank_candidates,
             min_score=self._min_score,
+            expanders=self._expanders,
         )
 
     def retrieve(
@@ -126,33 +133,26 @@ class Retriever:
         reranking = options.rerank and not isinstance(self._reranker, NoReranker)
         timings: dict[str, float] = {}
 
-        started = time.perf_counter()
-        dense = self._embedder.embed_query(query) if mode is not RetrievalMode.LEXICAL else None
-        timings["embed_query_ms"] = _ms_since(started)
-        sparse = self._lexical.encode_query(query) if mode is not RetrievalMode.DENSE else None
+        limit = max(top_k, self._rerank_candidates) if reranking else top_k
+        stages: list[str] = []
+        expander = self._expanders.get(self._settings.expansion) if options.expand else None
+        extra_queries: list[str] = []
+        if expander is not None:
+            started = time.perf_counter()
+            extra_queries = expander.expand(query, tenant_id=tenant_id)
+            timings["expand_ms"] = _ms_since(started)
+            stages.append(expander.name)
 
-        started = time.perf_counter()
-        hits = self._store.search(
-            tenant_id=tenant_id,
-            query=HybridQuery(
-                limit=max(top_k, self._rerank_candidates) if reranking else top_k,
-                dense=dense,
-                sparse=sparse,
-                candidates=self._settings.candidates,
-                fusion=self._settings.fusion,
-                rrf_k=self._settings.rrf_k,
-                dense_weight=self._settings.dense_weight,
-                sparse_weight=self._settings.lexical_weight,
-            ),
-            filters=filters,
-        )
-        chunks = [RetrievedChunk.from_hit(h) for h in hits]
+        rankings = [
+            self._search(tenant_id, text, mode, limit, filters, timings)
+            for text in [query, *extra_queries]
+        ]
+        chunks = rankings[0] if len(rankings) == 1 else fuse_rankings(rankings)[:limit]
         if options.evidence_gate:
             chunks = [
                 c for c in chunks if c.dense_score is None or c.dense_score >= self._min_score
             ]
-        timings["retrieve_ms"] = _ms_since(started)
-        stages = [mode.value]
+        stages.insert(0, mode.value)
 
         if chunks and reranking:
             started = time.perf_counter()
@@ -171,6 +171,39 @@ class Retriever:
                 stages.append(f"rerank:{self._reranker.name}")
             timings["rerank_ms"] = _ms_since(started)
         return RetrievalResult(chunks=chunks[:top_k], stages=stages, timings_ms=timings)
+
+    def _search(
+        self,
+        tenant_id: str,
+        text: str,
+        mode: RetrievalMode,
+        limit: int,
+        filters: SearchFilter | None,
+        timings: dict[str, float],
+    ) -> list[RetrievedChunk]:
+        """One query's ranking; the stage timings add up over the queries of an expansion."""
+        started = time.perf_counter()
+        dense = self._embedder.embed_query(text) if mode is not RetrievalMode.LEXICAL else None
+        timings["embed_query_ms"] = timings.get("embed_query_ms", 0.0) + _ms_since(started)
+        sparse = self._lexical.encode_query(text) if mode is not RetrievalMode.DENSE else None
+
+        started = time.perf_counter()
+        hits = self._store.search(
+            tenant_id=tenant_id,
+            query=HybridQuery(
+                limit=limit,
+                dense=dense,
+                sparse=sparse,
+                candidates=self._settings.candidates,
+                fusion=self._settings.fusion,
+                rrf_k=self._settings.rrf_k,
+                dense_weight=self._settings.dense_weight,
+                sparse_weight=self._settings.lexical_weight,
+            ),
+            filters=filters,
+        )
+        timings["retrieve_ms"] = timings.get("retrieve_ms", 0.0) + _ms_since(started)
+        return [RetrievedChunk.from_hit(h) for h in hits]
 
 
 def _ms_since(started: float) -> float:
