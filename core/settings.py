@@ -138,7 +138,7 @@ class RetrievalSettings(BaseModel):
         QueryExpansion.NONE,
         description="Extra search texts written by the reader, each retrieved and fused with the "
         "question's ranking: `multi_query` (rewrites) or `hyde` (a hypothetical answer passage). "
-        "One reader call per search; measured in bench/results/query-expansion.json.",
+        "One reader call per search; measure with bench/query_expansion.py before turning it on.",
     )
     min_score: float | None = Field(
         None, description="Override the per-model evidence threshold (dense cosine score)."
