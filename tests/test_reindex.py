@@ -276,3 +276,150 @@ def test_a_qdrant_alias_follows_the_switch(tmp_path: Path) -> None:
         aliases = {a.alias_name: a.collection_name for a in client.get_aliases().aliases}
         assert aliases == {"chunks": store._collection}
     client.close()
+
+
+# --- through the API: queries and ingest go on while `ragkb serve` runs the reindex ----------
+
+
+def test_api_serves_before_during_and_after_a_reindex_run_by_the_store_owner(
+    settings: Settings, embedder: SentenceTransformerEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from api.app import create_app
+    from api.cli import app as cli
+    from api.runtime import Runtime
+    from core.settings import get_settings
+    from core.tenancy import issue_api_key
+    from tests.apihelpers import auth, wait_for_job
+
+    settings.vector_store.index_poll_s = 0.2
+    settings.vector_store.reindex_settle_s = 0.5
+    run_migrations(settings)
+    runtime = Runtime.build(settings, embedder=embedder)
+    with runtime.session_factory() as session:
+        tenant = create_tenant(session, name="acme")
+        key = issue_api_key(session, tenant=tenant).plaintext
+        tenant_id = tenant.id
+        session.commit()
+    files = {
+        "hr/vacation.md": b"# Vacation\n\nEmployees receive 25 days of paid vacation per year.\n",
+        "it/laptops.md": b"# Laptops\n\nLaptops are replaced every three years.\n",
+        "zh/jia.md": "# 假期\n\n员工每年享有二十五天带薪年假，未用完的假期三月底作废。\n".encode(),
+    }
+
+    def upload(batch: dict[str, bytes]) -> None:
+        response = client.post(
+            "/v1/ingest/jobs",
+            headers=auth(key),
+            files=[("files", (name, data)) for name, data in batch.items()],
+        )
+        assert response.status_code == 202, response.text
+        job = wait_for_job(client, response.json()["id"], key)
+        assert job["status"] == "completed", job
+
+    def search(query: str, mode: str = "hybrid") -> list[str]:
+        response = client.post(
+            "/v1/search", headers=auth(key), json={"query": query, "top_k": 10, "mode": mode}
+        )
+        assert response.status_code == 200, response.text
+        return [h["path"] for h in response.json()["hits"]]
+
+    def stored_chunks() -> tuple[int, int]:
+        with runtime.session_factory() as session:
+            expected = sum(r.chunk_count for r in session.query(Document).all())
+        return runtime.store.count(tenant_id=tenant_id), expected
+
+    try:
+        with TestClient(create_app(settings, runtime)) as client:
+            upload(files)
+            before = search("How many vacation days?")
+            assert before[0] == "hr/vacation.md"
+            old_collection = runtime.binding.spec.collection
+
+            # `ragkb reindex` hands the build to this process (it owns the embedded store).
+            for name in ("RAGKB_DATA_DIR", "RAGKB_DATABASE_URL"):
+                monkeypatch.delenv(name, raising=False)
+            monkeypatch.setenv("RAGKB_DATA_DIR", str(settings.data_dir))
+            if settings.database_url:
+                monkeypatch.setenv("RAGKB_DATABASE_URL", settings.database_url)
+            monkeypatch.setenv("RAGKB_VECTOR_STORE__INDEX_POLL_S", "0.2")
+            get_settings.cache_clear()
+            result: list[object] = []
+            command = threading.Thread(
+                target=lambda: result.append(CliRunner().invoke(cli, ["reindex", "--model", E5]))
+            )
+            command.start()
+            during: list[list[str]] = []
+            while command.is_alive() and len(during) < 200:
+                during.append(search("How many vacation days?"))
+            # Ingest while the build runs (or just after it): nothing may be lost.
+            upload({"it/phones.md": b"# Phones\n\nPhones are replaced every two years.\n"})
+            command.join(timeout=300)
+            get_settings.cache_clear()
+            invoked = result[0]
+            assert getattr(invoked, "exit_code", None) == 0, getattr(invoked, "output", invoked)
+            assert during
+            assert all(paths[0] == "hr/vacation.md" for paths in during)
+
+            # This process follows the pointer: e5 now embeds the queries, in e5's collection.
+            assert runtime.binding.spec.model_name == E5
+            assert runtime.binding.spec.collection != old_collection
+            assert search("How many vacation days?")[0] == "hr/vacation.md"
+            assert search("员工每年有多少天年假？", mode="dense")[0] == "zh/jia.md"
+            assert search("How often are phones replaced?")[0] == "it/phones.md"
+            stored, expected = stored_chunks()
+            assert stored == expected == 4
+
+            # A delete reaches the standby collection too: a rollback cannot bring it back.
+            document_id = document_id_for(tenant_id, "it/laptops.md")
+            deleted = client.delete(f"/v1/documents/{document_id}", headers=auth(key))
+            assert deleted.status_code == 204
+            old = runtime.indexes.store(
+                next(s for s in runtime.indexes.registered() if s.collection == old_collection)
+            )
+            assert old.count(tenant_id=tenant_id, document_id=document_id) == 0
+            assert runtime.store.count(tenant_id=tenant_id, document_id=document_id) == 0
+    finally:
+        runtime.close()
+
+
+def test_an_ingest_task_that_embedded_with_a_switched_model_stores_nothing_and_retries(
+    world: World, tmp_path: Path
+) -> None:
+    from ingest.jobs import add_job_file, create_job
+    from ingest.pipeline import IndexSwitchedError, IngestDependencies, process_job_files
+    from workers.celery_app import TRANSIENT_ERRORS
+
+    data = b"# Policy\n\nRemote work needs a manager's approval.\n"
+    staged = tmp_path / "policy.md"
+    staged.write_bytes(data)
+    acme = world.tenants[0]
+    with world.session_factory() as session:
+        job = create_job(session, tenant_id=acme)
+        file_id = add_job_file(
+            session, job=job, position=0, path="hr/policy.md", staged_path=str(staged),
+            size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
+        ).id  # fmt: skip
+        session.commit()
+    store = world.store(world.old)
+    deps = IngestDependencies(
+        session_factory=world.session_factory, store=store,
+        embedder=world.indexes.embedder(world.old),
+        chunking=Settings().ingest.chunking, still_active=lambda: False,
+    )  # fmt: skip
+    with pytest.raises(IndexSwitchedError):
+        process_job_files([file_id], deps)
+    assert isinstance(IndexSwitchedError("x"), TRANSIENT_ERRORS)  # Celery retries it
+    assert store.count(tenant_id=acme) == 0
+    # The retry, with the dependencies of the active index, takes the file back and stores it.
+    retry = IngestDependencies(
+        session_factory=world.session_factory, store=store,
+        embedder=world.indexes.embedder(world.old),
+        chunking=Settings().ingest.chunking, still_active=lambda: True,
+    )  # fmt: skip
+    assert process_job_files([file_id], retry, reclaim=True)[file_id] == "done"
+    assert store.count(tenant_id=acme) == 1
