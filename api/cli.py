@@ -689,6 +689,11 @@ def eval_retrieval(
         reader=ReaderSettings(managed=False),
         rerank=rerank,
     ) as service:
+        served = service.runtime.binding.spec.model_name
+        if served != embedding_model:
+            # The workdir's active index decides what is served (see `ragkb reindex`).
+            err_console.print(f"{workdir} is indexed with {served}: use another --workdir")
+            raise typer.Exit(2)
         indexed = service.runtime.store.count(tenant_id=service.tenant_id)
         ingest_s = ingest_corpus(service, beir) if indexed == 0 else None
         results = []

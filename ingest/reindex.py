@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.embedding import Embedder
@@ -229,7 +229,8 @@ def final_pass(
 
 def _changed_since(session_factory: sessionmaker[Session], moment: datetime) -> int:
     with session_factory() as session:
-        return len(list(session.scalars(select(Document.id).where(Document.updated_at >= moment))))
+        query = select(func.count()).select_from(Document).where(Document.updated_at >= moment)
+        return int(session.scalar(query) or 0)
 
 
 def run_reindex(
