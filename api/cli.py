@@ -340,6 +340,10 @@ def reindex(
             "must then be stopped: it holds the store's files)."
         ),
     ] = False,
+    cancel: Annotated[
+        bool,
+        typer.Option(help="Forget an unfinished (e.g. failed) build and delete its collection."),
+    ] = False,
     status: Annotated[bool, typer.Option(help="List the indexes and exit.")] = False,
 ) -> None:
     """Re-embed every chunk with another model into a new collection beside the active one,
@@ -363,7 +367,7 @@ def reindex(
     store_settings = settings.vector_store
     embedded = store_settings.kind is VectorStoreKind.EMBEDDED
     try:
-        if status or (model is None and not drop_old):
+        if status or (model is None and not drop_old and not cancel):
             _print_indexes(session_factory)
             return
         if model is not None:
@@ -388,14 +392,16 @@ def reindex(
                     f"{report.documents_caught_up} documents caught up, "
                     f"{report.documents_pruned} pruned, {report.seconds} s"
                 )
-        if drop_old:
+        if drop_old or cancel:
             from core.indexes import IndexSpec
             from core.models import IndexState
 
+            states = {IndexState.STANDBY} if drop_old else set()
+            states |= {IndexState.BUILDING} if cancel else set()
             with session_factory() as session:
-                standby = [r for r in all_indexes(session) if r.state == IndexState.STANDBY]
-                specs = [IndexSpec.of(r) for r in standby]
-                for row in standby:
+                dropped = [r for r in all_indexes(session) if r.state in states]
+                specs = [IndexSpec.of(r) for r in dropped]
+                for row in dropped:
                     session.delete(row)
                 session.commit()
             for spec in specs:

@@ -84,7 +84,7 @@ def request_build(session: Session, target: IndexSpec) -> VectorIndex:
     if building is not None and building.collection != target.collection:
         raise ReindexConflictError(
             f"a reindex into {building.collection} is under way (runner: {building.runner}); "
-            "wait for it, or `ragkb reindex --cancel`"
+            "wait for it, run its command again to resume it, or `ragkb reindex --cancel`"
         )
     row = session.get(VectorIndex, target.collection)
     if row is not None and row.state == IndexState.ACTIVE:

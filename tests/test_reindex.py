@@ -423,3 +423,38 @@ def test_an_ingest_task_that_embedded_with_a_switched_model_stores_nothing_and_r
     )  # fmt: skip
     assert process_job_files([file_id], retry, reclaim=True)[file_id] == "done"
     assert store.count(tenant_id=acme) == 1
+
+
+def test_cli_reindexes_here_lists_rolls_back_and_drops(
+    world: World, store_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from api.cli import app as cli
+    from core.settings import get_settings
+
+    populate(world)
+    world.close()  # the command opens the stores itself (`ragkb serve` is not running)
+    monkeypatch.setenv("RAGKB_DATA_DIR", str(store_settings.data_dir))
+    if store_settings.database_url:
+        monkeypatch.setenv("RAGKB_DATABASE_URL", store_settings.database_url)
+    monkeypatch.setenv("RAGKB_VECTOR_STORE__KIND", store_settings.vector_store.kind.value)
+    monkeypatch.setenv("RAGKB_VECTOR_STORE__REINDEX_SETTLE_S", "0")
+    get_settings.cache_clear()
+
+    def run(*args: str) -> str:
+        result = CliRunner().invoke(cli, ["reindex", *args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    try:
+        assert "10 points re-embedded" in run("--model", E5, "--here")
+        listed = run("--status")
+        assert f"active    {world.new.collection}" in listed
+        assert f"standby   {world.old.collection}" in listed
+        run("--model", "all-MiniLM-L6-v2", "--here")  # rollback
+        assert f"active    {world.old.collection}" in run("--status")
+        assert f"dropped {world.new.collection}" in run("--drop-old")
+        assert world.new.collection not in run("--status")
+    finally:
+        get_settings.cache_clear()
