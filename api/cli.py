@@ -294,20 +294,19 @@ def reconcile(
 
     Needs the store to itself (stop `ragkb serve` when the store is embedded).
     """
-    from core.embedding import create_embedder
-    from core.vectorstore.factory import create_vector_store
+    from core.db import create_db_engine, create_session_factory
+    from core.index_set import IndexSet
     from ingest.reconcile import reconcile as run_reconcile
 
     settings = get_settings()
-    embedder = create_embedder(settings.embedding)
-    store = create_vector_store(
-        settings, model_name=embedder.model_name, dimension=embedder.dimension
-    )
-    try:
-        with _session(settings) as session:
+    with _session(settings) as session:
+        # The active index (embedding model), as `ragkb reindex` left it.
+        indexes = IndexSet(settings, create_session_factory(create_db_engine(settings)))
+        try:
+            store = indexes.store(indexes.active())
             report = run_reconcile(session, store, fix=not dry_run)
-    finally:
-        store.close()
+        finally:
+            indexes.close()
     console.print(
         f"{report.documents_checked} documents checked, "
         f"{report.stale_points_deleted} stale points and "
@@ -321,6 +320,146 @@ def reconcile(
         )
     if report.missing_or_partial:
         raise typer.Exit(2)
+
+
+@app.command()
+def reindex(
+    model: Annotated[
+        str | None, typer.Option(help="Embedding model to switch to (a packaged name).")
+    ] = None,
+    model_path: Annotated[
+        Path | None, typer.Option(help="Folder of a sentence-transformers model named --model.")
+    ] = None,
+    drop_old: Annotated[
+        bool, typer.Option(help="Delete the standby indexes (no rollback to them afterwards).")
+    ] = False,
+    here: Annotated[
+        bool,
+        typer.Option(
+            help="Run the build in this process even with the embedded store (`ragkb serve` "
+            "must then be stopped: it holds the store's files)."
+        ),
+    ] = False,
+    cancel: Annotated[
+        bool,
+        typer.Option(help="Forget an unfinished (e.g. failed) build and delete its collection."),
+    ] = False,
+    status: Annotated[bool, typer.Option(help="List the indexes and exit.")] = False,
+) -> None:
+    """Re-embed every chunk with another model into a new collection beside the active one,
+    then switch to it (queries and ingest go on; the old collection is kept until --drop-old).
+
+    With a Qdrant server the build runs in this process (a Kubernetes Job). With the embedded
+    store, the running `ragkb serve` owns the files: the build is handed to it and followed here.
+    """
+    from sqlalchemy.orm import sessionmaker
+
+    from core.db import create_db_engine, create_session_factory, run_migrations
+    from core.index_set import IndexSet
+    from core.indexes import all_indexes, request_build
+    from core.settings import VectorStoreKind
+    from ingest.reindex import run_reindex
+
+    settings = get_settings()
+    run_migrations(settings)
+    session_factory: sessionmaker[Any] = create_session_factory(create_db_engine(settings))
+    indexes = IndexSet(settings, session_factory)
+    store_settings = settings.vector_store
+    embedded = store_settings.kind is VectorStoreKind.EMBEDDED
+    try:
+        if status or (model is None and not drop_old and not cancel):
+            _print_indexes(session_factory)
+            return
+        if model is not None:
+            # Before anything else: the first run registers the configured model as active.
+            indexes.active()
+            target = indexes.spec_for(model, model_path)
+            with session_factory() as session:
+                request_build(session, target)
+                session.commit()
+            if embedded and settings.worker.embedded and not here:
+                _follow_build(session_factory, target.collection, store_settings.index_poll_s)
+            else:
+                report = run_reindex(
+                    indexes=indexes, session_factory=session_factory,
+                    collection=target.collection, batch=store_settings.reindex_batch,
+                    settle_s=store_settings.reindex_settle_s,
+                    alias=None if embedded else store_settings.collection_prefix,
+                )  # fmt: skip
+                console.print(
+                    f"switched to {target.collection} ({target.model_name}) from "
+                    f"{report.switched_from}: {report.points_copied} points re-embedded, "
+                    f"{report.documents_caught_up} documents caught up, "
+                    f"{report.documents_pruned} pruned, {report.seconds} s"
+                )
+        if drop_old or cancel:
+            from core.indexes import IndexSpec
+            from core.models import IndexState
+
+            states = {IndexState.STANDBY} if drop_old else set()
+            states |= {IndexState.BUILDING} if cancel else set()
+            with session_factory() as session:
+                dropped = [r for r in all_indexes(session) if r.state in states]
+                specs = [IndexSpec.of(r) for r in dropped]
+                for row in dropped:
+                    session.delete(row)
+                session.commit()
+            for spec in specs:
+                try:
+                    indexes.drop_unopened(spec)
+                    console.print(f"dropped {spec.collection}")
+                except Exception as exc:
+                    # The embedded store's files are held by `ragkb serve`: it deletes them
+                    # itself on its next poll, now that the row is gone.
+                    console.print(
+                        f"{spec.collection}: unregistered; its data is deleted by the process "
+                        f"that holds it ({type(exc).__name__})"
+                    )
+    finally:
+        indexes.close()
+
+
+def _print_indexes(session_factory: Any) -> None:
+    from core.indexes import all_indexes
+
+    with session_factory() as session:
+        for row in all_indexes(session):
+            line = f"{row.state:9} {row.collection}  {row.model_name}  dim {row.dimension}"
+            if row.state == "building":
+                line += f"  copied {row.points_copied}  runner {row.runner or '(waiting)'}"
+            if row.error:
+                line += f"  error: {row.error}"
+            console.print(line, soft_wrap=True)
+
+
+def _follow_build(session_factory: Any, collection: str, poll_s: float) -> None:
+    """Wait for `ragkb serve` to run the requested build; exit non-zero if it fails."""
+    from core.models import IndexState, VectorIndex
+
+    waited_unclaimed = 0.0
+    console.print(f"build of {collection} handed to the running `ragkb serve`...")
+    while True:
+        time.sleep(poll_s)
+        with session_factory() as session:
+            row = session.get(VectorIndex, collection)
+            if row is None:
+                raise typer.Exit(1)
+            if row.state == IndexState.ACTIVE:
+                console.print(f"switched to {collection} ({row.points_copied} points re-embedded)")
+                return
+            if row.error:
+                err_console.print(f"[red]reindex failed[/red]: {row.error}")
+                raise typer.Exit(1)
+            if row.runner is None:
+                waited_unclaimed += poll_s
+                if waited_unclaimed > 6 * poll_s:
+                    err_console.print(
+                        "no `ragkb serve` took the build: start it (it runs the build), or run "
+                        "`ragkb reindex --here` while it is stopped"
+                    )
+                    raise typer.Exit(2)
+            else:
+                console.print(f"  {row.points_copied} points re-embedded", highlight=False)
 
 
 @app.command("worker-alive")
@@ -556,6 +695,11 @@ def eval_retrieval(
         reader=ReaderSettings(managed=False),
         rerank=rerank,
     ) as service:
+        served = service.runtime.binding.spec.model_name
+        if served != embedding_model:
+            # The workdir's active index decides what is served (see `ragkb reindex`).
+            err_console.print(f"{workdir} is indexed with {served}: use another --workdir")
+            raise typer.Exit(2)
         indexed = service.runtime.store.count(tenant_id=service.tenant_id)
         ingest_s = ingest_corpus(service, beir) if indexed == 0 else None
         results = []

@@ -182,3 +182,33 @@ class AuditEvent(Base):
     target: Mapped[str | None] = mapped_column(String(200), default=None)
     # Small JSON object of counts and ids (e.g. {"question_chars": 42}).
     details: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class IndexState(StrEnum):
+    BUILDING = "building"  # `ragkb reindex` is filling it; nothing reads it yet
+    ACTIVE = "active"  # queries and ingest use it (exactly one row)
+    STANDBY = "standby"  # a former active one, kept for rollback until `--drop-old`
+
+
+class VectorIndex(Base):
+    """One Qdrant collection per embedding model; the ACTIVE row is what every process serves.
+
+    This row is the pointer that switches models (a Qdrant alias names a collection but not the
+    model that embeds its queries, and qdrant-edge has no aliases): one transaction moves it.
+    """
+
+    __tablename__ = "vector_indexes"
+
+    collection: Mapped[str] = mapped_column(String(200), primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(200))
+    model_path: Mapped[str | None] = mapped_column(String(1024), default=None)
+    dimension: Mapped[int] = mapped_column(Integer)
+    state: Mapped[IndexState] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    # When it stopped being active: a rollback to it only re-copies what changed since.
+    deactivated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    # Who runs the build ("host:pid"); None while a request waits for the store's owner.
+    runner: Mapped[str | None] = mapped_column(String(200), default=None)
+    points_copied: Mapped[int] = mapped_column(BigInteger, default=0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)

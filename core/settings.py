@@ -33,7 +33,24 @@ class VectorStoreSettings(BaseModel):
     path: Path | None = Field(
         None, description="On-disk folder of the store; default `<data_dir>/qdrant`."
     )
-    collection_prefix: str = Field("chunks", description="Collection name = prefix + model name.")
+    collection_prefix: str = Field(
+        "chunks",
+        description="Collection name = prefix + model name; with a Qdrant server, the prefix is "
+        "also an alias of the active collection.",
+    )
+    index_poll_s: float = Field(
+        5.0,
+        gt=0,
+        description="How often each process checks which index (embedding model) is active, "
+        "so `ragkb reindex` switches models without a restart.",
+    )
+    reindex_batch: int = Field(256, ge=1, description="Points re-embedded per batch by reindex.")
+    reindex_settle_s: float = Field(
+        15.0,
+        ge=0,
+        description="After the switch, how long reindex waits for every process to follow it "
+        "before its last catch-up pass (keep it above index_poll_s).",
+    )
 
 
 class EmbeddingSettings(BaseModel):

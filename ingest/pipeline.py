@@ -9,7 +9,7 @@ deterministic and a finished file is never claimed again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -37,6 +37,13 @@ class IngestDependencies:
     chunking: ChunkingSettings
     # A file `running` for longer than this is taken to have lost its worker, and may be claimed.
     stale_after: timedelta = timedelta(minutes=15)
+    # Asked right before the upsert: is `store` still the active index? After `ragkb reindex`
+    # switched models, vectors of the old model must not land anywhere; the task is retried.
+    still_active: Callable[[], bool] | None = None
+
+
+class IndexSwitchedError(ConnectionError):
+    """The active index changed while a task embedded: a transient fault (the task retries)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,8 @@ def process_job_files(
     unique = list(dict.fromkeys(texts))
     by_text = dict(zip(unique, deps.embedder.embed_passages(unique), strict=True))
     vectors = [by_text[text] for text in texts]
+    if prepared and deps.still_active is not None and not deps.still_active():
+        raise IndexSwitchedError("the active vector index changed; embedding again")
     offset = 0
     for item in prepared:
         item_vectors = vectors[offset : offset + len(item.chunks)]
@@ -262,10 +271,14 @@ def _record(
 
 
 def embedding_text(chunk: Chunk) -> str:
+    return section_and_text(chunk.section, chunk.text)
+
+
+def section_and_text(section: object, text: str) -> str:
     # The section heading gives a passage its topic; it is embedded but not part of the span.
-    if chunk.section and not chunk.text.startswith(chunk.section):
-        return f"{chunk.section}\n{chunk.text}"
-    return chunk.text
+    if section and not text.startswith(str(section)):
+        return f"{section}\n{text}"
+    return text
 
 
 def fail_job_files(file_ids: Sequence[str], deps: IngestDependencies, *, reason: str) -> None:

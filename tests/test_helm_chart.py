@@ -56,6 +56,7 @@ OVERRIDES: dict[str, tuple[str | None, dict[str, Any]]] = {
             "api": {"ingress": {"enabled": True, "className": "nginx"}},
             "worker": {"keda": {"enabled": True}},
             "serviceMonitor": {"enabled": True},
+            "reindex": {"model": "multilingual-e5-small", "dropOld": True},
             "config": {
                 "rerank": {"backend": "cross-encoder", "modelPath": "/models/rerank"},
                 "extra": {"RAGKB_RETRIEVAL__MIN_SCORE": 0.3},
@@ -454,9 +455,9 @@ def test_network_policies_isolate_everything_but_the_api(set_name: str) -> None:
 
 def test_bundled_services_admit_only_their_clients() -> None:
     expected = {
-        "postgresql": {"api", "worker", "migrate"},
+        "postgresql": {"api", "worker", "migrate", "reindex"},
         "redis": {"api", "worker"},
-        "qdrant": {"api", "worker"},
+        "qdrant": {"api", "worker", "reindex"},
         "vllm": {"api"},
     }
     for component, clients in expected.items():
@@ -504,6 +505,18 @@ def test_bundled_statefulsets_keep_data_on_volumes() -> None:
         assert claims <= mounted, name
         assert "livenessProbe" in container, name
         assert "readinessProbe" in container, name
+
+
+def test_reindex_job_runs_once_per_model_against_the_live_services() -> None:
+    assert not [j for j in _objects("default", "Job") if "reindex" in j["metadata"]["name"]]
+    job = _one("all-optional", "Job", f"{RELEASE}-reindex-multilingual-e5-small")
+    assert HOOK not in job["metadata"].get("annotations", {})  # the release's services exist
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["reindex", "--model", "multilingual-e5-small", "--drop-old"]
+    config_maps = {
+        ref["configMapRef"]["name"] for ref in container["envFrom"] if "configMapRef" in ref
+    }
+    assert config_maps == {RELEASE}
 
 
 def test_every_value_is_documented() -> None:

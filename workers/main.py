@@ -5,36 +5,51 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from functools import cache
 from pathlib import Path
 
 from celery import Celery
 from celery.signals import worker_ready
+from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import create_db_engine, create_session_factory
-from core.embedding import create_embedder
+from core.index_set import IndexSet
+from core.indexes import active_index
 from core.settings import Settings, VectorStoreKind
-from core.vectorstore.factory import create_vector_store
 from ingest.pipeline import IngestDependencies
 from workers.celery_app import create_celery_app
 
 
 def create_worker_app(settings: Settings) -> Celery:
-    @cache
+    session_factory = create_session_factory(create_db_engine(settings))
+    indexes = IndexSet(settings, session_factory)
+    lock = threading.Lock()
+    # (checked at, dependencies): the active index is read again every `index_poll_s`, so a
+    # worker follows `ragkb reindex` without a restart.
+    current: list[tuple[float, IngestDependencies]] = []
+
     def dependencies() -> IngestDependencies:
-        embedder = create_embedder(settings.embedding)
-        store = create_vector_store(
-            settings, model_name=embedder.model_name, dimension=embedder.dimension
-        )
-        store.ensure_collection()
-        return IngestDependencies(
-            session_factory=create_session_factory(create_db_engine(settings)),
-            store=store,
-            embedder=embedder,
-            chunking=settings.ingest.chunking,
-        )
+        with lock:
+            now = time.monotonic()
+            if current and now - current[0][0] < settings.vector_store.index_poll_s:
+                return current[0][1]
+            spec = indexes.active()
+            deps = IngestDependencies(
+                session_factory=session_factory,
+                store=indexes.store(spec),
+                embedder=indexes.embedder(spec),
+                chunking=settings.ingest.chunking,
+                still_active=lambda: is_active(session_factory, spec.collection),
+            )
+            current[:] = [(now, deps)]
+            return deps
 
     return create_celery_app(settings, ingest_dependencies=dependencies)
+
+
+def is_active(session_factory: sessionmaker[Session], collection: str) -> bool:
+    with session_factory() as session:
+        row = active_index(session)
+        return row is not None and row.collection == collection
 
 
 HEARTBEAT_INTERVAL_S = 10.0

@@ -55,7 +55,7 @@ def delete_document(
     )
     if document is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such document")
-    runtime.store.delete_document(tenant_id=tenant.tenant_id, document_id=document_id)
+    runtime.delete_document(tenant_id=tenant.tenant_id, document_id=document_id)
     left = runtime.store.count(tenant_id=tenant.tenant_id, document_id=document_id)
     if left:
         # The row stays, so a retry (or `ragkb reconcile`) can finish the job.

@@ -109,6 +109,25 @@ class HybridQuery:
 
 
 @dataclass(frozen=True)
+class StoredPoint:
+    """A point as read back (no vectors): its payload holds the chunk and everything filtered on."""
+
+    point_id: str
+    payload: dict[str, Any]
+
+    def as_chunk(self, dense_vector: Sequence[float]) -> ChunkPoint:
+        """The same point with another dense vector (a re-embedding keeps ids and payload)."""
+        return ChunkPoint(
+            point_id=self.point_id,
+            tenant_id=str(self.payload[TENANT_FIELD]),
+            document_id=str(self.payload[DOCUMENT_FIELD]),
+            version=str(self.payload[VERSION_FIELD]),
+            dense_vector=dense_vector,
+            payload=self.payload,
+        )
+
+
+@dataclass(frozen=True)
 class SearchHit:
     point_id: str
     score: float
@@ -140,6 +159,23 @@ class VectorStore(Protocol):
         """Points per document id of one tenant, exactly (reconciliation with the SQL rows)."""
         ...
 
+    def scroll(
+        self,
+        *,
+        tenant_id: str,
+        document_id: str | None = None,
+        offset: str | None = None,
+        limit: int = 256,
+    ) -> tuple[list[StoredPoint], str | None]:
+        """A page of a tenant's points (payloads only) and the offset of the next page."""
+        ...
+
+    def publish_alias(self, alias: str) -> None:
+        """Point a store-side alias at this collection (where the store has aliases)."""
+
+    def drop(self) -> None:
+        """Delete the whole collection and close the handle (`ragkb reindex --drop-old`)."""
+
     def close(self) -> None: ...
 
 
@@ -170,5 +206,6 @@ __all__ = [
     "SearchFilter",
     "SearchHit",
     "SparseVector",
+    "StoredPoint",
     "VectorStore",
 ]

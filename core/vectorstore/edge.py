@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +29,7 @@ from core.vectorstore import (
     HybridQuery,
     SearchFilter,
     SearchHit,
+    StoredPoint,
     dense_scores,
 )
 
@@ -169,6 +171,33 @@ class EdgeVectorStore:
             DOCUMENT_FIELD, limit=2**31 - 1, exact=True, filter=_filter(tenant_id)
         )
         return {str(hit.value): int(hit.count) for hit in self.shard.facet(request)}
+
+    def scroll(
+        self,
+        *,
+        tenant_id: str,
+        document_id: str | None = None,
+        offset: str | None = None,
+        limit: int = 256,
+    ) -> tuple[list[StoredPoint], str | None]:
+        request = qe.ScrollRequest(
+            offset=offset,
+            limit=limit,
+            filter=_filter(tenant_id, document_id=document_id),
+            with_payload=True,
+            with_vector=False,
+        )
+        records, next_offset = self.shard.scroll(request)
+        points = [StoredPoint(str(r.id), dict(r.payload or {})) for r in records]
+        return points, None if next_offset is None else str(next_offset)
+
+    def publish_alias(self, alias: str) -> None:
+        """qdrant-edge has no aliases: the `vector_indexes` row is the only pointer."""
+
+    def drop(self) -> None:
+        with self._lock:
+            self.close()
+            shutil.rmtree(self._path, ignore_errors=True)
 
     def close(self) -> None:
         with self._lock:

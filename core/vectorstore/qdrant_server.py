@@ -26,6 +26,7 @@ from core.vectorstore import (
     HybridQuery,
     SearchFilter,
     SearchHit,
+    StoredPoint,
     dense_scores,
 )
 
@@ -42,13 +43,19 @@ class QdrantServerVectorStore:
         url: str | None = None,
         api_key: str | None = None,
         path: Path | None = None,
+        client: QdrantClient | None = None,
     ) -> None:
-        if (url is None) == (path is None):
-            raise ValueError("give exactly one of a Qdrant URL or a local-mode path")
+        if sum(x is not None for x in (url, path, client)) != 1:
+            raise ValueError("give exactly one of a Qdrant URL, a local-mode path or a client")
         self._collection = collection
         self._dimension = dimension
         self._lexical = lexical
-        if url is not None:
+        # A shared client belongs to the caller (local mode locks its folder to one client, so
+        # every collection of a process goes through the same one).
+        self._owns_client = client is None
+        if client is not None:
+            self._client = client
+        elif url is not None:
             self._client = QdrantClient(url=url, api_key=api_key)
         else:
             self._client = QdrantClient(path=str(path))
@@ -203,8 +210,52 @@ class QdrantServerVectorStore:
         )
         return {str(hit.value): int(hit.count) for hit in response.hits}
 
+    def scroll(
+        self,
+        *,
+        tenant_id: str,
+        document_id: str | None = None,
+        offset: str | None = None,
+        limit: int = 256,
+    ) -> tuple[list[StoredPoint], str | None]:
+        records, next_offset = self._client.scroll(
+            self._collection,
+            scroll_filter=_filter(tenant_id, document_id=document_id),
+            offset=offset,
+            limit=limit,
+            with_payload=True,
+            with_vectors=False,
+        )
+        points = [StoredPoint(str(r.id), dict(r.payload or {})) for r in records]
+        return points, None if next_offset is None else str(next_offset)
+
+    def publish_alias(self, alias: str) -> None:
+        """Move `alias` to this collection in one Qdrant operation (delete + create together).
+
+        ragkb itself queries the concrete collection of its active model (an alias says nothing
+        about the model that must embed the query); the alias is for tools and dashboards.
+        """
+        current = {a.alias_name for a in self._client.get_aliases().aliases}
+        actions: list[models.AliasOperations] = []
+        if alias in current:
+            actions.append(
+                models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias))
+            )
+        actions.append(
+            models.CreateAliasOperation(
+                create_alias=models.CreateAlias(collection_name=self._collection, alias_name=alias)
+            )
+        )
+        self._client.update_collection_aliases(change_aliases_operations=actions)
+
+    def drop(self) -> None:
+        if self._client.collection_exists(self._collection):
+            self._client.delete_collection(self._collection)
+        self.close()
+
     def close(self) -> None:
-        self._client.close()
+        if self._owns_client:
+            self._client.close()
 
 
 def _sparse(vector: SparseVector) -> models.SparseVector:
