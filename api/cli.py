@@ -299,7 +299,7 @@ def reconcile(
     from ingest.reconcile import reconcile as run_reconcile
 
     settings = get_settings()
-    embedder = create_embedder(settings.embedding, cache_dir=settings.embedding_cache_dir)
+    embedder = create_embedder(settings.embedding)
     store = create_vector_store(
         settings, model_name=embedder.model_name, dimension=embedder.dimension
     )

@@ -57,7 +57,7 @@ class Runtime:
         engine = create_db_engine(settings)
         session_factory = create_session_factory(engine)
         if embedder is None:
-            embedder = create_embedder(settings.embedding, cache_dir=settings.embedding_cache_dir)
+            embedder = create_embedder(settings.embedding)
         embedder.warm_up()
         store = create_vector_store(
             settings, model_name=embedder.model_name, dimension=embedder.dimension

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from core.embedding import create_embedder
-from core.settings import EmbeddingSettings, Settings
+from core.settings import EmbeddingSettings
 from generation.verify import CitationVerifier, content_tokens
 
 
@@ -69,9 +69,7 @@ def main() -> None:
     claim_ids = claim_ids[: args.claims]
     doc_tokens = {doc_id: content_tokens(text) for doc_id, text in corpus.items()}
 
-    embedder = create_embedder(
-        EmbeddingSettings(model=args.model), cache_dir=Settings().embedding_cache_dir
-    )
+    embedder = create_embedder(EmbeddingSettings(model=args.model))
     verifier = CitationVerifier(embedder=embedder, lexical_threshold=1.1, semantic_threshold=1.1)
     positives, negatives = [], []
     started = time.perf_counter()

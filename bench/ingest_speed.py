@@ -1,8 +1,6 @@
 """Ingest throughput, in one run, on the same SciFact documents (written as Markdown files):
 
-(a) the bare encoder on exactly the texts ragkb embeds, all in one call sorted by length:
-    onnxruntime on the ONNX export ragkb runs (its default backend), and sentence-transformers
-    on PyTorch (the other backend, and what LlamaIndex runs);
+(a) the bare encoder: sentence-transformers `encode` on exactly the texts ragkb embeds;
 (b) ragkb end to end: `POST /v1/ingest/jobs` into the real app in-process (Celery worker
     threads, parse → chunk → embed → upsert into embedded Qdrant → SQL), from the first
     upload to the last file done;
@@ -27,15 +25,12 @@ from typing import Any
 
 from api.eval_answers import throwaway_service
 from core.embedding import packaged_model_path
-from core.onnx_export import exported_model_file
-from core.settings import EmbeddingSettings, ReaderSettings, Settings
+from core.settings import ReaderSettings, Settings
 from ingest.chunk import chunk_document
 from ingest.parse import parse_document
 from ingest.pipeline import embedding_text
 
 MODEL = "all-MiniLM-L6-v2"
-# The ONNX export, made once (outside every timer) and shared by the bare run and ragkb's.
-CACHE_DIR = Path("var/models")
 
 
 def main() -> None:
@@ -54,9 +49,7 @@ def main() -> None:
             (folder / f"{doc['_id']}.md").write_text(f"# {doc['title']}\n\n{doc['text']}\n")
         files = sorted(folder.iterdir())
 
-        texts = _ragkb_texts(files)
-        bare = _bare_onnx(texts)
-        bare_torch = _bare_torch(texts)
+        bare = _bare_encode(files)
         ragkb = _ragkb(files)
         ragkb_rss_mb = _peak_rss_mb()
         llama = _llamaindex(folder)
@@ -66,11 +59,8 @@ def main() -> None:
         "embedding_model": MODEL,
         "documents": len(corpus),
         "chunks": bare["chunks"],
-        "embedding_backend": Settings().embedding.backend.value,
         "bare_encode_seconds": round(bare["seconds"], 2),
         "bare_encode_chunks_per_s": round(bare["chunks"] / bare["seconds"], 2),
-        "bare_torch_seconds": round(bare_torch["seconds"], 2),
-        "bare_torch_chunks_per_s": round(bare_torch["chunks"] / bare_torch["seconds"], 2),
         "ragkb_chunks": ragkb["chunks"],
         "ragkb_seconds": round(ragkb["seconds"], 2),
         "ragkb_chunks_per_s": round(ragkb["chunks"] / ragkb["seconds"], 2),
@@ -80,12 +70,9 @@ def main() -> None:
     result["ratio_to_bare"] = round(
         result["ragkb_chunks_per_s"] / result["bare_encode_chunks_per_s"], 3
     )
-    result["ratio_to_bare_torch"] = round(
-        result["ragkb_chunks_per_s"] / result["bare_torch_chunks_per_s"], 3
-    )
     result["ratio_to_llamaindex"] = round(ragkb["seconds"] / llama["seconds"], 3)
     # ru_maxrss is the process's peak so far: taken after ragkb's run (it includes the bare
-    # encoders' copies of the model), and again at the end (LlamaIndex's run added).
+    # encoder's copy of the model), and again at the end (LlamaIndex's run added).
     result["peak_rss_mb"] = ragkb_rss_mb
     result["peak_rss_mb_with_llamaindex"] = _peak_rss_mb()
     result["command"] = f"python bench/ingest_speed.py --data {args.data} --docs {args.docs}"
@@ -98,15 +85,15 @@ def main() -> None:
     _plot(result, args.out.with_suffix(".png"))
 
 
-def _ragkb_texts(files: list[Path]) -> list[str]:
-    """ragkb's own chunks (parsed and chunked outside any timer), as it embeds them."""
-    from transformers import AutoTokenizer
+def _bare_encode(files: list[Path]) -> dict[str, float]:
+    """ragkb's own chunks (parsed and chunked outside the timer), encoded in one call."""
+    from sentence_transformers import SentenceTransformer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(packaged_model_path(MODEL)))
+    model = SentenceTransformer(str(packaged_model_path(MODEL)), device="cpu")
     chunking = Settings().ingest.chunking
 
     def count(text: str) -> int:
-        return len(tokenizer.tokenize(text))
+        return len(model.tokenizer.tokenize(text))
 
     texts: list[str] = []
     for path in files:
@@ -118,43 +105,6 @@ def _ragkb_texts(files: list[Path]) -> list[str]:
             count_tokens=count,
         )
         texts.extend(embedding_text(c) for c in chunks)
-    return texts
-
-
-def _bare_onnx(texts: list[str]) -> dict[str, float]:
-    """onnxruntime itself on the export ragkb runs: all texts sorted by length, batches of 32."""
-    import numpy as np
-    import onnxruntime
-    from transformers import AutoTokenizer
-
-    model_path = packaged_model_path(MODEL)
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = len(os.sched_getaffinity(0))
-    session = onnxruntime.InferenceSession(
-        str(exported_model_file(model_path, CACHE_DIR)), options, providers=["CPUExecutionProvider"]
-    )
-    tokenizer = AutoTokenizer.from_pretrained(str(model_path))
-
-    def encode(batch: list[str]) -> None:
-        tokens = tokenizer(
-            batch, padding=True, truncation=True, max_length=256, return_tensors="np"
-        )
-        session.run(None, {k: tokens[k].astype(np.int64) for k in ("input_ids", "attention_mask")})
-
-    encode(texts[:32])  # warm-up, outside the timer
-    started = time.perf_counter()
-    ordered = sorted(texts, key=len, reverse=True)
-    for start in range(0, len(ordered), 32):
-        encode(ordered[start : start + 32])
-    return {"chunks": len(texts), "seconds": time.perf_counter() - started}
-
-
-def _bare_torch(texts: list[str]) -> dict[str, float]:
-    """sentence-transformers `encode` (it sorts by length inside), in one call."""
-    from sentence_transformers import SentenceTransformer
-
-    model = SentenceTransformer(str(packaged_model_path(MODEL)), device="cpu")
     model.encode(texts[:32], batch_size=32)  # warm-up, outside the timer
     started = time.perf_counter()
     model.encode(texts, batch_size=32, normalize_embeddings=True)
@@ -163,8 +113,7 @@ def _bare_torch(texts: list[str]) -> dict[str, float]:
 
 def _ragkb(files: list[Path]) -> dict[str, float]:
     with throwaway_service(
-        reader=ReaderSettings(managed=False, base_url="http://127.0.0.1:9/v1"),
-        embedding=EmbeddingSettings(cache_dir=CACHE_DIR),
+        reader=ReaderSettings(managed=False, base_url="http://127.0.0.1:9/v1")
     ) as service:
         started = time.perf_counter()
         job_ids = []
@@ -237,13 +186,12 @@ def _plot(result: dict[str, Any], path: Path) -> None:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     rates = {
-        "bare PyTorch": result["bare_torch_chunks_per_s"],
-        "bare ONNX": result["bare_encode_chunks_per_s"],
+        "bare encode": result["bare_encode_chunks_per_s"],
         "ragkb end to end": result["ragkb_chunks_per_s"],
     }
-    left.bar(list(rates), list(rates.values()), color=["#cccccc", "#999999", "#1f77b4"])
+    left.bar(list(rates), list(rates.values()), color=["#999999", "#1f77b4"])
     left.set_ylabel("chunks/s")
-    left.set_title(f"ragkb at {result['ratio_to_bare']:.2f}x the bare ONNX encoder")
+    left.set_title(f"ragkb at {result['ratio_to_bare']:.2f}x the bare encoder")
     seconds = {"ragkb": result["ragkb_seconds"], "LlamaIndex": result["llamaindex_seconds"]}
     right.bar(list(seconds), list(seconds.values()), color=["#1f77b4", "#ff7f0e"])
     right.set_ylabel("seconds")

@@ -22,11 +22,6 @@ class RerankBackend(StrEnum):
     REMOTE = "remote"
 
 
-class EmbeddingBackend(StrEnum):
-    ONNX = "onnx"
-    TORCH = "torch"
-
-
 class VectorStoreSettings(BaseModel):
     kind: VectorStoreKind = Field(
         VectorStoreKind.EMBEDDED,
@@ -47,16 +42,6 @@ class EmbeddingSettings(BaseModel):
         None, description="Folder of a sentence-transformers model; overrides the packaged one."
     )
     batch_size: int = Field(32, ge=1, le=1024)
-    backend: EmbeddingBackend = Field(
-        EmbeddingBackend.ONNX,
-        description="`onnx`: the model exported once to ONNX (attention and layer norms fused) "
-        "and run by onnxruntime, about 1.5x faster on CPU with the same vectors (cosine 1.0 to "
-        "PyTorch's). `torch`: sentence-transformers on PyTorch. Ignored by "
-        "multilingual-e5-small (its own engine).",
-    )
-    cache_dir: Path | None = Field(
-        None, description="Where the ONNX export is kept; default `<data_dir>/models`."
-    )
 
 
 class ChunkingSettings(BaseModel):
@@ -373,10 +358,6 @@ class Settings(BaseSettings):
     @property
     def vector_store_path(self) -> Path:
         return self.vector_store.path or self.data_dir / "qdrant"
-
-    @property
-    def embedding_cache_dir(self) -> Path:
-        return self.embedding.cache_dir or self.data_dir / "models"
 
     @property
     def broker_folder(self) -> Path:

@@ -75,8 +75,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 @pytest.fixture(scope="session")
 def embedder() -> LocalEmbedder:
-    # The ONNX export is kept in the repository's var/ (like the reader model): once per clone.
-    model = create_embedder(EmbeddingSettings(), cache_dir=REPO_ROOT / "var" / "models")
+    model = create_embedder(EmbeddingSettings())
     model.warm_up()
     return model
 

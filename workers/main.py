@@ -22,7 +22,7 @@ from workers.celery_app import create_celery_app
 def create_worker_app(settings: Settings) -> Celery:
     @cache
     def dependencies() -> IngestDependencies:
-        embedder = create_embedder(settings.embedding, cache_dir=settings.embedding_cache_dir)
+        embedder = create_embedder(settings.embedding)
         store = create_vector_store(
             settings, model_name=embedder.model_name, dimension=embedder.dimension
         )
