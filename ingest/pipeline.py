@@ -1,9 +1,10 @@
 """A batch of staged files in, indexed chunks out: parse → chunk → embed → upsert → record.
 
 Files are processed a batch at a time (one Celery task per batch): each file is parsed and
-chunked on its own, the chunks of every file in the batch are embedded together, then each
-file's points are upserted and only then is the file recorded as done. Idempotent: point ids are
-deterministic and a finished file is never claimed again.
+chunked on its own, the chunks of every file in the batch are embedded together, then the
+batch's points are stored in one call (old versions removed), and only then are the files
+recorded as done. Idempotent: point ids are deterministic and a finished file is never claimed
+again.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from core.embedding import Embedder
 from core.models import Document, FileState, JobFile, utcnow
 from core.settings import ChunkingSettings
-from core.vectorstore import ChunkPoint, VectorStore
+from core.vectorstore import ChunkPoint, DocumentVersion, VectorStore
 from ingest.chunk import Chunk, chunk_document
 from ingest.identity import document_id_for, point_id_for
 from ingest.jobs import claim_file, mark_finished
@@ -111,11 +112,13 @@ def process_job_files(
     vectors = [by_text[text] for text in texts]
     if prepared and deps.still_active is not None and not deps.still_active():
         raise IndexSwitchedError("the active vector index changed; embedding again")
+    versions: list[DocumentVersion] = []
     offset = 0
     for item in prepared:
-        item_vectors = vectors[offset : offset + len(item.chunks)]
+        versions.append(_document_version(item, vectors[offset : offset + len(item.chunks)]))
         offset += len(item.chunks)
-        _upsert(item, item_vectors, deps)
+    # One store call for the batch: new versions in, other versions out, one flush to disk.
+    deps.store.replace_documents(versions)
 
     _record(deps, prepared, outcomes)
     for item in prepared:
@@ -194,7 +197,7 @@ def _prepare(job_file: _Claimed, deps: IngestDependencies) -> _Prepared | _Outco
     return _Prepared(job_file, document_id, parsed, chunks, len(data))
 
 
-def _upsert(item: _Prepared, vectors: Sequence[list[float]], deps: IngestDependencies) -> None:
+def _document_version(item: _Prepared, vectors: Sequence[list[float]]) -> DocumentVersion:
     tenant_id, version = item.file.tenant_id, item.file.version
     points = [
         ChunkPoint(
@@ -219,11 +222,7 @@ def _upsert(item: _Prepared, vectors: Sequence[list[float]], deps: IngestDepende
         )
         for chunk, vector in zip(item.chunks, vectors, strict=True)
     ]
-    # New version first, then the old one removed: a query never sees the document missing.
-    deps.store.upsert(points)
-    deps.store.delete_document(
-        tenant_id=tenant_id, document_id=item.document_id, keep_version=version
-    )
+    return DocumentVersion(tenant_id, item.document_id, version, points)
 
 
 def _record(

@@ -13,7 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-from core.embedding import SentenceTransformerEmbedder, create_embedder
+from core.embedding import LocalEmbedder, create_embedder
 from core.settings import EmbeddingSettings, ReaderSettings, Settings
 from tests.services import RedisServer, create_database, free_port, postgres_server
 
@@ -74,7 +74,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture(scope="session")
-def embedder() -> SentenceTransformerEmbedder:
+def embedder() -> LocalEmbedder:
     model = create_embedder(EmbeddingSettings())
     model.warm_up()
     return model

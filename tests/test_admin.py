@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.runtime import Runtime
 from core.db import run_migrations
-from core.embedding import SentenceTransformerEmbedder
+from core.embedding import LocalEmbedder
 from core.models import ApiKey, utcnow
 from core.settings import HttpSettings, Settings
 from core.tenancy import ALL_SCOPES, Scope, create_tenant, issue_api_key
@@ -34,7 +34,7 @@ class Admin:
 
 
 @pytest.fixture
-def admin(settings: Settings, embedder: SentenceTransformerEmbedder) -> Iterator[Admin]:
+def admin(settings: Settings, embedder: LocalEmbedder) -> Iterator[Admin]:
     settings.operator_tenant = "ops"
     settings.limits.query_burst = 3
     settings.limits.queries_per_minute = 6
@@ -252,7 +252,7 @@ def test_request_id_is_in_every_log_line_of_the_request(
 
 
 def test_cors_is_on_only_for_the_listed_origins(
-    settings: Settings, embedder: SentenceTransformerEmbedder
+    settings: Settings, embedder: LocalEmbedder
 ) -> None:
     settings.http = HttpSettings(cors_allowed_origins=["https://app.example"])
     run_migrations(settings)

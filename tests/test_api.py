@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.runtime import Runtime
 from core.db import run_migrations
-from core.embedding import SentenceTransformerEmbedder
+from core.embedding import LocalEmbedder
 from core.settings import Settings
 from core.tenancy import create_tenant, issue_api_key
 from core.vectorstore import HybridQuery
@@ -33,7 +33,7 @@ class Harness:
 
 
 @pytest.fixture
-def api(settings: Settings, embedder: SentenceTransformerEmbedder) -> Iterator[Harness]:
+def api(settings: Settings, embedder: LocalEmbedder) -> Iterator[Harness]:
     settings.ingest.max_file_bytes = 200_000
     run_migrations(settings)
     runtime = Runtime.build(settings, embedder=embedder)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.embedding import SentenceTransformerEmbedder
+from core.embedding import LocalEmbedder
 from ingest.chunk import chunk_document, document_text
 from ingest.parse import ElementKind, ParsedDocument, ParsedElement
 
@@ -70,7 +70,7 @@ def test_long_text_splits_at_sentences_with_overlap() -> None:
 
 
 def test_chinese_text_without_spaces_splits_between_characters(
-    embedder: SentenceTransformerEmbedder,
+    embedder: LocalEmbedder,
 ) -> None:
     text = "我们的仓库在九月份发出了四万八千个包裹" * 40 + "。" + "这是第二句话没有空格" * 30
     doc = _doc(ParsedElement(text, ElementKind.TEXT))

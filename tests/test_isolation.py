@@ -23,7 +23,7 @@ from api.app import create_app
 from api.eval_isolation import PRINCIPALS, World
 from api.runtime import Runtime
 from core.db import run_migrations
-from core.embedding import SentenceTransformerEmbedder
+from core.embedding import LocalEmbedder
 from core.settings import Settings
 from core.tenancy import create_tenant, issue_api_key
 
@@ -37,7 +37,7 @@ principal_sets = st.one_of(
 
 @pytest.fixture
 def stack(
-    settings: Settings, embedder: SentenceTransformerEmbedder
+    settings: Settings, embedder: LocalEmbedder
 ) -> Iterator[tuple[TestClient, dict[str, str]]]:
     settings.limits.queries_per_minute = 1_000_000
     settings.limits.query_burst = 100_000

@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import status_code_conformance
 from api.app import create_app
 from api.runtime import Runtime
 from core.db import run_migrations
-from core.embedding import SentenceTransformerEmbedder
+from core.embedding import LocalEmbedder
 from core.settings import Settings
 from core.tenancy import ALL_SCOPES, create_tenant, issue_api_key
 
@@ -30,7 +30,7 @@ KEY: dict[str, str] = {}
 
 
 @pytest.fixture
-def api_schema(settings: Settings, embedder: SentenceTransformerEmbedder) -> Iterator[Any]:
+def api_schema(settings: Settings, embedder: LocalEmbedder) -> Iterator[Any]:
     settings.operator_tenant = "ops"
     settings.limits.queries_per_minute = 1_000_000
     settings.limits.query_burst = 1_000_000

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from api.app import create_app
 from api.runtime import Runtime
 from core.db import run_migrations
-from core.embedding import SentenceTransformerEmbedder
+from core.embedding import LocalEmbedder
 from core.settings import Settings
 from core.tenancy import create_tenant, get_tenant_by_name, issue_api_key
 from tests.apihelpers import auth, wait_for_job
@@ -78,7 +78,7 @@ def redis_runtime(
     tmp_path: Path,
     redis_server: RedisServer,
     database_url: str | None,
-    embedder: SentenceTransformerEmbedder,
+    embedder: LocalEmbedder,
 ) -> Iterator[tuple[TestClient, Runtime, str]]:
     """The app with Celery on a real Redis broker (worker threads consume from Redis)."""
     settings = Settings(
@@ -129,9 +129,7 @@ def test_redis_restarted_in_the_middle_of_a_job(
     assert runtime.store.count(tenant_id=tenant_id) == 40
 
 
-def test_database_outage_is_503_not_a_hang(
-    tmp_path: Path, embedder: SentenceTransformerEmbedder
-) -> None:
+def test_database_outage_is_503_not_a_hang(tmp_path: Path, embedder: LocalEmbedder) -> None:
     with postgres_server() as server:
         settings = Settings(
             data_dir=tmp_path / "data", database_url=create_database(server.url, "outage")

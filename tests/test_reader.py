@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core.embedding import SentenceTransformerEmbedder
+from core.embedding import LocalEmbedder
 from core.lexical import LexicalEncoder
 from core.metrics import Metrics
 from core.settings import LexicalSettings, ReaderSettings, RetrievalSettings
@@ -76,7 +76,7 @@ def test_timeout_raises_reader_unavailable(reader_url: str) -> None:
 
 
 def test_answer_service_maps_citations_to_sources(
-    reader_url: str, embedder: SentenceTransformerEmbedder, tmp_path: Path
+    reader_url: str, embedder: LocalEmbedder, tmp_path: Path
 ) -> None:
     texts = {
         "handbook.md": "Employees receive 25 days of paid vacation per year.",

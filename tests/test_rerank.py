@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from core.embedding import SentenceTransformerEmbedder, packaged_model_path
+from core.embedding import LocalEmbedder, packaged_model_path
 from core.lexical import LexicalEncoder
 from core.settings import LexicalSettings, RerankBackend, RerankSettings, RetrievalSettings
 from core.vectorstore import ChunkPoint
@@ -49,7 +49,7 @@ def test_factory_picks_the_backend(cross_encoder_dir: Path) -> None:
 
 
 def test_retriever_orders_by_rerank_score(
-    cross_encoder_dir: Path, embedder: SentenceTransformerEmbedder, tmp_path: Path
+    cross_encoder_dir: Path, embedder: LocalEmbedder, tmp_path: Path
 ) -> None:
     reranker = CrossEncoderReranker(model_path=cross_encoder_dir)
     texts = [f"Passage {i} about parcels and warehouses." for i in range(5)]
@@ -162,9 +162,7 @@ def test_remote_reranker_speaks_the_rerank_api(cross_encoder_dir: Path, shape: s
         create_reranker(RerankSettings(backend=RerankBackend.REMOTE))
 
 
-def test_search_survives_a_rerank_outage(
-    embedder: SentenceTransformerEmbedder, tmp_path: Path
-) -> None:
+def test_search_survives_a_rerank_outage(embedder: LocalEmbedder, tmp_path: Path) -> None:
     lexical = LexicalEncoder(LexicalSettings())
     store = EdgeVectorStore(path=tmp_path / "s", dimension=embedder.dimension, lexical=lexical)
     vector = embedder.embed_query("parcels")

@@ -9,7 +9,14 @@ import pytest
 
 from core.lexical import LexicalEncoder
 from core.settings import FusionMethod, LexicalSettings
-from core.vectorstore import ChunkPoint, HybridQuery, SearchFilter, SearchHit, VectorStore
+from core.vectorstore import (
+    ChunkPoint,
+    DocumentVersion,
+    HybridQuery,
+    SearchFilter,
+    SearchHit,
+    VectorStore,
+)
 from core.vectorstore.edge import EdgeVectorStore
 from core.vectorstore.qdrant_server import QdrantServerVectorStore
 from ingest.identity import point_id_for
@@ -113,6 +120,33 @@ def test_delete_document_keeps_other_documents_tenants_and_the_kept_version(
     store.delete_document(tenant_id="t1", document_id="d1")
     assert store.count(tenant_id="t1", document_id="d1") == 0
     assert store.count(tenant_id="t2", document_id="d1") == 1
+
+
+def test_replace_documents_swaps_each_documents_version_in_one_call(
+    store: VectorStore,
+) -> None:
+    store.upsert(
+        [
+            point("t1", "d1", "old", 0, [1, 0, 0, 0]),
+            point("t1", "d1", "old", 1, [1, 1, 0, 0]),
+            point("t1", "d2", "old", 0, [0, 1, 0, 0]),
+            point("t1", "d3", "v1", 0, [0, 0, 1, 0]),
+            point("t2", "d1", "old", 0, [1, 0, 0, 0]),
+        ]
+    )
+    store.replace_documents(
+        [
+            DocumentVersion("t1", "d1", "new", [point("t1", "d1", "new", 0, [1, 0, 1, 0])]),
+            # A document whose new version has no chunks (an emptied file) loses its points.
+            DocumentVersion("t1", "d2", "new", []),
+            DocumentVersion("t2", "d7", "v1", [point("t2", "d7", "v1", 0, [0, 0, 0, 1])]),
+        ]
+    )
+    assert texts(dense(store, "t1", [1, 0, 1, 0], limit=1)) == ["t1/d1/new/0"]
+    assert store.document_counts(tenant_id="t1") == {"d1": 1, "d3": 1}
+    # Another tenant's document of the same id is not touched.
+    assert store.document_counts(tenant_id="t2") == {"d1": 1, "d7": 1}
+    store.replace_documents([])
 
 
 def test_a_tenant_is_required(store: VectorStore) -> None:

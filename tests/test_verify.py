@@ -3,7 +3,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from core.embedding import SentenceTransformerEmbedder
+from core.embedding import LocalEmbedder
 from core.lexical import LexicalEncoder
 from core.metrics import Metrics
 from core.settings import LexicalSettings, ReaderSettings, RetrievalSettings
@@ -32,7 +32,7 @@ def test_lexical_support_is_the_share_of_claim_words_found() -> None:
     assert lexical_support("shipped 99 parcels", SOURCE) == 2 / 3
 
 
-def test_supported_claim_is_verified_with_its_span(embedder: SentenceTransformerEmbedder) -> None:
+def test_supported_claim_is_verified_with_its_span(embedder: LocalEmbedder) -> None:
     verifier = CitationVerifier(embedder=embedder, lexical_threshold=0.5, semantic_threshold=0.6)
     support = verifier.support("The Rotterdam warehouse shipped 48,200 parcels.", SOURCE)
     assert support.verified
@@ -42,7 +42,7 @@ def test_supported_claim_is_verified_with_its_span(embedder: SentenceTransformer
     )
 
 
-def test_unrelated_claim_is_not_verified(embedder: SentenceTransformerEmbedder) -> None:
+def test_unrelated_claim_is_not_verified(embedder: LocalEmbedder) -> None:
     verifier = CitationVerifier(embedder=embedder, lexical_threshold=0.5, semantic_threshold=0.6)
     support = verifier.support("Employees receive 25 days of paid vacation per year.", SOURCE)
     assert not support.verified
@@ -51,7 +51,7 @@ def test_unrelated_claim_is_not_verified(embedder: SentenceTransformerEmbedder) 
 
 
 def test_reader_output_with_no_or_nonsense_citations_is_flagged_not_failed(
-    embedder: SentenceTransformerEmbedder, tmp_path: Path
+    embedder: LocalEmbedder, tmp_path: Path
 ) -> None:
     """Whatever the reader writes, the answer comes back: unverified, never an error."""
     reader_settings = ReaderSettings()

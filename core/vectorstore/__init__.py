@@ -80,6 +80,22 @@ def file_type(path: str) -> str:
 
 
 @dataclass(frozen=True)
+class DocumentVersion:
+    """One version of a document and its points (none for an empty document)."""
+
+    tenant_id: str
+    document_id: str
+    version: str
+    points: Sequence[ChunkPoint]
+
+
+class VectorStoreUnavailable(ConnectionError):
+    """The vector store did not answer (down, unreachable, overloaded): worth retrying.
+
+    A ConnectionError, so the ingest task's retry policy takes it like a database outage."""
+
+
+@dataclass(frozen=True)
 class SearchFilter:
     """Narrows a search within the caller's tenant; the fields given must all hold."""
 
@@ -144,6 +160,11 @@ class VectorStore(Protocol):
 
     def upsert(self, points: Sequence[ChunkPoint]) -> None: ...
 
+    def replace_documents(self, documents: Sequence[DocumentVersion]) -> None:
+        """Store each document's points, then delete its other versions (a query never sees
+        it missing); durable on return. One call for a batch of files: a flush per file cost
+        more than encoding it."""
+
     def search(
         self, *, tenant_id: str, query: HybridQuery, filters: SearchFilter | None = None
     ) -> list[SearchHit]: ...
@@ -200,6 +221,7 @@ __all__ = [
     "TENANT_FIELD",
     "VERSION_FIELD",
     "ChunkPoint",
+    "DocumentVersion",
     "Fusion",
     "HybridQuery",
     "LexicalEncoder",
@@ -208,4 +230,5 @@ __all__ = [
     "SparseVector",
     "StoredPoint",
     "VectorStore",
+    "VectorStoreUnavailable",
 ]

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
+import httpx
 from qdrant_client import QdrantClient, models
+from qdrant_client.common.client_exceptions import ResourceExhaustedResponse
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from core.lexical import LexicalEncoder, SparseVector
 from core.vectorstore import (
@@ -22,13 +27,45 @@ from core.vectorstore import (
     TENANT_FIELD,
     VERSION_FIELD,
     ChunkPoint,
+    DocumentVersion,
     Fusion,
     HybridQuery,
     SearchFilter,
     SearchHit,
     StoredPoint,
+    VectorStoreUnavailable,
     dense_scores,
 )
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+# Answers of a server (or of the proxy or load balancer before it) that is down or overloaded.
+_OUTAGE_STATUSES = frozenset({429, 502, 503, 504})
+
+
+def _outage_is_unavailable(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """qdrant-client's errors for a server that cannot be reached become VectorStoreUnavailable
+    (a ConnectionError), so callers retry an outage and nothing else: a bad request or a
+    response that does not parse stays what it is."""
+
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except ResponseHandlingException as exc:
+            if isinstance(exc.source, httpx.TransportError):
+                raise VectorStoreUnavailable(f"Qdrant unreachable: {exc.source!r}") from exc
+            raise
+        except httpx.TransportError as exc:
+            raise VectorStoreUnavailable(f"Qdrant unreachable: {exc!r}") from exc
+        except ResourceExhaustedResponse as exc:
+            raise VectorStoreUnavailable(f"Qdrant overloaded: {exc.message}") from exc
+        except UnexpectedResponse as exc:
+            if exc.status_code in _OUTAGE_STATUSES:
+                raise VectorStoreUnavailable(f"Qdrant answered {exc.status_code}") from exc
+            raise
+
+    return wrapper
 
 
 class QdrantServerVectorStore:
@@ -60,6 +97,7 @@ class QdrantServerVectorStore:
         else:
             self._client = QdrantClient(path=str(path))
 
+    @_outage_is_unavailable
     def ensure_collection(self) -> None:
         if not self._client.collection_exists(self._collection):
             try:
@@ -92,6 +130,7 @@ class QdrantServerVectorStore:
             self._collection, INDEXED_AT_FIELD, models.PayloadSchemaType.DATETIME
         )
 
+    @_outage_is_unavailable
     def upsert(self, points: Sequence[ChunkPoint]) -> None:
         if not points:
             return
@@ -111,6 +150,40 @@ class QdrantServerVectorStore:
             wait=True,
         )
 
+    @_outage_is_unavailable
+    def replace_documents(self, documents: Sequence[DocumentVersion]) -> None:
+        if not documents:
+            return
+        self.upsert([p for d in documents for p in d.points])
+        # One delete per tenant for the whole batch: each document loses every other version.
+        by_tenant: dict[str, list[DocumentVersion]] = {}
+        for document in documents:
+            by_tenant.setdefault(document.tenant_id, []).append(document)
+        for tenant_id, tenant_documents in by_tenant.items():
+            stale: list[models.Condition] = [
+                models.Filter(
+                    must=[
+                        models.FieldCondition(
+                            key=DOCUMENT_FIELD, match=models.MatchValue(value=d.document_id)
+                        )
+                    ],
+                    must_not=[
+                        models.FieldCondition(
+                            key=VERSION_FIELD, match=models.MatchValue(value=d.version)
+                        )
+                    ],
+                )
+                for d in tenant_documents
+            ]
+            delete_filter = _filter(tenant_id)
+            delete_filter.should = stale
+            self._client.delete(
+                self._collection,
+                points_selector=models.FilterSelector(filter=delete_filter),
+                wait=True,
+            )
+
+    @_outage_is_unavailable
     def search(
         self, *, tenant_id: str, query: HybridQuery, filters: SearchFilter | None = None
     ) -> list[SearchHit]:
@@ -183,6 +256,7 @@ class QdrantServerVectorStore:
             for p, cosine in zip(points, cosines, strict=True)
         ]
 
+    @_outage_is_unavailable
     def delete_document(
         self, *, tenant_id: str, document_id: str, keep_version: str | None = None
     ) -> None:
@@ -194,12 +268,14 @@ class QdrantServerVectorStore:
             wait=True,
         )
 
+    @_outage_is_unavailable
     def count(self, *, tenant_id: str, document_id: str | None = None) -> int:
         result = self._client.count(
             self._collection, count_filter=_filter(tenant_id, document_id=document_id), exact=True
         )
         return result.count
 
+    @_outage_is_unavailable
     def document_counts(self, *, tenant_id: str) -> dict[str, int]:
         response = self._client.facet(
             self._collection,
@@ -210,6 +286,7 @@ class QdrantServerVectorStore:
         )
         return {str(hit.value): int(hit.count) for hit in response.hits}
 
+    @_outage_is_unavailable
     def scroll(
         self,
         *,
@@ -229,6 +306,7 @@ class QdrantServerVectorStore:
         points = [StoredPoint(str(r.id), dict(r.payload or {})) for r in records]
         return points, None if next_offset is None else str(next_offset)
 
+    @_outage_is_unavailable
     def publish_alias(self, alias: str) -> None:
         """Move `alias` to this collection in one Qdrant operation (delete + create together).
 
@@ -248,6 +326,7 @@ class QdrantServerVectorStore:
         )
         self._client.update_collection_aliases(change_aliases_operations=actions)
 
+    @_outage_is_unavailable
     def drop(self) -> None:
         if self._client.collection_exists(self._collection):
             self._client.delete_collection(self._collection)
