@@ -122,6 +122,7 @@ class Runtime:
                 session_factory,
                 queue_size=settings.audit.queue_size,
                 batch_size=settings.audit.batch_size,
+                gather_s=settings.audit.gather_s,
             ),
         )
 

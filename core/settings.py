@@ -284,6 +284,14 @@ class AuditSettings(BaseModel):
         "event before answering, so none is ever dropped.",
     )
     batch_size: int = Field(500, ge=1, description="Events written per transaction at most.")
+    gather_s: float = Field(
+        0.25,
+        ge=0,
+        le=5,
+        description="How long the writer gathers events before writing them in one transaction. "
+        "An audit read through this process waits for them; other replicas see them this much "
+        "later.",
+    )
 
 
 class WorkerSettings(BaseModel):

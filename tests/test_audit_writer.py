@@ -46,6 +46,21 @@ def test_queued_events_are_written_and_flush_waits_for_them(settings: Settings) 
     engine.dispose()
 
 
+def test_flush_cuts_the_gathering_short(settings: Settings) -> None:
+    run_migrations(settings)
+    tenant_id = _tenant(settings)
+    engine = create_db_engine(settings)
+    writer = AuditWriter(
+        create_session_factory(engine), queue_size=100, batch_size=100, gather_s=60
+    )
+    for _ in range(3):
+        assert writer.submit(event(tenant_id=tenant_id, action=AuditAction.SEARCH))
+    assert writer.flush(timeout_s=10)
+    assert _actions(settings) == ["search"] * 3
+    writer.close()
+    engine.dispose()
+
+
 def test_a_full_queue_hands_the_event_back_and_close_writes_the_rest(settings: Settings) -> None:
     run_migrations(settings)
     tenant_id = _tenant(settings)
