@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,9 +9,8 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from starlette.middleware.base import RequestResponseEndpoint
 
-from api.middleware import RequestIdMiddleware, SecurityHeadersMiddleware
+from api.middleware import MetricsMiddleware, RequestIdMiddleware, SecurityHeadersMiddleware
 from api.routers import (
     admin,
     documents,
@@ -25,7 +23,6 @@ from api.routers import (
 )
 from api.runtime import Runtime
 from core.db import run_migrations
-from core.metrics import error_kind
 from core.settings import Settings
 
 DESCRIPTION = """
@@ -78,22 +75,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             headers={"Retry-After": "5"},
         )
 
-    @app.middleware("http")
-    async def record_latency(request: Request, call_next: RequestResponseEndpoint) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        runtime = getattr(request.app.state, "runtime", None)
-        if runtime is not None:
-            kind = error_kind(response.status_code)
-            if kind is not None:
-                runtime.metrics.http_errors_total.labels(kind=kind).inc()
-            runtime.metrics.http_request_seconds.labels(
-                method=request.method,
-                route=_route_template(request),
-                status=f"{response.status_code // 100}xx",
-            ).observe(time.perf_counter() - started)
-        return response
-
+    # Innermost of the middleware: it times the app, not the headers added around it.
+    app.add_middleware(MetricsMiddleware)
     if settings.http.cors_allowed_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -109,9 +92,3 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app
-
-
-def _route_template(request: Request) -> str:
-    """The matched route's path template (set by the router), so the label set stays bounded."""
-    route = request.scope.get("route")
-    return str(getattr(route, "path", "unmatched"))

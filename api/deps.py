@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from api.runtime import Runtime
-from core.audit import AuditAction, Outcome, record_by
+from core.audit import AuditAction, Outcome, PendingEvent, event_by
 from core.quotas import TenantLimits, effective_limits
 from core.settings import Settings
 from core.tenancy import Scope, TenantContext, resolve_api_key
@@ -19,7 +20,9 @@ from core.tenancy import Scope, TenantContext, resolve_api_key
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer rkb_...`")
 
 
-def get_runtime(request: Request) -> Runtime:
+# Dependencies that do no blocking IO are `async def`: FastAPI runs a plain `def` dependency in the
+# threadpool, a thread hop per dependency per request.
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -27,7 +30,7 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_settings_dep(runtime: RuntimeDep) -> Settings:
+async def get_settings_dep(runtime: RuntimeDep) -> Settings:
     return runtime.settings
 
 
@@ -42,18 +45,20 @@ def get_session(runtime: RuntimeDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_tenant(
-    session: SessionDep,
+async def get_tenant(
+    runtime: RuntimeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> TenantContext:
-    """The caller's tenant, from the API key alone."""
+    """The caller's tenant, from the API key alone (recently verified keys from memory)."""
     if credentials is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "missing API key: send 'Authorization: Bearer <key>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    tenant = resolve_api_key(session, presented_key=credentials.credentials)
+    tenant = runtime.key_cache.get(credentials.credentials)
+    if tenant is None:
+        tenant = await run_in_threadpool(_verify_key, runtime, credentials.credentials)
     if tenant is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -63,17 +68,34 @@ def get_tenant(
     return tenant
 
 
+def _verify_key(runtime: Runtime, presented_key: str) -> TenantContext | None:
+    generation = runtime.key_cache.generation
+    with runtime.session_factory() as session:
+        tenant = resolve_api_key(session, presented_key=presented_key)
+    if tenant is not None:
+        runtime.key_cache.put(presented_key, tenant, generation=generation)
+    return tenant
+
+
 TenantDep = Annotated[TenantContext, Depends(get_tenant)]
 
 
-def _scoped(scope: Scope) -> Callable[[TenantContext, SessionDep], TenantContext]:
-    def require(tenant: TenantDep, session: SessionDep) -> TenantContext:
+async def record_off_request(runtime: Runtime, event: PendingEvent) -> None:
+    """Audit a read-path event off the request; when the writer's queue is full, write it here."""
+    if not runtime.audit_writer.submit(event):
+        await run_in_threadpool(runtime.audit_writer.write_now, event)
+
+
+def _scoped(scope: Scope) -> Callable[[TenantContext, Runtime], Awaitable[TenantContext]]:
+    async def require(tenant: TenantDep, runtime: RuntimeDep) -> TenantContext:
         if scope not in tenant.scopes:
-            record_by(
-                session, tenant, AuditAction.SCOPE_DENIED, Outcome.DENIED,
-                details={"needed": scope.value},
+            await record_off_request(
+                runtime,
+                event_by(
+                    tenant, AuditAction.SCOPE_DENIED, Outcome.DENIED,
+                    details={"needed": scope.value},
+                ),
             )  # fmt: skip
-            session.commit()
             granted = " ".join(sorted(s.value for s in tenant.scopes))
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,
@@ -84,21 +106,27 @@ def _scoped(scope: Scope) -> Callable[[TenantContext, SessionDep], TenantContext
     return require
 
 
-def get_limits(tenant: TenantDep, settings: SettingsDep) -> TenantLimits:
+async def get_limits(tenant: TenantDep, settings: SettingsDep) -> TenantLimits:
     return effective_limits(tenant.limits, settings.limits)
 
 
 LimitsDep = Annotated[TenantLimits, Depends(get_limits)]
 
 
-def _take_token(bucket: str, tenant: TenantContext, runtime: Runtime, limits: TenantLimits) -> None:
+async def _take_token(
+    bucket: str, tenant: TenantContext, runtime: Runtime, limits: TenantLimits
+) -> None:
     if bucket == "query":
         per_minute, burst = limits.queries_per_minute, limits.query_burst
     else:
         per_minute, burst = limits.ingest_per_minute, limits.ingest_burst
-    wait_s = runtime.rate_limiter.take(
-        f"{bucket}:{tenant.tenant_id}", rate_per_s=per_minute / 60, burst=burst
-    )
+    limiter, key = runtime.rate_limiter, f"{bucket}:{tenant.tenant_id}"
+    if limiter.blocking:
+        wait_s = await run_in_threadpool(
+            lambda: limiter.take(key, rate_per_s=per_minute / 60, burst=burst)
+        )
+    else:
+        wait_s = limiter.take(key, rate_per_s=per_minute / 60, burst=burst)
     if wait_s > 0:
         runtime.metrics.rate_limited_total.labels(bucket=bucket).inc()
         raise HTTPException(
@@ -117,13 +145,17 @@ _QueryScope = Annotated[TenantContext, Depends(_scoped(Scope.QUERY))]
 
 # The scope is checked before the bucket, so a key without the scope is told so (403) without
 # spending its tenant's tokens.
-def _query_caller(tenant: _QueryScope, runtime: RuntimeDep, limits: LimitsDep) -> TenantContext:
-    _take_token("query", tenant, runtime, limits)
+async def _query_caller(
+    tenant: _QueryScope, runtime: RuntimeDep, limits: LimitsDep
+) -> TenantContext:
+    await _take_token("query", tenant, runtime, limits)
     return tenant
 
 
-def _upload_caller(tenant: IngestCaller, runtime: RuntimeDep, limits: LimitsDep) -> TenantContext:
-    _take_token("ingest", tenant, runtime, limits)
+async def _upload_caller(
+    tenant: IngestCaller, runtime: RuntimeDep, limits: LimitsDep
+) -> TenantContext:
+    await _take_token("ingest", tenant, runtime, limits)
     return tenant
 
 

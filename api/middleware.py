@@ -1,14 +1,17 @@
-"""Pure ASGI middleware (streaming-safe): request ids and security headers."""
+"""Pure ASGI middleware (streaming-safe, no task or stream per request): request ids, security
+headers, request metrics."""
 
 from __future__ import annotations
 
 import re
+import time
 import uuid
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.logging import request_id_var
+from core.metrics import error_kind
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # A caller's id is honoured only when it is short and plain, so it cannot forge log lines.
@@ -81,6 +84,40 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class MetricsMiddleware:
+    """Latency until the response starts, and error counts, by route template."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def send_observed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self._observe(scope, message["status"], time.perf_counter() - started)
+            await send(message)
+
+        await self.app(scope, receive, send_observed)
+
+    @staticmethod
+    def _observe(scope: Scope, status_code: int, seconds: float) -> None:
+        runtime = getattr(scope["app"].state, "runtime", None)
+        if runtime is None:
+            return
+        kind = error_kind(status_code)
+        if kind is not None:
+            runtime.metrics.http_errors_total.labels(kind=kind).inc()
+        # The matched route's path template (set by the router), so the label set stays bounded.
+        route = getattr(scope.get("route"), "path", "unmatched")
+        runtime.metrics.http_request_seconds.labels(
+            method=scope["method"], route=str(route), status=f"{status_code // 100}xx"
+        ).observe(seconds)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

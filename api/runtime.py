@@ -10,10 +10,12 @@ from celery import Celery
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.audit_writer import AuditWriter
 from core.db import create_db_engine, create_session_factory
 from core.embedding import LocalEmbedder
 from core.index_set import IndexSet
 from core.indexes import IndexSpec, pending_build
+from core.keycache import KeyCache
 from core.lexical import LexicalEncoder
 from core.metrics import Metrics
 from core.ratelimit import RateLimiter, create_rate_limiter
@@ -64,6 +66,8 @@ class Runtime:
     embedded_worker: EmbeddedWorker | None
     metrics: Metrics
     rate_limiter: RateLimiter
+    key_cache: KeyCache
+    audit_writer: AuditWriter
     watcher: IndexWatcher | None = None
 
     @classmethod
@@ -110,6 +114,15 @@ class Runtime:
             embedded_worker=worker,
             metrics=metrics,
             rate_limiter=create_rate_limiter(settings.rate_limit_redis_url),
+            key_cache=KeyCache(
+                ttl_s=settings.auth.key_cache_ttl_s, max_entries=settings.auth.key_cache_size
+            ),
+            audit_writer=AuditWriter(
+                session_factory,
+                queue_size=settings.audit.queue_size,
+                batch_size=settings.audit.batch_size,
+                gather_s=settings.audit.gather_s,
+            ),
         )
         return runtime
 
@@ -194,6 +207,7 @@ class Runtime:
         if self.embedded_worker is not None:
             self.embedded_worker.stop()
         self.chat_client.close()
+        self.audit_writer.close()
         self.rate_limiter.close()
         self.indexes.close()
         self.engine.dispose()

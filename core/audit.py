@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.models import AuditEvent
+from core.models import AuditEvent, utcnow
 from core.tenancy import TenantContext
 
 
@@ -39,6 +40,65 @@ class Outcome(StrEnum):
 DetailValue = str | int | float | bool | None
 
 
+@dataclass(frozen=True)
+class PendingEvent:
+    """An event not yet added to a session (the off-request writer holds these)."""
+
+    tenant_id: str
+    action: str
+    outcome: str
+    api_key_id: str | None
+    principal: str | None
+    target: str | None
+    details: str
+    # When it happened, not when it was written.
+    at: datetime = field(default_factory=utcnow)
+
+    def row(self) -> AuditEvent:
+        return AuditEvent(
+            tenant_id=self.tenant_id, action=self.action, outcome=self.outcome,
+            api_key_id=self.api_key_id, principal=self.principal, target=self.target,
+            details=self.details, at=self.at,
+        )  # fmt: skip
+
+
+def event(
+    *,
+    tenant_id: str,
+    action: AuditAction,
+    outcome: Outcome = Outcome.OK,
+    api_key_id: str | None = None,
+    principal: str | None = None,
+    target: str | None = None,
+    details: Mapping[str, DetailValue] | None = None,
+) -> PendingEvent:
+    return PendingEvent(
+        tenant_id=tenant_id,
+        action=action.value,
+        outcome=outcome.value,
+        api_key_id=api_key_id,
+        principal=principal,
+        target=target[:200] if target else None,
+        details=json.dumps(dict(details or {}), sort_keys=True),
+    )
+
+
+def event_by(
+    caller: TenantContext,
+    action: AuditAction,
+    outcome: Outcome = Outcome.OK,
+    *,
+    target: str | None = None,
+    details: Mapping[str, DetailValue] | None = None,
+    principal: str | None = None,
+) -> PendingEvent:
+    """An event done by the calling key, on its own tenant."""
+    return event(
+        tenant_id=caller.tenant_id, action=action, outcome=outcome,
+        api_key_id=caller.api_key_id, principal=principal, target=target, details=details,
+    )  # fmt: skip
+
+
 def record(
     session: Session,
     *,
@@ -51,17 +111,12 @@ def record(
     details: Mapping[str, DetailValue] | None = None,
 ) -> AuditEvent:
     """Add one event; the caller commits (with the change it describes, where there is one)."""
-    event = AuditEvent(
-        tenant_id=tenant_id,
-        api_key_id=api_key_id,
-        principal=principal,
-        action=action.value,
-        outcome=outcome.value,
-        target=target[:200] if target else None,
-        details=json.dumps(dict(details or {}), sort_keys=True),
-    )
-    session.add(event)
-    return event
+    row = event(
+        tenant_id=tenant_id, action=action, outcome=outcome, api_key_id=api_key_id,
+        principal=principal, target=target, details=details,
+    ).row()  # fmt: skip
+    session.add(row)
+    return row
 
 
 def record_by(
@@ -74,11 +129,12 @@ def record_by(
     details: Mapping[str, DetailValue] | None = None,
     principal: str | None = None,
 ) -> AuditEvent:
-    """An event done by the calling key, on its own tenant."""
-    return record(
-        session, tenant_id=caller.tenant_id, action=action, outcome=outcome,
-        api_key_id=caller.api_key_id, principal=principal, target=target, details=details,
-    )  # fmt: skip
+    """An event done by the calling key, on its own tenant; the caller commits."""
+    row = event_by(
+        caller, action, outcome, target=target, details=details, principal=principal
+    ).row()
+    session.add(row)
+    return row
 
 
 def list_events(

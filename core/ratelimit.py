@@ -16,6 +16,11 @@ logger = logging.getLogger(__name__)
 
 
 class RateLimiter(Protocol):
+    @property
+    def blocking(self) -> bool:
+        """Whether `take` waits on IO (then the API calls it from a thread, not the loop)."""
+        ...
+
     def take(self, bucket: str, *, rate_per_s: float, burst: int) -> float:
         """Take one token: 0.0 when granted, else the seconds until one will be there."""
         ...
@@ -25,6 +30,8 @@ class RateLimiter(Protocol):
 
 class InProcessRateLimiter:
     """Buckets in this process's memory (the embedded default: one API process)."""
+
+    blocking = False  # a dict update under a lock
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -73,6 +80,8 @@ return tostring(wait)
 
 class RedisRateLimiter:
     """Buckets in Redis, shared by every replica; a full bucket's key expires by itself."""
+
+    blocking = True  # a round trip to Redis
 
     def __init__(self, url: str, *, key_prefix: str = "ragkb:ratelimit:") -> None:
         import redis

@@ -292,6 +292,43 @@ class HttpSettings(BaseModel):
     json_logs: bool = Field(True, description="`ragkb serve` logs one JSON object per line.")
 
 
+class AuthSettings(BaseModel):
+    """API-key verification."""
+
+    key_cache_ttl_s: float = Field(
+        5.0,
+        ge=0,
+        le=300,
+        description="Seconds a verified key is trusted without reading its row again; 0 turns "
+        "the cache off. A key's expiry is always checked exactly. A revocation or a limits change "
+        "made through this process's admin API takes effect at once; one made with the CLI or on "
+        "another replica takes effect within this many seconds.",
+    )
+    key_cache_size: int = Field(
+        10_000, ge=1, description="Verified keys held in memory at most (oldest use goes first)."
+    )
+
+
+class AuditSettings(BaseModel):
+    """Audit events of the read path (searches), written off the request by a thread."""
+
+    queue_size: int = Field(
+        10_000,
+        ge=1,
+        description="Events waiting to be written; when it is full a request writes its own "
+        "event before answering, so none is ever dropped.",
+    )
+    batch_size: int = Field(500, ge=1, description="Events written per transaction at most.")
+    gather_s: float = Field(
+        0.25,
+        ge=0,
+        le=5,
+        description="How long the writer gathers events before writing them in one transaction. "
+        "An audit read through this process waits for them; other replicas see them this much "
+        "later.",
+    )
+
+
 class WorkerSettings(BaseModel):
     embedded: bool = Field(
         True,
@@ -346,6 +383,8 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     limits: LimitSettings = LimitSettings()
     http: HttpSettings = HttpSettings()
+    auth: AuthSettings = AuthSettings()
+    audit: AuditSettings = AuditSettings()
 
     @model_validator(mode="after")
     def _production_fails_closed(self) -> Settings:

@@ -78,6 +78,7 @@ class TenantContext:
     api_key_id: str
     scopes: frozenset[Scope] = DEFAULT_SCOPES
     limits: LimitOverrides = field(default_factory=LimitOverrides)
+    key_expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -238,4 +239,5 @@ def resolve_api_key(session: Session, *, presented_key: str) -> TenantContext | 
         api_key_id=row.id,
         scopes=key_scopes(row),
         limits=LimitOverrides.of(row.tenant),
+        key_expires_at=as_utc(row.expires_at) if row.expires_at is not None else None,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -14,9 +15,17 @@ from api.app import create_app
 from api.runtime import Runtime
 from core.db import run_migrations
 from core.embedding import LocalEmbedder
+from core.keycache import KeyCache
 from core.models import ApiKey, utcnow
 from core.settings import HttpSettings, Settings
-from core.tenancy import ALL_SCOPES, Scope, create_tenant, issue_api_key
+from core.tenancy import (
+    ALL_SCOPES,
+    Scope,
+    create_tenant,
+    get_tenant,
+    issue_api_key,
+    revoke_api_key,
+)
 from tests.apihelpers import auth
 
 
@@ -109,21 +118,39 @@ def test_admin_creates_lists_and_revokes_its_own_keys(admin: Admin) -> None:
     assert "key.revoke" in actions
 
 
-def test_an_expired_key_is_refused(admin: Admin) -> None:
+def test_an_expired_key_is_refused_the_moment_it_expires(admin: Admin) -> None:
     with admin.runtime.session_factory() as session:
-        from core.tenancy import get_tenant
-
         issued = issue_api_key(
             session, tenant=get_tenant(session, tenant_id=admin.acme_id),
-            expires_at=utcnow() + timedelta(hours=1),
+            expires_at=utcnow() + timedelta(seconds=1),
         )  # fmt: skip
         session.commit()
-        assert admin.client.get("/v1/documents", headers=auth(issued.plaintext)).status_code == 200
-        row = session.get(ApiKey, issued.api_key_id)
+    # Verified once, the key is held in memory: its expiry still applies on the dot.
+    assert admin.client.get("/v1/documents", headers=auth(issued.plaintext)).status_code == 200
+    assert issued.expires_at is not None
+    time.sleep(max(0.0, (issued.expires_at - utcnow()).total_seconds()) + 0.05)
+    assert admin.client.get("/v1/documents", headers=auth(issued.plaintext)).status_code == 401
+
+
+def test_a_key_revoked_or_expired_elsewhere_is_refused_within_the_cache_ttl(admin: Admin) -> None:
+    ttl_s = 0.5
+    admin.runtime.key_cache = KeyCache(ttl_s=ttl_s, max_entries=100)
+    with admin.runtime.session_factory() as session:
+        acme = get_tenant(session, tenant_id=admin.acme_id)
+        revoked, expired = issue_api_key(session, tenant=acme), issue_api_key(session, tenant=acme)
+        session.commit()
+    for key in (revoked, expired):
+        assert admin.client.get("/v1/documents", headers=auth(key.plaintext)).status_code == 200
+    # As the CLI or another replica would: straight in the database, not through this process.
+    with admin.runtime.session_factory() as session:
+        revoke_api_key(session, tenant_id=admin.acme_id, api_key_id=revoked.api_key_id)
+        row = session.get(ApiKey, expired.api_key_id)
         assert row is not None
         row.expires_at = utcnow() - timedelta(seconds=1)
         session.commit()
-    assert admin.client.get("/v1/documents", headers=auth(issued.plaintext)).status_code == 401
+    time.sleep(ttl_s)
+    for key in (revoked, expired):
+        assert admin.client.get("/v1/documents", headers=auth(key.plaintext)).status_code == 401
 
 
 def test_query_rate_limit_is_429_with_retry_after_per_tenant(admin: Admin) -> None:
@@ -210,6 +237,18 @@ def test_audit_log_keeps_lengths_not_text_and_pages(admin: Admin) -> None:
     # Another tenant's log is its own.
     others = c.get("/v1/admin/audit", headers=auth(admin.ops_key)).json()["events"]
     assert all(e["action"] != "query" for e in others)
+
+
+def test_searches_are_audited_and_read_back_at_once(admin: Admin) -> None:
+    c = admin.client
+    for _ in range(3):
+        searched = c.post("/v1/search", headers=auth(admin.admin_key), json={"query": "Bluebird?"})
+        assert searched.status_code == 200
+    # Written off the request by a thread; an audit read waits for this process's own events.
+    events = c.get("/v1/admin/audit?action=search", headers=auth(admin.admin_key)).json()
+    assert len(events["events"]) == 3
+    assert events["events"][0]["details"]["query_chars"] == len("Bluebird?")
+    assert "Bluebird" not in json.dumps(events)
 
 
 def test_security_headers_and_request_id(admin: Admin) -> None:

@@ -10,11 +10,13 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from core.db import create_db_engine, create_session_factory, run_migrations
+from core.keycache import KeyCache
 from core.models import ApiKey, utcnow
 from core.settings import Settings
 from core.tenancy import (
     DEFAULT_SCOPES,
     Scope,
+    TenantContext,
     TenantExistsError,
     create_tenant,
     get_tenant_by_name,
@@ -130,3 +132,63 @@ def test_expired_keys_and_unknown_scopes_are_refused(session: Session) -> None:
     with pytest.raises(ValueError, match="unknown scope"):
         parse_scopes(["query", "root"])
     assert parse_scopes(["query,read", "admin"]) == {Scope.QUERY, Scope.READ, Scope.ADMIN}
+
+
+class _Clock:
+    """A clock the test moves by hand (the cache's TTL is measured on it)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _caller(tenant_id: str, *, expires_in_s: float | None = None) -> TenantContext:
+    expires_at = utcnow() + timedelta(seconds=expires_in_s) if expires_in_s is not None else None
+    return TenantContext(
+        tenant_id=tenant_id, tenant_name=tenant_id, api_key_id=f"key-{tenant_id}",
+        key_expires_at=expires_at,
+    )  # fmt: skip
+
+
+def test_key_cache_forgets_after_the_ttl_and_is_bounded() -> None:
+    clock = _Clock()
+    cache = KeyCache(ttl_s=5, max_entries=2, clock=clock)
+    cache.put("rkb_a_1", _caller("a"), generation=cache.generation)
+    assert cache.get("rkb_a_1") == _caller("a")
+    assert cache.get("rkb_a_2") is None  # another secret is another key
+    clock.now = 4.9
+    assert cache.get("rkb_a_1") is not None
+    clock.now = 5.0
+    assert cache.get("rkb_a_1") is None
+    for name in ("a", "b", "c"):
+        cache.put(f"rkb_{name}_1", _caller(name), generation=cache.generation)
+    assert len(cache) == 2
+    assert cache.get("rkb_a_1") is None  # the least recently used went first
+    assert cache.get("rkb_c_1") is not None
+
+
+def test_key_cache_honours_expiry_exactly_and_clear_beats_a_lookup_in_flight() -> None:
+    cache = KeyCache(ttl_s=60, max_entries=10)
+    cache.put("rkb_a_1", _caller("a", expires_in_s=-0.001), generation=cache.generation)
+    assert cache.get("rkb_a_1") is None
+    # A lookup read the row before a revocation cleared the cache: its answer is not kept.
+    generation = cache.generation
+    cache.clear()
+    cache.put("rkb_b_1", _caller("b"), generation=generation)
+    assert cache.get("rkb_b_1") is None
+    off = KeyCache(ttl_s=0, max_entries=10)
+    off.put("rkb_a_1", _caller("a"), generation=off.generation)
+    assert off.get("rkb_a_1") is None
+
+
+def test_resolved_key_carries_its_expiry(session: Session) -> None:
+    acme = create_tenant(session, name="acme")
+    expires_at = utcnow() + timedelta(hours=1)
+    issued = issue_api_key(session, tenant=acme, expires_at=expires_at)
+    session.commit()
+    context = resolve_api_key(session, presented_key=issued.plaintext)
+    assert context is not None
+    assert context.key_expires_at is not None
+    assert abs((context.key_expires_at - expires_at).total_seconds()) < 1e-3

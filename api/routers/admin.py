@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from sqlalchemy.orm import Session
 
-from api.deps import AdminCaller, SessionDep, SettingsDep
+from api.deps import AdminCaller, RuntimeDep, SessionDep, SettingsDep
 from api.schemas import (
     AUTH_ERRORS,
     AuditEventOut,
@@ -115,13 +115,17 @@ def create_key(body: KeyIn, caller: AdminCaller, session: SessionDep) -> IssuedK
     responses=error_responses(*AUTH_ERRORS, 404),
     summary="Revoke one of the tenant's keys (at once, for good)",
 )
-def revoke_key(key_id: IdPath, caller: AdminCaller, session: SessionDep) -> Response:
+def revoke_key(
+    key_id: IdPath, caller: AdminCaller, session: SessionDep, runtime: RuntimeDep
+) -> Response:
     try:
         revoke_api_key(session, tenant_id=caller.tenant_id, api_key_id=key_id)
     except ApiKeyNotFoundError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
     record_by(session, caller, AuditAction.KEY_REVOKE, target=key_id)
     session.commit()
+    # Refused from the next request on in this process (other replicas: within the cache TTL).
+    runtime.key_cache.clear()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -140,6 +144,7 @@ def read_own_tenant(caller: AdminCaller, session: SessionDep, settings: Settings
 def read_audit_log(
     caller: AdminCaller,
     session: SessionDep,
+    runtime: RuntimeDep,
     action: Annotated[
         str | None, Query(pattern=r"^[a-z.]{1,40}$", description="e.g. `query`")
     ] = None,
@@ -148,6 +153,8 @@ def read_audit_log(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> AuditPage:
+    # Searches are audited off the request: this process's own events are written first.
+    runtime.audit_writer.flush()
     rows = list_events(
         session, tenant_id=caller.tenant_id, action=action, since=since, until=until,
         limit=limit + 1, offset=offset,
@@ -224,6 +231,7 @@ def put_tenant_limits(
     caller: AdminCaller,
     session: SessionDep,
     settings: SettingsDep,
+    runtime: RuntimeDep,
 ) -> TenantOut:
     _operator(caller, settings)
     try:
@@ -238,4 +246,6 @@ def put_tenant_limits(
         details=body.model_dump() | {"by_tenant": caller.tenant_id},
     )  # fmt: skip
     session.commit()
+    # Verified keys carry their tenant's limits: the new ones apply from the next request.
+    runtime.key_cache.clear()
     return _tenant_out(session, tenant, settings)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
 
-from api.deps import QueryCaller, RuntimeDep, SessionDep
+from api.deps import QueryCaller, RuntimeDep, record_off_request
 from api.filters import to_search_filter
 from api.routers.query import validate_question
 from api.schemas import (
@@ -14,7 +15,7 @@ from api.schemas import (
     SearchResponse,
     error_responses,
 )
-from core.audit import AuditAction, record_by
+from core.audit import AuditAction, event_by
 from core.settings import RetrievalMode
 from retrieval.retriever import RetrievalOptions
 
@@ -27,23 +28,23 @@ router = APIRouter(prefix="/v1", tags=["search"])
     responses=error_responses(*AUTH_ERRORS, 413, 422, 429),
     summary="Search the tenant's chunks (hybrid retrieval and rerank, no answer)",
 )
-def search(
-    body: SearchRequest, tenant: QueryCaller, runtime: RuntimeDep, session: SessionDep
-) -> SearchResponse:
+async def search(body: SearchRequest, tenant: QueryCaller, runtime: RuntimeDep) -> SearchResponse:
     """Rank the tenant's chunks for `query`: dense and lexical candidates fused inside Qdrant,
     then the rerank stage (scope `query`; one token of the query rate limit). Filters and
     principals are applied inside Qdrant, before ranking, never to the results afterwards."""
     query = validate_question(body.query, runtime.settings.max_question_chars)
     # The query's length, never its text: the audit log must not hold tenant content.
-    record_by(
-        session,
+    audit_event = event_by(
         tenant,
         AuditAction.SEARCH,
         details={"query_chars": len(query), "principals": len(body.principals or [])},
         principal=body.principals[0] if body.principals else None,
     )
-    session.commit()
-    result = runtime.retriever.retrieve(
+    await record_off_request(runtime, audit_event)
+    # The one blocking step (encoder and vector store) runs in the threadpool; the rest of the
+    # request stays on the event loop.
+    result = await run_in_threadpool(
+        runtime.retriever.retrieve,
         tenant_id=tenant.tenant_id,
         query=query,
         top_k=body.top_k,
