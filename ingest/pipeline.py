@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from core.embedding import Embedder
 from core.models import Document, FileState, JobFile, utcnow
 from core.settings import ChunkingSettings
-from core.vectorstore import ChunkPoint, VectorStore
+from core.vectorstore import ChunkPoint, VectorStore, with_lexical_context
 from ingest.chunk import Chunk, chunk_document
 from ingest.identity import document_id_for, point_id_for
 from ingest.jobs import claim_file, mark_finished
@@ -210,6 +210,7 @@ def _upsert(item: _Prepared, vectors: Sequence[list[float]], deps: IngestDepende
         )
         for chunk, vector in zip(item.chunks, vectors, strict=True)
     ]
+    points = with_lexical_context(points, deps.chunking.lexical_neighbours)
     # New version first, then the old one removed: a query never sees the document missing.
     deps.store.upsert(points)
     deps.store.delete_document(
