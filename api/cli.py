@@ -384,6 +384,7 @@ def reindex(
                     indexes=indexes, session_factory=session_factory,
                     collection=target.collection, batch=store_settings.reindex_batch,
                     settle_s=store_settings.reindex_settle_s,
+                    lexical_neighbours=settings.ingest.chunking.lexical_neighbours,
                     alias=None if embedded else store_settings.collection_prefix,
                 )  # fmt: skip
                 console.print(

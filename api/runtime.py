@@ -302,6 +302,7 @@ class IndexWatcher:
                 indexes=runtime.indexes, session_factory=runtime.session_factory,
                 collection=collection, batch=settings.reindex_batch,
                 settle_s=settings.reindex_settle_s,
+                lexical_neighbours=runtime.settings.ingest.chunking.lexical_neighbours,
                 # Between the switch and the last pass this process must already serve the new
                 # index: it follows the pointer itself before waiting.
                 after_switch=runtime.follow_active_index,

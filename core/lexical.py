@@ -237,6 +237,18 @@ class LexicalEncoder:
         return _sparse((term, 1.0) for term in set(self.terms(text)))
 
 
+def weight_by_idf(query: SparseVector, idf: dict[int, float], power: float) -> SparseVector:
+    """Query weights IDF^(power - 1): Qdrant multiplies by IDF once more, so a term scores
+    IDF^power. Terms without a known IDF (in no chunk of the tenant) keep their weight."""
+    if power == 1 or not query:
+        return query
+    values = tuple(
+        v * idf[i] ** (power - 1) if idf.get(i, 0) > 0 else v
+        for i, v in zip(query.indices, query.values, strict=True)
+    )
+    return SparseVector(query.indices, values)
+
+
 def cjk_terms(run: str) -> list[str]:
     """Overlapping character bigrams; a lone character stays a unigram."""
     if len(run) == 1:

@@ -66,6 +66,15 @@ class ChunkingSettings(BaseModel):
         200, ge=32, le=2048, description="Chunk budget, counted with the embedder's tokenizer."
     )
     overlap_tokens: int = Field(32, ge=0, le=512)
+    lexical_neighbours: int = Field(
+        1,
+        ge=0,
+        le=8,
+        description="Chunks on each side whose text also goes into a chunk's lexical (BM25) "
+        "vector, so a passage is found by the words of its context as well; its dense vector "
+        "and the cited span stay the chunk's own. Measured on SciFact "
+        "(`bench/results/retrieval-scifact.json`); changing it needs a reindex.",
+    )
 
 
 class IngestSettings(BaseModel):
@@ -148,7 +157,18 @@ class RetrievalSettings(BaseModel):
     dense_weight: float = Field(1.0, ge=0, description="RRF weight of the dense ranking.")
     lexical_weight: float = Field(1.0, ge=0, description="RRF weight of the lexical ranking.")
     candidates: int = Field(
-        100, ge=1, le=1000, description="Candidates each ranking contributes to the fusion."
+        400,
+        ge=1,
+        le=1000,
+        description="Candidates each ranking contributes to the fusion; deeper lists also steady "
+        "DBSF's score statistics.",
+    )
+    idf_power: float = Field(
+        1.5,
+        ge=1,
+        le=3,
+        description="Exponent of a query term's IDF in the lexical score (1: plain BM25). Above 1 "
+        "rare terms weigh more; costs one batched lookup of the query terms' IDF per search.",
     )
     lexical: LexicalSettings = LexicalSettings()
     expansion: QueryExpansion = Field(

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from core.embedding import Embedder
 from core.models import Document, FileState, JobFile, utcnow
 from core.settings import ChunkingSettings
-from core.vectorstore import ChunkPoint, DocumentVersion, VectorStore
+from core.vectorstore import ChunkPoint, DocumentVersion, VectorStore, with_lexical_context
 from ingest.chunk import Chunk, chunk_document
 from ingest.identity import document_id_for, point_id_for
 from ingest.jobs import claim_file, mark_finished
@@ -115,7 +115,8 @@ def process_job_files(
     versions: list[DocumentVersion] = []
     offset = 0
     for item in prepared:
-        versions.append(_document_version(item, vectors[offset : offset + len(item.chunks)]))
+        item_vectors = vectors[offset : offset + len(item.chunks)]
+        versions.append(_document_version(item, item_vectors, deps.chunking.lexical_neighbours))
         offset += len(item.chunks)
     # One store call for the batch: new versions in, other versions out, one flush to disk.
     deps.store.replace_documents(versions)
@@ -197,7 +198,9 @@ def _prepare(job_file: _Claimed, deps: IngestDependencies) -> _Prepared | _Outco
     return _Prepared(job_file, document_id, parsed, chunks, len(data))
 
 
-def _document_version(item: _Prepared, vectors: Sequence[list[float]]) -> DocumentVersion:
+def _document_version(
+    item: _Prepared, vectors: Sequence[list[float]], lexical_neighbours: int
+) -> DocumentVersion:
     tenant_id, version = item.file.tenant_id, item.file.version
     points = [
         ChunkPoint(
@@ -222,6 +225,7 @@ def _document_version(item: _Prepared, vectors: Sequence[list[float]]) -> Docume
         )
         for chunk, vector in zip(item.chunks, vectors, strict=True)
     ]
+    points = with_lexical_context(points, lexical_neighbours)
     return DocumentVersion(tenant_id, item.document_id, version, points)
 
 

@@ -38,7 +38,14 @@ from core.indexes import (
     this_process,
 )
 from core.models import Document, Tenant, VectorIndex, utcnow
-from core.vectorstore import VERSION_FIELD, StoredPoint, VectorStore
+from core.vectorstore import (
+    DOCUMENT_FIELD,
+    VERSION_FIELD,
+    ChunkPoint,
+    StoredPoint,
+    VectorStore,
+    with_lexical_context,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -65,14 +72,34 @@ def embedding_text_of(payload: dict[str, object]) -> str:
     return section_and_text(payload.get("section"), str(payload.get("text", "")))
 
 
-def copy_points(points: Sequence[StoredPoint], *, target: VectorStore, embedder: Embedder) -> int:
-    """Re-embed points with the target's model and upsert them into the target (same ids)."""
+def copy_points(
+    points: Sequence[StoredPoint],
+    *,
+    target: VectorStore,
+    embedder: Embedder,
+    lexical_neighbours: int,
+) -> int:
+    """Re-embed points with the target's model and upsert them into the target (same ids).
+
+    Whole document versions are expected: each chunk's lexical context (its neighbours' text,
+    which the stored payload does not keep) is rebuilt from the other chunks given with it.
+    """
     if not points:
         return 0
     texts = [embedding_text_of(p.payload) for p in points]
     unique = list(dict.fromkeys(texts))
     by_text = dict(zip(unique, embedder.embed_passages(unique), strict=True))
-    target.upsert([p.as_chunk(by_text[t]) for p, t in zip(points, texts, strict=True)])
+    versions: dict[tuple[str, str], list[ChunkPoint]] = {}
+    for point, text in zip(points, texts, strict=True):
+        chunk = point.as_chunk(by_text[text])
+        versions.setdefault((chunk.document_id, chunk.version), []).append(chunk)
+    target.upsert(
+        [
+            chunk
+            for chunks in versions.values()
+            for chunk in with_lexical_context(chunks, lexical_neighbours)
+        ]
+    )
     return len(points)
 
 
@@ -87,20 +114,43 @@ def copy_all(
     target: VectorStore,
     embedder: Embedder,
     batch: int,
+    lexical_neighbours: int,
     on_progress: Callable[[int], None] = lambda _: None,
 ) -> int:
-    """Every tenant's points from source to target; returns how many were copied."""
+    """Every tenant's points from source to target; returns how many were copied.
+
+    Scrolling returns points in id order, so a page holds pieces of many documents; each
+    document met is read whole (its chunks' lexical context needs its neighbours) and copied
+    once, in batches of about `batch` points.
+    """
     with session_factory() as session:
         tenants = tenant_ids(session)
     copied = 0
     for tenant_id in tenants:
+        seen: set[str] = set()
+        pending: list[StoredPoint] = []
         offset: str | None = None
         while True:
             page, offset = source.scroll(tenant_id=tenant_id, offset=offset, limit=batch)
-            copied += copy_points(page, target=target, embedder=embedder)
-            on_progress(copied)
+            for point in page:
+                document_id = str(point.payload[DOCUMENT_FIELD])
+                if document_id in seen:
+                    continue
+                seen.add(document_id)
+                pending.extend(_all_points(source, tenant_id, document_id))
+                if len(pending) >= batch:
+                    copied += copy_points(
+                        pending, target=target, embedder=embedder,
+                        lexical_neighbours=lexical_neighbours,
+                    )  # fmt: skip
+                    pending = []
+                    on_progress(copied)
             if offset is None:
                 break
+        copied += copy_points(
+            pending, target=target, embedder=embedder, lexical_neighbours=lexical_neighbours
+        )
+        on_progress(copied)
     return copied
 
 
@@ -112,6 +162,7 @@ def catch_up(
     embedder: Embedder,
     since: datetime,
     prune: bool,
+    lexical_neighbours: int,
 ) -> tuple[int, int]:
     """Copy documents whose row changed since `since`; with `prune`, delete from the target the
     documents that have no row any more. Returns (documents copied, documents pruned).
@@ -135,7 +186,9 @@ def catch_up(
         current = [p for p in points if p.payload.get(VERSION_FIELD) == document.version_sha256]
         if len(current) != document.chunk_count:
             continue  # not (or no longer) in the source: whoever stored it stored it elsewhere
-        copy_points(current, target=target, embedder=embedder)
+        copy_points(
+            current, target=target, embedder=embedder, lexical_neighbours=lexical_neighbours
+        )
         target.delete_document(
             tenant_id=document.tenant_id,
             document_id=document.id,
@@ -172,6 +225,7 @@ def build_and_catch_up(
     batch: int,
     resume_since: datetime | None,
     report: ReindexReport,
+    lexical_neighbours: int,
     on_progress: Callable[[int], None] = lambda _: None,
 ) -> datetime:
     """Fill the target until a catch-up pass finds nothing; returns when that pass began.
@@ -183,7 +237,7 @@ def build_and_catch_up(
     if resume_since is None:
         report.points_copied = copy_all(
             session_factory=session_factory, source=source, target=target, embedder=embedder,
-            batch=batch, on_progress=on_progress,
+            batch=batch, lexical_neighbours=lexical_neighbours, on_progress=on_progress,
         )  # fmt: skip
         since = pass_started
     else:
@@ -192,7 +246,7 @@ def build_and_catch_up(
         this_pass = utcnow()
         copied, pruned = catch_up(
             session_factory=session_factory, source=source, target=target, embedder=embedder,
-            since=since, prune=True,
+            since=since, prune=True, lexical_neighbours=lexical_neighbours,
         )  # fmt: skip
         report.passes += 1
         report.documents_caught_up += copied
@@ -214,6 +268,7 @@ def final_pass(
     since: datetime,
     settle_s: float,
     report: ReindexReport,
+    lexical_neighbours: int,
 ) -> None:
     """After the switch: wait for every process to follow it, then copy what old-model tasks
     stored meanwhile. No pruning here: the target is live and may hold documents whose row is
@@ -221,7 +276,7 @@ def final_pass(
     time.sleep(settle_s)
     copied, _ = catch_up(
         session_factory=session_factory, source=source, target=target, embedder=embedder,
-        since=since, prune=False,
+        since=since, prune=False, lexical_neighbours=lexical_neighbours,
     )  # fmt: skip
     report.passes += 1
     report.documents_caught_up += copied
@@ -240,6 +295,7 @@ def run_reindex(
     collection: str,
     batch: int,
     settle_s: float,
+    lexical_neighbours: int,
     alias: str | None = None,
     after_switch: Callable[[], object] | None = None,
 ) -> ReindexReport:
@@ -272,7 +328,8 @@ def run_reindex(
     try:
         since = build_and_catch_up(
             session_factory=session_factory, source=source, target=target, embedder=embedder,
-            batch=batch, resume_since=resume_since, report=report, on_progress=progress,
+            batch=batch, resume_since=resume_since, report=report,
+            lexical_neighbours=lexical_neighbours, on_progress=progress,
         )  # fmt: skip
         with session_factory() as session:
             report.switched_from = activate(session, collection)
@@ -288,7 +345,7 @@ def run_reindex(
         after_switch()
     final_pass(
         session_factory=session_factory, source=source, target=target, embedder=embedder,
-        since=since, settle_s=settle_s, report=report,
+        since=since, settle_s=settle_s, report=report, lexical_neighbours=lexical_neighbours,
     )  # fmt: skip
     report.seconds = round(time.perf_counter() - started, 1)
     logger.info("reindex done: %s", report)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from core.embedding import Embedder
-from core.lexical import LexicalEncoder
+from core.lexical import LexicalEncoder, weight_by_idf
 from core.settings import QueryExpansion, RetrievalMode, RetrievalSettings
 from core.vectorstore import DOCUMENT_FIELD, HybridQuery, SearchFilter, SearchHit, VectorStore
 from retrieval.expansion import QueryExpander, fuse_rankings
@@ -186,6 +186,11 @@ class Retriever:
         dense = self._embedder.embed_query(text) if mode is not RetrievalMode.LEXICAL else None
         timings["embed_query_ms"] = timings.get("embed_query_ms", 0.0) + _ms_since(started)
         sparse = self._lexical.encode_query(text) if mode is not RetrievalMode.DENSE else None
+        if sparse and self._settings.idf_power != 1:
+            started = time.perf_counter()
+            idf = self._store.idf(tenant_id=tenant_id, terms=sparse)
+            sparse = weight_by_idf(sparse, idf, self._settings.idf_power)
+            timings["idf_ms"] = timings.get("idf_ms", 0.0) + _ms_since(started)
 
         started = time.perf_counter()
         hits = self._store.search(

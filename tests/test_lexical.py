@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from core.lexical import LexicalEncoder, SparseVector, cjk_terms, term_index
-from core.settings import LexicalSettings
+from core.embedding import SentenceTransformerEmbedder
+from core.lexical import LexicalEncoder, SparseVector, cjk_terms, term_index, weight_by_idf
+from core.settings import LexicalSettings, RetrievalMode, RetrievalSettings
+from core.vectorstore import ChunkPoint
+from core.vectorstore.edge import EdgeVectorStore
+from retrieval.rerank import NoReranker
+from retrieval.retriever import RetrievalOptions, Retriever
 
 ENCODER = LexicalEncoder(LexicalSettings())
 
@@ -59,3 +66,51 @@ def test_term_indices_are_stable_across_processes() -> None:
 def test_any_text_encodes(text: str) -> None:
     ENCODER.encode_document(text)
     ENCODER.encode_query(text)
+
+
+def test_idf_power_reweights_query_terms() -> None:
+    query = SparseVector((1, 2, 3), (1.0, 1.0, 1.0))
+    weighted = weight_by_idf(query, {1: 4.0, 2: 1.0}, power=1.5)
+    # Qdrant multiplies by IDF once more: the terms then score IDF^1.5. Term 3 has no IDF.
+    assert weighted.indices == (1, 2, 3)
+    assert weighted.values == pytest.approx((2.0, 1.0, 1.0))
+    assert weight_by_idf(query, {1: 4.0}, power=1.0) is query
+
+
+def test_a_higher_idf_power_lets_one_rare_term_outrank_two_common_ones(
+    embedder: SentenceTransformerEmbedder, tmp_path: Path
+) -> None:
+    texts = ["zebrafish", "cell growth", "cell", "growth", "other", "words"]
+    store = EdgeVectorStore(path=tmp_path / "s", dimension=embedder.dimension, lexical=ENCODER)
+    store.upsert(
+        [
+            ChunkPoint(f"00000000-0000-0000-0000-00000000000{i}", "t", f"d{i}", "v",
+                       [1.0] + [0.0] * (embedder.dimension - 1), {"text": t, "path": f"{i}.md"})
+            for i, t in enumerate(texts)
+        ]
+    )  # fmt: skip
+
+    def first(power: float) -> str:
+        retriever = Retriever(
+            store=store,
+            embedder=embedder,
+            lexical=ENCODER,
+            reranker=NoReranker(),
+            settings=RetrievalSettings(idf_power=power),
+            rerank_candidates=5,
+            min_score=0.0,
+        )
+        result = retriever.retrieve(
+            tenant_id="t",
+            query="zebrafish cell growth",
+            top_k=2,
+            options=RetrievalOptions(mode=RetrievalMode.LEXICAL),
+        )
+        assert ("idf_ms" in result.timings_ms) == (power != 1)
+        return result.chunks[0].text
+
+    try:
+        assert first(1.0) == "cell growth"
+        assert first(3.0) == "zebrafish"
+    finally:
+        store.close()

@@ -13,8 +13,9 @@ from core.db import create_db_engine, create_session_factory, run_migrations
 from core.embedding import Embedder, SentenceTransformerEmbedder
 from core.index_set import IndexSet
 from core.indexes import IndexSpec, ReindexConflictError, active_index, all_indexes, request_build
+from core.lexical import LexicalEncoder
 from core.models import Document, IndexState, Tenant, utcnow
-from core.settings import Settings, VectorStoreKind, VectorStoreSettings
+from core.settings import LexicalSettings, Settings, VectorStoreKind, VectorStoreSettings
 from core.tenancy import create_tenant
 from core.vectorstore import ChunkPoint, HybridQuery, StoredPoint, VectorStore
 from ingest.identity import document_id_for, point_id_for
@@ -56,6 +57,7 @@ class World:
         document_id = document_id_for(tenant_id, path)
         version = hashlib.sha256("\n".join(chunks).encode()).hexdigest()
         vectors = embedder.embed_passages(chunks)
+        starts = [sum(len(c) + 1 for c in chunks[:i]) for i in range(len(chunks))]
         store.upsert(
             [
                 ChunkPoint(
@@ -64,9 +66,16 @@ class World:
                     document_id=document_id,
                     version=version,
                     dense_vector=vector,
-                    payload={"path": path, "text": text, "chunk_index": i, "section": None},
+                    payload={
+                        "path": path,
+                        "text": text,
+                        "chunk_index": i,
+                        "section": None,
+                        "char_start": start,
+                        "char_end": start + len(text),
+                    },
                 )
-                for i, (text, vector) in enumerate(zip(chunks, vectors, strict=True))
+                for i, (text, vector, start) in enumerate(zip(chunks, vectors, starts, strict=True))
             ]
         )
         store.delete_document(tenant_id=tenant_id, document_id=document_id, keep_version=version)
@@ -163,6 +172,7 @@ def test_reindex_reembeds_every_tenant_keeps_ids_and_switches(world: World) -> N
     report = run_reindex(
         indexes=world.indexes, session_factory=world.session_factory,
         collection=world.new.collection, batch=3, settle_s=0,
+        lexical_neighbours=1,
     )  # fmt: skip
 
     assert report.points_copied == 10
@@ -180,6 +190,13 @@ def test_reindex_reembeds_every_tenant_keeps_ids_and_switches(world: World) -> N
         assert top_path(new_store, e5, tenant_id, "How often are laptops replaced?") == (
             "it/laptops.md"
         )
+    # Each chunk's lexical context (its neighbours' words) is rebuilt from whole documents, also
+    # when the scroll pages (3 points) cut a document in two.
+    carry_over = LexicalEncoder(LexicalSettings()).encode_query("carry-over March")
+    hits = new_store.search(
+        tenant_id=world.tenants[0], query=HybridQuery(limit=5, sparse=carry_over)
+    )
+    assert sorted(h.payload["text"] for h in hits) == sorted(CORPUS["hr/vacation.md"])
     # The old collection stays, whole, for a rollback.
     assert old_store.count(tenant_id=world.tenants[0]) == 5
     with world.session_factory() as session:
@@ -206,7 +223,7 @@ def test_changes_during_the_build_are_caught_up(world: World) -> None:
     build_and_catch_up(
         session_factory=world.session_factory, source=world.store(world.old), target=target,
         embedder=world.indexes.embedder(world.new), batch=100, resume_since=None,
-        report=report, on_progress=ingest_meanwhile,
+        report=report, lexical_neighbours=1, on_progress=ingest_meanwhile,
     )  # fmt: skip
 
     assert changed == [5]  # acme's points were all read before the changes
@@ -231,6 +248,7 @@ def test_rollback_copies_only_what_changed_and_drop_old_deletes(world: World) ->
         report = run_reindex(
             indexes=world.indexes, session_factory=world.session_factory,
             collection=target.collection, batch=50, settle_s=0,
+            lexical_neighbours=1,
         )  # fmt: skip
         if target == world.new:
             # Written while the new model is active: the standby old index misses it.

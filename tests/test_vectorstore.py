@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from core.vectorstore import (
     SearchFilter,
     SearchHit,
     VectorStore,
+    with_lexical_context,
 )
 from core.vectorstore.edge import EdgeVectorStore
 from core.vectorstore.qdrant_server import QdrantServerVectorStore
@@ -315,3 +317,57 @@ def test_document_counts_per_tenant(store: VectorStore) -> None:
     assert store.document_counts(tenant_id="t1") == {"d1": 2, "d2": 1}
     assert store.document_counts(tenant_id="t2") == {"d3": 1}
     assert store.document_counts(tenant_id="t3") == {}
+
+
+def test_idf_reads_back_the_weight_qdrant_gives_each_term(store: VectorStore) -> None:
+    texts = ["cells divide", "cells die", "cells grow by apoptosis", "dogs bark"]
+    store.upsert([point("t1", f"d{i}", "v1", 0, [1, 0, 0, 0], text=t) for i, t in enumerate(texts)])
+    # Words only another tenant holds tell nothing to t1 (nor about t2's documents).
+    store.upsert([point("t2", "d9", "v1", 0, [1, 0, 0, 0], text="zebrafish zebrafish")])
+    query = LEXICAL.encode_query("cells apoptosis zebrafish unicorn")
+    idf = store.idf(tenant_id="t1", terms=query)
+
+    def index(word: str) -> int:
+        return LEXICAL.encode_query(word).indices[0]
+
+    # BM25's IDF over every stored point, as Qdrant computes it (N = 5 points).
+    def expected(df: int) -> float:
+        return math.log(1 + (5 - df + 0.5) / (df + 0.5))
+
+    assert set(idf) == {index("cells"), index("apoptosis")}
+    assert idf[index("cells")] == pytest.approx(expected(3), rel=1e-4)
+    assert idf[index("apoptosis")] == pytest.approx(expected(1), rel=1e-4)
+    assert store.idf(tenant_id="t1", terms=LEXICAL.encode_query("the of")) == {}
+
+
+def test_lexical_context_lets_a_chunk_match_its_neighbours_words(store: VectorStore) -> None:
+    # One document in three chunks; only the first names the topic.
+    chunks = ["Aspirin was studied.", "It lowered the risk.", "Patients were followed up."]
+    starts = [0, 21, 42]
+    points = [
+        point("t1", "d1", "v1", i, [1, 0, 0, 0], text=t, char_start=s, char_end=s + len(t))
+        for i, (t, s) in enumerate(zip(chunks, starts, strict=True))
+    ]
+    store.upsert(with_lexical_context(points, neighbours=1))
+    hits = store.search(
+        tenant_id="t1", query=HybridQuery(limit=5, sparse=LEXICAL.encode_query("aspirin"))
+    )
+    # The second chunk (a neighbour of the first) matches, the third does not; the stored
+    # text, and so the cited span, stays each chunk's own.
+    assert sorted(texts(hits)) == sorted(chunks[:2])
+
+
+def test_lexical_context_joins_overlapping_chunks_once() -> None:
+    document = "One two three. Four five six. Seven eight nine. Ten eleven twelve."
+    spans = [(0, 29), (15, 47), (30, 66)]  # each chunk repeats the previous one's last sentence
+    points = [
+        point("t1", "d1", "v1", i, [1, 0, 0, 0], text=document[a:b], char_start=a, char_end=b)
+        for i, (a, b) in enumerate(spans)
+    ]
+    shuffled = [points[2], points[0], points[1]]
+    context = {p.point_id: p.lexical_context for p in with_lexical_context(shuffled, 1)}
+    assert context[points[0].point_id] == document[0:47]
+    assert context[points[1].point_id] == document[0:66]
+    assert context[points[2].point_id] == document[15:66]
+    assert with_lexical_context(points, 0) == points
+    assert "Ten" in with_lexical_context(points, 1)[2].lexical_text()

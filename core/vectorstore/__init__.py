@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -45,6 +45,8 @@ class ChunkPoint:
     version: str
     dense_vector: Sequence[float]
     payload: dict[str, Any]
+    # Text around the chunk (it included) for the sparse index only; see `with_lexical_context`.
+    lexical_context: str | None = None
 
     def full_payload(self) -> dict[str, Any]:
         """The payload plus the fields that filters and tenant isolation rely on."""
@@ -65,8 +67,46 @@ class ChunkPoint:
 
     def lexical_text(self) -> str:
         """What the sparse index sees: the title and section name weigh in like the text."""
-        parts = [self.payload.get("title"), self.payload.get("section"), self.payload.get("text")]
+        body = self.lexical_context or self.payload.get("text")
+        parts = [self.payload.get("title"), self.payload.get("section"), body]
         return "\n".join(str(p) for p in parts if p)
+
+
+def with_lexical_context(points: Sequence[ChunkPoint], neighbours: int) -> list[ChunkPoint]:
+    """One document's chunks, each with its `neighbours` chunks on either side as lexical context.
+
+    A chunk often names its topic only in the sentences before or after it (BM25 sees "it", the
+    reader sees the whole passage); with the context, the chunk still matches those words. Only
+    the payload is read (`chunk_index`, `char_start`, `char_end`, `text`), so stored points can
+    be given their context again on a reindex. Overlapping chunks are joined without repeating
+    the overlap.
+    """
+    if neighbours <= 0 or len(points) < 2:
+        return list(points)
+    ordered = sorted(points, key=lambda p: int(p.payload.get("chunk_index", 0)))
+    contexts: dict[str, str] = {}
+    for i, point in enumerate(ordered):
+        window = ordered[max(0, i - neighbours) : i + neighbours + 1]
+        contexts[point.point_id] = _join_spans(window)
+    return [replace(p, lexical_context=contexts[p.point_id]) for p in points]
+
+
+def _join_spans(window: Sequence[ChunkPoint]) -> str:
+    joined = ""
+    covered = -1
+    for point in window:
+        text = str(point.payload.get("text", ""))
+        start = int(point.payload.get("char_start", 0))
+        end = int(point.payload.get("char_end", start + len(text)))
+        if end <= covered:
+            continue
+        if start < covered:
+            # The part this chunk shares with the previous one is already in.
+            joined += text[covered - start :]
+        else:
+            joined += ("\n" if joined else "") + text
+        covered = end
+    return joined
 
 
 def path_prefixes(path: str) -> list[str]:
@@ -174,6 +214,13 @@ class VectorStore(Protocol):
     ) -> None:
         """Delete a document's points, all of them or all but one version's."""
 
+    def idf(self, *, tenant_id: str, terms: SparseVector) -> dict[int, float]:
+        """The IDF Qdrant gives each term (index) found in the tenant's chunks; one batched call.
+
+        Read back from a one-term search: its top hit scores IDF times the hit's stored weight.
+        """
+        ...
+
     def count(self, *, tenant_id: str, document_id: str | None = None) -> int: ...
 
     def document_counts(self, *, tenant_id: str) -> dict[str, int]:
@@ -231,4 +278,5 @@ __all__ = [
     "StoredPoint",
     "VectorStore",
     "VectorStoreUnavailable",
+    "with_lexical_context",
 ]

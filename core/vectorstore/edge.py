@@ -175,6 +175,29 @@ class EdgeVectorStore:
             for hit, cosine in zip(hits, cosines, strict=True)
         ]
 
+    def idf(self, *, tenant_id: str, terms: SparseVector) -> dict[int, float]:
+        if not terms:
+            return {}
+        tenant = _filter(tenant_id)
+        probes = [
+            qe.QueryRequest(
+                limit=1,
+                query=qe.Query.Nearest(qe.SparseVector([index], [1.0]), using=SPARSE_VECTOR),
+                filter=tenant,
+                with_payload=False,
+                with_vector=[SPARSE_VECTOR],
+            )
+            for index in terms.indices
+        ]
+        found: dict[int, float] = {}
+        for index, hits in zip(
+            terms.indices, self.shard.query_batch(qe.QueryBatchRequest(probes)), strict=True
+        ):
+            weight = _term_weight(hits[0].vector, index) if hits else None
+            if weight:
+                found[index] = float(hits[0].score) / weight
+        return found
+
     def delete_document(
         self, *, tenant_id: str, document_id: str, keep_version: str | None = None
     ) -> None:
@@ -230,6 +253,13 @@ class EdgeVectorStore:
 
 def _sparse(vector: SparseVector) -> Any:
     return qe.SparseVector(list(vector.indices), list(vector.values))
+
+
+def _term_weight(vector: Any, index: int) -> float | None:
+    sparse = vector.get(SPARSE_VECTOR) if isinstance(vector, dict) else None
+    if sparse is None:
+        return None
+    return dict(zip(sparse.indices, sparse.values, strict=True)).get(index)
 
 
 def _dense_of(hit: Any) -> list[float] | None:

@@ -257,6 +257,31 @@ class QdrantServerVectorStore:
         ]
 
     @_outage_is_unavailable
+    def idf(self, *, tenant_id: str, terms: SparseVector) -> dict[int, float]:
+        if not terms:
+            return {}
+        tenant = _filter(tenant_id)
+        probes = [
+            models.QueryRequest(
+                query=models.SparseVector(indices=[index], values=[1.0]),
+                using=SPARSE_VECTOR,
+                filter=tenant,
+                limit=1,
+                with_payload=False,
+                with_vector=[SPARSE_VECTOR],
+            )
+            for index in terms.indices
+        ]
+        found: dict[int, float] = {}
+        responses = self._client.query_batch_points(self._collection, requests=probes)
+        for index, response in zip(terms.indices, responses, strict=True):
+            hit = response.points[0] if response.points else None
+            weight = _term_weight(hit, index) if hit is not None else None
+            if hit is not None and weight:
+                found[index] = float(hit.score) / weight
+        return found
+
+    @_outage_is_unavailable
     def delete_document(
         self, *, tenant_id: str, document_id: str, keep_version: str | None = None
     ) -> None:
@@ -339,6 +364,14 @@ class QdrantServerVectorStore:
 
 def _sparse(vector: SparseVector) -> models.SparseVector:
     return models.SparseVector(indices=list(vector.indices), values=list(vector.values))
+
+
+def _term_weight(point: models.ScoredPoint, index: int) -> float | None:
+    vector = point.vector
+    sparse = vector.get(SPARSE_VECTOR) if isinstance(vector, dict) else None
+    if not isinstance(sparse, models.SparseVector):
+        return None
+    return dict(zip(sparse.indices, sparse.values, strict=True)).get(index)
 
 
 def _dense_of(point: models.ScoredPoint) -> list[float] | None:
