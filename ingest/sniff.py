@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import zipfile
 
+import olefile
+
 from ingest.elements import ParseError
 
 ZIP_MAGIC = b"PK\x03\x04"
@@ -34,12 +36,43 @@ def sniffed_kind(data: bytes) -> str | None:
     return None
 
 
+# Streams that name what an OLE compound file holds ([MS-OFFCRYPTO], [MS-DOC], [MS-XLS], [MS-PPT]).
+_ENCRYPTED_PACKAGE_STREAMS = ("EncryptionInfo", "EncryptedPackage")
+_LEGACY_OFFICE_STREAMS = {
+    "WordDocument": "a legacy Word 97-2003 document (.doc)",
+    "Workbook": "a legacy Excel 97-2003 workbook (.xls)",
+    "Book": "a legacy Excel 5.0 workbook (.xls)",
+    "PowerPoint Document": "a legacy PowerPoint 97-2003 presentation (.ppt)",
+}
+
+
+def describe_ole(data: bytes) -> str:
+    """What an OLE compound file (magic D0 CF 11 E0) is, read from its stream directory."""
+    try:
+        with olefile.OleFileIO(io.BytesIO(data)) as ole:
+            streams = {"/".join(entry) for entry in ole.listdir(streams=True, storages=False)}
+    except (OSError, ValueError, IndexError) as exc:
+        return f"a corrupt OLE compound file ({exc})"
+    if all(name in streams for name in _ENCRYPTED_PACKAGE_STREAMS):
+        return "password-protected (an encrypted Office package)"
+    for stream, kind in _LEGACY_OFFICE_STREAMS.items():
+        if stream in streams:
+            return kind
+    return "an OLE compound file, not an Office Open XML package"
+
+
 def check_zip(data: bytes, *, label: str) -> zipfile.ZipFile:
     """Open a zip-based document after refusing encrypted members and decompression bombs."""
     if data.startswith(OLE_MAGIC):
-        raise ParseError(
-            f"the {label} file is password-protected (encrypted) or a legacy binary Office file"
+        # Office writes a password-protected DOCX/XLSX/PPTX as an OLE container; so were the
+        # pre-2007 binary formats. The reason says which, so the user knows what to do.
+        found = describe_ole(data)
+        advice = (
+            "remove the password and upload it again"
+            if found.startswith("password")
+            else f"save it as .{label.lower()} and upload it again"
         )
+        raise ParseError(f"the {label} file is {found}: {advice}")
     if not data.startswith(ZIP_MAGIC):
         raise ParseError(f"not a {label} file: the content is not an Office Open XML package")
     try:

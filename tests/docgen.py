@@ -1,4 +1,4 @@
-"""Small real documents made by the tests themselves (PDF, DOCX)."""
+"""Small real documents made by the tests themselves (PDF, DOCX, XLSX, PPTX, EML)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,20 @@ def make_encrypted_pdf(path: Path) -> Path:
     with path.open("wb") as out:
         writer.write(out)
     plain.unlink()
+    return path
+
+
+def make_encrypted_office(path: Path, password: str = "pw") -> Path:
+    """Encrypt an Office Open XML file in place, as Office does with a password (Agile
+    encryption in an OLE container)."""
+    import io
+
+    from msoffcrypto.format.ooxml import OOXMLFile
+
+    encrypted = io.BytesIO()
+    with path.open("rb") as plain:
+        OOXMLFile(plain).encrypt(password, encrypted)
+    path.write_bytes(encrypted.getvalue())
     return path
 
 

@@ -12,6 +12,7 @@ from ingest.parse import ParseError, parse_document
 from tests.docgen import (
     make_docx,
     make_eml,
+    make_encrypted_office,
     make_pdf,
     make_pptx,
     make_scanned_pdf,
@@ -86,12 +87,25 @@ def test_zip_bombs_are_refused_before_parsing(tmp_path: Path, suffix: str) -> No
         parse_document(f"b{suffix}", bomb.read_bytes())
 
 
+@pytest.mark.parametrize("suffix", [".docx", ".xlsx", ".pptx"])
+def test_password_protected_office_files_are_refused_with_a_reason(
+    tmp_path: Path, suffix: str
+) -> None:
+    plain = {
+        ".docx": lambda p: make_docx(p, [("Secret", ["The code is 1234."])]),
+        ".xlsx": lambda p: make_xlsx(p, {"Codes": [["door", 1234]]}),
+        ".pptx": lambda p: make_pptx(p, [("Secret", "The code is 1234.")]),
+    }[suffix](tmp_path / f"locked{suffix}")
+    locked = make_encrypted_office(plain).read_bytes()
+    with pytest.raises(ParseError, match=r"password-protected.*remove the password"):
+        parse_document(f"locked{suffix}", locked)
+
+
 @pytest.mark.parametrize(
     ("name", "data", "reason"),
     [
-        # Encrypted DOCX/XLSX are OLE compound files (what Office writes with a password).
-        ("a.docx", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 600, "password-protected"),
-        ("a.xlsx", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 600, "password-protected"),
+        # An OLE signature with nothing valid behind it.
+        ("a.docx", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 600, "corrupt OLE"),
         ("a.txt", b"%PDF-1.4 this is a pdf", "wrong extension"),
         ("a.md", b"PK\x03\x04zipzipzip", "wrong extension"),
         ("a.pdf", b"PK\x03\x04zipzip", "not a PDF"),

@@ -18,7 +18,13 @@ from core.embedding import LocalEmbedder
 from core.settings import Settings
 from core.tenancy import create_tenant, issue_api_key
 from tests.apihelpers import auth, files_by_path, wait_for_job
-from tests.docgen import make_encrypted_pdf, make_zip_bomb
+from tests.docgen import (
+    make_docx,
+    make_encrypted_office,
+    make_encrypted_pdf,
+    make_xlsx,
+    make_zip_bomb,
+)
 
 
 @dataclass
@@ -65,6 +71,12 @@ def test_bad_files_fail_alone_and_stored_documents_stay(service: Service, tmp_pa
     bad = {
         "corrupt.pdf": b"%PDF-1.4 \x00\x01 broken",
         "locked.pdf": make_encrypted_pdf(tmp_path / "l.pdf").read_bytes(),
+        "locked.docx": make_encrypted_office(
+            make_docx(tmp_path / "l.docx", [("Secret", ["The code is 1234."])])
+        ).read_bytes(),
+        "locked.xlsx": make_encrypted_office(
+            make_xlsx(tmp_path / "l.xlsx", {"Codes": [["door", 1234]]})
+        ).read_bytes(),
         "empty.txt": b"",
         "bomb.docx": make_zip_bomb(tmp_path / "b.docx").read_bytes(),
         "really-a-pdf.txt": b"%PDF-1.7 content",
@@ -81,6 +93,7 @@ def test_bad_files_fail_alone_and_stored_documents_stay(service: Service, tmp_pa
     assert states["legacy.txt"][0] == "done"
     reasons = {
         "corrupt.pdf": "corrupt", "locked.pdf": "password", "empty.txt": "empty",
+        "locked.docx": "password-protected", "locked.xlsx": "password-protected",
         "bomb.docx": "decompression bomb", "really-a-pdf.txt": "wrong extension",
         "junk.txt": "binary", "../escape.md": "'..'", "/etc/absolute.md": "absolute",
         "keep.md": "binary",
