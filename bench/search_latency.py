@@ -9,8 +9,9 @@ measured tenant holds its share. The same questions are then timed two ways, int
   client library's. It covers auth, rate limit, audit event, query embedding, lexical encoding,
   the hybrid query, dense scores and the JSON response;
 - bare: what a user would write with the libraries directly: the encoder's `encode`, the lexical
-  encoder, and qdrant-edge's `query` with the same prefetches, fusion (ragkb's configured one),
-  tenant filter and payload, called on this thread.
+  encoder, the same IDF readback (one qdrant-edge `query_batch` of one-term searches, when
+  `retrieval.idf_power` is not 1) and qdrant-edge's `query` with the same prefetches, fusion
+  (ragkb's configured one), tenant filter and payload, called on this thread.
 Quality is measured on real data by `ragkb eval retrieval`; here only cost matters.
 
     python bench/search_latency.py --sizes 10000 100000 1000000
@@ -37,7 +38,7 @@ import uvicorn
 from api.app import create_app
 from api.eval_answers import throwaway_service
 from api.runtime import Runtime
-from core.lexical import LexicalEncoder
+from core.lexical import LexicalEncoder, weight_by_idf
 from core.settings import FusionMethod, LimitSettings, ReaderSettings, RetrievalSettings
 from core.tenancy import create_tenant
 from core.vectorstore import DENSE_VECTOR, SPARSE_VECTOR, TENANT_FIELD, ChunkPoint
@@ -86,6 +87,29 @@ def bare_search(
     dense = encoder.encode([query], normalize_embeddings=True)[0].tolist()
     sparse = lexical.encode_query(query)
     tenant = qe.Filter(must=[qe.FieldCondition(TENANT_FIELD, match=qe.MatchValue(tenant_id))])
+    if retrieval.idf_power != 1:
+        # The same IDF readback ragkb does (one batched one-term search per query term).
+        probes = [
+            qe.QueryRequest(
+                limit=1,
+                query=qe.Query.Nearest(qe.SparseVector([index], [1.0]), using=SPARSE_VECTOR),
+                filter=tenant,
+                with_payload=False,
+                with_vector=[SPARSE_VECTOR],
+            )
+            for index in sparse.indices
+        ]
+        idf: dict[int, float] = {}
+        for index, hits in zip(
+            sparse.indices, store.shard.query_batch(qe.QueryBatchRequest(probes)), strict=True
+        ):
+            stored = hits[0].vector.get(SPARSE_VECTOR) if hits else None
+            weight = (
+                dict(zip(stored.indices, stored.values, strict=True)).get(index) if stored else None
+            )
+            if weight:
+                idf[index] = float(hits[0].score) / weight
+        sparse = weight_by_idf(sparse, idf, retrieval.idf_power)
     fusion = (
         qe.Fusion.Dbsf()
         if retrieval.fusion is FusionMethod.DBSF

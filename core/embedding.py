@@ -109,6 +109,11 @@ class SentenceTransformerEmbedder:
         if not texts:
             return []
         model = self.model
+        if len(texts) == 1:
+            # A query: nothing to bucket, so no tokenizer pass before the encoder's own.
+            with self._encode_lock:
+                encoded = model.encode(list(texts), normalize_embeddings=True)
+            return [list(map(float, encoded[0]))]
         vectors: list[list[float]] = [[] for _ in texts]
         with self._encode_lock:
             tokens = model.tokenizer(
