@@ -167,8 +167,11 @@ def catch_up(
     """Copy documents whose row changed since `since`; with `prune`, delete from the target the
     documents that have no row any more. Returns (documents copied, documents pruned).
 
-    A document is copied only when the source holds its row's version completely: a version
-    stored by a process already switched to the target is never overwritten from the source.
+    A document is copied only when the source holds its row's version completely and the target
+    does not: a version stored by a process already switched to the target is never overwritten
+    from the source, and the pass after the switch, which runs beside live ingest and deletes,
+    touches only what old-model tasks stored late. A document deleted or changed while it was
+    being copied loses the copy again (its row is read once more afterwards).
     """
     with session_factory() as session:
         changed = list(
@@ -182,17 +185,26 @@ def catch_up(
         session.expunge_all()
     copied = 0
     for document in changed:
-        points = _all_points(source, document.tenant_id, document.id)
-        current = [p for p in points if p.payload.get(VERSION_FIELD) == document.version_sha256]
+        version = document.version_sha256
+        in_target = _version_points(target, document.tenant_id, document.id, version)
+        if len(in_target) == document.chunk_count:
+            continue  # already there (copied by an earlier pass, or stored by new-model ingest)
+        current = _version_points(source, document.tenant_id, document.id, version)
         if len(current) != document.chunk_count:
             continue  # not (or no longer) in the source: whoever stored it stored it elsewhere
         copy_points(
             current, target=target, embedder=embedder, lexical_neighbours=lexical_neighbours
         )
+        with session_factory() as session:
+            now = session.get(Document, document.id)
+            now_version = now.version_sha256 if now is not None else None
+        if now_version is None:
+            # Deleted meanwhile: its delete may have reached the target before this copy.
+            target.delete_document(tenant_id=document.tenant_id, document_id=document.id)
+            continue
+        # The row's version stays; older ones (and this copy, if the row moved on) go.
         target.delete_document(
-            tenant_id=document.tenant_id,
-            document_id=document.id,
-            keep_version=document.version_sha256,
+            tenant_id=document.tenant_id, document_id=document.id, keep_version=now_version
         )
         copied += 1
     pruned = 0
@@ -202,6 +214,13 @@ def catch_up(
                 target.delete_document(tenant_id=tenant_id, document_id=document_id)
                 pruned += 1
     return copied, pruned
+
+
+def _version_points(
+    store: VectorStore, tenant_id: str, document_id: str, version: str
+) -> list[StoredPoint]:
+    points = _all_points(store, tenant_id, document_id)
+    return [p for p in points if p.payload.get(VERSION_FIELD) == version]
 
 
 def _all_points(store: VectorStore, tenant_id: str, document_id: str) -> list[StoredPoint]:
