@@ -11,8 +11,16 @@ from typing import Any
 from core.embedding import Embedder
 from core.lexical import LexicalEncoder, weight_by_idf
 from core.settings import QueryExpansion, RetrievalMode, RetrievalSettings
-from core.vectorstore import DOCUMENT_FIELD, HybridQuery, SearchFilter, SearchHit, VectorStore
+from core.vectorstore import (
+    DOCUMENT_FIELD,
+    HybridQuery,
+    SearchFilter,
+    SearchHit,
+    SparseVector,
+    VectorStore,
+)
 from retrieval.expansion import QueryExpander, fuse_rankings
+from retrieval.idf_cache import UNKNOWN, IdfCache
 from retrieval.rerank import NoReranker, Reranker, RerankUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -87,6 +95,7 @@ class Retriever:
         rerank_candidates: int,
         min_score: float,
         expanders: Mapping[QueryExpansion, QueryExpander] | None = None,
+        idf_cache: IdfCache | None = None,
     ) -> None:
         self._store = store
         self._embedder = embedder
@@ -96,6 +105,9 @@ class Retriever:
         self._rerank_candidates = rerank_candidates
         self._min_score = min_score
         self._expanders = dict(expanders or {})
+        self._idf_cache = idf_cache or IdfCache(
+            ttl_s=settings.idf_cache_ttl_s, max_entries=settings.idf_cache_size
+        )
 
     @property
     def min_score(self) -> float:
@@ -116,6 +128,7 @@ class Retriever:
             rerank_candidates=self._rerank_candidates,
             min_score=self._min_score,
             expanders=self._expanders,
+            idf_cache=self._idf_cache,
         )
 
     def retrieve(
@@ -188,7 +201,7 @@ class Retriever:
         sparse = self._lexical.encode_query(text) if mode is not RetrievalMode.DENSE else None
         if sparse and self._settings.idf_power != 1:
             started = time.perf_counter()
-            idf = self._store.idf(tenant_id=tenant_id, terms=sparse)
+            idf = self._idf(tenant_id, sparse)
             sparse = weight_by_idf(sparse, idf, self._settings.idf_power)
             timings["idf_ms"] = timings.get("idf_ms", 0.0) + _ms_since(started)
 
@@ -209,6 +222,16 @@ class Retriever:
         )
         timings["retrieve_ms"] = timings.get("retrieve_ms", 0.0) + _ms_since(started)
         return [RetrievedChunk.from_hit(h) for h in hits]
+
+    def _idf(self, tenant_id: str, terms: SparseVector) -> dict[int, float]:
+        """The tenant's IDF of each query term: remembered ones, the rest read from the store."""
+        known, missing = self._idf_cache.lookup(tenant_id, terms.indices)
+        if missing:
+            asked = SparseVector(tuple(missing), tuple(1.0 for _ in missing))
+            found = self._store.idf(tenant_id=tenant_id, terms=asked)
+            self._idf_cache.remember(tenant_id, missing, found)
+            known.update(found)
+        return {term: idf for term, idf in known.items() if idf != UNKNOWN}
 
 
 def _ms_since(started: float) -> float:

@@ -11,6 +11,7 @@ from core.lexical import LexicalEncoder, SparseVector, cjk_terms, term_index, we
 from core.settings import LexicalSettings, RetrievalMode, RetrievalSettings
 from core.vectorstore import ChunkPoint
 from core.vectorstore.edge import EdgeVectorStore
+from retrieval.idf_cache import IdfCache
 from retrieval.rerank import NoReranker
 from retrieval.retriever import RetrievalOptions, Retriever
 
@@ -114,3 +115,75 @@ def test_a_higher_idf_power_lets_one_rare_term_outrank_two_common_ones(
         assert first(3.0) == "zebrafish"
     finally:
         store.close()
+
+
+def test_query_term_idf_is_read_once_per_tenant_and_term_then_remembered(
+    embedder: SentenceTransformerEmbedder, tmp_path: Path
+) -> None:
+    store = EdgeVectorStore(path=tmp_path / "s", dimension=embedder.dimension, lexical=ENCODER)
+    unit = [1.0] + [0.0] * (embedder.dimension - 1)
+    store.upsert(
+        [
+            ChunkPoint(f"00000000-0000-0000-0000-00000000000{i}", tenant, f"d{i}", "v", unit,
+                       {"text": text, "path": f"{i}.md"})
+            for i, (tenant, text) in enumerate(
+                [("a", "zebrafish cells"), ("a", "cells"), ("b", "zebrafish"), ("b", "tails")]
+            )
+        ]
+    )  # fmt: skip
+    asked: list[tuple[str, tuple[int, ...]]] = []
+    real_idf = store.idf
+
+    def recorded_idf(*, tenant_id: str, terms: SparseVector) -> dict[int, float]:
+        asked.append((tenant_id, terms.indices))
+        return real_idf(tenant_id=tenant_id, terms=terms)
+
+    store.idf = recorded_idf  # type: ignore[method-assign]
+    now = [0.0]
+    retriever = Retriever(
+        store=store,
+        embedder=embedder,
+        lexical=ENCODER,
+        reranker=NoReranker(),
+        settings=RetrievalSettings(idf_power=1.5),
+        rerank_candidates=5,
+        min_score=0.0,
+        idf_cache=IdfCache(ttl_s=60, max_entries=100, clock=lambda: now[0]),
+    )
+
+    def search(tenant_id: str, query: str) -> list[str]:
+        result = retriever.retrieve(
+            tenant_id=tenant_id, query=query, top_k=2,
+            options=RetrievalOptions(mode=RetrievalMode.LEXICAL),
+        )  # fmt: skip
+        return [c.text for c in result.chunks]
+
+    zebrafish, cells = term_index("zebrafish"), term_index("cell")
+    try:
+        assert search("a", "zebrafish cells")[0] == "zebrafish cells"
+        assert asked == [("a", tuple(sorted((zebrafish, cells))))]
+        search("a", "zebrafish cells")
+        search("a", "cells")
+        assert len(asked) == 1  # remembered
+        # Another tenant's statistics are its own: read for it, never taken from tenant a's.
+        assert search("b", "zebrafish cells") == ["zebrafish"]
+        assert asked[1] == ("b", tuple(sorted((zebrafish, cells))))
+        assert search("b", "cells") == []
+        assert len(asked) == 2  # a term tenant b does not have is remembered as such
+        now[0] = 61.0  # past the TTL: read again
+        search("a", "cells")
+        assert asked[2] == ("a", (cells,))
+    finally:
+        store.close()
+
+
+def test_the_idf_cache_forgets_the_least_recently_used_beyond_its_size() -> None:
+    cache = IdfCache(ttl_s=60, max_entries=2)
+    cache.remember("t", [1, 2], {1: 2.0})
+    assert cache.lookup("t", [1, 2]) == ({1: 2.0, 2: 0.0}, [])
+    cache.remember("t", [3], {3: 1.0})
+    assert cache.lookup("t", [1, 2, 3]) == ({2: 0.0, 3: 1.0}, [1])
+    assert cache.lookup("u", [3]) == ({}, [3])
+    off = IdfCache(ttl_s=0, max_entries=2)
+    off.remember("t", [1], {1: 2.0})
+    assert off.lookup("t", [1]) == ({}, [1])
