@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from core.audit import AuditAction, event
 from core.audit_writer import AuditWriter
@@ -84,16 +84,18 @@ def test_a_full_queue_hands_the_event_back_and_close_writes_the_rest(settings: S
 def test_a_failed_batch_is_retried_until_the_database_takes_it(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    engine = create_db_engine(settings)  # the schema is not there yet: every write fails
+    run_migrations(settings)
+    tenant_id = _tenant(settings)
+    engine = create_db_engine(settings)
+    # The table is away (renamed, so it comes back in one step): every write fails meanwhile.
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE audit_events RENAME TO audit_events_away"))
     writer = AuditWriter(create_session_factory(engine), queue_size=10, batch_size=10, retry_s=0.05)
-    tenant_id = str(uuid.uuid4())
     assert writer.submit(event(tenant_id=tenant_id, action=AuditAction.SEARCH))
     assert not writer.flush(timeout_s=0.3)
     assert "retrying" in caplog.text
-    run_migrations(settings)
-    with create_session_factory(engine)() as session:
-        session.add(Tenant(id=tenant_id, name="late"))
-        session.commit()
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE audit_events_away RENAME TO audit_events"))
     assert writer.flush(timeout_s=10)
     assert _actions(settings) == ["search"]
     writer.close()
