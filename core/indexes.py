@@ -53,6 +53,16 @@ def all_indexes(session: Session) -> list[VectorIndex]:
     return list(session.scalars(select(VectorIndex).order_by(VectorIndex.created_at)))
 
 
+def _new_row(spec: IndexSpec) -> VectorIndex:
+    return VectorIndex(
+        collection=spec.collection,
+        model_name=spec.model_name,
+        model_path=str(spec.model_path) if spec.model_path else None,
+        dimension=spec.dimension,
+        points_copied=0,
+    )
+
+
 def ensure_active(session: Session, configured: IndexSpec) -> VectorIndex:
     """The active index; on a first start, the configured model's collection becomes it.
 
@@ -64,13 +74,7 @@ def ensure_active(session: Session, configured: IndexSpec) -> VectorIndex:
         return row
     row = session.get(VectorIndex, configured.collection)
     if row is None:
-        row = VectorIndex(
-            collection=configured.collection,
-            model_name=configured.model_name,
-            model_path=str(configured.model_path) if configured.model_path else None,
-            dimension=configured.dimension,
-            points_copied=0,
-        )
+        row = _new_row(configured)
         session.add(row)
     row.state = IndexState.ACTIVE
     row.activated_at = utcnow()
@@ -90,13 +94,7 @@ def request_build(session: Session, target: IndexSpec) -> VectorIndex:
     if row is not None and row.state == IndexState.ACTIVE:
         raise ReindexConflictError(f"{target.collection} ({target.model_name}) is already active")
     if row is None:
-        row = VectorIndex(
-            collection=target.collection,
-            model_name=target.model_name,
-            model_path=str(target.model_path) if target.model_path else None,
-            dimension=target.dimension,
-            points_copied=0,
-        )
+        row = _new_row(target)
         session.add(row)
     elif row.dimension != target.dimension or row.model_name != target.model_name:
         raise ReindexConflictError(f"{target.collection} holds another model ({row.model_name})")
