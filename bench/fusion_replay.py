@@ -163,6 +163,9 @@ def main() -> None:
         p for group in by_document.values() for p in with_lexical_context(group, args.neighbours)
     ]
     documents = [document_id_of(str(p.payload.get("path", ""))) for p in points]
+    terms = LexicalEncoder(LexicalSettings()).terms
+    mean_terms = statistics.fmean(len(terms(p.lexical_text())) for p in points)
+    print(f"{len(points)} points, {mean_terms:.1f} lexical terms each on average")
     embedder = create_embedder(EmbeddingSettings(model=args.model))
     query_vectors = np.asarray(embedder.embed_passages(queries), dtype=np.float32)
     dense = query_vectors @ np.asarray([p.dense_vector for p in points], dtype=np.float32).T
@@ -192,6 +195,8 @@ def main() -> None:
             "command": shlex.join(["python", "bench/fusion_replay.py", *sys.argv[1:]]),
             "neighbours": args.neighbours,
             "avg_terms": args.avg_terms,
+            "points": len(points),
+            "mean_terms": round(mean_terms, 1),
             "queries": len(queries),
             "results": results,
         }

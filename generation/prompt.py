@@ -72,6 +72,8 @@ def fit_sources(
     datamark: bool,
 ) -> list[RetrievedChunk]:
     """The best-ranked sources that fit the reader's window with room for the answer."""
+    if not sources:
+        return []  # nothing to fit: no token count (a round trip to the reader) is needed
     budget = (
         context_tokens
         - answer_tokens

@@ -13,6 +13,7 @@ from core.metrics import Metrics
 from core.settings import LexicalSettings, ReaderSettings, RetrievalSettings
 from core.vectorstore import ChunkPoint
 from core.vectorstore.edge import EdgeVectorStore
+from generation import tokens
 from generation.answer import AnswerService
 from generation.client import ChatClient, ReaderUnavailableError, StreamStats
 from generation.prompt import build_messages
@@ -192,3 +193,29 @@ def test_token_counter_uses_the_readers_tokenizer(reader_url: str) -> None:
     short, long = counter.count("hello"), counter.count("hello " * 50)
     assert 1 <= short <= 3
     assert 45 <= long <= 60
+
+
+def test_token_counter_estimates_for_a_while_when_the_reader_cannot_count() -> None:
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    now = [0.0]
+    counter = ReaderTokenCounter(
+        ReaderSettings(base_url=f"http://127.0.0.1:{port}/v1"), clock=lambda: now[0]
+    )
+    calls: list[str] = []
+    ask = counter._ask_reader
+
+    def counted_ask(text: str) -> int:
+        calls.append(text)
+        return ask(text)
+
+    counter._counted = counted_ask  # type: ignore[method-assign]
+    assert counter.count("hello " * 10) == len(("hello " * 10).encode()) // 2 + 1
+    assert counter.count("another text") > 0
+    assert calls == ["hello " * 10]  # the reader is not asked again within the minute
+    now[0] = tokens.RETRY_AFTER_S + 1
+    counter.count("another text")
+    assert calls == ["hello " * 10, "another text"]  # asked again afterwards
