@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from generation.prompt import (
 )
 from generation.verify import CitationVerifier
 from retrieval.retriever import RetrievedChunk, Retriever
+
+logger = logging.getLogger(__name__)
 
 REWRITE_MAX_TOKENS = 64
 
@@ -190,6 +193,10 @@ class AnswerService:
         # Nothing relevant enough: answering anyway would invite the reader to make it up.
         prepared.timings_ms["total_ms"] = _ms_since(prepared.started)
         self._metrics.observe_stages(prepared.timings_ms)
+        # Outcome and cost only: a log line must not hold the question or the sources' text.
+        logger.info(
+            "question: no evidence among the sources (%.0f ms)", prepared.timings_ms["total_ms"]
+        )
         return AnswerResult(
             answer=NO_ANSWER,
             answered=False,
@@ -223,6 +230,11 @@ class AnswerService:
         # Answered: the reader gave an answer rather than a refusal. Verified: it cites, and every
         # citation is supported by its source. An uncited answer is returned, flagged unverified.
         answered = bool(parsed.answer) and not is_refusal(parsed.answer)
+        logger.info(
+            "question: answered=%s, %d sources, %d citations (%d unsupported), %.0f ms",
+            answered, len(prepared.sources), len(citations),
+            sum(not c.verified for c in citations), prepared.timings_ms["total_ms"],
+        )  # fmt: skip
         return AnswerResult(
             answer=parsed.answer,
             answered=answered,
