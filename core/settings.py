@@ -63,7 +63,12 @@ class EmbeddingSettings(BaseModel):
 
 class ChunkingSettings(BaseModel):
     max_tokens: int = Field(
-        200, ge=32, le=2048, description="Chunk budget, counted with the embedder's tokenizer."
+        200,
+        ge=32,
+        le=2048,
+        description="Chunk budget, counted with the embedder's tokenizer. SciFact train, DBSF "
+        "nDCG@10: 200 → 0.748, 128 → 0.752, 96 → 0.749 (README); the evidence thresholds were "
+        "chosen with 200. Changing it needs a reindex.",
     )
     overlap_tokens: int = Field(32, ge=0, le=512)
     lexical_neighbours: int = Field(
