@@ -45,10 +45,15 @@ def _check_database(settings: Settings) -> str:
 def _check_broker(settings: Settings) -> str:
     from kombu.connection import Connection
 
-    from workers.celery_app import broker_options
+    from workers.celery_app import broker_options, broker_transport
 
     url, options = broker_options(settings)
-    connection = Connection(url, transport_options=options, connect_timeout=3)  # type: ignore[no-untyped-call]
+    connection = Connection(  # type: ignore[no-untyped-call]
+        url,
+        transport=broker_transport(settings),
+        transport_options=options,
+        connect_timeout=3,
+    )
     with connection:
         connection.ensure_connection(max_retries=1)  # type: ignore[no-untyped-call]
     return make_url(url).render_as_string(hide_password=True) if "://" in url else url

@@ -13,6 +13,7 @@ from sqlalchemy.exc import OperationalError
 
 from core.settings import Settings
 from ingest.pipeline import IngestDependencies, fail_job_files, process_job_files
+from workers.folder_broker import TRANSPORT_PATH as FOLDER_TRANSPORT
 
 logger = logging.getLogger(__name__)
 _Queue: Any = kombu.Queue  # type: ignore[attr-defined]  # kombu ships no type hints
@@ -44,6 +45,11 @@ def broker_options(settings: Settings) -> tuple[str, dict[str, object]]:
     }
 
 
+def broker_transport(settings: Settings) -> str | None:
+    """The transport class for the folder broker; None: the one the broker URL names."""
+    return None if settings.broker_url else FOLDER_TRANSPORT
+
+
 def shard_queue(tenant_id: str, shards: int) -> str:
     """The queue of a tenant's files. Workers take from every shard queue in turn, so a tenant
     with a huge job delays only the tenants that hash to the same shard."""
@@ -58,6 +64,7 @@ def create_celery_app(
     app = Celery("ragkb", broker=broker_url, set_as_current=False)
     shards = settings.worker.queue_shards
     app.conf.update(
+        broker_transport=broker_transport(settings),
         broker_transport_options=transport_options,
         broker_connection_retry_on_startup=True,
         task_serializer="json",
