@@ -202,7 +202,7 @@ class RetrievalSettings(BaseModel):
         None, description="Override the per-model evidence threshold (dense cosine score)."
     )
     min_scores: dict[str, float] = Field(
-        {"all-MiniLM-L6-v2": 0.25, "multilingual-e5-small": 0.881},
+        {"all-MiniLM-L6-v2": 0.25, "multilingual-e5-small": 0.88},
         description="Dense score below which a chunk is not evidence, per embedding model (cosine "
         "scales differ); with no chunk above it the answer says so without calling the reader. "
         "multilingual-e5-small's comes from bench/evidence_threshold.py.",
