@@ -49,7 +49,11 @@ class QAItem:
     gold_doc_ids: set[str]
 
 
-def load_qa(corpus_dir: Path) -> tuple[dict[str, str], list[QAItem]]:
+def load_qa(
+    corpus_dir: Path, *, require_answers: bool = True
+) -> tuple[dict[str, str], list[QAItem]]:
+    """Passages and the questions with gold passages; `require_answers=False` also keeps
+    questions without reference answers (a retrieval set such as SciFact)."""
     passages = {}
     for line in (corpus_dir / "corpus.jsonl").read_text().splitlines():
         row = json.loads(line)
@@ -66,7 +70,7 @@ def load_qa(corpus_dir: Path) -> tuple[dict[str, str], list[QAItem]]:
     for line in (corpus_dir / "queries.jsonl").read_text().splitlines():
         row = json.loads(line)
         answers = (row.get("metadata") or {}).get("answers") or []
-        if answers and row["_id"] in gold:
+        if (answers or not require_answers) and row["_id"] in gold:
             items.append(QAItem(row["_id"], row["text"], list(answers), gold[row["_id"]]))
     return passages, items
 

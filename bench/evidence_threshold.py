@@ -8,6 +8,7 @@ different seed from `ragkb eval answers`, so the answer evaluation is not tuned 
 
     python bench/evidence_threshold.py --corpus ../shared/data/cmrc2018-zh \
         --model multilingual-e5-small
+    python bench/evidence_threshold.py --corpus ../shared/data/scifact --model all-MiniLM-L6-v2
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def main() -> None:
     args = parser.parse_args()
     out = args.out or Path(f"bench/results/evidence-threshold-{args.model}.json")
 
-    passages, items = load_qa(args.corpus)
+    # Only the gold passages matter here, so a retrieval set without reference answers serves.
+    passages, items = load_qa(args.corpus, require_answers=False)
     picked = sample_questions(
         passages, items, sample=args.questions, absent_share=args.absent_share,
         distractors=args.distractors, rng=random.Random(args.seed),
