@@ -3,7 +3,8 @@
 Questions whose gold passage is indexed should find evidence; questions whose passage was left out
 should not (then ragkb answers "not in the sources" without calling the reader). The top-1 dense
 score of each question is measured through the real ingest path, and the threshold that best
-separates the two groups (balanced accuracy) is reported. The question sample is drawn with a
+separates the two groups (balanced accuracy) is reported, with the thresholds that keep 90% and 95%
+of the answerable questions' evidence. The question sample is drawn with a
 different seed from `ragkb eval answers`, so the answer evaluation is not tuned on.
 
     python bench/evidence_threshold.py --corpus ../shared/data/cmrc2018-zh \
@@ -64,6 +65,15 @@ def main() -> None:
         balanced = (kept + abstained) / 2
         if balanced > best[0]:
             best = (balanced, threshold, kept, abstained)
+    # The highest threshold that still keeps `share` of the answerable questions' evidence.
+    by_share = {}
+    for share in (0.9, 0.95):
+        threshold = sorted(present_scores)[int(len(present_scores) * (1 - share))]
+        abstained = sum(s < threshold for s in absent_scores) / len(absent_scores)
+        by_share[f"keep_{share}"] = {
+            "threshold": round(threshold, 4),
+            "absent_abstained": round(abstained, 4),
+        }
     result = {
         "model": args.model,
         "questions": len(picked.questions),
@@ -72,6 +82,9 @@ def main() -> None:
         "present_kept": round(best[2], 4),
         "absent_abstained": round(best[3], 4),
         "balanced_accuracy": round(best[0], 4),
+        **by_share,
+        "present_scores": [round(x, 4) for x in sorted(present_scores)],
+        "absent_scores": [round(x, 4) for x in sorted(absent_scores)],
         "command": (
             f"python bench/evidence_threshold.py --corpus {args.corpus} --model {args.model} "
             f"--questions {args.questions} --seed {args.seed}"
@@ -80,6 +93,8 @@ def main() -> None:
     out.write_text(json.dumps(result, indent=2) + "\n")
     print("| model | threshold | present kept | absent abstained |\n|---|---|---|---|")
     print(f"| {args.model} | {best[1]:.4f} | {best[2]:.3f} | {best[3]:.3f} |")
+    for name, row in by_share.items():
+        print(f"{name}: threshold {row['threshold']}, absent abstained {row['absent_abstained']}")
     _plot(present_scores, absent_scores, best[1], out.with_suffix(".png"), args.model)
 
 
