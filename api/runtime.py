@@ -188,6 +188,10 @@ class Runtime:
                 )
 
     def start(self) -> None:
+        if self.watcher is not None:
+            # Started already (a second app over the same runtime): a second watcher and worker
+            # would never be stopped by `close`.
+            return
         if self.embedded_worker is not None:
             # This process is the only consumer: whatever a previous run left unfinished (it was
             # killed mid-job) is queued again. Redeliveries of the same file are claimed once.
