@@ -47,7 +47,7 @@ def create_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def run_migrations(settings: Settings) -> None:
+def run_migrations(settings: Settings, revision: str = "head") -> None:
     """Bring the schema to the newest Alembic revision (`alembic upgrade head`)."""
     from alembic import command
     from alembic.config import Config
@@ -60,4 +60,4 @@ def run_migrations(settings: Settings) -> None:
     config.set_main_option("sqlalchemy.url", settings.resolved_database_url)
     if settings.resolved_database_url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    command.upgrade(config, "head")
+    command.upgrade(config, revision)

@@ -152,6 +152,9 @@ class Conversation(Base):
 
 class ConversationTurn(Base):
     __tablename__ = "conversation_turns"
+    __table_args__ = (
+        UniqueConstraint("conversation_id", "position", name="uq_conversation_turns_position"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     conversation_id: Mapped[str] = mapped_column(

@@ -83,12 +83,13 @@ def query(body: QueryRequest, tenant: QueryCaller, runtime: RuntimeDep, session:
     session.commit()
 
     def remember(result: AnswerResult) -> None:
-        with runtime.session_factory() as write:
-            stored = get_or_create_conversation(
-                write, tenant_id=tenant.tenant_id, conversation_id=conversation_id
-            )
-            append_exchange(write, conversation=stored, question=question, answer=result.answer)
-            write.commit()
+        append_exchange(
+            runtime.session_factory,
+            tenant_id=tenant.tenant_id,
+            conversation_id=conversation_id,
+            question=question,
+            answer=result.answer,
+        )
 
     if body.stream:
         events = runtime.answer_service.stream(
