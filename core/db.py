@@ -48,7 +48,7 @@ def create_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 def run_migrations(settings: Settings, revision: str = "head") -> None:
-    """Bring the schema to the newest Alembic revision (`alembic upgrade head`)."""
+    """Bring the schema to `revision`, by default the newest (`alembic upgrade head`)."""
     from alembic import command
     from alembic.config import Config
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import create_db_engine, create_session_factory, run_migrations
 from core.models import Conversation, ConversationTurn, utcnow
@@ -31,16 +34,30 @@ def _turns(settings: Settings, conversation_id: str) -> list[tuple[int, str, str
         engine.dispose()
 
 
-def test_exchanges_stored_at_once_each_get_their_own_positions(settings: Settings) -> None:
+@pytest.fixture
+def sessions(settings: Settings) -> Iterator[sessionmaker[Session]]:
     run_migrations(settings)
     engine = create_db_engine(settings)
-    sessions = create_session_factory(engine)
+    try:
+        yield create_session_factory(engine)
+    finally:
+        engine.dispose()
+
+
+def _new_conversation(sessions: sessionmaker[Session], tenant_name: str) -> tuple[str, str]:
+    """A tenant and a conversation of it: (tenant id, conversation id)."""
     with sessions() as session:
-        tenant = create_tenant(session, name="acme")
+        tenant = create_tenant(session, name=tenant_name)
         conversation = Conversation(tenant_id=tenant.id)
         session.add(conversation)
         session.commit()
-        tenant_id, conversation_id = tenant.id, conversation.id
+        return tenant.id, conversation.id
+
+
+def test_exchanges_stored_at_once_each_get_their_own_positions(
+    settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    tenant_id, conversation_id = _new_conversation(sessions, "acme")
     start = threading.Barrier(EXCHANGES)
     stored: list[bool] = []
 
@@ -61,7 +78,6 @@ def test_exchanges_stored_at_once_each_get_their_own_positions(settings: Setting
         t.start()
     for t in threads:
         t.join()
-    engine.dispose()
 
     assert stored == [True] * EXCHANGES
     turns = _turns(settings, conversation_id)
@@ -73,21 +89,14 @@ def test_exchanges_stored_at_once_each_get_their_own_positions(settings: Setting
     assert all(q[2][1:] == a[2][1:] for q, a in pairs)
 
 
-def test_another_tenants_conversation_is_not_written(settings: Settings) -> None:
-    run_migrations(settings)
-    engine = create_db_engine(settings)
-    sessions = create_session_factory(engine)
-    with sessions() as session:
-        owner = create_tenant(session, name="acme")
-        other = create_tenant(session, name="globex")
-        conversation = Conversation(tenant_id=owner.id)
-        session.add(conversation)
-        session.commit()
-        other_id, conversation_id = other.id, conversation.id
+def test_another_tenants_conversation_is_not_written(
+    settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    _, conversation_id = _new_conversation(sessions, "acme")
+    other_id, _ = _new_conversation(sessions, "globex")
     written = append_exchange(
         sessions, tenant_id=other_id, conversation_id=conversation_id, question="q", answer="a"
     )
-    engine.dispose()
     assert written is False
     assert _turns(settings, conversation_id) == []
 
