@@ -119,3 +119,198 @@ def make_scanned_pdf(path: Path, text: str) -> Path:
     ImageDraw.Draw(image).text((60, 150), text, fill="black", font=font)
     image.save(str(path), "PDF", resolution=200)
     return path
+
+
+def region_rows(regions: dict[str, dict[int, int]], bands: int = 35) -> list[list[object]]:
+    """Rows of a banding sheet: Region | Band | Count, each region `bands` rows long; counts
+    not given in `regions` are 100 + band."""
+    rows: list[list[object]] = [["Region", "Band", "Count"]]
+    for region, counts in regions.items():
+        for band in range(1, bands + 1):
+            rows.append([region, f"Band {band}", counts.get(band, 100 + band)])
+    return rows
+
+
+def make_merged_xlsx(path: Path, rows: list[list[object]], merge_column: int = 1) -> Path:
+    """An XLSX whose first column is merged down over each run of equal values, as people lay
+    out a region spanning many rows (only the run's first cell keeps the value)."""
+    from openpyxl import Workbook
+    from openpyxl.utils import get_column_letter
+
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.title = "Bands"
+    for row in rows:
+        sheet.append(row)
+    letter, column = get_column_letter(merge_column), merge_column - 1
+    start = 2  # sheet row numbers: row r holds rows[r - 1]; row 1 is the header
+    for r in range(3, len(rows) + 2):
+        if r == len(rows) + 1 or rows[r - 1][column] != rows[start - 1][column]:
+            if r - 1 > start:
+                sheet.merge_cells(f"{letter}{start}:{letter}{r - 1}")
+            start = r
+    workbook.save(str(path))
+    return path
+
+
+def make_merged_xls(path: Path, rows: list[list[object]]) -> Path:
+    """The same sheet as make_merged_xlsx as an Excel 97-2003 .xls (xlwt), column A merged."""
+    import xlwt
+
+    book = xlwt.Workbook()
+    sheet = book.add_sheet("Bands")
+    for c, name in enumerate(rows[0]):
+        sheet.write(0, c, name)
+    start = 1
+    for r in range(1, len(rows) + 1):
+        if r == len(rows) or rows[r][0] != rows[start][0]:
+            if r - 1 > start:
+                sheet.write_merge(start, r - 1, 0, 0, rows[start][0])
+            else:
+                sheet.write(start, 0, rows[start][0])
+            for i in range(start, r):
+                for c in range(1, len(rows[i])):
+                    sheet.write(i, c, rows[i][c])
+            start = r
+    book.save(str(path))
+    return path
+
+
+def page_image(text: str, *, size: tuple[int, int] = (1240, 1754), font_size: int = 40,
+               rotate: int = 0, font: str | None = None) -> object:  # fmt: skip
+    """A white A4 page at 150 dpi with `text` (lines split on newlines), turned `rotate`
+    degrees anticlockwise as a scanner would feed it."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.new("RGB", size, "white")
+    face = ImageFont.truetype(font, font_size) if font else ImageFont.load_default(size=font_size)
+    draw = ImageDraw.Draw(image)
+    for i, line in enumerate(text.split("\n")):
+        draw.text((100, 150 + i * int(font_size * 1.6)), line, fill="black", font=face)
+    return image.rotate(rotate, expand=True) if rotate else image
+
+
+def make_mixed_pdf(
+    path: Path, pages: list[object], *, hidden_text: dict[int, str] | None = None
+) -> Path:
+    """A PDF whose pages are text (a str: lines drawn as a text layer) or scans (a PIL image
+    drawn over the full page). `hidden_text` puts an invisible text layer (render mode 3, as
+    scanners' OCR does) on the given 1-based pages."""
+    import io
+
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.utils import ImageReader
+    from reportlab.pdfgen import canvas
+
+    pdf = canvas.Canvas(str(path), pagesize=A4)
+    width, height = A4
+    for number, page in enumerate(pages, start=1):
+        if isinstance(page, str):
+            pdf.setFont("Helvetica", 11)
+            for i, line in enumerate(page.split("\n")):
+                pdf.drawString(72, 760 - 16 * i, line)
+        else:
+            buffer = io.BytesIO()
+            page.save(buffer, "PNG")  # type: ignore[attr-defined]
+            pdf.drawImage(ImageReader(buffer), 0, 0, width=width, height=height)
+        if hidden_text and number in hidden_text:
+            layer = pdf.beginText(72, 700)
+            layer.setTextRenderMode(3)
+            layer.setFont("Helvetica", 11)
+            for line in hidden_text[number].split("\n"):
+                layer.textLine(line)
+            pdf.drawText(layer)
+        pdf.showPage()
+    pdf.save()
+    return path
+
+
+def make_owner_password_pdf(path: Path, text: str) -> Path:
+    """A PDF encrypted with an owner password only (empty user password; print/copy limits)."""
+    from pypdf import PdfReader, PdfWriter
+
+    plain = make_pdf(path.with_suffix(".plain.pdf"), [("Restricted", [text])])
+    writer = PdfWriter()
+    for page in PdfReader(plain).pages:
+        writer.add_page(page)
+    writer.encrypt(user_password="", owner_password="owner-secret", permissions_flag=0)
+    with path.open("wb") as out:
+        writer.write(out)
+    plain.unlink()
+    return path
+
+
+def make_table_pdf(path: Path, heading: str, rows: list[list[str]]) -> Path:
+    """A PDF with a heading and a ruled table (reportlab platypus, grid lines drawn)."""
+    from reportlab.lib import colors
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.styles import getSampleStyleSheet
+    from reportlab.platypus import Paragraph, SimpleDocTemplate, Table, TableStyle
+
+    table = Table(rows)
+    table.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.5, colors.black)]))
+    story = [Paragraph(heading, getSampleStyleSheet()["Heading1"]), table]
+    SimpleDocTemplate(str(path), pagesize=A4).build(story)
+    return path
+
+
+def make_epub(path: Path, title: str, chapters: list[tuple[str, str]]) -> Path:
+    """A minimal EPUB 3 (zip: mimetype, container, OPF, one XHTML per (heading, paragraph))."""
+    import zipfile
+
+    items = "".join(f'<item id="c{i}" href="text/c{i}.xhtml" media-type="application/xhtml+xml"/>'
+                    for i in range(len(chapters)))  # fmt: skip
+    spine = "".join(f'<itemref idref="c{i}"/>' for i in range(len(chapters)))
+    opf = (
+        '<?xml version="1.0" encoding="utf-8"?><package xmlns="http://www.idpf.org/2007/opf" '
+        'version="3.0" unique-identifier="id"><metadata xmlns:dc="http://purl.org/dc/elements/1.1/">'
+        f'<dc:identifier id="id">x</dc:identifier><dc:title>{title}</dc:title></metadata>'
+        f"<manifest>{items}</manifest><spine>{spine}</spine></package>"
+    )
+    container = (
+        '<?xml version="1.0"?><container version="1.0" '
+        'xmlns="urn:oasis:names:tc:opendocument:xmlns:container"><rootfiles>'
+        '<rootfile full-path="OEBPS/content.opf" media-type="application/oebps-package+xml"/>'
+        "</rootfiles></container>"
+    )
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("mimetype", "application/epub+zip", compress_type=zipfile.ZIP_STORED)
+        archive.writestr("META-INF/container.xml", container)
+        archive.writestr("OEBPS/content.opf", opf)
+        for i, (heading, paragraph) in enumerate(chapters):
+            archive.writestr(
+                f"OEBPS/text/c{i}.xhtml",
+                '<?xml version="1.0" encoding="utf-8"?><html xmlns="http://www.w3.org/1999/xhtml">'
+                f"<head><title>{heading}</title></head><body><h1>{heading}</h1><p>{paragraph}</p>"
+                "</body></html>",
+            )
+    return path
+
+
+def make_odt(path: Path, body_xml: str, *, encrypted: bool = False) -> Path:
+    """A minimal ODT: `body_xml` inside office:text (text: and table: namespaces declared)."""
+    import zipfile
+
+    content = (
+        '<?xml version="1.0" encoding="UTF-8"?><office:document-content '
+        'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+        'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" '
+        'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" office:version="1.2">'
+        f"<office:body><office:text>{body_xml}</office:text></office:body></office:document-content>"
+    )
+    entry = ('<manifest:encryption-data manifest:checksum-type="SHA1/1K" manifest:checksum="x"/>'
+             if encrypted else "")  # fmt: skip
+    manifest = (
+        '<?xml version="1.0" encoding="UTF-8"?><manifest:manifest '
+        'xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0">'
+        '<manifest:file-entry manifest:full-path="/" '
+        'manifest:media-type="application/vnd.oasis.opendocument.text"/>'
+        f'<manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml">'
+        f"{entry}</manifest:file-entry></manifest:manifest>"
+    )
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("mimetype", "application/vnd.oasis.opendocument.text",
+                         compress_type=zipfile.ZIP_STORED)  # fmt: skip
+        archive.writestr("META-INF/manifest.xml", manifest)
+        archive.writestr("content.xml", content)
+    return path

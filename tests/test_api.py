@@ -359,3 +359,23 @@ def test_bad_access_fields_are_refused_before_storage(api: Harness) -> None:
         )
         assert response.status_code == 422, (fields, response.text)
     assert api.client.get("/v1/documents", headers=auth(api.key_a)).json()["documents"] == []
+
+
+def test_a_cell_deep_in_a_long_sheet_is_found_with_its_headers(
+    api: Harness, tmp_path: Path
+) -> None:
+    from tests.docgen import make_merged_xlsx, region_rows
+
+    regions = {name: {27: count} for name, count in
+               [("North", 601), ("East", 455), ("West", 512), ("South", 381)]}  # fmt: skip
+    path = make_merged_xlsx(tmp_path / "bands.xlsx", region_rows(regions, bands=40))
+    job = upload(api, api.key_a, {"bands.xlsx": path.read_bytes()})
+    assert wait_for_job(api.client, str(job["id"]), api.key_a)["status"] == "completed"
+    response = api.client.post(
+        "/v1/search", headers=auth(api.key_a), json={"query": "South Band 27 count", "top_k": 3}
+    )
+    assert response.status_code == 200, response.text
+    top = response.json()["hits"][0]
+    # The region is merged down 40 rows and the header is 120 rows up: the row still says both.
+    assert "Region: South | Band: Band 27 | Count: 381" in top["text"].split("\n")
+    assert (top["page"], top["section"]) == (1, "Bands")
