@@ -3,7 +3,7 @@ OpenDocument text and RTF, each read by a well-kept library or a Debian tool.
 
 | format | read by |
 |---|---|
-| .doc | `antiword` (Debian package antiword) |
+| .doc | `catdoc` (Debian package catdoc; antiword refuses small files and misreads CJK) |
 | .ppt | `catppt` (Debian package catdoc) |
 | .xls | xlrd (merged cells filled in, tables as in `ingest.tables`) |
 | .msg | extract-msg (headers, body, attachments parsed by their own type) |
@@ -106,7 +106,7 @@ def _paragraph_elements(text: str, page: int | None = None) -> list[ParsedElemen
 
 
 def parse_doc(data: bytes) -> list[ParsedElement]:
-    """A Word 97-2003 document through antiword (paragraphs; its tables as `|` rows)."""
+    """A Word 97-2003 document through catdoc (one paragraph a line; UTF-16 and 8-bit text)."""
     streams = _ole_streams(data, "DOC")
     _refuse_encrypted_ole(streams, "DOC")
     if "WordDocument" not in streams:
@@ -115,8 +115,8 @@ def parse_doc(data: bytes) -> list[ParsedElement]:
     # [MS-DOC] FIB: flags at offset 0x0A, fEncrypted = 0x0100.
     if len(word) >= 12 and int.from_bytes(word[10:12], "little") & 0x0100:
         raise ParseError("the DOC file is password-protected (encrypted)")
-    # -w 0: no line wrapping, so a paragraph is one line; -m UTF-8.txt: UTF-8 output.
-    text = _run_tool("antiword", "antiword", ["-w", "0", "-m", "UTF-8.txt"], data, ".doc")
+    # -w: no line wrapping, so a paragraph is one line; -d utf-8: UTF-8 output.
+    text = _run_tool("catdoc", "catdoc", ["-w", "-d", "utf-8"], data, ".doc")
     return _paragraph_elements(text.replace("\n", "\n\n"))
 
 
@@ -187,6 +187,11 @@ def _xls_value(book: Any, cell: Any) -> object:
     return cell.value
 
 
+# S/MIME encrypted (not merely signed: IPM.Note.SMIME.MultipartSigned is readable) and
+# rights-protected (IRM) messages.
+_ENCRYPTED_MESSAGE_CLASSES = ("IPM.NOTE.SMIME", "IPM.NOTE.RPMSG")
+_SIGNED_ONLY = "IPM.NOTE.SMIME.MULTIPARTSIGNED"
+
 # --- Outlook .msg -----------------------------------------------------------------------------
 
 
@@ -194,18 +199,19 @@ def parse_msg(data: bytes, *, depth: int = 0) -> list[ParsedElement]:
     """Subject as the title, From/To/Date, the body, then each attachment by its own type."""
     import extract_msg
 
-    _ole_streams(data, "MSG")
+    streams = _ole_streams(data, "MSG")
+    if "__substg1.0_001A001F" in streams:  # PidTagMessageClass, read before opening the rest
+        message_class = _read_stream(data, "__substg1.0_001A001F").decode("utf-16-le", "replace")
+        kind = message_class.strip("\x00").upper()
+        if kind.startswith(_ENCRYPTED_MESSAGE_CLASSES) and not kind.startswith(_SIGNED_ONLY):
+            raise ParseError(
+                f"the MSG file is an encrypted e-mail ({message_class}); its body cannot be read"
+            )
     try:
         message = extract_msg.openMsg(io.BytesIO(data), delayAttachments=False)
     except Exception as exc:  # extract-msg raises its own kinds for a damaged or unknown file
         raise ParseError(f"the MSG file is corrupt or unreadable: {exc}") from exc
     try:
-        message_class = str(getattr(message, "classType", "") or "")
-        if message_class.upper().startswith(("IPM.NOTE.SMIME", "IPM.NOTE.RPMSG")):
-            raise ParseError(
-                "the MSG file is an encrypted e-mail (S/MIME or rights-protected); "
-                "its body cannot be read"
-            )
         subject = str(getattr(message, "subject", "") or "") or "(no subject)"
         elements = [ParsedElement(subject, ElementKind.TITLE)]
         fields = (("From", "sender"), ("To", "to"), ("Date", "date"))

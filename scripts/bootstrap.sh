@@ -15,8 +15,7 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql
 command -v tesseract >/dev/null 2>&1 || missing+=(tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim)
 # Page orientation of scans (Tesseract OSD), so sideways or upside-down pages are read upright.
 compgen -G "/usr/share/tesseract-ocr/*/tessdata/osd.traineddata" >/dev/null || missing+=(tesseract-ocr-osd)
-# Legacy Word (.doc) and PowerPoint (.ppt) text: antiword and catdoc's catppt.
-command -v antiword >/dev/null 2>&1 || missing+=(antiword)
+# Legacy Word (.doc) and PowerPoint (.ppt) text: catdoc and catppt (Debian package catdoc).
 command -v catppt >/dev/null 2>&1 || missing+=(catdoc)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> apt-get install ${missing[*]}"

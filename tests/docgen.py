@@ -314,3 +314,231 @@ def make_odt(path: Path, body_xml: str, *, encrypted: bool = False) -> Path:
         archive.writestr("META-INF/manifest.xml", manifest)
         archive.writestr("content.xml", content)
     return path
+
+
+_END, _FREE, _FAT = 0xFFFFFFFE, 0xFFFFFFFF, 0xFFFFFFFD
+
+
+def make_ole(streams: dict[str, bytes]) -> bytes:
+    """An OLE compound file (MS-CFB version 3, 512-byte sectors) holding `streams`, named by
+    path ("storage/stream"); small streams go to the mini stream as the format requires. Written
+    here because no tool installable on the test machine writes legacy Office or .msg files."""
+    import struct
+
+    # The directory: the root (0), then every storage and stream, each with its children.
+    entries: list[dict[str, object]] = [{"name": "Root Entry", "type": 5, "children": []}]
+    index: dict[str, int] = {"": 0}
+    for path in sorted(streams):
+        parts = path.split("/")
+        for depth in range(1, len(parts) + 1):
+            key = "/".join(parts[:depth])
+            if key in index:
+                continue
+            index[key] = len(entries)
+            kind = 2 if depth == len(parts) else 1
+            entries.append({"name": parts[depth - 1], "type": kind, "children": [],
+                            "data": streams[key] if kind == 2 else b""})  # fmt: skip
+            parent = entries[index["/".join(parts[: depth - 1])]]
+            parent["children"].append(index[key])  # type: ignore[attr-defined]
+
+    mini = bytearray()
+    minifat: list[int] = []
+    big: list[tuple[int, bytes]] = []  # (entry, data) stored in regular sectors
+    for number, entry in enumerate(entries):
+        data = entry.get("data", b"")
+        assert isinstance(data, bytes)
+        if entry["type"] != 2:
+            continue
+        if len(data) < 4096:
+            entry["start"] = len(mini) // 64 if data else _END
+            count = (len(data) + 63) // 64
+            first = len(minifat)
+            minifat.extend(first + i + 1 for i in range(count))
+            if count:
+                minifat[-1] = _END
+            mini += data + b"\x00" * (count * 64 - len(data))
+        else:
+            big.append((number, data))
+
+    def sectors(size: int) -> int:
+        return (size + 511) // 512
+
+    dir_sectors = sectors(128 * len(entries))
+    minifat_sectors = sectors(4 * len(minifat))
+    mini_sectors = sectors(len(mini))
+    data_sectors = sum(sectors(len(d)) for _, d in big)
+    fat_sectors = 1
+    while True:
+        total = fat_sectors + dir_sectors + minifat_sectors + mini_sectors + data_sectors
+        if fat_sectors * 128 >= total:
+            break
+        fat_sectors += 1
+    assert fat_sectors <= 109, "fixture too large for a header-only DIFAT"
+
+    fat: list[int] = [_FAT] * fat_sectors
+    position = fat_sectors
+
+    def chain(count: int) -> int:
+        nonlocal position
+        if count == 0:
+            return _END
+        start = position
+        fat.extend([*range(start + 1, start + count), _END])
+        position += count
+        return start
+
+    dir_start = chain(dir_sectors)
+    minifat_start = chain(minifat_sectors)
+    mini_start = chain(mini_sectors)
+    entries[0]["start"], entries[0]["size"] = mini_start, len(mini)
+    blobs = []
+    for number, data in big:
+        entries[number]["start"] = chain(sectors(len(data)))
+        blobs.append(data + b"\x00" * (sectors(len(data)) * 512 - len(data)))
+    fat.extend([_FREE] * (fat_sectors * 128 - len(fat)))
+
+    def order(name: str) -> tuple[int, str]:
+        return (len(name), name.upper())
+
+    left = dict.fromkeys(range(len(entries)), _FREE)
+    right = dict(left)
+    child = dict(left)
+
+    def tree(members: list[int]) -> int:
+        """A balanced binary tree of siblings, in MS-CFB's name order; its root's number."""
+        if not members:
+            return _FREE
+        middle = len(members) // 2
+        left[members[middle]] = tree(members[:middle])
+        right[members[middle]] = tree(members[middle + 1 :])
+        return members[middle]
+
+    for number, entry in enumerate(entries):
+        kids = sorted(entry["children"], key=lambda n: order(str(entries[n]["name"])))  # type: ignore[attr-defined]
+        child[number] = tree(kids)
+
+    directory = bytearray()
+    for number, entry in enumerate(entries):
+        name = str(entry["name"]).encode("utf-16-le")
+        data = entry.get("data", b"")
+        size = int(entry.get("size", len(data) if isinstance(data, bytes) else 0))  # type: ignore[call-overload]
+        start = int(entry.get("start", _END if entry["type"] == 1 else 0))  # type: ignore[call-overload]
+        if entry["type"] == 1:
+            start, size = 0, 0
+        directory += struct.pack(
+            "<64sHBBIII16sIQQIQ",
+            name, len(name) + 2, entry["type"], 1, left[number], right[number], child[number],
+            b"\x00" * 16, 0, 0, 0, start, size,
+        )  # fmt: skip
+    for _ in range(dir_sectors * 4 - len(entries)):
+        directory += struct.pack("<64sHBBIII16sIQQIQ", b"", 0, 0, 0, _FREE, _FREE, _FREE,
+                                 b"\x00" * 16, 0, 0, 0, 0, 0)  # fmt: skip
+
+    difat = list(range(fat_sectors)) + [_FREE] * (109 - fat_sectors)
+    header = struct.pack(
+        "<8s16sHHHHH6sIIIIIIIII109I",
+        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", b"\x00" * 16, 0x3E, 3, 0xFFFE, 9, 6, b"\x00" * 6,
+        0, fat_sectors, dir_start, 0, 4096, minifat_start if minifat else _END,
+        minifat_sectors, _END, 0, *difat,
+    )  # fmt: skip
+    out = bytearray(header)
+    out += struct.pack(f"<{len(fat)}I", *fat)
+    out += directory
+    table = minifat + [_FREE] * (minifat_sectors * 128 - len(minifat))
+    out += struct.pack(f"<{len(table)}I", *table)
+    out += bytes(mini) + b"\x00" * (mini_sectors * 512 - len(mini))
+    for blob in blobs:
+        out += blob
+    return bytes(out)
+
+
+def make_doc(paragraphs: list[str], *, encrypted: bool = False) -> bytes:
+    """A minimal Word 97-2003 .doc ([MS-DOC]): a FIB, the text as one piece (8-bit cp1252 when
+    it fits, else UTF-16), and the piece table in the 1Table stream; `encrypted` sets the
+    FIB's fEncrypted flag as Word's password protection does."""
+    import struct
+
+    text = "".join(p + "\r" for p in paragraphs)
+    try:
+        body, fc = text.encode("cp1252"), (0x400 * 2) | 0x40000000  # "compressed" 8-bit text
+    except UnicodeEncodeError:
+        body, fc = text.encode("utf-16-le"), 0x400
+    word = bytearray(0x400) + body
+    word += b"\x00" * (512 - len(word) % 512)
+    # fWhichTblStm (1Table), fExtChar (MUST be set), fEncrypted
+    flags = 0x0200 | 0x1000 | (0x0100 if encrypted else 0)
+    struct.pack_into("<HHHHHH", word, 0, 0xA5EC, 0x00C1, 0, 0x0409, 0, flags)
+    struct.pack_into("<H", word, 0x0C, 0x00BF)  # nFibBack
+    struct.pack_into("<II", word, 0x18, 0x400, 0x400 + len(body))
+    struct.pack_into("<H", word, 0x20, 14)  # csw
+    struct.pack_into("<H", word, 0x3E, 22)  # cslw
+    struct.pack_into("<I", word, 0x40, len(word))  # cbMac
+    struct.pack_into("<I", word, 0x4C, len(text))  # ccpText
+    struct.pack_into("<H", word, 0x98, 0x5D)  # cbRgFcLcb (Word 97)
+    pieces = struct.pack("<II", 0, len(text)) + struct.pack("<HIH", 0, fc, 0)
+    clx = b"\x02" + struct.pack("<I", len(pieces)) + pieces
+    struct.pack_into("<II", word, 0x1A2, 0, len(clx))  # fcClx, lcbClx
+    return make_ole({"WordDocument": bytes(word), "1Table": clx + b"\x00" * 16})
+
+
+def make_ppt(slides: list[tuple[str, str]]) -> bytes:
+    """A minimal PowerPoint 97-2003 .ppt ([MS-PPT]): a document container whose slide list
+    holds each slide's title and body as text atoms (UTF-16)."""
+    import struct
+
+    def record(version: int, kind: int, body: bytes) -> bytes:
+        return struct.pack("<HHI", version, kind, len(body)) + body
+
+    atoms = b""
+    for title, body in slides:
+        for text_type, text in ((0, title), (1, body)):  # TextHeaderAtom: 0 title, 1 body
+            atoms += record(0, 0x0F9F, struct.pack("<I", text_type))
+            atoms += record(0, 0x0FA0, text.encode("utf-16-le"))  # TextCharsAtom
+    document = record(0x000F, 0x03E8, record(0x000F, 0x0FF0, atoms))
+    return make_ole({"PowerPoint Document": document, "Current User": b""})
+
+
+def make_msg(
+    subject: str,
+    body: str,
+    attachments: dict[str, bytes] | None = None,
+    *,
+    message_class: str = "IPM.Note",
+) -> bytes:
+    """A minimal Outlook .msg ([MS-OXMSG]): string properties as UTF-16 streams, the property
+    stream, an empty named-property map, and each attachment by value in its own storage."""
+    import struct
+
+    def unicode_props(values: dict[int, str], prefix: str) -> tuple[dict[str, bytes], bytes]:
+        streams, entries = {}, b""
+        for prop_id, value in values.items():
+            encoded = value.encode("utf-16-le")
+            streams[f"{prefix}__substg1.0_{prop_id:04X}001F"] = encoded
+            entries += struct.pack("<IIII", (prop_id << 16) | 0x001F, 0x6, len(encoded) + 2, 0)
+        return streams, entries
+
+    attachments = attachments or {}
+    streams, entries = unicode_props(
+        {
+            0x001A: message_class,
+            0x0037: subject,
+            0x1000: body,
+            0x0C1A: "HR",
+            0x0C1F: "hr@example.com",
+            0x0E04: "all@example.com",
+        },
+        "",
+    )
+    header = struct.pack("<8sIIII8s", b"", 0, len(attachments), 0, len(attachments), b"")
+    streams["__properties_version1.0"] = header + entries
+    for name in ("00020102", "00030102", "00040102"):
+        streams[f"__nameid_version1.0/__substg1.0_{name}"] = b""
+    for number, (filename, data) in enumerate(attachments.items()):
+        prefix = f"__attach_version1.0_#{number:08X}/"
+        named, props = unicode_props({0x3707: filename, 0x3704: filename[:8]}, prefix)
+        streams.update(named)
+        streams[f"{prefix}__substg1.0_37010102"] = data
+        props += struct.pack("<IIII", 0x37010102, 0x6, len(data), 0)
+        props += struct.pack("<IIII", 0x37050003, 0x6, 1, 0)  # PR_ATTACH_METHOD: by value
+        streams[f"{prefix}__properties_version1.0"] = b"\x00" * 8 + props
+    return make_ole(streams)

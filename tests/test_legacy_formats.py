@@ -121,3 +121,59 @@ def test_a_docx_saved_as_doc_is_read_as_what_it_is(tmp_path: Path) -> None:
 
     path = make_docx(tmp_path / "a.docx", [("Rules", ["Visitors sign in at reception."])])
     assert "Visitors sign in" in _text("renamed.doc", path.read_bytes())
+
+
+def test_doc_in_8_bit_and_utf16_text() -> None:
+    from tests.docgen import make_doc
+
+    french = make_doc(["Congés", "Le café est servi à dix heures."])
+    assert _text("fr.doc", french).split("\n") == ["Congés", "Le café est servi à dix heures."]
+    chinese = make_doc(["年假规定", "员工每年享有二十五天带薪年假。"])
+    assert _text("zh.doc", chinese).split("\n") == ["年假规定", "员工每年享有二十五天带薪年假。"]
+
+
+def test_password_protected_doc_says_so() -> None:
+    from tests.docgen import make_doc
+
+    with pytest.raises(ParseError, match="password-protected"):
+        parse_document("locked.doc", make_doc(["Secret"], encrypted=True))
+
+
+def test_ppt_slides_text() -> None:
+    from tests.docgen import make_ppt
+
+    deck = make_ppt([("Roadmap", "Ship search in May."), ("预算", "差旅上限为两千欧元。")])
+    assert _text("d.ppt", deck).split("\n") == [
+        "Roadmap", "Ship search in May.", "预算", "差旅上限为两千欧元。",
+    ]  # fmt: skip
+
+
+def test_msg_with_its_attachment(tmp_path: Path) -> None:
+    from tests.docgen import make_msg, make_pdf
+
+    pdf = make_pdf(tmp_path / "a.pdf", [("Annex", ["Parking costs 40 EUR a month."])])
+    data = make_msg("New rules", "See the attachment.\r\n\r\nVisitors sign in at reception.",
+                    {"annex.pdf": pdf.read_bytes()})  # fmt: skip
+    doc = parse_document("m.msg", data)
+    assert doc.title == "New rules"
+    text = "\n".join(e.text for e in doc.elements)
+    assert "Visitors sign in at reception." in text
+    assert "Attachment: annex.pdf" in text
+    assert "Parking costs 40 EUR a month." in text
+
+
+def test_encrypted_msg_says_encrypted() -> None:
+    from tests.docgen import make_msg
+
+    data = make_msg("Salaries", "(encrypted)", message_class="IPM.Note.SMIME")
+    with pytest.raises(ParseError, match="encrypted e-mail"):
+        parse_document("s.msg", data)
+
+
+def test_a_password_protected_xls_says_so(tmp_path: Path) -> None:
+    from tests.docgen import make_encrypted_office, make_xlsx
+
+    # Excel's password protection turns any workbook into an encrypted OLE package.
+    locked = make_encrypted_office(make_xlsx(tmp_path / "l.xlsx", {"Codes": [["door", 1234]]}))
+    with pytest.raises(ParseError, match="password-protected"):
+        parse_document("locked.xls", locked.read_bytes())
