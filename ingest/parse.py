@@ -9,6 +9,7 @@ from pathlib import PurePosixPath
 from ingest import formats, office_legacy
 from ingest.elements import ElementKind, ParsedDocument, ParsedElement, ParseError
 from ingest.markdown import parse_markdown
+from ingest.pdf import OcrMode
 from ingest.sniff import check_zip, decode_text, sniffed_kind
 
 __all__ = ["ElementKind", "ParseError", "ParsedDocument", "ParsedElement", "parse_document"]
@@ -65,15 +66,18 @@ def content_type_for(path: str) -> str:
         ) from None
 
 
-def parse_document(path: str, data: bytes, *, _depth: int = 0) -> ParsedDocument:
-    """Parse by the file's extension, after checking the bytes agree with it."""
+def parse_document(
+    path: str, data: bytes, *, ocr: OcrMode = "auto", _depth: int = 0
+) -> ParsedDocument:
+    """Parse by the file's extension, after checking the bytes agree with it. `ocr="force"`
+    reads every PDF page with OCR (`ingest.pdf`)."""
     content_type = content_type_for(path)
     suffix = PurePosixPath(path).suffix.lower()
     if not data:
         raise ParseError("the file is empty")
     suffix = office_legacy.actual_suffix(suffix, data)
     _check_content_matches(suffix, data)
-    elements = _parse(suffix, data, depth=_depth)
+    elements = _parse_pdf(data, ocr) if suffix == ".pdf" else _parse(suffix, data, depth=_depth)
     elements = [e for e in elements if e.text.strip()]
     if not elements:
         raise ParseError("no text could be extracted from the file")
@@ -109,8 +113,6 @@ def _check_content_matches(suffix: str, data: bytes) -> None:
 
 
 def _parse(suffix: str, data: bytes, *, depth: int) -> list[ParsedElement]:
-    if suffix == ".pdf":
-        return _parse_pdf(data)
     if suffix in _ZIP_LABELS:
         archive = check_zip(data, label=_ZIP_LABELS[suffix])
         archive.close()
@@ -157,7 +159,7 @@ def _partition_plain_text(text: str, page: int | None = None) -> list[ParsedElem
     return formats.from_unstructured(partition_text(text=text, languages=[""]), page=page)
 
 
-def _parse_pdf(data: bytes) -> list[ParsedElement]:
+def _parse_pdf(data: bytes, ocr: OcrMode) -> list[ParsedElement]:
     from ingest.pdf import parse_pdf
 
-    return parse_pdf(data, partition=_partition_plain_text)
+    return parse_pdf(data, ocr_mode=ocr, partition=_partition_plain_text)
