@@ -132,17 +132,28 @@ def xlsx_merged_ranges(data: bytes, sheet_path: str) -> list[tuple[int, int, int
 
 
 def fill_merged(grid: list[list[Any]], ranges: list[tuple[int, int, int, int]]) -> None:
-    """Copy each merged range's top-left value into every cell it covers (within the grid)."""
+    """Copy each merged range's top-left value into every cell it covers (within the grid: a
+    title merged across all 16,384 columns fills only the columns that hold data)."""
+    width = max((_last_filled(row) for row in grid), default=0)
     for min_col, min_row, max_col, max_row in ranges:
+        max_col = min(max_col, width)
         if min_row > len(grid) or min_col > len(grid[min_row - 1]):
             continue
         value = grid[min_row - 1][min_col - 1]
         for r in range(min_row - 1, min(max_row, len(grid))):
             row = grid[r]
             if len(row) < max_col:
-                row.extend([None] * (min(max_col, 16_384) - len(row)))
+                row.extend([None] * (max_col - len(row)))
             for c in range(min_col - 1, max_col):
                 row[c] = value
+
+
+def _last_filled(row: list[Any]) -> int:
+    """1 + the index of the row's last cell with a value (0 for an empty row)."""
+    for index in range(len(row) - 1, -1, -1):
+        if row[index] is not None and str(row[index]).strip():
+            return index + 1
+    return 0
 
 
 CSV_SNIFF_BYTES = 16_384

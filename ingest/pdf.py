@@ -21,6 +21,7 @@ from ingest.tables import render_table
 
 OcrMode = Literal["auto", "force"]
 MAX_OCR_PAGES = 200
+MAX_OCR_PIXELS = 50_000_000  # as for uploaded images
 # A page with fewer non-space characters than this over a full-page image is treated as a scan
 # (a page number or a scanner's stamp is not the page's text).
 FEW_CHARACTERS = 40
@@ -56,7 +57,10 @@ def parse_pdf(
     split = partition or _paragraphs
     import pypdfium2
 
-    document = pypdfium2.PdfDocument(data)
+    try:
+        document = pypdfium2.PdfDocument(data)
+    except pypdfium2.PdfiumError as exc:
+        raise ParseError(f"the PDF is corrupt or unreadable: {exc}") from exc
     try:
         scans = _scanned_pages(document, texts, ocr_mode)
         tables = _tables_by_page(data, skip=scans)
@@ -68,7 +72,7 @@ def parse_pdf(
                     unread_scans += 1
                     continue
                 # One page rendered at a time: a 300 dpi A4 page is ~26 MB of pixels.
-                image = document[number - 1].render(scale=300 / 72).to_pil()
+                image = _render(document[number - 1])
                 elements.extend(ocr.read_image(image, page=number, what="PDF"))
             elif number in tables:
                 elements.extend(tables[number])
@@ -79,6 +83,14 @@ def parse_pdf(
     if not any(e.text.strip() for e in elements) and unread_scans:
         raise ParseError("the PDF has no text layer (scanned?) and OCR is not installed")
     return elements
+
+
+def _render(page: Any) -> Any:
+    """The page as a PIL image at 300 dpi, or less for a page so large that 300 dpi would pass
+    MAX_OCR_PIXELS (a poster-sized page)."""
+    width, height = page.get_size()  # in points, 72 a inch
+    scale = min(300 / 72, (MAX_OCR_PIXELS / max(1.0, width * height)) ** 0.5)
+    return page.render(scale=scale).to_pil()
 
 
 def _open_with_empty_password(reader: Any, dependency_error: type[Exception]) -> None:

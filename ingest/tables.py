@@ -52,9 +52,9 @@ def render_table(rows: Sequence[Sequence[object]], *, header_rows: int | None = 
     else:
         start, count = 0, min(header_rows, len(grid))
     if count == 0 or start + count >= len(grid):
-        return "\n".join(" | ".join(_trim(row)) for row in grid)
+        return "\n".join(_plain(row) for row in grid)
     names = [_join_header([grid[r][c] for r in range(start, start + count)]) for c in range(width)]
-    lines = [" | ".join(_trim(row)) for row in grid[:start]]
+    lines = [_plain(row) for row in grid[:start]]
     lines.append(" | ".join(names))
     for row in grid[start + count :]:
         cells = [f"{name}: {value}" if name and name != value else value
@@ -81,6 +81,12 @@ def find_header(grid: Sequence[Sequence[str]]) -> tuple[int, int]:
         ):
             return index, 1
     return 0, 0
+
+
+def _plain(row: list[str]) -> str:
+    """A row outside the header's reach: its cells, a cell merged across columns said once."""
+    cells = _trim(row)
+    return " | ".join(c for i, c in enumerate(cells) if i == 0 or c != cells[i - 1])
 
 
 def _trim(row: list[str]) -> list[str]:

@@ -139,3 +139,21 @@ def test_pdf_table_keeps_its_columns(tmp_path: Path) -> None:
     assert [t.page for t in tables] == [1]
     assert "Account: Freight | Q1: 0 | Q2: 0 | Total: 295,891" in tables[0].text.split("\n")
     assert doc.elements[0].text == "Ledger"  # the text around the table is kept, in order
+
+
+def test_a_caption_merged_across_the_sheet_is_said_once(tmp_path: Path) -> None:
+    from openpyxl import Workbook
+
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.append(["Band counts, May 2024"])
+    sheet.merge_cells("A1:XFD1")  # merged across every column Excel has
+    for row in region_rows({"North": {27: 601}}, bands=2):
+        sheet.append(row)
+    workbook.save(str(tmp_path / "c.xlsx"))
+    assert _rows("c.xlsx", (tmp_path / "c.xlsx").read_bytes()) == [
+        "Band counts, May 2024",
+        "Region | Band | Count",
+        "Region: North | Band: Band 1 | Count: 101",
+        "Region: North | Band: Band 2 | Count: 102",
+    ]
