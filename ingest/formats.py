@@ -91,6 +91,9 @@ def parse_xlsx(data: bytes) -> list[ParsedElement]:
     elements: list[ParsedElement] = []
     try:
         for number, sheet in enumerate(workbook.worksheets, start=1):
+            # The stored dimension can claim all 16,384 columns (a merged title row); without
+            # it each row is only as long as its last cell.
+            sheet.reset_dimensions()
             grid = [list(row) for row in sheet.iter_rows(min_row=1, min_col=1, values_only=True)]
             fill_merged(grid, xlsx_merged_ranges(data, getattr(sheet, "_worksheet_path", "")))
             rendered = render_table(grid)
