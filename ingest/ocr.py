@@ -17,6 +17,7 @@ from ingest.elements import ElementKind, ParsedElement, ParseError
 OCR_LANGUAGES = ("eng", "chi_sim")
 # OSD below this confidence is a guess (Tesseract's own scale; blank or tiny text scores ~0-1).
 MIN_ORIENTATION_CONFIDENCE = 1.5
+_HAN_SCRIPTS = {"Han", "HanS", "HanT", "Hiragana", "Katakana", "Japanese"}
 _CJK = "\u2e80-\u2fff\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef"
 _SPACE_BETWEEN_CJK = re.compile(f"(?<=[{_CJK}])[ \\t]+(?=[{_CJK}])")
 
@@ -34,27 +35,34 @@ def installed() -> frozenset[str]:
         return frozenset()
 
 
-def languages() -> str | None:
-    """The installed Tesseract languages ragkb reads with (`eng+chi_sim`), or None."""
-    wanted = [lang for lang in OCR_LANGUAGES if lang in installed()]
+def languages(script: str | None = None) -> str | None:
+    """The installed Tesseract languages ragkb reads with, or None without Tesseract.
+
+    The first language leads Tesseract's layout analysis: `eng+chi_sim` reads a Chinese page
+    as Latin garbage ("ALSFSA_+HAAH" for a line of 员工每年...), so a page whose script OSD
+    found to be Han is read as `chi_sim+eng`."""
+    order = OCR_LANGUAGES[::-1] if script in _HAN_SCRIPTS else OCR_LANGUAGES
+    wanted = [lang for lang in order if lang in installed()]
     return "+".join(wanted) or None
 
 
-def upright(image: Any) -> Any:
-    """The image turned so its text reads upright (unchanged when OSD is missing or unsure)."""
+def upright(image: Any) -> tuple[Any, str | None]:
+    """The image turned so its text reads upright, and its script as OSD names it (`Latin`,
+    `Han`, ...); unchanged and None when OSD is missing or cannot tell."""
     if "osd" not in installed():
-        return image
+        return image, None
     import pytesseract
 
     try:
         found = pytesseract.image_to_osd(image, output_type=pytesseract.Output.DICT)
     except pytesseract.TesseractError:  # too few characters to tell
-        return image
+        return image, None
+    script = str(found.get("script", "")) or None
     rotate = int(found.get("rotate", 0))
     if rotate % 360 == 0 or float(found.get("orientation_conf", 0)) < MIN_ORIENTATION_CONFIDENCE:
-        return image
+        return image, script
     # OSD's `rotate` is the clockwise turn that makes the text upright; PIL turns anticlockwise.
-    return image.rotate(-rotate, expand=True)
+    return image.rotate(-rotate, expand=True), script
 
 
 def join_cjk(text: str) -> str:
@@ -69,6 +77,7 @@ def read_image(image: Any, *, page: int | None = None, what: str = "image") -> l
         raise ParseError(f"the {what} has no text layer and OCR (Tesseract) is not installed")
     import pytesseract
 
-    text = join_cjk(pytesseract.image_to_string(upright(image), lang=lang))
+    image, script = upright(image)
+    text = join_cjk(pytesseract.image_to_string(image, lang=languages(script) or lang))
     return [ParsedElement(p.strip(), ElementKind.TEXT, page=page)
             for p in re.split(r"\n\s*\n", text) if p.strip()]  # fmt: skip

@@ -121,3 +121,17 @@ def test_ocr_force_reads_a_plausible_but_wrong_text_layer_again(tmp_path: Path) 
     forced = " ".join(e.text for e in parse_pdf(data, ocr_mode="force"))
     assert "4280" in forced
     assert "9999" not in forced
+
+
+CJK_FONT = Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")  # Debian fonts-wqy-microhei
+
+
+@needs_osd
+@pytest.mark.skipif(not CJK_FONT.exists(), reason="no Chinese font to draw the scan with")
+def test_a_chinese_scan_reads_as_chinese_without_spaces(tmp_path: Path) -> None:
+    scan = page_image("员工每年享有二十五天带薪年假。\n因此，请提前两周申请。",
+                      font=str(CJK_FONT), font_size=48)  # fmt: skip
+    path = make_mixed_pdf(tmp_path / "zh.pdf", [scan])
+    text = "\n".join(e.text for e in parse_document("zh.pdf", path.read_bytes()).elements)
+    assert "因此，请提前两周申请。" in text
+    assert "二十五天" in text
