@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import email
 import email.policy
@@ -163,15 +164,16 @@ CSV_SNIFF_BYTES = 16_384
 
 
 def parse_csv(text: str, *, delimiter: str = ",") -> list[ParsedElement]:
-    """A delimited file as one table; the delimiter (`,` `;` tab `|`) is sniffed from the first
-    16 KB, falling back to `delimiter` (by extension) when the sample says nothing clear."""
-    sample = text[:CSV_SNIFF_BYTES]
-    if len(text) > CSV_SNIFF_BYTES and "\n" in sample:
-        sample = sample[: sample.rindex("\n")]
-    try:
-        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
-    except csv.Error:
-        dialect = csv.excel_tab if delimiter == "\t" else csv.excel
+    """A delimited file as one table. A .tsv is split on tabs; a .csv's delimiter (`,` `;` tab
+    `|`: Excel writes `;` where the decimal mark is a comma) is sniffed from its first 16 KB,
+    falling back to `,` when the sample says nothing clear."""
+    dialect: type[csv.Dialect] | csv.Dialect = csv.excel_tab if delimiter == "\t" else csv.excel
+    if delimiter != "\t":
+        sample = text[:CSV_SNIFF_BYTES]
+        if len(text) > CSV_SNIFF_BYTES and "\n" in sample:
+            sample = sample[: sample.rindex("\n")]
+        with contextlib.suppress(csv.Error):  # no clear delimiter: a comma
+            dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
     rendered = render_table(list(csv.reader(io.StringIO(text), dialect)))
     return [ParsedElement(rendered, ElementKind.TABLE)] if rendered else []
 

@@ -157,3 +157,15 @@ def test_a_caption_merged_across_the_sheet_is_said_once(tmp_path: Path) -> None:
         "Region: North | Band: Band 1 | Count: 101",
         "Region: North | Band: Band 2 | Count: 102",
     ]
+
+
+def test_a_semicolon_csv_with_decimal_commas_keeps_its_columns() -> None:
+    data = "Region;Band;Share\nNorth;Band 27;0,601\nSouth;Band 27;0,381\n".encode("cp1252")
+    assert _rows("t.csv", data)[1:] == [
+        "Region: North | Band: Band 27 | Share: 0,601",
+        "Region: South | Band: Band 27 | Share: 0,381",
+    ]
+    # A .tsv is split on tabs even when its text holds commas.
+    tsv = b"Name\tNote\nAna\tlikes tea, coffee, and cake\nBo\tno, thanks\n"
+    assert _rows("t.tsv", tsv)[1:] == ["Name: Ana | Note: likes tea, coffee, and cake",
+                                       "Name: Bo | Note: no, thanks"]  # fmt: skip
