@@ -22,6 +22,9 @@ from ingest.tables import render_table
 OcrMode = Literal["auto", "force"]
 MAX_OCR_PAGES = 200
 MAX_OCR_PIXELS = 50_000_000  # as for uploaded images
+# A page without this many vector paths has no ruled table (a whole grid may be one path) and
+# is not given to pdfplumber.
+MIN_TABLE_PATHS = 1
 # A page with fewer non-space characters than this over a full-page image is treated as a scan
 # (a page number or a scanner's stamp is not the page's text).
 FEW_CHARACTERS = 40
@@ -63,7 +66,7 @@ def parse_pdf(
         raise ParseError(f"the PDF is corrupt or unreadable: {exc}") from exc
     try:
         scans = _scanned_pages(document, texts, ocr_mode)
-        tables = _tables_by_page(data, skip=scans)
+        tables = _tables_by_page(data, pages=_ruled_pages(document, skip=scans))
         elements: list[ParsedElement] = []
         unread_scans = 0
         for number, text in enumerate(texts, start=1):
@@ -184,17 +187,34 @@ def _scanned_pages(document: Any, texts: list[str], ocr_mode: OcrMode) -> set[in
     return pages
 
 
-def _tables_by_page(data: bytes, *, skip: set[int]) -> dict[int, list[ParsedElement]]:
+def _ruled_pages(document: Any, *, skip: set[int]) -> set[int]:
+    """Pages drawing enough lines or rectangles to hold a ruled table: only these are handed
+    to pdfplumber, whose layout analysis costs far more than pypdf's text extraction."""
+    import pypdfium2.raw as pdfium_c
+
+    ruled: set[int] = set()
+    for index in range(len(document)):
+        if index + 1 in skip:
+            continue
+        paths = document[index].get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_PATH], max_depth=2)
+        if sum(1 for _ in zip(range(MIN_TABLE_PATHS), paths, strict=False)) >= MIN_TABLE_PATHS:
+            ruled.add(index + 1)
+    return ruled
+
+
+def _tables_by_page(data: bytes, *, pages: set[int]) -> dict[int, list[ParsedElement]]:
     """Elements of the pages that hold ruled tables: text above, between and below each table,
     and each table as rows (`render_table`). Pages without a table are not in the result, nor
     pages pdfminer cannot read (their text layer from pypdf is kept)."""
     import pdfplumber
 
     found: dict[int, list[ParsedElement]] = {}
+    if not pages:
+        return found
     try:
         with pdfplumber.open(io.BytesIO(data)) as document:
             for number, page in enumerate(document.pages, start=1):
-                if number in skip:
+                if number not in pages:
                     continue
                 try:
                     elements = _page_with_tables(page, number)
