@@ -56,6 +56,7 @@ class _Claimed:
     staged_path: str | None
     principals: list[str] | None = None
     document_metadata: dict[str, str] | None = None
+    ocr_mode: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,7 @@ def _claim(
             staged_path=row.staged_path,
             principals=row.job.principals,
             document_metadata=row.job.document_metadata,
+            ocr_mode=row.job.ocr_mode,
         )
         for f in taken
         if (row := by_id.get(f)) is not None  # deleted with its job since the claim
@@ -180,6 +182,7 @@ def _prepare(job_file: _Claimed, deps: IngestDependencies) -> _Prepared | _Outco
             and existing.version_sha256 == job_file.version
             and existing.principals == job_file.principals
             and (existing.document_metadata or None) == job_file.document_metadata
+            and job_file.ocr_mode != "force"  # asked to read the scans again
         ):
             return _Outcome(
                 FileState.SKIPPED,
@@ -188,7 +191,9 @@ def _prepare(job_file: _Claimed, deps: IngestDependencies) -> _Prepared | _Outco
                 chunk_count=existing.chunk_count,
             )
     data = Path(staged).read_bytes()
-    parsed = parse_document(job_file.path, data)
+    parsed = parse_document(
+        job_file.path, data, ocr="force" if job_file.ocr_mode == "force" else "auto"
+    )
     chunks = chunk_document(
         parsed,
         max_tokens=deps.chunking.max_tokens,
