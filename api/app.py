@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.routing import Route
 
 from api.middleware import MetricsMiddleware, RequestIdMiddleware, SecurityHeadersMiddleware
 from api.routers import (
@@ -45,7 +46,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             app.state.runtime = runtime
         app.state.runtime.start()
         try:
-            yield
+            async with AsyncExitStack() as fronts:
+                if mcp_front is not None:
+                    await fronts.enter_async_context(mcp_front.running())
+                yield
         finally:
             if owned:
                 app.state.runtime.close()
@@ -64,6 +68,15 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(openai_compat.router)
     app.include_router(metrics.router)
     app.include_router(admin.router)
+    mcp_front = None
+    if settings.http.mcp_enabled:
+        from api.mcp_front import MCP_PATH, McpFront
+
+        mcp_front = McpFront(app)
+        # An ASGI endpoint (not a FastAPI route): the MCP transport reads the body itself.
+        app.router.routes.append(
+            Route(MCP_PATH, endpoint=mcp_front, methods=["GET", "POST", "DELETE"])
+        )
 
     @app.exception_handler(DBAPIError)
     @app.exception_handler(PoolTimeoutError)

@@ -334,6 +334,11 @@ class HttpSettings(BaseModel):
         [], description="Origins allowed by CORS; empty (the default) turns CORS off."
     )
     json_logs: bool = Field(True, description="`ragkb serve` logs one JSON object per line.")
+    mcp_enabled: bool = Field(
+        True,
+        description="Serve the MCP front (stateless Streamable HTTP at `/mcp`, the same API keys "
+        "and scopes as `/v1`); false removes the route.",
+    )
 
 
 class AuthSettings(BaseModel):
