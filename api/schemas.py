@@ -269,21 +269,6 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 AUTH_ERRORS = (401, 403)
 
 
-class ChatMessageIn(BaseModel):
-    role: str = Field(description="system, user or assistant")
-    content: str
-
-
-class ChatCompletionRequest(BaseModel):
-    """The subset of OpenAI's chat completion request that ragkb honours."""
-
-    model: str = Field("ragkb", description="Ignored: answers always come from ragkb's reader.")
-    messages: list[ChatMessageIn] = Field(min_length=1)
-    stream: bool = False
-    max_tokens: int | None = Field(None, ge=1, description="Ignored: the reader's limit applies.")
-    temperature: float | None = Field(None, description="Ignored.")
-
-
 class LimitsIn(BaseModel):
     """A tenant's own limits; null (or left out) resets one to the configured default."""
 

@@ -12,7 +12,7 @@ from core.metrics import Metrics
 from core.settings import ReaderSettings
 from core.vectorstore import SearchFilter
 from generation.citations import parse_citations
-from generation.client import ChatClient, StreamStats
+from generation.client import DEFAULT_OPTIONS, ChatClient, GenerationOptions, StreamStats
 from generation.prompt import (
     NO_ANSWER,
     build_messages,
@@ -59,6 +59,24 @@ class AnswerResult:
     invalid_citation_numbers: list[int]
     stages: list[str]
     timings_ms: dict[str, float] = field(default_factory=dict)
+    usage: TokenUsage = field(default_factory=lambda: TokenUsage(0, 0))
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    """Reader tokens one answer cost (the rewrite and the answer call; 0 when not called).
+    From the reader's own usage report; a streamed answer counts its prompt with the reader's
+    tokenizer and its completion as the deltas it received (one token each from llama.cpp and
+    vLLM)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+        )
 
 
 @dataclass(frozen=True)
@@ -77,6 +95,7 @@ class _Prepared:
     stages: list[str]
     timings_ms: dict[str, float]
     started: float
+    usage: TokenUsage
 
 
 class AnswerService:
@@ -106,16 +125,20 @@ class AnswerService:
         top_k: int,
         history: Sequence[tuple[str, str]] = (),
         filters: SearchFilter | None = None,
+        options: GenerationOptions = DEFAULT_OPTIONS,
     ) -> AnswerResult:
+        """Answer from the tenant's sources; `options` set the reader's sampling for the answer
+        (not the rewrite). Raises ReaderUnavailableError when the reader cannot answer."""
         prepared = self._prepare(tenant_id, question, top_k, history, filters)
         if not prepared.sources:
             return self._no_evidence(prepared)
         started = time.perf_counter()
-        result = self._chat.complete(
-            build_messages(prepared.standalone, prepared.sources, datamark=self._datamark),
-            tenant_id=tenant_id,
-        )
+        messages = build_messages(prepared.standalone, prepared.sources, datamark=self._datamark)
+        result = self._chat.complete(messages, tenant_id=tenant_id, options=options)
         prepared.timings_ms["generate_ms"] = _ms_since(started)
+        prepared.usage += TokenUsage(
+            result.prompt_tokens or self._count_messages(messages), result.completion_tokens or 0
+        )
         if result.completion_tokens and result.generation_ms:
             self._metrics.reader_tokens_per_second.observe(
                 result.completion_tokens / (result.generation_ms / 1000)
@@ -130,6 +153,7 @@ class AnswerService:
         top_k: int,
         history: Sequence[tuple[str, str]] = (),
         filters: SearchFilter | None = None,
+        options: GenerationOptions = DEFAULT_OPTIONS,
     ) -> Iterator[AnswerEvent]:
         """Events as they happen; closing the iterator stops the reader's generation."""
         prepared = self._prepare(tenant_id, question, top_k, history, filters)
@@ -139,8 +163,9 @@ class AnswerService:
             return
         stats = StreamStats()
         messages = build_messages(prepared.standalone, prepared.sources, datamark=self._datamark)
-        for delta in self._chat.stream(messages, stats, tenant_id=tenant_id):
+        for delta in self._chat.stream(messages, stats, tenant_id=tenant_id, options=options):
             yield AnswerEvent("token", unmark(delta))
+        prepared.usage += TokenUsage(self._count_messages(messages), stats.completion_tokens)
         if stats.ttft_ms is not None:
             prepared.timings_ms["ttft_ms"] = stats.ttft_ms
             self._metrics.reader_ttft_seconds.observe(stats.ttft_ms / 1000)
@@ -164,13 +189,16 @@ class AnswerService:
         timings: dict[str, float] = {}
         stages: list[str] = []
         standalone = question
+        usage = TokenUsage(0, 0)
         if history:
             rewrite_started = time.perf_counter()
-            rewritten = self._chat.complete(
+            rewrite = self._chat.complete(
                 build_rewrite_messages(history, question),
                 max_tokens=REWRITE_MAX_TOKENS,
                 tenant_id=tenant_id,
-            ).text.strip()
+            )
+            usage = TokenUsage(rewrite.prompt_tokens or 0, rewrite.completion_tokens or 0)
+            rewritten = rewrite.text.strip()
             standalone = rewritten.splitlines()[0].strip() if rewritten else question
             timings["rewrite_ms"] = _ms_since(rewrite_started)
             stages.append("rewrite")
@@ -187,7 +215,11 @@ class AnswerService:
             answer_tokens=self._reader_settings.max_tokens,
             datamark=self._datamark,
         )
-        return _Prepared(question, standalone, sources, stages, timings, started)
+        return _Prepared(question, standalone, sources, stages, timings, started, usage)
+
+    def _count_messages(self, messages: Sequence[Any]) -> int:
+        """Prompt tokens of a request, with the reader's tokenizer (when it does not report)."""
+        return sum(self._count_tokens(str(m.get("content") or "")) for m in messages)
 
     def _no_evidence(self, prepared: _Prepared) -> AnswerResult:
         # Nothing relevant enough: answering anyway would invite the reader to make it up.
@@ -208,6 +240,7 @@ class AnswerService:
             invalid_citation_numbers=[],
             stages=[*prepared.stages, "no_evidence"],
             timings_ms=prepared.timings_ms,
+            usage=prepared.usage,
         )
 
     def _finish(self, prepared: _Prepared, text: str) -> AnswerResult:
@@ -246,6 +279,7 @@ class AnswerService:
             invalid_citation_numbers=parsed.invalid_numbers,
             stages=[*prepared.stages, f"read:{self._chat.model}", "verify"],
             timings_ms=prepared.timings_ms,
+            usage=prepared.usage,
         )
 
     def _citation(self, number: int, claim: str, chunk: RetrievedChunk) -> Citation:

@@ -290,3 +290,103 @@ def test_example_in_readme_runs(tenants: Tenants, tmp_path: Path) -> None:
     (tmp_path / "docs" / "hr.md").write_text("# HR\n\nEmployees get 25 vacation days a year.\n")
     namespace: dict[str, Any] = {"BASE_URL": tenants.url, "API_KEY": tenants.owner}
     exec(compile(code.replace("./docs", str(tmp_path / "docs")), "README", "exec"), namespace)
+
+
+def test_openai_sdk_content_parts_usage_and_streamed_usage(tenants: Tenants) -> None:
+    import openai
+
+    client = openai.OpenAI(base_url=f"{tenants.url}/v1", api_key=tenants.owner)
+    completion = client.chat.completions.create(
+        model="ragkb",
+        messages=[
+            {"role": "system", "content": "You are helpful."},
+            {"role": "user", "content": [{"type": "text", "text": FACT_QUESTION}]},
+        ],
+        temperature=0,
+        max_completion_tokens=200,
+    )
+    assert FACT in (completion.choices[0].message.content or "")
+    assert completion.choices[0].finish_reason == "stop"
+    usage = completion.usage
+    assert usage is not None
+    assert usage.prompt_tokens > 0
+    assert usage.completion_tokens > 0
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+
+    chunks = list(
+        client.chat.completions.create(
+            model="ragkb",
+            messages=[{"role": "user", "content": FACT_QUESTION}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert FACT in text
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens > 0
+    assert all(c.usage is None for c in chunks[:-1])
+    assert client.models.retrieve("ragkb").id == "ragkb"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("gpt-4o")
+
+
+def test_openai_fields_ragkb_cannot_honour_are_refused_by_name(tenants: Tenants) -> None:
+    import openai
+
+    client = openai.OpenAI(base_url=f"{tenants.url}/v1", api_key=tenants.owner, max_retries=0)
+    question = [{"role": "user", "content": FACT_QUESTION}]
+    refusals: list[tuple[dict[str, Any], str]] = [
+        ({"n": 2}, "n: only 1"),
+        ({"logprobs": True}, "logprobs"),
+        (
+            {"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]},
+            "tools",
+        ),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"extra_body": {"frobnicate": 1}}, "frobnicate"),
+    ]
+    for fields, named in refusals:
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(model="ragkb", messages=question, **fields)
+        assert named in str(refused.value), fields
+    with pytest.raises(openai.BadRequestError) as image:
+        client.chat.completions.create(
+            model="ragkb",
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "What is this?"},
+                        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}},
+                    ],
+                }
+            ],
+        )
+    assert "messages[0].content[1].type" in str(image.value)
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="gpt-4o", messages=question)
+
+
+def test_async_openai_sdk_and_framework_chat_models_talk_to_ragkb(tenants: Tenants) -> None:
+    """What LangChain's ChatOpenAI and LlamaIndex's OpenAILike send is accepted as sent."""
+    import openai
+    from langchain_openai import ChatOpenAI
+    from llama_index.core.llms import ChatMessage
+    from llama_index.llms.openai_like import OpenAILike
+
+    async def run() -> str:
+        client = openai.AsyncOpenAI(base_url=f"{tenants.url}/v1", api_key=tenants.owner)
+        stream = await client.chat.completions.create(
+            model="ragkb", messages=[{"role": "user", "content": FACT_QUESTION}], stream=True
+        )
+        return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+
+    assert FACT in asyncio.run(run())
+    chat = ChatOpenAI(base_url=f"{tenants.url}/v1", api_key=tenants.owner, model="ragkb")
+    assert FACT in str(chat.invoke(FACT_QUESTION).content)
+    llm = OpenAILike(
+        model="ragkb", api_base=f"{tenants.url}/v1", api_key=tenants.owner, is_chat_model=True
+    )
+    assert FACT in str(llm.chat([ChatMessage(role="user", content=FACT_QUESTION)]))
