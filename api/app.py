@@ -25,6 +25,7 @@ from api.routers import (
 from api.runtime import Runtime
 from core.db import run_migrations
 from core.settings import Settings
+from core.telemetry import configure_tracing
 
 DESCRIPTION = """
 ragkb answers questions over a company's documents with citations that map back to document,
@@ -99,6 +100,14 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    provider = configure_tracing(settings.telemetry)
+    if provider is not None:
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+        # One trace per request; a caller's `traceparent` header joins the caller's trace.
+        app.add_middleware(
+            OpenTelemetryMiddleware, tracer_provider=provider, exclude_spans=["receive", "send"]
         )
     # Added last, so they run outermost: every response (errors and CORS preflights included)
     # gets the headers, and the request id is set before anything logs.

@@ -14,7 +14,7 @@ configured provider every span is a no-op costing well under a microsecond.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -49,12 +49,12 @@ def configure_tracing(settings: TelemetrySettings, exporter: Any = None) -> Any:
     if exporter is None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        endpoint = settings.otlp_endpoint.rstrip("/") + "/v1/traces"
+        endpoint = str(settings.otlp_endpoint).rstrip("/") + "/v1/traces"
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
     else:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
-    CeleryInstrumentor().instrument(tracer_provider=provider)
+    CeleryInstrumentor().instrument(tracer_provider=provider)  # type: ignore[no-untyped-call]
     _capture_content = settings.capture_content
     _configured = provider
     logger.info("tracing on: %s", settings.otlp_endpoint or type(exporter).__name__)
@@ -71,13 +71,16 @@ def capture_content() -> bool:
 
 
 @contextmanager
-def span(name: str, *, tenant_id: str | None = None, **attributes: Any) -> Iterator[Span]:
-    """A child span of the current one; an exception marks it failed and propagates."""
+def span(
+    name: str, attributes: Mapping[str, Any] | None = None, *, tenant_id: str | None = None
+) -> Iterator[Span]:
+    """A child span of the current one with these attributes (None values left out); an
+    exception marks it failed and propagates."""
     with _tracer.start_as_current_span(name, record_exception=True) as current:
         if current.is_recording():
             if tenant_id is not None:
                 current.set_attribute(TENANT_ATTRIBUTE, tenant_id)
-            for key, value in attributes.items():
+            for key, value in (attributes or {}).items():
                 if value is not None:
                     current.set_attribute(key, value)
         try:
@@ -85,3 +88,23 @@ def span(name: str, *, tenant_id: str | None = None, **attributes: Any) -> Itera
         except BaseException as exc:
             current.set_status(Status(StatusCode.ERROR, type(exc).__name__))
             raise
+
+
+def reader_span_attributes(model: str, operation: str = "chat", **request: Any) -> dict[str, Any]:
+    """GenAI semantic-convention attributes of a call to the reader (an OpenAI-compatible API)."""
+    attributes: dict[str, Any] = {
+        "gen_ai.operation.name": operation,
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": model,
+    }
+    for key in ("max_tokens", "temperature", "top_p", "seed"):
+        if request.get(key) is not None:
+            attributes[f"gen_ai.request.{key}"] = request[key]
+    return attributes
+
+
+def start_detached_span(name: str, attributes: Mapping[str, Any], tenant_id: str) -> Span:
+    """A child of the current span that is not made current: for work that spans the yields of
+    a generator (a streamed answer), whose steps may run in different threads and contexts."""
+    started = _tracer.start_span(name, attributes={**attributes, TENANT_ATTRIBUTE: tenant_id})
+    return started

@@ -10,6 +10,12 @@ from typing import Any
 
 from core.metrics import Metrics
 from core.settings import ReaderSettings
+from core.telemetry import (
+    capture_content,
+    reader_span_attributes,
+    span,
+    start_detached_span,
+)
 from core.vectorstore import SearchFilter
 from generation.citations import parse_citations
 from generation.client import DEFAULT_OPTIONS, ChatClient, GenerationOptions, StreamStats
@@ -134,7 +140,9 @@ class AnswerService:
             return self._no_evidence(prepared)
         started = time.perf_counter()
         messages = build_messages(prepared.standalone, prepared.sources, datamark=self._datamark)
-        result = self._chat.complete(messages, tenant_id=tenant_id, options=options)
+        with span("read", self._read_attributes(options), tenant_id=tenant_id) as reading:
+            result = self._chat.complete(messages, tenant_id=tenant_id, options=options)
+            _record_usage(reading, result.prompt_tokens, result.completion_tokens, result.text)
         prepared.timings_ms["generate_ms"] = _ms_since(started)
         prepared.usage += TokenUsage(
             result.prompt_tokens or self._count_messages(messages), result.completion_tokens or 0
@@ -163,9 +171,15 @@ class AnswerService:
             return
         stats = StreamStats()
         messages = build_messages(prepared.standalone, prepared.sources, datamark=self._datamark)
-        for delta in self._chat.stream(messages, stats, tenant_id=tenant_id, options=options):
-            yield AnswerEvent("token", unmark(delta))
-        prepared.usage += TokenUsage(self._count_messages(messages), stats.completion_tokens)
+        reading = start_detached_span("read", self._read_attributes(options), tenant_id)
+        try:
+            for delta in self._chat.stream(messages, stats, tenant_id=tenant_id, options=options):
+                yield AnswerEvent("token", unmark(delta))
+            prompt_tokens = self._count_messages(messages)
+            prepared.usage += TokenUsage(prompt_tokens, stats.completion_tokens)
+            _record_usage(reading, prompt_tokens, stats.completion_tokens, stats.text)
+        finally:
+            reading.end()
         if stats.ttft_ms is not None:
             prepared.timings_ms["ttft_ms"] = stats.ttft_ms
             self._metrics.reader_ttft_seconds.observe(stats.ttft_ms / 1000)
@@ -192,11 +206,12 @@ class AnswerService:
         usage = TokenUsage(0, 0)
         if history:
             rewrite_started = time.perf_counter()
-            rewrite = self._chat.complete(
-                build_rewrite_messages(history, question),
-                max_tokens=REWRITE_MAX_TOKENS,
-                tenant_id=tenant_id,
-            )
+            with span("rewrite", reader_span_attributes(self._chat.model), tenant_id=tenant_id):
+                rewrite = self._chat.complete(
+                    build_rewrite_messages(history, question),
+                    max_tokens=REWRITE_MAX_TOKENS,
+                    tenant_id=tenant_id,
+                )
             usage = TokenUsage(rewrite.prompt_tokens or 0, rewrite.completion_tokens or 0)
             rewritten = rewrite.text.strip()
             standalone = rewritten.splitlines()[0].strip() if rewritten else question
@@ -216,6 +231,10 @@ class AnswerService:
             datamark=self._datamark,
         )
         return _Prepared(question, standalone, sources, stages, timings, started, usage)
+
+    def _read_attributes(self, options: GenerationOptions) -> dict[str, Any]:
+        fields = options.request_fields(self._reader_settings)
+        return reader_span_attributes(self._chat.model, **fields)
 
     def _count_messages(self, messages: Sequence[Any]) -> int:
         """Prompt tokens of a request, with the reader's tokenizer (when it does not report)."""
@@ -246,10 +265,11 @@ class AnswerService:
     def _finish(self, prepared: _Prepared, text: str) -> AnswerResult:
         verify_started = time.perf_counter()
         parsed = parse_citations(text, source_count=len(prepared.sources))
-        citations = [
-            self._citation(mark.number, mark.claim, prepared.sources[mark.number - 1])
-            for mark in parsed.marks
-        ]
+        with span("verify", {"ragkb.citations": len(parsed.marks)}):
+            citations = [
+                self._citation(mark.number, mark.claim, prepared.sources[mark.number - 1])
+                for mark in parsed.marks
+            ]
         prepared.timings_ms["verify_ms"] = _ms_since(verify_started)
         prepared.timings_ms["total_ms"] = _ms_since(prepared.started)
         self._metrics.observe_stages(prepared.timings_ms)
@@ -300,6 +320,13 @@ class AnswerService:
             lexical_support=support.lexical,
             semantic_support=support.semantic,
         )
+
+
+def _record_usage(current: Any, prompt: int | None, completion: int | None, text: str) -> None:
+    current.set_attribute("gen_ai.usage.input_tokens", prompt or 0)
+    current.set_attribute("gen_ai.usage.output_tokens", completion or 0)
+    if capture_content():
+        current.set_attribute("gen_ai.output.messages", text)
 
 
 def _ms_since(started: float) -> float:
