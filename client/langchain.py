@@ -54,6 +54,15 @@ class RagkbRetriever(BaseRetriever):
             self._client = RagkbClient(self.base_url, self.api_key, timeout_s=self.timeout_s)
         return self._client
 
+    def _search_args(self) -> dict[str, Any]:
+        return {
+            "top_k": self.top_k,
+            "filters": self.filters,
+            "principals": self.principals,
+            "mode": self.mode,
+            "rerank": self.rerank,
+        }
+
     def _documents(self, hits: list[SearchHitOut]) -> list[Document]:
         return [
             Document(id=chunk_id(h), page_content=h.text, metadata=hit_metadata(h)) for h in hits
@@ -62,14 +71,7 @@ class RagkbRetriever(BaseRetriever):
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun
     ) -> list[Document]:
-        result = self._sync_client().search(
-            query,
-            top_k=self.top_k,
-            filters=self.filters,
-            principals=self.principals,
-            mode=self.mode,
-            rerank=self.rerank,
-        )
+        result = self._sync_client().search(query, **self._search_args())
         return self._documents(result.hits)
 
     async def _aget_relevant_documents(
@@ -79,12 +81,5 @@ class RagkbRetriever(BaseRetriever):
         async with AsyncRagkbClient(
             self.base_url, self.api_key, timeout_s=self.timeout_s
         ) as client:
-            result = await client.search(
-                query,
-                top_k=self.top_k,
-                filters=self.filters,
-                principals=self.principals,
-                mode=self.mode,
-                rerank=self.rerank,
-            )
+            result = await client.search(query, **self._search_args())
         return self._documents(result.hits)

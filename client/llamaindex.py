@@ -47,11 +47,13 @@ class RagkbLlamaRetriever(BaseRetriever):
         super().__init__()
         self._base_url = base_url
         self._api_key = api_key
-        self._top_k = top_k
-        self._filters = filters
-        self._principals = list(principals) if principals is not None else None
-        self._mode = mode
-        self._rerank = rerank
+        self._search_args: dict[str, Any] = {
+            "top_k": top_k,
+            "filters": filters,
+            "principals": list(principals) if principals is not None else None,
+            "mode": mode,
+            "rerank": rerank,
+        }
         self._timeout_s = timeout_s
         self._client = RagkbClient(base_url, api_key, timeout_s=timeout_s)
 
@@ -65,26 +67,12 @@ class RagkbLlamaRetriever(BaseRetriever):
         ]
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        result = self._client.search(
-            query_bundle.query_str,
-            top_k=self._top_k,
-            filters=self._filters,
-            principals=self._principals,
-            mode=self._mode,
-            rerank=self._rerank,
-        )
+        result = self._client.search(query_bundle.query_str, **self._search_args)
         return self._nodes(result.hits)
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         async with AsyncRagkbClient(
             self._base_url, self._api_key, timeout_s=self._timeout_s
         ) as client:
-            result = await client.search(
-                query_bundle.query_str,
-                top_k=self._top_k,
-                filters=self._filters,
-                principals=self._principals,
-                mode=self._mode,
-                rerank=self._rerank,
-            )
+            result = await client.search(query_bundle.query_str, **self._search_args)
         return self._nodes(result.hits)
