@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.routing import Route
 
 from api.middleware import MetricsMiddleware, RequestIdMiddleware, SecurityHeadersMiddleware
 from api.routers import (
@@ -24,6 +25,7 @@ from api.routers import (
 from api.runtime import Runtime
 from core.db import run_migrations
 from core.settings import Settings
+from core.telemetry import configure_tracing
 
 DESCRIPTION = """
 ragkb answers questions over a company's documents with citations that map back to document,
@@ -45,7 +47,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             app.state.runtime = runtime
         app.state.runtime.start()
         try:
-            yield
+            async with AsyncExitStack() as fronts:
+                if mcp_front is not None:
+                    await fronts.enter_async_context(mcp_front.running())
+                yield
         finally:
             if owned:
                 app.state.runtime.close()
@@ -64,6 +69,15 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(openai_compat.router)
     app.include_router(metrics.router)
     app.include_router(admin.router)
+    mcp_front = None
+    if settings.http.mcp_enabled:
+        from api.mcp_front import MCP_PATH, McpFront
+
+        mcp_front = McpFront(app)
+        # An ASGI endpoint (not a FastAPI route): the MCP transport reads the body itself.
+        app.router.routes.append(
+            Route(MCP_PATH, endpoint=mcp_front, methods=["GET", "POST", "DELETE"])
+        )
 
     @app.exception_handler(DBAPIError)
     @app.exception_handler(PoolTimeoutError)
@@ -86,6 +100,14 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    provider = configure_tracing(settings.telemetry)
+    if provider is not None:
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+        # One trace per request; a caller's `traceparent` header joins the caller's trace.
+        app.add_middleware(
+            OpenTelemetryMiddleware, tracer_provider=provider, exclude_spans=["receive", "send"]
         )
     # Added last, so they run outermost: every response (errors and CORS preflights included)
     # gets the headers, and the request id is set before anything logs.

@@ -50,10 +50,10 @@ BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 async def get_tenant(runtime: RuntimeDep, credentials: BearerDep) -> TenantContext:
     """The caller's tenant, from the API key alone (any scope)."""
-    return await _authenticate(runtime, credentials)
+    return await authenticate(runtime, credentials)
 
 
-async def _authenticate(
+async def authenticate(
     runtime: Runtime, credentials: HTTPAuthorizationCredentials | None
 ) -> TenantContext:
     """The key's tenant (recently verified keys from memory), or 401."""
@@ -141,7 +141,7 @@ def _caller(
 
     async def caller(request: Request, credentials: BearerDep) -> TenantContext:
         runtime: Runtime = request.app.state.runtime
-        tenant = await _authenticate(runtime, credentials)
+        tenant = await authenticate(runtime, credentials)
         await _require_scope(tenant, scope, runtime)
         if bucket is not None:
             limits = effective_limits(tenant.limits, runtime.settings.limits)

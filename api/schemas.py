@@ -63,6 +63,37 @@ class DocumentOut(BaseModel):
 
 class DocumentList(BaseModel):
     documents: list[DocumentOut]
+    next_cursor: str | None = Field(
+        None, description="Pass as `cursor` for the next page; null: this was the last page."
+    )
+
+
+class ChunkOut(BaseModel):
+    chunk_index: int = Field(description="Position of the chunk in the document, from 0.")
+    page: int | None = Field(description="Page (PDF), slide (PPTX) or sheet (XLSX), from 1.")
+    section: str | None = Field(description='Heading path, e.g. "Handbook > Vacation".')
+    char_start: int = Field(description="Span of the chunk in the document's extracted text.")
+    char_end: int
+    text: str
+
+
+class ChunkList(BaseModel):
+    document_id: str
+    chunks: list[ChunkOut]
+    next_offset: int | None = Field(description="Pass as `offset` for the next page; null: end.")
+
+
+class DocumentTextOut(BaseModel):
+    document_id: str
+    path: str
+    char_start: int = Field(description="Where `text` starts in the document's extracted text.")
+    char_end: int = Field(description="Where it ends (exclusive).")
+    total_chars: int = Field(description="Length of the whole extracted text.")
+    page: int | None = Field(None, description="The page asked for, if one was.")
+    text: str
+    next_char_start: int | None = Field(
+        description="Pass as `char_start` to read on; null: the range asked for was read whole."
+    )
 
 
 MetadataKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
@@ -243,21 +274,6 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 AUTH_ERRORS = (401, 403)
-
-
-class ChatMessageIn(BaseModel):
-    role: str = Field(description="system, user or assistant")
-    content: str
-
-
-class ChatCompletionRequest(BaseModel):
-    """The subset of OpenAI's chat completion request that ragkb honours."""
-
-    model: str = Field("ragkb", description="Ignored: answers always come from ragkb's reader.")
-    messages: list[ChatMessageIn] = Field(min_length=1)
-    stream: bool = False
-    max_tokens: int | None = Field(None, ge=1, description="Ignored: the reader's limit applies.")
-    temperature: float | None = Field(None, description="Ignored.")
 
 
 class LimitsIn(BaseModel):

@@ -334,6 +334,27 @@ class HttpSettings(BaseModel):
         [], description="Origins allowed by CORS; empty (the default) turns CORS off."
     )
     json_logs: bool = Field(True, description="`ragkb serve` logs one JSON object per line.")
+    mcp_enabled: bool = Field(
+        True,
+        description="Serve the MCP front (stateless Streamable HTTP at `/mcp`, the same API keys "
+        "and scopes as `/v1`); false removes the route.",
+    )
+
+
+class TelemetrySettings(BaseModel):
+    """OpenTelemetry traces (off by default)."""
+
+    otlp_endpoint: str | None = Field(
+        None,
+        description="OTLP/HTTP collector root, e.g. `http://otel-collector:4318`; traces go to "
+        "`<root>/v1/traces`. None (the default): no traces.",
+    )
+    service_name: str = Field("ragkb", description="`service.name` of every span.")
+    capture_content: bool = Field(
+        False,
+        description="Record questions and answers on spans (`gen_ai.input.messages`, "
+        "`gen_ai.output.messages`). Off: spans hold sizes, ids, models and timings only.",
+    )
 
 
 class AuthSettings(BaseModel):
@@ -427,6 +448,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     limits: LimitSettings = LimitSettings()
     http: HttpSettings = HttpSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
     auth: AuthSettings = AuthSettings()
     audit: AuditSettings = AuditSettings()
 

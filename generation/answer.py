@@ -10,9 +10,15 @@ from typing import Any
 
 from core.metrics import Metrics
 from core.settings import ReaderSettings
+from core.telemetry import (
+    capture_content,
+    reader_span_attributes,
+    span,
+    start_detached_span,
+)
 from core.vectorstore import SearchFilter
 from generation.citations import parse_citations
-from generation.client import ChatClient, StreamStats
+from generation.client import DEFAULT_OPTIONS, ChatClient, GenerationOptions, StreamStats
 from generation.prompt import (
     NO_ANSWER,
     build_messages,
@@ -59,6 +65,24 @@ class AnswerResult:
     invalid_citation_numbers: list[int]
     stages: list[str]
     timings_ms: dict[str, float] = field(default_factory=dict)
+    usage: TokenUsage = field(default_factory=lambda: TokenUsage(0, 0))
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    """Reader tokens one answer cost (the rewrite and the answer call; 0 when not called).
+    From the reader's own usage report; a streamed answer counts its prompt with the reader's
+    tokenizer and its completion as the deltas it received (one token each from llama.cpp and
+    vLLM)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+        )
 
 
 @dataclass(frozen=True)
@@ -77,6 +101,7 @@ class _Prepared:
     stages: list[str]
     timings_ms: dict[str, float]
     started: float
+    usage: TokenUsage
 
 
 class AnswerService:
@@ -106,16 +131,22 @@ class AnswerService:
         top_k: int,
         history: Sequence[tuple[str, str]] = (),
         filters: SearchFilter | None = None,
+        options: GenerationOptions = DEFAULT_OPTIONS,
     ) -> AnswerResult:
+        """Answer from the tenant's sources; `options` set the reader's sampling for the answer
+        (not the rewrite). Raises ReaderUnavailableError when the reader cannot answer."""
         prepared = self._prepare(tenant_id, question, top_k, history, filters)
         if not prepared.sources:
             return self._no_evidence(prepared)
         started = time.perf_counter()
-        result = self._chat.complete(
-            build_messages(prepared.standalone, prepared.sources, datamark=self._datamark),
-            tenant_id=tenant_id,
-        )
+        messages = build_messages(prepared.standalone, prepared.sources, datamark=self._datamark)
+        with span("read", self._read_attributes(options), tenant_id=tenant_id) as reading:
+            result = self._chat.complete(messages, tenant_id=tenant_id, options=options)
+            _record_usage(reading, result.prompt_tokens, result.completion_tokens, result.text)
         prepared.timings_ms["generate_ms"] = _ms_since(started)
+        prepared.usage += TokenUsage(
+            result.prompt_tokens or self._count_messages(messages), result.completion_tokens or 0
+        )
         if result.completion_tokens and result.generation_ms:
             self._metrics.reader_tokens_per_second.observe(
                 result.completion_tokens / (result.generation_ms / 1000)
@@ -130,6 +161,7 @@ class AnswerService:
         top_k: int,
         history: Sequence[tuple[str, str]] = (),
         filters: SearchFilter | None = None,
+        options: GenerationOptions = DEFAULT_OPTIONS,
     ) -> Iterator[AnswerEvent]:
         """Events as they happen; closing the iterator stops the reader's generation."""
         prepared = self._prepare(tenant_id, question, top_k, history, filters)
@@ -139,8 +171,15 @@ class AnswerService:
             return
         stats = StreamStats()
         messages = build_messages(prepared.standalone, prepared.sources, datamark=self._datamark)
-        for delta in self._chat.stream(messages, stats, tenant_id=tenant_id):
-            yield AnswerEvent("token", unmark(delta))
+        reading = start_detached_span("read", self._read_attributes(options), tenant_id)
+        try:
+            for delta in self._chat.stream(messages, stats, tenant_id=tenant_id, options=options):
+                yield AnswerEvent("token", unmark(delta))
+            prompt_tokens = self._count_messages(messages)
+            prepared.usage += TokenUsage(prompt_tokens, stats.completion_tokens)
+            _record_usage(reading, prompt_tokens, stats.completion_tokens, stats.text)
+        finally:
+            reading.end()
         if stats.ttft_ms is not None:
             prepared.timings_ms["ttft_ms"] = stats.ttft_ms
             self._metrics.reader_ttft_seconds.observe(stats.ttft_ms / 1000)
@@ -164,13 +203,17 @@ class AnswerService:
         timings: dict[str, float] = {}
         stages: list[str] = []
         standalone = question
+        usage = TokenUsage(0, 0)
         if history:
             rewrite_started = time.perf_counter()
-            rewritten = self._chat.complete(
-                build_rewrite_messages(history, question),
-                max_tokens=REWRITE_MAX_TOKENS,
-                tenant_id=tenant_id,
-            ).text.strip()
+            with span("rewrite", reader_span_attributes(self._chat.model), tenant_id=tenant_id):
+                rewrite = self._chat.complete(
+                    build_rewrite_messages(history, question),
+                    max_tokens=REWRITE_MAX_TOKENS,
+                    tenant_id=tenant_id,
+                )
+            usage = TokenUsage(rewrite.prompt_tokens or 0, rewrite.completion_tokens or 0)
+            rewritten = rewrite.text.strip()
             standalone = rewritten.splitlines()[0].strip() if rewritten else question
             timings["rewrite_ms"] = _ms_since(rewrite_started)
             stages.append("rewrite")
@@ -187,7 +230,15 @@ class AnswerService:
             answer_tokens=self._reader_settings.max_tokens,
             datamark=self._datamark,
         )
-        return _Prepared(question, standalone, sources, stages, timings, started)
+        return _Prepared(question, standalone, sources, stages, timings, started, usage)
+
+    def _read_attributes(self, options: GenerationOptions) -> dict[str, Any]:
+        fields = options.request_fields(self._reader_settings)
+        return reader_span_attributes(self._chat.model, **fields)
+
+    def _count_messages(self, messages: Sequence[Any]) -> int:
+        """Prompt tokens of a request, with the reader's tokenizer (when it does not report)."""
+        return sum(self._count_tokens(str(m.get("content") or "")) for m in messages)
 
     def _no_evidence(self, prepared: _Prepared) -> AnswerResult:
         # Nothing relevant enough: answering anyway would invite the reader to make it up.
@@ -208,15 +259,17 @@ class AnswerService:
             invalid_citation_numbers=[],
             stages=[*prepared.stages, "no_evidence"],
             timings_ms=prepared.timings_ms,
+            usage=prepared.usage,
         )
 
     def _finish(self, prepared: _Prepared, text: str) -> AnswerResult:
         verify_started = time.perf_counter()
         parsed = parse_citations(text, source_count=len(prepared.sources))
-        citations = [
-            self._citation(mark.number, mark.claim, prepared.sources[mark.number - 1])
-            for mark in parsed.marks
-        ]
+        with span("verify", {"ragkb.citations": len(parsed.marks)}):
+            citations = [
+                self._citation(mark.number, mark.claim, prepared.sources[mark.number - 1])
+                for mark in parsed.marks
+            ]
         prepared.timings_ms["verify_ms"] = _ms_since(verify_started)
         prepared.timings_ms["total_ms"] = _ms_since(prepared.started)
         self._metrics.observe_stages(prepared.timings_ms)
@@ -246,6 +299,7 @@ class AnswerService:
             invalid_citation_numbers=parsed.invalid_numbers,
             stages=[*prepared.stages, f"read:{self._chat.model}", "verify"],
             timings_ms=prepared.timings_ms,
+            usage=prepared.usage,
         )
 
     def _citation(self, number: int, claim: str, chunk: RetrievedChunk) -> Citation:
@@ -266,6 +320,13 @@ class AnswerService:
             lexical_support=support.lexical,
             semantic_support=support.semantic,
         )
+
+
+def _record_usage(current: Any, prompt: int | None, completion: int | None, text: str) -> None:
+    current.set_attribute("gen_ai.usage.input_tokens", prompt or 0)
+    current.set_attribute("gen_ai.usage.output_tokens", completion or 0)
+    if capture_content():
+        current.set_attribute("gen_ai.output.messages", text)
 
 
 def _ms_since(started: float) -> float:

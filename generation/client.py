@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import openai
 from openai import OpenAI
@@ -25,6 +26,39 @@ _UNAVAILABLE = (openai.APIConnectionError, openai.APITimeoutError, openai.Intern
 
 class ReaderUnavailableError(RuntimeError):
     """The reader could not be reached, timed out or failed; the API answers 503."""
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """Sampling settings of one request (the OpenAI fields of the same names); None: the
+    reader's configured value (`temperature`, `max_tokens`) or the server's default."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+
+    def request_fields(self, settings: ReaderSettings) -> dict[str, Any]:
+        """The keyword arguments of `chat.completions.create` these options set."""
+        fields: dict[str, Any] = {
+            "max_tokens": self.max_tokens or settings.max_tokens,
+            "temperature": settings.temperature if self.temperature is None else self.temperature,
+        }
+        optional = {
+            "top_p": self.top_p,
+            "seed": self.seed,
+            "presence_penalty": self.presence_penalty,
+            "frequency_penalty": self.frequency_penalty,
+            "stop": list(self.stop) or None,
+        }
+        fields.update({k: v for k, v in optional.items() if v is not None})
+        return fields
+
+
+DEFAULT_OPTIONS = GenerationOptions()
 
 
 @dataclass(frozen=True)
@@ -85,14 +119,15 @@ class ChatClient:
         *,
         max_tokens: int | None = None,
         tenant_id: str | None = None,
+        options: GenerationOptions = DEFAULT_OPTIONS,
     ) -> ChatResult:
         started = time.perf_counter()
+        fields = options.request_fields(self._settings)
+        if max_tokens is not None:
+            fields["max_tokens"] = max_tokens
         with self._slot(tenant_id), _request_errors():
             response = self._client.chat.completions.create(
-                model=self._settings.model,
-                messages=messages,
-                max_tokens=max_tokens or self._settings.max_tokens,
-                temperature=self._settings.temperature,
+                model=self._settings.model, messages=messages, **fields
             )
         usage = response.usage
         elapsed_ms = (time.perf_counter() - started) * 1000
@@ -109,6 +144,7 @@ class ChatClient:
         stats: StreamStats,
         *,
         tenant_id: str | None = None,
+        options: GenerationOptions = DEFAULT_OPTIONS,
     ) -> Iterator[str]:
         """Yield text deltas as the reader writes them; closing the iterator cancels upstream."""
         started = time.perf_counter()
@@ -117,9 +153,8 @@ class ChatClient:
                 upstream = self._client.chat.completions.create(
                     model=self._settings.model,
                     messages=messages,
-                    max_tokens=self._settings.max_tokens,
-                    temperature=self._settings.temperature,
                     stream=True,
+                    **options.request_fields(self._settings),
                 )
             try:
                 for event in upstream:

@@ -15,13 +15,21 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from opentelemetry import trace
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from core.embedding import Embedder
 from core.models import Document, FileState, JobFile, utcnow
 from core.settings import ChunkingSettings
-from core.vectorstore import ChunkPoint, DocumentVersion, VectorStore, with_lexical_context
+from core.telemetry import TENANT_ATTRIBUTE, span
+from core.vectorstore import (
+    ChunkPoint,
+    DocumentVersion,
+    VectorStore,
+    file_type,
+    with_lexical_context,
+)
 from ingest.chunk import Chunk, chunk_document
 from ingest.identity import document_id_for, point_id_for
 from ingest.jobs import claim_file, mark_finished
@@ -90,6 +98,8 @@ def process_job_files(
     fault (they are `running`, but no other task carries them).
     """
     claimed, states = _claim(file_ids, deps, reclaim=reclaim)
+    if claimed:
+        trace.get_current_span().set_attribute(TENANT_ATTRIBUTE, claimed[0].tenant_id)
     outcomes: dict[str, _Outcome] = {}
     prepared: list[_Prepared] = []
     for job_file in claimed:
@@ -109,7 +119,8 @@ def process_job_files(
     texts = [embedding_text(chunk) for item in prepared for chunk in item.chunks]
     # Repeated texts (boilerplate, templates, copies) are encoded once.
     unique = list(dict.fromkeys(texts))
-    by_text = dict(zip(unique, deps.embedder.embed_passages(unique), strict=True))
+    with span("embed", {"gen_ai.operation.name": "embeddings", "ragkb.texts": len(unique)}):
+        by_text = dict(zip(unique, deps.embedder.embed_passages(unique), strict=True))
     vectors = [by_text[text] for text in texts]
     if prepared and deps.still_active is not None and not deps.still_active():
         raise IndexSwitchedError("the active vector index changed; embedding again")
@@ -120,7 +131,8 @@ def process_job_files(
         versions.append(_document_version(item, item_vectors, deps.chunking.lexical_neighbours))
         offset += len(item.chunks)
     # One store call for the batch: new versions in, other versions out, one flush to disk.
-    deps.store.replace_documents(versions)
+    with span("upsert", {"db.system.name": "qdrant", "ragkb.documents": len(versions)}):
+        deps.store.replace_documents(versions)
 
     _record(deps, prepared, outcomes)
     for item in prepared:
@@ -191,15 +203,18 @@ def _prepare(job_file: _Claimed, deps: IngestDependencies) -> _Prepared | _Outco
                 chunk_count=existing.chunk_count,
             )
     data = Path(staged).read_bytes()
-    parsed = parse_document(
-        job_file.path, data, ocr="force" if job_file.ocr_mode == "force" else "auto"
-    )
-    chunks = chunk_document(
-        parsed,
-        max_tokens=deps.chunking.max_tokens,
-        overlap_tokens=deps.chunking.overlap_tokens,
-        count_tokens=deps.embedder.count_tokens,
-    )
+    with span("parse", {"ragkb.file_type": file_type(job_file.path), "ragkb.bytes": len(data)}):
+        parsed = parse_document(
+            job_file.path, data, ocr="force" if job_file.ocr_mode == "force" else "auto"
+        )
+    with span("chunk") as chunking:
+        chunks = chunk_document(
+            parsed,
+            max_tokens=deps.chunking.max_tokens,
+            overlap_tokens=deps.chunking.overlap_tokens,
+            count_tokens=deps.embedder.count_tokens,
+        )
+        chunking.set_attribute("ragkb.chunks", len(chunks))
     return _Prepared(job_file, document_id, parsed, chunks, len(data))
 
 

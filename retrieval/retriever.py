@@ -11,6 +11,7 @@ from typing import Any
 from core.embedding import Embedder
 from core.lexical import LexicalEncoder, weight_by_idf
 from core.settings import QueryExpansion, RetrievalMode, RetrievalSettings
+from core.telemetry import span
 from core.vectorstore import (
     DOCUMENT_FIELD,
     HybridQuery,
@@ -140,7 +141,20 @@ class Retriever:
         filters: SearchFilter | None = None,
         options: RetrievalOptions | None = None,
     ) -> RetrievalResult:
-        """The tenant's best `top_k` chunks for `query`, within `filters`."""
+        """The tenant's best `top_k` chunks for `query`, within `filters` (a `retrieve` span)."""
+        with span("retrieve", {"ragkb.top_k": top_k}, tenant_id=tenant_id) as current:
+            result = self._retrieve(tenant_id, query, top_k, filters, options)
+            current.set_attribute("ragkb.hits", len(result.chunks))
+            return result
+
+    def _retrieve(
+        self,
+        tenant_id: str,
+        query: str,
+        top_k: int,
+        filters: SearchFilter | None,
+        options: RetrievalOptions | None,
+    ) -> RetrievalResult:
         options = options or RetrievalOptions()
         mode = options.mode or self._settings.mode
         reranking = options.rerank and not isinstance(self._reranker, NoReranker)
@@ -170,7 +184,8 @@ class Retriever:
         if chunks and reranking:
             started = time.perf_counter()
             try:
-                scores = self._reranker.rerank(query, [c.text for c in chunks])
+                with span("rerank", {"ragkb.candidates": len(chunks)}):
+                    scores = self._reranker.rerank(query, [c.text for c in chunks])
             except RerankUnavailableError as exc:
                 # The fused ranking is still a good answer; an outage of the rerank server
                 # must not take search down with it.
@@ -196,7 +211,8 @@ class Retriever:
     ) -> list[RetrievedChunk]:
         """One query's ranking; the stage timings add up over the queries of an expansion."""
         started = time.perf_counter()
-        dense = self._embedder.embed_query(text) if mode is not RetrievalMode.LEXICAL else None
+        with span("embed", {"gen_ai.operation.name": "embeddings"}):
+            dense = self._embedder.embed_query(text) if mode is not RetrievalMode.LEXICAL else None
         timings["embed_query_ms"] = timings.get("embed_query_ms", 0.0) + _ms_since(started)
         sparse = self._lexical.encode_query(text) if mode is not RetrievalMode.DENSE else None
         if sparse and self._settings.idf_power != 1:
@@ -206,20 +222,21 @@ class Retriever:
             timings["idf_ms"] = timings.get("idf_ms", 0.0) + _ms_since(started)
 
         started = time.perf_counter()
-        hits = self._store.search(
-            tenant_id=tenant_id,
-            query=HybridQuery(
-                limit=limit,
-                dense=dense,
-                sparse=sparse,
-                candidates=self._settings.candidates,
-                fusion=self._settings.fusion,
-                rrf_k=self._settings.rrf_k,
-                dense_weight=self._settings.dense_weight,
-                sparse_weight=self._settings.lexical_weight,
-            ),
-            filters=filters,
-        )
+        with span("search", {"db.system.name": "qdrant", "ragkb.candidates": limit}):
+            hits = self._store.search(
+                tenant_id=tenant_id,
+                query=HybridQuery(
+                    limit=limit,
+                    dense=dense,
+                    sparse=sparse,
+                    candidates=self._settings.candidates,
+                    fusion=self._settings.fusion,
+                    rrf_k=self._settings.rrf_k,
+                    dense_weight=self._settings.dense_weight,
+                    sparse_weight=self._settings.lexical_weight,
+                ),
+                filters=filters,
+            )
         timings["retrieve_ms"] = timings.get("retrieve_ms", 0.0) + _ms_since(started)
         return [RetrievedChunk.from_hit(h) for h in hits]
 

@@ -15,6 +15,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 
 from core.embedding import LocalEmbedder, create_embedder
 from core.settings import EmbeddingSettings, ReaderSettings, Settings
+from tests.e2e_service import Service, run_service
 from tests.services import RedisServer, create_database, free_port, postgres_server
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -111,3 +112,19 @@ def settings(tmp_path: Path, database_url: str | None, broker_url: str | None) -
         broker_url=broker_url,
         reader=ReaderSettings(managed=False, base_url="http://127.0.0.1:9/v1", max_retries=0),
     )
+
+
+@pytest.fixture(scope="session")
+def service(
+    tmp_path_factory: pytest.TempPathFactory,
+    reader_url: str,
+    database_kind: str,
+    broker_url: str | None,
+    request: pytest.FixtureRequest,
+) -> Iterator[Service]:
+    """One `ragkb serve` (embedded store, the session's reader) for every end-to-end test of the
+    session; tenants `acme` and `globex` (keys `key_a`, `key_b`), more with `new_tenant`."""
+    database_url = None
+    if database_kind == "postgresql":
+        database_url = create_database(request.getfixturevalue("postgres_url"), "e2e")
+    yield from run_service(tmp_path_factory.mktemp("service"), reader_url, database_url, broker_url)

@@ -4,13 +4,8 @@ Qdrant + SQLite + folder broker), the real CPU reader, and the `ragkb` CLI."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,81 +14,10 @@ import pytest
 
 from tests.apihelpers import auth
 from tests.docgen import make_pdf
-from tests.services import create_database, free_port
+from tests.e2e_service import RAGKB, Service, ragkb
 
 pytestmark = [pytest.mark.e2e, pytest.mark.reader]
-RAGKB = str(Path(sys.executable).with_name("ragkb"))
 QUESTION = "How many parcels did the Rotterdam warehouse ship in September?"
-
-
-@dataclass
-class Service:
-    url: str
-    env: dict[str, str]
-    key_a: str
-    key_b: str
-
-
-def ragkb(env: dict[str, str], *args: str, timeout: float = 300) -> str:
-    done = subprocess.run(
-        [RAGKB, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
-
-
-@pytest.fixture(scope="module")
-def service(
-    tmp_path_factory: pytest.TempPathFactory,
-    reader_url: str,
-    database_kind: str,
-    broker_url: str | None,
-    request: pytest.FixtureRequest,
-) -> Iterator[Service]:
-    tmp_path = tmp_path_factory.mktemp("service")
-    port = free_port()
-    database: dict[str, str] = {}
-    if database_kind == "postgresql":
-        server_url = request.getfixturevalue("postgres_url")
-        database["RAGKB_DATABASE_URL"] = create_database(server_url, "e2e")
-    if broker_url is not None:
-        database["RAGKB_BROKER_URL"] = broker_url
-    env = {
-        **os.environ,
-        "RAGKB_DATA_DIR": str(tmp_path / "data"),
-        "RAGKB_API_PORT": str(port),
-        "RAGKB_READER__MANAGED": "false",  # the session's reader server is shared
-        "RAGKB_READER__BASE_URL": reader_url,
-        "RAGKB_READER__TEMPERATURE": "0",
-        "RAGKB_READER__MAX_TOKENS": "400",
-        **database,
-    }
-    ragkb(env, "tenant", "create", "acme")
-    ragkb(env, "tenant", "create", "globex")
-    key_a = ragkb(env, "key", "create", "--tenant", "acme").splitlines()[-1]
-    key_b = ragkb(env, "key", "create", "--tenant", "globex").splitlines()[-1]
-    log = (tmp_path / "serve.log").open("wb")
-    process = subprocess.Popen([RAGKB, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert process.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "ragkb serve did not become ready"
-            time.sleep(0.5)
-        yield Service(url=url, env=env, key_a=key_a, key_b=key_b)
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")

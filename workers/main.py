@@ -15,11 +15,13 @@ from core.db import create_db_engine, create_session_factory
 from core.index_set import IndexSet
 from core.indexes import active_index
 from core.settings import Settings, VectorStoreKind
+from core.telemetry import configure_tracing
 from ingest.pipeline import IngestDependencies
 from workers.celery_app import create_celery_app
 
 
 def create_worker_app(settings: Settings) -> Celery:
+    configure_tracing(settings.telemetry)
     session_factory = create_session_factory(create_db_engine(settings))
     indexes = IndexSet(settings, session_factory)
     lock = threading.Lock()

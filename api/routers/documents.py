@@ -2,39 +2,198 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Response, status
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Response, status
 from sqlalchemy import select
 
 from api.deps import IngestCaller, ReadCaller, RuntimeDep, SessionDep
-from api.schemas import AUTH_ERRORS, DocumentList, DocumentOut, IdPath, error_responses
+from api.schemas import (
+    AUTH_ERRORS,
+    ChunkList,
+    ChunkOut,
+    DocumentList,
+    DocumentOut,
+    DocumentTextOut,
+    IdPath,
+    Principal,
+    error_responses,
+)
+from core import document_reads
 from core.audit import AuditAction, Outcome, record_by
 from core.models import Document
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 
+PrincipalsQuery = Annotated[
+    list[Principal] | None,
+    Query(
+        max_length=256,
+        description="The end user's principals (repeat the parameter): only documents one of "
+        "them may read are shown; another document is a 404. Omitted: no per-document check.",
+    ),
+]
+MAX_TEXT_CHARS = 100_000
 
-@router.get("", response_model=DocumentList, responses=error_responses(*AUTH_ERRORS))
-def list_documents(tenant: ReadCaller, session: SessionDep) -> DocumentList:
-    """Every document of the caller's tenant, by path (scope `read`)."""
-    rows = session.scalars(
-        select(Document).where(Document.tenant_id == tenant.tenant_id).order_by(Document.path)
+
+def document_out(d: Document) -> DocumentOut:
+    return DocumentOut(
+        id=d.id,
+        path=d.path,
+        title=d.title,
+        content_type=d.content_type,
+        size_bytes=d.size_bytes,
+        chunk_count=d.chunk_count,
+        version_sha256=d.version_sha256,
+        updated_at=d.updated_at,
+        principals=d.principals,
+        metadata=d.document_metadata or {},
     )
+
+
+@router.get("", response_model=DocumentList, responses=error_responses(*AUTH_ERRORS, 422))
+def list_documents(
+    tenant: ReadCaller,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=500, description="Documents per page.")] = 100,
+    cursor: Annotated[
+        str | None, Query(max_length=2048, description="`next_cursor` of the previous page.")
+    ] = None,
+    path_prefix: Annotated[
+        str | None, Query(max_length=1024, description="Only documents under this folder.")
+    ] = None,
+    path_contains: Annotated[
+        str | None, Query(max_length=256, description="Only paths containing this text.")
+    ] = None,
+    file_type: Annotated[
+        str | None, Query(pattern=r"^[A-Za-z0-9]{1,16}$", description="Extension, e.g. `pdf`.")
+    ] = None,
+    updated_since: Annotated[
+        datetime | None, Query(description="Only documents updated at or after this time.")
+    ] = None,
+    principals: PrincipalsQuery = None,
+) -> DocumentList:
+    """A page of the caller's tenant's documents by path (scope `read`). Pages follow
+    `next_cursor` (stable while documents change); until this release the list was one page of
+    every document, so a client that ignores `next_cursor` now sees the first `limit` (100)."""
+    try:
+        page = document_reads.list_documents(
+            session,
+            tenant_id=tenant.tenant_id,
+            limit=limit,
+            cursor=cursor,
+            path_prefix=path_prefix,
+            path_contains=path_contains,
+            file_type=file_type,
+            updated_since=updated_since,
+            principals=principals,
+        )
+    except document_reads.InvalidCursorError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
     return DocumentList(
-        documents=[
-            DocumentOut(
-                id=d.id,
-                path=d.path,
-                title=d.title,
-                content_type=d.content_type,
-                size_bytes=d.size_bytes,
-                chunk_count=d.chunk_count,
-                version_sha256=d.version_sha256,
-                updated_at=d.updated_at,
-                principals=d.principals,
-                metadata=d.document_metadata or {},
-            )
-            for d in rows
-        ]
+        documents=[document_out(d) for d in page.documents], next_cursor=page.next_cursor
+    )
+
+
+def _readable(
+    session: SessionDep, tenant_id: str, document_id: str, principals: list[str] | None
+) -> Document:
+    try:
+        return document_reads.get_document(
+            session, tenant_id=tenant_id, document_id=document_id, principals=principals
+        )
+    except document_reads.DocumentNotFoundError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+
+
+@router.get(
+    "/{document_id}",
+    response_model=DocumentOut,
+    responses=error_responses(*AUTH_ERRORS, 404, 422),
+    summary="One document",
+)
+def read_document(
+    document_id: IdPath, tenant: ReadCaller, session: SessionDep, principals: PrincipalsQuery = None
+) -> DocumentOut:
+    """The document's row: path, version, size, chunks, access list, metadata (scope `read`)."""
+    return document_out(_readable(session, tenant.tenant_id, document_id, principals))
+
+
+@router.get(
+    "/{document_id}/chunks",
+    response_model=ChunkList,
+    responses=error_responses(*AUTH_ERRORS, 404, 422),
+    summary="A document's chunks, in order",
+)
+def read_chunks(
+    document_id: IdPath,
+    tenant: ReadCaller,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    offset: Annotated[int, Query(ge=0, description="Chunks to skip.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=500, description="Chunks per page.")] = 100,
+    principals: PrincipalsQuery = None,
+) -> ChunkList:
+    """The current version's chunks as indexed: index, page, section, char span in the
+    document's extracted text, and text (scope `read`)."""
+    document = _readable(session, tenant.tenant_id, document_id, principals)
+    chunks = document_reads.document_chunks(runtime.store, document)
+    page = chunks[offset : offset + limit]
+    return ChunkList(
+        document_id=document.id,
+        chunks=[ChunkOut(**vars(c)) for c in page],
+        next_offset=offset + limit if offset + limit < len(chunks) else None,
+    )
+
+
+@router.get(
+    "/{document_id}/text",
+    response_model=DocumentTextOut,
+    responses=error_responses(*AUTH_ERRORS, 404, 422),
+    summary="A document's extracted text, or a range or page of it",
+)
+def read_text(
+    document_id: IdPath,
+    tenant: ReadCaller,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    char_start: Annotated[
+        int, Query(ge=0, description="First character (offsets as in citations).")
+    ] = 0,
+    char_end: Annotated[
+        int | None, Query(ge=0, description="End (exclusive); none: the end.")
+    ] = None,
+    page: Annotated[int | None, Query(ge=1, description="Only this page's text.")] = None,
+    max_chars: Annotated[
+        int, Query(ge=1, le=MAX_TEXT_CHARS, description="At most this many characters.")
+    ] = 20_000,
+    principals: PrincipalsQuery = None,
+) -> DocumentTextOut:
+    """The text the document was indexed from (rebuilt from its chunks, so citation offsets
+    apply), cut to `[char_start, char_end)` and to `page` when given, at most `max_chars` at a
+    time; `next_char_start` continues (scope `read`). A page with no text is a 404."""
+    document = _readable(session, tenant.tenant_id, document_id, principals)
+    chunks = document_reads.document_chunks(runtime.store, document)
+    full_text = document_reads.document_text(chunks)
+    start, end = char_start, len(full_text) if char_end is None else min(char_end, len(full_text))
+    if page is not None:
+        span = document_reads.page_span(chunks, page)
+        if span is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no text on page {page}")
+        start, end = max(start, span[0]), min(end, span[1])
+    start = min(start, len(full_text))
+    end = max(start, end)
+    stop = min(end, start + max_chars)
+    return DocumentTextOut(
+        document_id=document.id,
+        path=document.path,
+        char_start=start,
+        char_end=stop,
+        total_chars=len(full_text),
+        page=page,
+        text=full_text[start:stop],
+        next_char_start=stop if stop < end else None,
     )
 
 

@@ -12,23 +12,63 @@ from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import StreamingResponse
 
 from api.deps import QueryCaller, RuntimeDep, SessionDep, TenantDep
+from api.openai_schemas import MODEL_ID, ChatCompletionRequest, message_text, unsupported_fields
 from api.routers.query import citations_out, validate_question
-from api.schemas import AUTH_ERRORS, ChatCompletionRequest, error_responses
+from api.schemas import AUTH_ERRORS, ErrorOut, error_responses
 from core.audit import AuditAction, Outcome, record_by
 from generation.answer import AnswerResult
-from generation.client import ReaderUnavailableError
+from generation.client import GenerationOptions, ReaderUnavailableError
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
-MODEL_ID = "ragkb"
 
 
 @router.get("/models", summary="Models (OpenAI-compatible)", responses=error_responses(401))
 def list_models(tenant: TenantDep) -> dict[str, Any]:
     """Any valid key may list the one model, whatever its scopes."""
+    return {"object": "list", "data": [_model()]}
+
+
+@router.get(
+    "/models/{model_id}",
+    summary="One model (OpenAI-compatible)",
+    responses=error_responses(401, 404),
+)
+def retrieve_model(model_id: str, tenant: TenantDep) -> dict[str, Any]:
+    """`ragkb`, the only model; any other id is a 404."""
+    if model_id != MODEL_ID:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"model {model_id!r} does not exist")
+    return _model()
+
+
+def _model() -> dict[str, Any]:
+    return {"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "ragkb"}
+
+
+def _options(body: ChatCompletionRequest) -> GenerationOptions:
+    stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
+    return GenerationOptions(
+        temperature=body.temperature,
+        top_p=body.top_p,
+        max_tokens=body.max_completion_tokens or body.max_tokens,
+        stop=stop,
+        seed=body.seed,
+        presence_penalty=body.presence_penalty,
+        frequency_penalty=body.frequency_penalty,
+    )
+
+
+def _usage(result: AnswerResult) -> dict[str, int]:
+    prompt, completion = result.usage.prompt_tokens, result.usage.completion_tokens
     return {
-        "object": "list",
-        "data": [{"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "ragkb"}],
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
     }
+
+
+def _finish_reason(result: AnswerResult, options: GenerationOptions, max_tokens: int) -> str:
+    limit = options.max_tokens or max_tokens
+    return "length" if result.usage.completion_tokens >= limit else "stop"
 
 
 @router.post(
@@ -36,43 +76,75 @@ def list_models(tenant: TenantDep) -> dict[str, Any]:
     summary="Chat completions with RAG (OpenAI-compatible)",
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE with stream"},
+        400: {"model": ErrorOut, "description": "A field ragkb does not support (named)"},
+        404: {"model": ErrorOut, "description": "Unknown model"},
         **error_responses(*AUTH_ERRORS, 413, 422, 429, 503),
     },
 )
 def chat_completions(
     body: ChatCompletionRequest, tenant: QueryCaller, runtime: RuntimeDep, session: SessionDep
 ) -> Any:
-    """The last user message is the question; earlier turns make follow-ups standalone
-    (scope `query`; one token of the tenant's query rate limit).
+    """OpenAI's chat completion over the tenant's documents (scope `query`; one token of the
+    tenant's query rate limit). The last user message is the question; earlier user and
+    assistant turns make follow-ups standalone; system and developer messages are accepted and
+    do not reach the reader (its instructions are ragkb's). Content may be a string or an array
+    of text parts.
 
-    The answer's `[n]` markers and a numbered source list are in the message content; the
-    structured citations are in the extra `citations` field (and in the last streamed chunk).
+    Honoured as the OpenAI reference says: `stream`, `stream_options.include_usage`,
+    `max_tokens`/`max_completion_tokens`, `temperature`, `top_p`, `stop`, `seed`,
+    `presence_penalty`, `frequency_penalty`; `usage` counts the reader's tokens (0 when the
+    sources held no evidence and the reader was not called). Anything else that would change
+    the result (`n` > 1, tools, logprobs, response formats, images, ...) is a 400 naming the
+    field, never ignored. The answer's `[n]` markers and a numbered source list are in the
+    message content; the structured citations are in the extra `citations` field (and in the
+    last streamed chunk with a choice).
     """
+    problems = unsupported_fields(body)
+    if problems:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "; ".join(problems))
+    if body.model != MODEL_ID:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"model {body.model!r} does not exist; use {MODEL_ID!r}"
+        )
     user_turns = [i for i, m in enumerate(body.messages) if m.role == "user"]
     if not user_turns:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "no user message")
     last = user_turns[-1]
-    question = validate_question(body.messages[last].content, runtime.settings.max_question_chars)
+    question = validate_question(
+        message_text(body.messages[last]), runtime.settings.max_question_chars
+    )
     history = [
-        (m.role, m.content) for m in body.messages[:last] if m.role in ("user", "assistant")
+        (m.role, message_text(m)) for m in body.messages[:last] if m.role in ("user", "assistant")
     ][-runtime.settings.max_history_turns :]
     top_k = runtime.settings.retrieval.default_top_k
+    options = _options(body)
+    max_tokens = runtime.settings.reader.max_tokens
     audit_details = {"question_chars": len(question), "messages": len(body.messages),
-                     "stream": body.stream}  # fmt: skip
+                     "stream": bool(body.stream)}  # fmt: skip
     record_by(session, tenant, AuditAction.CHAT, details=audit_details)
     session.commit()
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if body.stream:
         events = runtime.answer_service.stream(
-            tenant_id=tenant.tenant_id, question=question, top_k=top_k, history=history
+            tenant_id=tenant.tenant_id,
+            question=question,
+            top_k=top_k,
+            history=history,
+            options=options,
         )
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(
-            _chunks(events, completion_id, created), media_type="text/event-stream"
+            _chunks(events, completion_id, created, include_usage, options, max_tokens),
+            media_type="text/event-stream",
         )
     try:
         result = runtime.answer_service.answer(
-            tenant_id=tenant.tenant_id, question=question, top_k=top_k, history=history
+            tenant_id=tenant.tenant_id,
+            question=question,
+            top_k=top_k,
+            history=history,
+            options=options,
         )
     except ReaderUnavailableError as exc:
         record_by(
@@ -86,14 +158,21 @@ def chat_completions(
         "object": "chat.completion",
         "created": created,
         "model": MODEL_ID,
+        "system_fingerprint": None,
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": message_content(result)},
-                "finish_reason": "stop",
+                "message": {
+                    "role": "assistant",
+                    "content": message_content(result),
+                    "refusal": None,
+                    "annotations": [],
+                },
+                "logprobs": None,
+                "finish_reason": _finish_reason(result, options, max_tokens),
             }
         ],
-        "usage": None,
+        "usage": _usage(result),
         "citations": [c.model_dump() for c in citations_out(result)],
     }
 
@@ -113,16 +192,26 @@ def sources_footer(result: AnswerResult) -> str:
     return "\n\nSources:\n" + "\n".join(lines)
 
 
-def _chunks(events: Iterator[Any], completion_id: str, created: int) -> Iterator[str]:
+def _chunks(
+    events: Iterator[Any],
+    completion_id: str,
+    created: int,
+    include_usage: bool,
+    options: GenerationOptions,
+    max_tokens: int,
+) -> Iterator[str]:
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
         payload = {
             "id": completion_id,
             "object": "chat.completion.chunk",
             "created": created,
             "model": MODEL_ID,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            "system_fingerprint": None,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
             **extra,
         }
+        if include_usage:
+            payload["usage"] = None
         return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
     try:
@@ -137,9 +226,20 @@ def _chunks(events: Iterator[Any], completion_id: str, created: int) -> Iterator
                 footer = sources_footer(result)
                 yield chunk(
                     {"content": footer} if footer else {},
-                    "stop",
+                    _finish_reason(result, options, max_tokens),
                     citations=[c.model_dump() for c in citations_out(result)],
                 )
+                if include_usage:
+                    usage = {
+                        "id": completion_id,
+                        "object": "chat.completion.chunk",
+                        "created": created,
+                        "model": MODEL_ID,
+                        "system_fingerprint": None,
+                        "choices": [],
+                        "usage": _usage(result),
+                    }
+                    yield f"data: {json.dumps(usage)}\n\n"
         yield "data: [DONE]\n\n"
     except ReaderUnavailableError as exc:
         error = {"error": {"message": str(exc), "type": "reader_unavailable"}}

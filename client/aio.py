@@ -1,0 +1,238 @@
+"""The asynchronous ragkb client (httpx.AsyncClient): the same calls as `RagkbClient`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from api.schemas import (
+    DocumentList,
+    DocumentTextOut,
+    JobOut,
+    QueryResponse,
+    SearchFilterIn,
+    SearchResponse,
+)
+from client import calls
+from client.calls import Call, FileSource, QueryEvent
+from client.errors import APIConnectionError, raise_for_status
+
+
+class AsyncRagkbClient:
+    """The async twin of `client.RagkbClient`: same arguments, same errors, awaitable calls."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout_s: float = 300.0,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._http = http_client or httpx.AsyncClient(timeout=timeout_s)
+        self._base_url = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {api_key}"}
+
+    async def __aenter__(self) -> AsyncRagkbClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def _send(self, call: Call) -> httpx.Response:
+        try:
+            response = await self._http.request(
+                call.method,
+                self._base_url + call.path,
+                params=tuple(call.params),
+                json=call.json_body,
+                files=call.files,
+                data=call.form,
+                headers=self._headers,
+            )
+        except httpx.TransportError as exc:
+            raise APIConnectionError(f"{self._base_url}: {exc}") from exc
+        raise_for_status(response)
+        return response
+
+    async def search(
+        self,
+        query: str,
+        *,
+        top_k: int = 10,
+        filters: SearchFilterIn | Mapping[str, Any] | None = None,
+        principals: Sequence[str] | None = None,
+        mode: str | None = None,
+        rerank: bool = True,
+    ) -> SearchResponse:
+        """Ranked chunks for `query` (`POST /v1/search`)."""
+        call = calls.search(
+            query, top_k=top_k, filters=filters, principals=principals, mode=mode, rerank=rerank
+        )
+        return SearchResponse.model_validate((await self._send(call)).json())
+
+    async def query(
+        self,
+        question: str,
+        *,
+        top_k: int | None = None,
+        filters: SearchFilterIn | Mapping[str, Any] | None = None,
+        principals: Sequence[str] | None = None,
+        conversation_id: str | None = None,
+    ) -> QueryResponse:
+        """An answer with verified citations (`POST /v1/query`)."""
+        call = calls.query(
+            question,
+            top_k=top_k,
+            filters=filters,
+            principals=principals,
+            conversation_id=conversation_id,
+        )
+        return QueryResponse.model_validate((await self._send(call)).json())
+
+    async def query_stream(
+        self,
+        question: str,
+        *,
+        top_k: int | None = None,
+        filters: SearchFilterIn | Mapping[str, Any] | None = None,
+        principals: Sequence[str] | None = None,
+        conversation_id: str | None = None,
+    ) -> AsyncIterator[QueryEvent]:
+        """The answer's Server-Sent Events as they arrive (see `RagkbClient.query_stream`)."""
+        call = calls.query(
+            question,
+            top_k=top_k,
+            filters=filters,
+            principals=principals,
+            conversation_id=conversation_id,
+            stream=True,
+        )
+        decoder = calls.SSEDecoder()
+        try:
+            async with self._http.stream(
+                call.method, self._base_url + call.path, json=call.json_body, headers=self._headers
+            ) as response:
+                if not response.is_success:
+                    await response.aread()
+                    raise_for_status(response)
+                async for line in response.aiter_lines():
+                    event = decoder.feed(line)
+                    if event is not None:
+                        yield event
+        except httpx.TransportError as exc:
+            raise APIConnectionError(f"{self._base_url}: {exc}") from exc
+        last = decoder.feed("")
+        if last is not None:
+            yield last
+
+    async def upload(
+        self,
+        files: Sequence[tuple[str, FileSource]],
+        *,
+        principals: Sequence[str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> JobOut:
+        """Start a job for these `(relative path, content)` files (202 at once)."""
+        with ExitStack() as stack:
+            call = calls.upload(files, stack, principals=principals, metadata=metadata)
+            return JobOut.model_validate((await self._send(call)).json())
+
+    async def upload_folder(
+        self,
+        folder: Path,
+        *,
+        principals: Sequence[str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        files_per_request: int = 50,
+    ) -> list[JobOut]:
+        """Upload every file under `folder` with its relative path; returns the jobs started."""
+        return [
+            await self.upload(batch, principals=principals, metadata=metadata)
+            for batch in calls.batched(calls.folder_files(folder), files_per_request)
+        ]
+
+    async def ingest_server_folder(self, path: str) -> JobOut:
+        """Index a folder on the server (under `RAGKB_INGEST__ALLOWED_ROOTS`)."""
+        return JobOut.model_validate((await self._send(calls.server_folder(path))).json())
+
+    async def get_job(self, job_id: str, *, include_files: bool = True) -> JobOut:
+        """A job's state and progress."""
+        call = calls.get_job(job_id, include_files=include_files)
+        return JobOut.model_validate((await self._send(call)).json())
+
+    async def wait_for_job(
+        self, job_id: str, *, poll_s: float = 0.5, timeout_s: float | None = None
+    ) -> JobOut:
+        """Poll until every file of the job finished; TimeoutError after `timeout_s`."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            job = await self.get_job(job_id, include_files=False)
+            if calls.job_finished(job.model_dump()):
+                return await self.get_job(job_id)
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} not finished after {timeout_s} s")
+            await asyncio.sleep(poll_s)
+
+    async def list_documents(
+        self,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        path_prefix: str | None = None,
+        path_contains: str | None = None,
+        file_type: str | None = None,
+        principals: Sequence[str] | None = None,
+    ) -> DocumentList:
+        """A page of the tenant's documents by path (scope `read`); pass `next_cursor` back as
+        `cursor` for the next page."""
+        call = calls.list_documents(
+            limit=limit,
+            cursor=cursor,
+            path_prefix=path_prefix,
+            path_contains=path_contains,
+            file_type=file_type,
+            principals=principals,
+        )
+        return DocumentList.model_validate((await self._send(call)).json())
+
+    async def document_text(
+        self,
+        document_id: str,
+        *,
+        char_start: int = 0,
+        char_end: int | None = None,
+        page: int | None = None,
+        max_chars: int = 20_000,
+        principals: Sequence[str] | None = None,
+    ) -> DocumentTextOut:
+        """A document's extracted text, or a char range or page of it (scope `read`);
+        `next_char_start` continues a long range."""
+        call = calls.document_text(
+            document_id,
+            char_start=char_start,
+            char_end=char_end,
+            page=page,
+            max_chars=max_chars,
+            principals=principals,
+        )
+        return DocumentTextOut.model_validate((await self._send(call)).json())
+
+    async def delete_document(self, document_id: str) -> None:
+        """Delete a document and all its chunks."""
+        await self._send(calls.delete_document(document_id))
