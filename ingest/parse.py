@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import io
 import os
+from dataclasses import replace
 from pathlib import PurePosixPath
 
 from ingest import formats
 from ingest.elements import ElementKind, ParsedDocument, ParsedElement, ParseError
 from ingest.markdown import parse_markdown
-from ingest.sniff import check_zip, decode_text, sniffed_kind
+from ingest.normalize import normalize_text
+from ingest.plaintext import MAX_HEURISTIC_CHARS, parse_plain_text
+from ingest.sniff import check_zip, declared_html_charset, decode_text, sniffed_kind
 
 __all__ = ["ElementKind", "ParseError", "ParsedDocument", "ParsedElement", "parse_document"]
 
@@ -65,11 +68,14 @@ def parse_document(path: str, data: bytes, *, _depth: int = 0) -> ParsedDocument
     if not data:
         raise ParseError("the file is empty")
     _check_content_matches(suffix, data)
-    elements = _parse(suffix, data, depth=_depth)
+    notes: list[str] = []
+    elements = _parse(suffix, data, depth=_depth, notes=notes)
+    # Before chunking: chunks' spans (and so citations) point into the normalised text.
+    elements = [replace(e, text=normalize_text(e.text)) for e in elements]
     elements = [e for e in elements if e.text.strip()]
     if not elements:
         raise ParseError("no text could be extracted from the file")
-    return ParsedDocument(content_type=content_type, elements=elements)
+    return ParsedDocument(content_type=content_type, elements=elements, notes=tuple(notes))
 
 
 def _check_content_matches(suffix: str, data: bytes) -> None:
@@ -95,7 +101,7 @@ def _check_content_matches(suffix: str, data: bytes) -> None:
     raise ParseError(f"not an image: the content is {what}")
 
 
-def _parse(suffix: str, data: bytes, *, depth: int) -> list[ParsedElement]:
+def _parse(suffix: str, data: bytes, *, depth: int, notes: list[str]) -> list[ParsedElement]:
     if suffix == ".pdf":
         return _parse_pdf(data)
     if suffix in _ZIP_LABELS:
@@ -105,10 +111,11 @@ def _parse(suffix: str, data: bytes, *, depth: int) -> list[ParsedElement]:
     if suffix in (".png", ".jpg", ".jpeg", ".tif", ".tiff"):
         return formats.parse_image(data)
     if suffix == ".eml":
-        return formats.parse_email(data, depth=depth)
+        return formats.parse_email(data, depth=depth, notes=notes)
     if suffix == ".rtf":
         return formats.parse_pandoc_format(data, suffix=suffix)
-    text = decode_text(data)
+    html = suffix in (".html", ".htm")
+    text = decode_text(data, declared=declared_html_charset(data) if html else None)
     if suffix in (".md", ".markdown"):
         return parse_markdown(text)
     if suffix in (".html", ".htm"):
@@ -119,7 +126,7 @@ def _parse(suffix: str, data: bytes, *, depth: int) -> list[ParsedElement]:
         return formats.parse_csv(text, delimiter="\t" if suffix == ".tsv" else ",")
     if suffix == ".json":
         return formats.parse_json(text)
-    return _partition_plain_text(text)
+    return parse_plain_text(text)
 
 
 def _parse_office(suffix: str, data: bytes) -> list[ParsedElement]:
@@ -141,6 +148,10 @@ def _parse_office(suffix: str, data: bytes) -> list[ParsedElement]:
 
 
 def _partition_plain_text(text: str, page: int | None = None) -> list[ParsedElement]:
+    # Normalised before the heuristics split lines apart: `docu-\nment` is joined while whole.
+    text = normalize_text(text)
+    if len(text) > MAX_HEURISTIC_CHARS:  # the heuristics' cost grows with the text: read plainly
+        return parse_plain_text(text, page=page)
     from unstructured.partition.text import partition_text
 
     return formats.from_unstructured(partition_text(text=text, languages=[""]), page=page)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 
 from ingest.paths import UnsafePathError, normalize_relative_path
@@ -12,15 +14,26 @@ from ingest.paths import UnsafePathError, normalize_relative_path
         ("docs/sub/a.md", "docs/sub/a.md"),
         ("./docs//a.md", "docs/a.md"),
         ("docs\\win\\a.md", "docs/win/a.md"),
+        # A Windows client's full path: the drive is dropped, the folders are kept.
+        ("C:\\a\\x.md", "a/x.md"),
+        ("C:\\x\\y.txt", "x/y.txt"),
+        ("d:/Reports/2024/q1.pdf", "Reports/2024/q1.pdf"),
+        ("C:x.md", "x.md"),
+        # macOS sends decomposed names (NFD): stored composed (NFC), one document either way.
+        (unicodedata.normalize("NFD", "Données/été.md"), "Données/été.md"),
+        ("Données/été.md", "Données/été.md"),
     ],
 )
 def test_relative_paths_are_normalised(raw: str, expected: str) -> None:
     assert normalize_relative_path(raw) == expected
+    assert unicodedata.is_normalized("NFC", normalize_relative_path(raw))
 
 
 @pytest.mark.parametrize(
-    "raw", ["../etc/passwd", "a/../../b", "/etc/passwd", "C:\\x\\y.txt", "", "   ", "a\x00b", "."]
-)
+    "raw",
+    ["../etc/passwd", "a/../../b", "/etc/passwd", "C:\\..\\y.txt", "\\\\server\\share\\a.md",
+     "", "   ", "a\x00b", "a\nb.md", ".", "C:\\"],
+)  # fmt: skip
 def test_unsafe_paths_are_refused(raw: str) -> None:
     with pytest.raises(UnsafePathError):
         normalize_relative_path(raw)
