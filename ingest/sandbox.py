@@ -32,7 +32,16 @@ logger = logging.getLogger(__name__)
 
 FILES_PER_CHILD = 100
 # Modules the fork server imports once, so that children start with them loaded.
-_PRELOAD = ["ingest.parse", "ingest.formats", "ingest.markdown"]
+_PRELOAD = [
+    "ingest.parse",
+    "charset_normalizer",
+    "pypdf",
+    "openpyxl",
+    "unstructured.partition.text",
+    "unstructured.partition.html",
+    "unstructured.partition.docx",
+    "unstructured.partition.pptx",
+]
 
 
 @dataclass(frozen=True)
