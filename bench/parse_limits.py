@@ -131,17 +131,29 @@ def make_file(suffix: str, size: int, folder: Path) -> bytes:
     if suffix == ".adversarial.txt":
         return b"b " * (size // 2)
     if suffix == ".md":
-        return _fit(lambda n: "\n\n".join(f"## Section {i}\n\n{p}" if i % 10 == 0 else p
-                                          for i, p in enumerate(prose(n))).encode(), size)  # fmt: skip
+        return _fit(
+            lambda n: "\n\n".join(
+                f"## Section {i}\n\n{p}" if i % 10 == 0 else p for i, p in enumerate(prose(n))
+            ).encode(),
+            size,
+        )
     if suffix == ".html":
-        return _fit(lambda n: ("<html><body>" + "".join(f"<p>{p}</p>" for p in prose(n))
-                               + "</body></html>").encode(), size)  # fmt: skip
+        return _fit(
+            lambda n: (
+                "<html><body>" + "".join(f"<p>{p}</p>" for p in prose(n)) + "</body></html>"
+            ).encode(),
+            size,
+        )
     if suffix in (".csv", ".tsv"):
         sep = "," if suffix == ".csv" else "\t"
         return _fit(lambda n: "\n".join(sep.join(p.split()[:6]) for p in prose(n)).encode(), size)
     if suffix == ".json":
-        return _fit(lambda n: json.dumps({"items": [{"id": i, "text": p} for i, p in
-                                                    enumerate(prose(n))]}).encode(), size)  # fmt: skip
+        return _fit(
+            lambda n: json.dumps(
+                {"items": [{"id": i, "text": p} for i, p in enumerate(prose(n))]}
+            ).encode(),
+            size,
+        )
     if suffix == ".eml":
         from email.message import EmailMessage
 
@@ -157,20 +169,27 @@ def make_file(suffix: str, size: int, folder: Path) -> bytes:
     if suffix == ".docx":
         from tests.docgen import make_docx
 
-        return _fit(lambda n: make_docx(folder / "f.docx", [("Report", prose(n))]).read_bytes(),
-                    size)  # fmt: skip
+        return _fit(
+            lambda n: make_docx(folder / "f.docx", [("Report", prose(n))]).read_bytes(), size
+        )
     if suffix == ".pptx":
         from tests.docgen import make_pptx
 
-        return _fit(lambda n: make_pptx(folder / "f.pptx", [(f"Slide {i}", p) for i, p in
-                                                            enumerate(prose(n))]).read_bytes(),
-                    size)  # fmt: skip
+        return _fit(
+            lambda n: make_pptx(
+                folder / "f.pptx", [(f"Slide {i}", p) for i, p in enumerate(prose(n))]
+            ).read_bytes(),
+            size,
+        )
     if suffix == ".xlsx":
         from tests.docgen import make_xlsx
 
-        return _fit(lambda n: make_xlsx(folder / "f.xlsx", {"Data": [p.split()[:6] for p in
-                                                                     prose(n)]}).read_bytes(),
-                    size)  # fmt: skip
+        return _fit(
+            lambda n: make_xlsx(
+                folder / "f.xlsx", {"Data": [p.split()[:6] for p in prose(n)]}
+            ).read_bytes(),
+            size,
+        )
     raise ValueError(suffix)
 
 
@@ -196,8 +215,20 @@ def _pdf(paragraphs: list[str], folder: Path) -> bytes:
     return path.read_bytes()
 
 
-FORMATS = [".txt", ".adversarial.txt", ".md", ".html", ".csv", ".tsv", ".json", ".eml", ".pdf",
-           ".docx", ".pptx", ".xlsx"]  # fmt: skip
+FORMATS = [
+    ".txt",
+    ".adversarial.txt",
+    ".md",
+    ".html",
+    ".csv",
+    ".tsv",
+    ".json",
+    ".eml",
+    ".pdf",
+    ".docx",
+    ".pptx",
+    ".xlsx",
+]
 
 
 def measure_one(path: Path, name: str, warmup: Path) -> dict[str, object]:
@@ -216,8 +247,13 @@ def measure_one(path: Path, name: str, warmup: Path) -> dict[str, object]:
         error = str(exc)
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"seconds": seconds, "peak_rss_mb": peak, "baseline_rss_mb": baseline,
-            "elements": elements, "error": error}  # fmt: skip
+    return {
+        "seconds": seconds,
+        "peak_rss_mb": peak,
+        "baseline_rss_mb": baseline,
+        "elements": elements,
+        "error": error,
+    }
 
 
 def main() -> None:
@@ -242,12 +278,14 @@ def main() -> None:
             path = folder / ("big" + suffix)
             path.write_bytes(data)
             warmup = folder / ("warm" + suffix)
-            warmup.write_bytes(make_file(suffix, 20_000, folder) if suffix != ".adversarial.txt"
-                               else b"b b b")  # fmt: skip
+            warmup.write_bytes(
+                make_file(suffix, 20_000, folder) if suffix != ".adversarial.txt" else b"b b b"
+            )
             command = [sys.executable, __file__, "--one", str(path), name, str(warmup)]
             try:
-                done = subprocess.run(command, capture_output=True, text=True,
-                                      timeout=args.timeout_s, check=True)  # fmt: skip
+                done = subprocess.run(
+                    command, capture_output=True, text=True, timeout=args.timeout_s, check=True
+                )
                 result = json.loads(done.stdout.strip().splitlines()[-1])
             except subprocess.TimeoutExpired:
                 result = {"seconds": None, "peak_rss_mb": None, "error": "timeout"}
@@ -262,10 +300,20 @@ def main() -> None:
             rows.append(row)
             print(_line(row), flush=True)
     if args.out:
-        args.out.write_text(json.dumps({
-            "command": "python bench/parse_limits.py " + " ".join(
-                a for a in sys.argv[1:] if not a.startswith("--out")) + " --out " + str(args.out),
-            "size_mb": args.size_mb, "rows": rows}, indent=2) + "\n")  # fmt: skip
+        args.out.write_text(
+            json.dumps(
+                {
+                    "command": "python bench/parse_limits.py "
+                    + " ".join(a for a in sys.argv[1:] if not a.startswith("--out"))
+                    + " --out "
+                    + str(args.out),
+                    "size_mb": args.size_mb,
+                    "rows": rows,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
 
 
 def _line(row: dict[str, object]) -> str:
@@ -273,9 +321,11 @@ def _line(row: dict[str, object]) -> str:
         value = row.get(key)
         return format(value, spec) if isinstance(value, int | float) else "-"
 
-    return (f"{row['format']:<18} {fmt('size_mb', '6.2f')} MB  {fmt('seconds', '8.2f')} s  "
-            f"{fmt('s_per_mb', '7.3f')} s/MB  peak {fmt('peak_rss_mb', '7.0f')} MB  "
-            f"(+{fmt('extra_rss_mb_per_mb', '6.1f')} MB/MB)  {row.get('error') or ''}")  # fmt: skip
+    return (
+        f"{row['format']:<18} {fmt('size_mb', '6.2f')} MB  {fmt('seconds', '8.2f')} s  "
+        f"{fmt('s_per_mb', '7.3f')} s/MB  peak {fmt('peak_rss_mb', '7.0f')} MB  "
+        f"(+{fmt('extra_rss_mb_per_mb', '6.1f')} MB/MB)  {row.get('error') or ''}"
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from pathlib import PurePosixPath
 
 from ingest import formats
 from ingest.elements import ElementKind, ParsedDocument, ParsedElement, ParseError
+from ingest.heuristics import cap_heuristics
 from ingest.markdown import parse_markdown
 from ingest.normalize import normalize_text
 from ingest.plaintext import MAX_HEURISTIC_CHARS, parse_plain_text
@@ -48,6 +49,10 @@ _ZIP_LABELS = {".docx": "DOCX", ".pptx": "PPTX", ".xlsx": "XLSX", ".odt": "ODT"}
 # What the bytes must look like for each family of extensions (None: text, no magic number).
 _EXPECTED_KIND = {".pdf": "pdf", **dict.fromkeys(_ZIP_LABELS, "zip"),
                   **dict.fromkeys((".png", ".jpg", ".jpeg", ".tif", ".tiff"), "image")}  # fmt: skip
+
+
+# Formats read without unstructured's classifiers.
+_WITHOUT_HEURISTICS = {".txt", ".text", ".md", ".markdown", ".csv", ".tsv", ".json"}
 
 
 def content_type_for(path: str) -> str:
@@ -102,6 +107,8 @@ def _check_content_matches(suffix: str, data: bytes) -> None:
 
 
 def _parse(suffix: str, data: bytes, *, depth: int, notes: list[str]) -> list[ParsedElement]:
+    if suffix not in _WITHOUT_HEURISTICS:
+        cap_heuristics()  # before any unstructured partitioner runs
     if suffix == ".pdf":
         return _parse_pdf(data)
     if suffix in _ZIP_LABELS:

@@ -34,6 +34,7 @@ FILES_PER_CHILD = 100
 # Modules the fork server imports once, so that children start with them loaded.
 _PRELOAD = [
     "ingest.parse",
+    "ingest.heuristics",
     "charset_normalizer",
     "pypdf",
     "openpyxl",

@@ -81,7 +81,7 @@ def test_each_file_changes_state_as_it_finishes(runtime: Runtime, tmp_path: Path
 def test_a_file_is_given_up_after_its_attempts(runtime: Runtime, tmp_path: Path) -> None:
     """Every restart re-queued a file whose parsing never ended; after `parse_attempts` it fails
     with its reason instead of being started again."""
-    tenant_id, job_id, ids = _job(runtime, tmp_path, {"stuck.md": b"# S\n\nStuck.\n"})
+    tenant_id, _job_id, ids = _job(runtime, tmp_path, {"stuck.md": b"# S\n\nStuck.\n"})
     deps = runtime.binding.ingest
     assert deps.parse_attempts == runtime.settings.ingest.parse_attempts == 3
     for _ in range(deps.parse_attempts):
@@ -99,7 +99,8 @@ def test_a_file_is_given_up_after_its_attempts(runtime: Runtime, tmp_path: Path)
     with runtime.session_factory() as session:
         row = session.get(JobFile, ids[0])
         assert row is not None
-        assert row.error is not None and row.error.startswith("not finished after 3 attempts")
+        assert row.error is not None
+        assert row.error.startswith("not finished after 3 attempts")
         assert row.attempts == 3
         assert row.staged_path is None
     assert runtime.store.count(tenant_id=tenant_id) == 0
@@ -113,7 +114,9 @@ def test_a_file_within_its_attempts_is_taken_and_counted(runtime: Runtime, tmp_p
     assert process_job_files(ids, runtime.binding.ingest)[ids[0]] == "done"
     with runtime.session_factory() as session:
         row = session.get(JobFile, ids[0])
-        assert row is not None and row.attempts == 3 and row.error is None
+        assert row is not None
+        assert row.attempts == 3
+        assert row.error is None
 
 
 def test_a_mail_with_an_unreadable_attachment_is_done_and_says_so(
@@ -132,4 +135,5 @@ def test_a_mail_with_an_unreadable_attachment_is_done_and_says_so(
         )
     points, _ = runtime.store.scroll(tenant_id=tenant_id)
     texts = [str(p.payload["text"]) for p in points]
-    assert texts and not any("not read" in t or "%PDF" in t for t in texts)
+    assert texts
+    assert not any("not read" in t or "%PDF" in t for t in texts)

@@ -117,8 +117,8 @@ def _mail(content_type: str, body: bytes | str, **params: str) -> bytes:
         (_pgp_mime(), "PGP/MIME"),
         (_mail("application/pkcs7-mime", b"0\x82\x01\x00", smime_type="enveloped-data"),
          "S/MIME"),
-        (_mail("text/plain", "-----BEGIN PGP MESSAGE-----\n\nhQEMA5e4\n-----END PGP MESSAGE-----\n"),
-         "inline PGP"),
+        (_mail("text/plain", "-----BEGIN PGP MESSAGE-----\n\nhQEMA5e4\n-----END PGP "
+                             "MESSAGE-----\n"), "inline PGP"),
     ],
 )  # fmt: skip
 def test_an_encrypted_mail_fails_as_encrypted(data: bytes, kind: str) -> None:
