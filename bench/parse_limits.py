@@ -262,6 +262,7 @@ def main() -> None:
     parser.add_argument("--timeout-s", type=float, default=600.0)
     parser.add_argument("--formats", default=",".join(FORMATS))
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--append", action="store_true", help="add the rows to --out's")
     parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)  # path name warmup (internal)
     args = parser.parse_args()
     if args.one:
@@ -300,20 +301,13 @@ def main() -> None:
             rows.append(row)
             print(_line(row), flush=True)
     if args.out:
-        args.out.write_text(
-            json.dumps(
-                {
-                    "command": "python bench/parse_limits.py "
-                    + " ".join(a for a in sys.argv[1:] if not a.startswith("--out"))
-                    + " --out "
-                    + str(args.out),
-                    "size_mb": args.size_mb,
-                    "rows": rows,
-                },
-                indent=2,
-            )
-            + "\n"
-        )
+        command = "python bench/parse_limits.py " + " ".join(sys.argv[1:])
+        report: dict[str, list[object]] = {"commands": [], "rows": []}
+        if args.append and args.out.exists():
+            report = json.loads(args.out.read_text())
+        report["commands"].append(command)
+        report["rows"].extend(rows)
+        args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
 
 
 def _line(row: dict[str, object]) -> str:

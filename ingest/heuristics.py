@@ -29,8 +29,11 @@ def cap_heuristics() -> None:
     with _lock:
         if _installed:
             return
-        from unstructured.partition import text_type
+        import importlib
 
+        # The classifiers look these names up in their own module: replacing them there bounds
+        # every partitioner's classification and nothing else.
+        text_type: Any = importlib.import_module("unstructured.partition.text_type")
         text_type.sent_tokenize = _bounded(text_type.sent_tokenize, _sentences)
         text_type.word_tokenize = _bounded(text_type.word_tokenize, _WORD.findall)
         spacy_pos_tag = text_type.pos_tag
