@@ -100,7 +100,11 @@ class _UploadParser(MultiPartParser):
 
 async def read_upload_form(request: Request, *, max_files: int, max_fields: int) -> FormData:
     """The multipart form of `request`, file names read as `upload_file_name` says; 400 with
-    the reason for a malformed body. The caller closes the form."""
+    the reason for a malformed body; an empty form for another content type. The caller closes
+    the form."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "multipart/form-data":
+        return FormData()
     try:
         async with aclosing(request.stream()) as stream:
             parser = _UploadParser(

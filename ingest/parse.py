@@ -12,7 +12,7 @@ from ingest.elements import ElementKind, ParsedDocument, ParsedElement, ParseErr
 from ingest.heuristics import cap_heuristics
 from ingest.markdown import parse_markdown
 from ingest.normalize import normalize_text
-from ingest.plaintext import MAX_HEURISTIC_CHARS, parse_plain_text
+from ingest.plaintext import MAX_HEURISTIC_CHARS, parse_page_lines, parse_plain_text
 from ingest.sniff import check_zip, declared_html_charset, decode_text, sniffed_kind
 
 __all__ = ["ElementKind", "ParseError", "ParsedDocument", "ParsedElement", "parse_document"]
@@ -159,9 +159,14 @@ def _partition_plain_text(text: str, page: int | None = None) -> list[ParsedElem
     text = normalize_text(text)
     if len(text) > MAX_HEURISTIC_CHARS:  # the heuristics' cost grows with the text: read plainly
         return parse_plain_text(text, page=page)
-    from unstructured.partition.text import partition_text
+    # unstructured's classifier (spaCy, ~20 ms a line here) only for the lines that could be
+    # headings; the others are text without asking (a PDF page took ~10 s when every line was).
+    from unstructured.partition.text_type import is_possible_narrative_text, is_possible_title
 
-    return formats.from_unstructured(partition_text(text=text, languages=[""]), page=page)
+    def is_title(line: str) -> bool:
+        return is_possible_title(line) and not is_possible_narrative_text(line)
+
+    return parse_page_lines(text, page=page, is_title=is_title)
 
 
 def _parse_pdf(data: bytes) -> list[ParsedElement]:
