@@ -34,6 +34,8 @@ Parser = Callable[[str, bytes], ParsedDocument]
 # until the oldest has waited this long: small files embed together, nobody waits for long.
 FLUSH_CHUNKS = 256
 FLUSH_AFTER_S = 2.0
+# Parsed files are stored before a file this large is parsed (HTML or PDF: seconds a MB).
+FLUSH_BEFORE_BYTES = 256 * 1024
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +110,12 @@ def process_job_files(
         if claimed is None:
             states[file_id] = state
             continue
+        if pending and (
+            time.monotonic() - waiting_since >= FLUSH_AFTER_S
+            or _staged_size(claimed) >= FLUSH_BEFORE_BYTES
+        ):
+            _store(pending, deps, states)  # a slow parse next does not hold parsed files back
+            pending = []
         result = _prepare_one(claimed, deps)
         if isinstance(result, _Outcome):
             _record(deps, [], {file_id: result})  # the failure or skip shows at once
@@ -124,6 +132,13 @@ def process_job_files(
             pending = []
     _store(pending, deps, states)
     return states
+
+
+def _staged_size(job_file: _Claimed) -> int:
+    try:
+        return Path(job_file.staged_path).stat().st_size if job_file.staged_path else 0
+    except OSError:
+        return 0
 
 
 def _prepare_one(job_file: _Claimed, deps: IngestDependencies) -> _Prepared | _Outcome:

@@ -53,7 +53,12 @@ def _job(runtime: Runtime, tmp_path: Path, files: dict[str, bytes]) -> tuple[str
 
 def test_each_file_changes_state_as_it_finishes(runtime: Runtime, tmp_path: Path) -> None:
     """Was: a 0-byte file of a 16-file batch reported failed after 834 s, when the batch ended."""
-    files = {"empty.txt": b"", "a.md": b"# A\n\nAlpha.\n", "b.md": b"# B\n\nBeta.\n"}
+    files = {
+        "empty.txt": b"",
+        "a.md": b"# A\n\nAlpha.\n",
+        "big.txt": b"Bulk text. " * 30_000,  # 330 KB: parsed files are stored before it
+        "b.md": b"# B\n\nBeta.\n",
+    }
     tenant_id, job_id, ids = _job(runtime, tmp_path, files)
     seen: dict[str, dict[str, tuple[str, ...]]] = {}
 
@@ -69,13 +74,16 @@ def test_each_file_changes_state_as_it_finishes(runtime: Runtime, tmp_path: Path
 
     deps = replace(runtime.binding.ingest, parse=parse_and_look)
     states = process_job_files(ids, deps)
-    assert [states[i] for i in ids] == ["failed", "done", "done"]
+    assert [states[i] for i in ids] == ["failed", "done", "done", "done"]
     # While a.md was parsed, the empty file had failed already, with its reason; b.md was
     # still queued (a file is claimed right before it is parsed, not with its whole batch).
     assert seen["a.md"]["empty.txt"] == ("failed", "the file is empty")
     assert seen["a.md"]["a.md"] == ("running", "")
     assert seen["a.md"]["b.md"] == ("queued", "")
     assert seen["a.md"]["progress"] == ("1", "1")
+    # Before a large file is parsed, the files parsed so far are stored and shown done.
+    assert seen["big.txt"]["a.md"] == ("done", "")
+    assert seen["big.txt"]["b.md"] == ("queued", "")
 
 
 def test_a_file_is_given_up_after_its_attempts(runtime: Runtime, tmp_path: Path) -> None:
