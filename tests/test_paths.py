@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import unicodedata
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +38,17 @@ def test_relative_paths_are_normalised(raw: str, expected: str) -> None:
 def test_unsafe_paths_are_refused(raw: str) -> None:
     with pytest.raises(UnsafePathError):
         normalize_relative_path(raw)
+
+
+def test_folder_jobs_use_the_same_normal_form(tmp_path: Path) -> None:
+    """A folder synced from a Mac (NFD names) and an upload from Windows (NFC) are one set of
+    documents: both paths are stored in NFC."""
+    from ingest.folders import walk_folder
+
+    folder = tmp_path / "share"
+    (folder / unicodedata.normalize("NFD", "Données")).mkdir(parents=True)
+    (folder / unicodedata.normalize("NFD", "Données") / unicodedata.normalize("NFD", "été.md")
+     ).write_text("# Été\n")  # fmt: skip
+    entries = list(walk_folder(folder, folder))
+    assert [e.relative_path for e in entries] == ["Données/été.md"]
+    assert entries[0].relative_path == normalize_relative_path("Données\\été.md")
