@@ -483,6 +483,9 @@ def ingest(
     url: ApiUrl = "http://127.0.0.1:8000",
     api_key: ApiKeyOpt = "",
     batch_size: Annotated[int, typer.Option(help="Files per upload request.")] = 50,
+    ocr: Annotated[
+        str, typer.Option(help="auto, or force: read every PDF page with OCR (bad text layers).")
+    ] = "auto",
 ) -> None:
     """Upload every file under FOLDER (with its relative path) and follow the jobs."""
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
@@ -498,6 +501,7 @@ def ingest(
             try:
                 response = client.post(
                     "/v1/ingest/jobs",
+                    data={"ocr": ocr},
                     files=[
                         ("files", (p.relative_to(folder).as_posix(), h))
                         for p, h in zip(batch, handles, strict=True)

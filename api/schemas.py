@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Path
 from pydantic import BaseModel, Field, StringConstraints
@@ -87,6 +87,13 @@ class DocumentAccessIn(BaseModel):
     )
     metadata: dict[MetadataKey, MetadataValue] = Field(
         {}, max_length=50, description="Custom fields, filterable in search (`filters.metadata`)."
+    )
+    ocr: Literal["auto", "force"] = Field(
+        "auto",
+        description="`auto`: PDF pages are read from their text layer, and with OCR only where "
+        "a page is a scan (no or little text over a full-page image, or a garbled layer). "
+        "`force`: every PDF page is read with OCR, for scans whose text layer reads as words but "
+        "is wrong; the files are re-read even when unchanged.",
     )
 
 

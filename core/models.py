@@ -105,6 +105,8 @@ class IngestJob(Base):
     # Given with the upload, applied to every file of the job.
     principals: Mapped[list[str] | None] = mapped_column(JSON, default=None)
     document_metadata: Mapped[dict[str, str] | None] = mapped_column(JSON, default=None)
+    # "auto" or "force": whether every PDF page is read with OCR (ingest.pdf).
+    ocr_mode: Mapped[str] = mapped_column(String(8), default="auto", server_default="auto")
 
     files: Mapped[list[JobFile]] = relationship(
         back_populates="job", order_by="JobFile.position", cascade="all, delete-orphan"

@@ -16,6 +16,7 @@ from ingest.parse import ElementKind, ParsedDocument
 
 ELEMENT_SEPARATOR = "\n\n"
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|(?<=[。！？；])")
+_ROW_END = re.compile(r"\n")
 _WHITESPACE = re.compile(r"\s+")
 
 TokenCounter = Callable[[str], int]
@@ -72,7 +73,8 @@ def _units(
             headings = [(lvl, t) for lvl, t in headings if lvl < element.heading_level]
             headings.append((element.heading_level, element.text))
         section = " > ".join(t for _, t in headings) or None
-        for piece_start, piece_end in _split(text, start, end, max_tokens, count_tokens):
+        table = element.kind is ElementKind.TABLE
+        for piece_start, piece_end in _split(text, start, end, max_tokens, count_tokens, table):
             units.append(
                 _Unit(
                     start=piece_start,
@@ -87,9 +89,10 @@ def _units(
 
 
 def _split(
-    text: str, start: int, end: int, max_tokens: int, count_tokens: TokenCounter
+    text: str, start: int, end: int, max_tokens: int, count_tokens: TokenCounter, table: bool
 ) -> list[tuple[int, int]]:
-    """Pieces of text[start:end] within the budget: the whole element, else its sentences."""
+    """Pieces of text[start:end] within the budget: the whole element, else its sentences (a
+    table's rows: each row carries its headers, so a chunk of rows reads alone)."""
     start, end = trim_span(text, start, end)
     if start >= end:
         return []
@@ -97,7 +100,8 @@ def _split(
         return [(start, end)]
     # Sentences are the units to pack (so overlap can repeat whole sentences); a sentence that
     # is still too long is halved at whitespace, or between characters where there is none.
-    cuts = [m.end() for m in _SENTENCE_END.finditer(text, start, end) if start < m.end() < end]
+    boundary = _ROW_END if table else _SENTENCE_END
+    cuts = [m.end() for m in boundary.finditer(text, start, end) if start < m.end() < end]
     pieces: list[tuple[int, int]] = []
     for piece_start, piece_end in zip([start, *cuts], [*cuts, end], strict=True):
         pieces.extend(_halve(text, piece_start, piece_end, max_tokens, count_tokens))

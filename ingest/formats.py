@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import email
 import email.policy
 import io
 import json
-import shutil
+import re
+from dataclasses import replace
 from email.message import EmailMessage
-from functools import cache
 from typing import Any
 
+from ingest import ocr
 from ingest.elements import ElementKind, ParsedElement, ParseError
+from ingest.tables import html_table_grid, render_table
 
 _NO_LANGUAGE = [""]  # skip unstructured's per-document language detection (not used here)
-OCR_LANGUAGES = ("eng", "chi_sim")
 MAX_ATTACHMENT_DEPTH = 2
 
 
@@ -40,17 +42,40 @@ def from_unstructured(elements: list[Any], page: int | None = None) -> list[Pars
     return parsed
 
 
+def html_elements(text: str) -> list[ParsedElement]:
+    """An HTML page's elements (unstructured), its tables rendered from the page's own markup:
+    unstructured's re-rendered table drops rowspan/colspan, which `render_table` needs to carry
+    a merged cell into every row it covers."""
+    from lxml import etree
+    from lxml import html as lxml_html
+    from unstructured.partition.html import partition_html
+
+    elements = from_unstructured(partition_html(text=text, languages=_NO_LANGUAGE))
+    try:
+        # lxml refuses a str that declares its encoding (XHTML's `<?xml ... encoding=...?>`).
+        root = lxml_html.fromstring(re.sub(r"^\s*<\?xml[^>]*\?>", "", text))
+    except (etree.ParserError, ValueError):
+        return elements
+    outer = [t for t in root.iter("table") if not any(a.tag == "table" for a in t.iterancestors())]
+    tables = [i for i, e in enumerate(elements) if e.kind is ElementKind.TABLE]
+    if len(outer) != len(tables):  # layout tables or nesting: keep unstructured's rendering
+        return elements
+    for index, table in zip(tables, outer, strict=True):
+        grid, header_rows = html_table_grid(table)
+        rendered = render_table(grid, header_rows=header_rows or None)
+        if rendered:
+            elements[index] = replace(elements[index], text=rendered)
+    return elements
+
+
 def table_text_from_html(html: str) -> str:
-    """A table as text: one line per row, cells separated by ` | ` (rows stay readable)."""
+    """A table as text, one line per row, each row carrying its headers (`ingest.tables`)."""
     from lxml import html as lxml_html
 
     root = lxml_html.fromstring(html)
-    rows = []
-    for row in root.iter("tr"):
-        cells = [" ".join(c.text_content().split()) for c in row if c.tag in ("td", "th")]
-        if any(cells):
-            rows.append(" | ".join(cells))
-    return "\n".join(rows)
+    table = root if root.tag == "table" else next(root.iter("table"), root)
+    grid, header_rows = html_table_grid(table)
+    return render_table(grid, header_rows=header_rows or None)
 
 
 def parse_pptx(data: bytes) -> list[ParsedElement]:
@@ -60,32 +85,99 @@ def parse_pptx(data: bytes) -> list[ParsedElement]:
 
 
 def parse_xlsx(data: bytes) -> list[ParsedElement]:
-    """One titled table per sheet (the sheet number is its page)."""
+    """One titled table per sheet (the sheet number is its page), merged cells filled in."""
     from openpyxl import load_workbook
 
     workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     elements: list[ParsedElement] = []
     try:
         for number, sheet in enumerate(workbook.worksheets, start=1):
-            rows = [
-                " | ".join("" if v is None else str(v) for v in row)
-                for row in sheet.iter_rows(values_only=True)
-                if any(v is not None and str(v).strip() for v in row)
-            ]
-            if rows:
+            # The stored dimension can claim all 16,384 columns (a merged title row); without
+            # it each row is only as long as its last cell.
+            sheet.reset_dimensions()
+            grid = [list(row) for row in sheet.iter_rows(min_row=1, min_col=1, values_only=True)]
+            fill_merged(grid, xlsx_merged_ranges(data, getattr(sheet, "_worksheet_path", "")))
+            rendered = render_table(grid)
+            if rendered:
                 elements.append(ParsedElement(sheet.title, ElementKind.TITLE, page=number))
-                elements.append(ParsedElement("\n".join(rows), ElementKind.TABLE, page=number))
+                elements.append(ParsedElement(rendered, ElementKind.TABLE, page=number))
     finally:
         workbook.close()
     return elements
 
 
+def xlsx_merged_ranges(data: bytes, sheet_path: str) -> list[tuple[int, int, int, int]]:
+    """(min_col, min_row, max_col, max_row) of each merged range of one sheet, 1-based.
+
+    openpyxl's read-only mode (bounded memory) does not report merged cells, so they are read
+    from the sheet's `<mergeCells>` element directly."""
+    import zipfile
+
+    from lxml import etree
+    from openpyxl.utils.cell import range_boundaries
+
+    ranges: list[tuple[int, int, int, int]] = []
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        try:
+            member = archive.open(sheet_path.lstrip("/"))
+        except KeyError:
+            return ranges
+        with member:
+            for _, element in etree.iterparse(member, events=("end",), tag="{*}mergeCell"):
+                try:
+                    bounds = range_boundaries(element.get("ref", ""))
+                except (ValueError, TypeError):
+                    continue
+                min_col, min_row, max_col, max_row = bounds
+                if min_col and min_row and max_col and max_row:  # whole rows/columns: None
+                    ranges.append((min_col, min_row, max_col, max_row))
+                element.clear()
+    return ranges
+
+
+def fill_merged(grid: list[list[Any]], ranges: list[tuple[int, int, int, int]]) -> None:
+    """Copy each merged range's top-left value into every cell it covers (within the grid: a
+    title merged across all 16,384 columns fills only the columns that hold data)."""
+    width = max((_last_filled(row) for row in grid), default=0)
+    for min_col, min_row, max_col, max_row in ranges:
+        max_col = min(max_col, width)
+        if min_row > len(grid) or min_col > len(grid[min_row - 1]):
+            continue
+        value = grid[min_row - 1][min_col - 1]
+        for r in range(min_row - 1, min(max_row, len(grid))):
+            row = grid[r]
+            if len(row) < max_col:
+                row.extend([None] * (max_col - len(row)))
+            for c in range(min_col - 1, max_col):
+                row[c] = value
+
+
+def _last_filled(row: list[Any]) -> int:
+    """1 + the index of the row's last cell with a value (0 for an empty row)."""
+    for index in range(len(row) - 1, -1, -1):
+        if row[index] is not None and str(row[index]).strip():
+            return index + 1
+    return 0
+
+
+CSV_SNIFF_BYTES = 16_384
+
+
 def parse_csv(text: str, *, delimiter: str = ",") -> list[ParsedElement]:
+    """A delimited file as one table. A .tsv is split on tabs; a .csv's delimiter (`,` `;` tab
+    `|`: Excel writes `;` where the decimal mark is a comma) is sniffed from its first 16 KB,
+    falling back to `,` when the sample says nothing clear."""
+    dialect: type[csv.Dialect] | csv.Dialect = csv.excel_tab if delimiter == "\t" else csv.excel
+    if delimiter != "\t":
+        sample = text[:CSV_SNIFF_BYTES]
+        if len(text) > CSV_SNIFF_BYTES and "\n" in sample:
+            sample = sample[: sample.rindex("\n")]
+        with contextlib.suppress(csv.Error):  # no clear delimiter: a comma
+            dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
     try:
-        rows = [" | ".join(cells) for cells in csv.reader(io.StringIO(text), delimiter=delimiter)]
+        rendered = render_table(list(csv.reader(io.StringIO(text), dialect)))
     except csv.Error as exc:
         raise ParseError(csv_error_reason(exc)) from exc
-    rendered = "\n".join(r for r in rows if r.strip(" |"))
     return [ParsedElement(rendered, ElementKind.TABLE)] if rendered else []
 
 
@@ -138,8 +230,6 @@ def parse_email(
     said in `notes` (shown with the file, never indexed). An encrypted mail fails: its headers
     alone are not the document.
     """
-    from ingest.parse import parse_document  # attachments recurse into the general parser
-
     message = email.message_from_bytes(data, policy=email.policy.default)
     assert isinstance(message, EmailMessage)
     if encrypted := encrypted_email_kind(message):
@@ -153,36 +243,46 @@ def parse_email(
     if body is not None:
         content = body.get_content()
         if body.get_content_type() == "text/html":
-            from unstructured.partition.html import partition_html
-
-            elements.extend(from_unstructured(partition_html(text=content, languages=[""])))
+            elements.extend(html_elements(content))
         else:
             elements.extend(ParsedElement(p.strip(), ElementKind.TEXT)
                             for p in content.split("\n\n") if p.strip())  # fmt: skip
     for part in message.iter_attachments():
-        name = part.get_filename() or "attachment"
         payload = part.get_payload(decode=True)
-        if not isinstance(payload, bytes):
-            continue
-        if depth >= MAX_ATTACHMENT_DEPTH:
-            _note(notes, f"attachment {name!r} not read: nested more than "
-                         f"{MAX_ATTACHMENT_DEPTH} mails deep")  # fmt: skip
-            continue
-        try:
-            attached = parse_document(name, payload, _depth=depth + 1)
-        except ParseError as exc:
-            _note(notes, f"attachment {name!r} not read: {exc}")
-            continue
-        elements.append(ParsedElement(f"Attachment: {name}", ElementKind.TITLE, heading_level=1))
-        if notes is not None:
-            notes.extend(attached.notes)
-        # Attachment headings sit below the attachment's own title.
-        elements.extend(
-            ParsedElement(
-                e.text, e.kind, None, e.heading_level + 2 if e.kind is ElementKind.TITLE else 0
+        if isinstance(payload, bytes):
+            elements.extend(
+                attached_elements(part.get_filename() or "attachment", payload, depth, notes)
             )
-            for e in attached.elements
+    return elements
+
+
+def attached_elements(
+    name: str, payload: bytes, depth: int, notes: list[str] | None = None
+) -> list[ParsedElement]:
+    """An e-mail attachment as elements under an `Attachment: name` title, parsed by its type.
+    One that cannot be read gives no elements (ragkb's words are never document text): why is
+    said in `notes`."""
+    from ingest.parse import parse_document  # attachments recurse into the general parser
+
+    if depth >= MAX_ATTACHMENT_DEPTH:
+        _note(notes, f"attachment {name!r} not read: nested more than "
+                     f"{MAX_ATTACHMENT_DEPTH} mails deep")  # fmt: skip
+        return []
+    try:
+        attached = parse_document(name, payload, _depth=depth + 1)
+    except ParseError as exc:
+        _note(notes, f"attachment {name!r} not read: {exc}")
+        return []
+    if notes is not None:
+        notes.extend(attached.notes)
+    elements = [ParsedElement(f"Attachment: {name}", ElementKind.TITLE, heading_level=1)]
+    # Attachment headings sit below the attachment's own title.
+    elements.extend(
+        ParsedElement(
+            e.text, e.kind, None, e.heading_level + 2 if e.kind is ElementKind.TITLE else 0
         )
+        for e in attached.elements
+    )
     return elements
 
 
@@ -216,46 +316,13 @@ def encrypted_email_kind(message: EmailMessage) -> str | None:
     return None
 
 
-def parse_pandoc_format(data: bytes, *, suffix: str) -> list[ParsedElement]:
-    """RTF and ODT through unstructured, which needs the pandoc program."""
-    if shutil.which("pandoc") is None:
-        raise ParseError(
-            f"{suffix} files need pandoc, which is not installed on this server "
-            "(apt-get install pandoc)"
-        )
-    if suffix == ".odt":
-        from unstructured.partition.odt import partition_odt
-
-        return from_unstructured(partition_odt(file=io.BytesIO(data), languages=_NO_LANGUAGE))
-    from unstructured.partition.rtf import partition_rtf
-
-    return from_unstructured(partition_rtf(file=io.BytesIO(data), languages=_NO_LANGUAGE))
-
-
-@cache
 def ocr_languages() -> str | None:
     """The installed Tesseract languages ragkb reads with, or None without Tesseract."""
-    if shutil.which("tesseract") is None:
-        return None
-    try:
-        import pytesseract
-
-        installed = set(pytesseract.get_languages())
-    except Exception:  # pytesseract missing or tesseract broken: OCR is off
-        return None
-    wanted = [lang for lang in OCR_LANGUAGES if lang in installed]
-    return "+".join(wanted) or None
+    return ocr.languages()
 
 
 def ocr_image(image: Any, *, page: int | None = None, what: str = "image") -> list[ParsedElement]:
-    languages = ocr_languages()
-    if languages is None:
-        raise ParseError(f"the {what} has no text layer and OCR (Tesseract) is not installed")
-    import pytesseract
-
-    text = pytesseract.image_to_string(image, lang=languages)
-    return [ParsedElement(p.strip(), ElementKind.TEXT, page=page)
-            for p in text.split("\n\n") if p.strip()]  # fmt: skip
+    return ocr.read_image(image, page=page, what=what)
 
 
 def parse_image(data: bytes) -> list[ParsedElement]:
@@ -269,18 +336,3 @@ def parse_image(data: bytes) -> list[ParsedElement]:
     if image.width * image.height > 50_000_000:
         raise ParseError("the image is too large to read (over 50 megapixels)")
     return ocr_image(image)
-
-
-def ocr_pdf(data: bytes, *, max_pages: int = 200) -> list[ParsedElement]:
-    """Render each page (pypdfium2) and read it with Tesseract, keeping page numbers."""
-    import pypdfium2
-
-    document = pypdfium2.PdfDocument(data)
-    try:
-        elements: list[ParsedElement] = []
-        for index in range(min(len(document), max_pages)):
-            image = document[index].render(scale=300 / 72).to_pil()
-            elements.extend(ocr_image(image, page=index + 1, what="PDF"))
-        return elements
-    finally:
-        document.close()

@@ -52,11 +52,13 @@ def create_job(
     tenant_id: str,
     principals: list[str] | None = None,
     document_metadata: dict[str, str] | None = None,
+    ocr_mode: str = "auto",
 ) -> IngestJob:
     job = IngestJob(
         tenant_id=tenant_id,
         principals=sorted(set(principals)) if principals is not None else None,
         document_metadata=document_metadata or None,
+        ocr_mode=ocr_mode,
     )
     session.add(job)
     session.flush()

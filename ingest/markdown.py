@@ -13,6 +13,7 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 from ingest.elements import ElementKind, ParsedElement
+from ingest.tables import render_table
 
 
 @cache
@@ -41,7 +42,8 @@ def parse_markdown(text: str) -> list[ParsedElement]:
         elif kind == "tr_open" and table_rows is not None:
             table_rows.append([])
         elif kind == "table_close" and table_rows is not None:
-            rendered = "\n".join(" | ".join(cells) for cells in table_rows if any(cells))
+            # GFM tables always have one header row.
+            rendered = render_table(table_rows, header_rows=1)
             elements.append(ParsedElement(text=rendered, kind=ElementKind.TABLE))
             table_rows = None
         elif kind == "inline":

@@ -7,11 +7,12 @@ import os
 from dataclasses import replace
 from pathlib import PurePosixPath
 
-from ingest import formats
+from ingest import formats, office_legacy
 from ingest.elements import ElementKind, ParsedDocument, ParsedElement, ParseError
 from ingest.heuristics import cap_heuristics
 from ingest.markdown import parse_markdown
 from ingest.normalize import normalize_text
+from ingest.pdf import OcrMode
 from ingest.plaintext import MAX_HEURISTIC_CHARS, parse_page_lines, parse_plain_text
 from ingest.sniff import check_zip, declared_html_charset, decode_text, sniffed_kind
 
@@ -39,15 +40,22 @@ SUPPORTED_TYPES: dict[str, str] = {
     ".eml": "message/rfc822",
     ".rtf": "application/rtf",
     ".odt": "application/vnd.oasis.opendocument.text",
+    ".doc": "application/msword",
+    ".xls": "application/vnd.ms-excel",
+    ".ppt": "application/vnd.ms-powerpoint",
+    ".msg": "application/vnd.ms-outlook",
+    ".epub": "application/epub+zip",
     ".png": "image/png",
     ".jpg": "image/jpeg",
     ".jpeg": "image/jpeg",
     ".tif": "image/tiff",
     ".tiff": "image/tiff",
 }
-_ZIP_LABELS = {".docx": "DOCX", ".pptx": "PPTX", ".xlsx": "XLSX", ".odt": "ODT"}
+_ZIP_LABELS = {".docx": "DOCX", ".pptx": "PPTX", ".xlsx": "XLSX", ".odt": "ODT", ".epub": "EPUB"}
+_OLE_LABELS = {".doc": "DOC", ".xls": "XLS", ".ppt": "PPT", ".msg": "MSG"}
 # What the bytes must look like for each family of extensions (None: text, no magic number).
 _EXPECTED_KIND = {".pdf": "pdf", **dict.fromkeys(_ZIP_LABELS, "zip"),
+                  **dict.fromkeys(_OLE_LABELS, "ole"),
                   **dict.fromkeys((".png", ".jpg", ".jpeg", ".tif", ".tiff"), "image")}  # fmt: skip
 
 
@@ -66,15 +74,25 @@ def content_type_for(path: str) -> str:
         ) from None
 
 
-def parse_document(path: str, data: bytes, *, _depth: int = 0) -> ParsedDocument:
-    """Parse by the file's extension, after checking the bytes agree with it."""
+def parse_document(
+    path: str, data: bytes, *, ocr: OcrMode = "auto", _depth: int = 0
+) -> ParsedDocument:
+    """Parse by the file's extension, after checking the bytes agree with it. `ocr="force"`
+    reads every PDF page with OCR (`ingest.pdf`)."""
     content_type = content_type_for(path)
     suffix = PurePosixPath(path).suffix.lower()
     if not data:
         raise ParseError("the file is empty")
+    suffix = office_legacy.actual_suffix(suffix, data)
     _check_content_matches(suffix, data)
     notes: list[str] = []
-    elements = _parse(suffix, data, depth=_depth, notes=notes)
+    if suffix not in _WITHOUT_HEURISTICS:
+        cap_heuristics()  # before any unstructured partitioner runs
+    elements = (
+        _parse_pdf(data, ocr)
+        if suffix == ".pdf"
+        else _parse(suffix, data, depth=_depth, notes=notes)
+    )
     # Before chunking: chunks' spans (and so citations) point into the normalised text.
     elements = [replace(e, text=normalize_text(e.text)) for e in elements]
     elements = [e for e in elements if e.text.strip()]
@@ -97,6 +115,11 @@ def _check_content_matches(suffix: str, data: bytes) -> None:
         return
     if expected == "pdf":
         raise ParseError("not a PDF file: the content does not start with %PDF")
+    if expected == "ole":
+        what = names[actual] if actual else "text or unknown data"
+        raise ParseError(
+            f"not a {_OLE_LABELS[suffix]} file: the content is not an OLE compound file ({what})"
+        )
     label = _ZIP_LABELS.get(suffix, suffix)
     what = names[actual] if actual else "text or unknown data"
     if expected == "zip":
@@ -107,10 +130,6 @@ def _check_content_matches(suffix: str, data: bytes) -> None:
 
 
 def _parse(suffix: str, data: bytes, *, depth: int, notes: list[str]) -> list[ParsedElement]:
-    if suffix not in _WITHOUT_HEURISTICS:
-        cap_heuristics()  # before any unstructured partitioner runs
-    if suffix == ".pdf":
-        return _parse_pdf(data)
     if suffix in _ZIP_LABELS:
         archive = check_zip(data, label=_ZIP_LABELS[suffix])
         archive.close()
@@ -119,16 +138,14 @@ def _parse(suffix: str, data: bytes, *, depth: int, notes: list[str]) -> list[Pa
         return formats.parse_image(data)
     if suffix == ".eml":
         return formats.parse_email(data, depth=depth, notes=notes)
-    if suffix == ".rtf":
-        return formats.parse_pandoc_format(data, suffix=suffix)
+    if suffix in office_legacy.READERS:
+        return office_legacy.read(suffix, data, depth=depth)
     html = suffix in (".html", ".htm")
     text = decode_text(data, declared=declared_html_charset(data) if html else None)
     if suffix in (".md", ".markdown"):
         return parse_markdown(text)
     if suffix in (".html", ".htm"):
-        from unstructured.partition.html import partition_html
-
-        return formats.from_unstructured(partition_html(text=text, languages=[""]))
+        return formats.html_elements(text)
     if suffix in (".csv", ".tsv"):
         return formats.parse_csv(text, delimiter="\t" if suffix == ".tsv" else ",")
     if suffix == ".json":
@@ -147,7 +164,7 @@ def _parse_office(suffix: str, data: bytes) -> list[ParsedElement]:
             return formats.parse_pptx(data)
         if suffix == ".xlsx":
             return formats.parse_xlsx(data)
-        return formats.parse_pandoc_format(data, suffix=suffix)
+        return office_legacy.read(suffix, data, depth=0)
     except ParseError:
         raise
     except Exception as exc:  # the Office libraries raise many kinds for a damaged package
@@ -169,26 +186,7 @@ def _partition_plain_text(text: str, page: int | None = None) -> list[ParsedElem
     return parse_page_lines(text, page=page, is_title=is_title)
 
 
-def _parse_pdf(data: bytes) -> list[ParsedElement]:
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+def _parse_pdf(data: bytes, ocr: OcrMode) -> list[ParsedElement]:
+    from ingest.pdf import parse_pdf
 
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            raise ParseError("the PDF is password-protected")
-        elements: list[ParsedElement] = []
-        for page_number, page in enumerate(reader.pages, start=1):
-            page_text = page.extract_text() or ""
-            if page_text.strip():
-                # Classify titles vs narrative the same way as plain text, keeping the page.
-                elements.extend(_partition_plain_text(page_text, page=page_number))
-    except ParseError:
-        raise
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
-        raise ParseError(f"the PDF is corrupt or unreadable: {exc}") from exc
-    if not elements:
-        if formats.ocr_languages() is None:
-            raise ParseError("the PDF has no text layer (scanned?) and OCR is not installed")
-        elements = formats.ocr_pdf(data)
-    return elements
+    return parse_pdf(data, ocr_mode=ocr, partition=_partition_plain_text)

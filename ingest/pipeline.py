@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
@@ -28,8 +29,13 @@ from ingest.chunk import Chunk, chunk_document
 from ingest.identity import document_id_for, point_id_for
 from ingest.jobs import claim_file, mark_finished
 from ingest.parse import ParsedDocument, ParseError, parse_document
+from ingest.pdf import OcrMode
 
-Parser = Callable[[str, bytes], ParsedDocument]
+
+class Parser(Protocol):
+    def __call__(self, path: str, data: bytes, *, ocr: OcrMode = "auto") -> ParsedDocument: ...
+
+
 # Parsed files wait for others to share an encoder call until their chunks reach this many, or
 # until the oldest has waited this long: small files embed together, nobody waits for long.
 FLUSH_CHUNKS = 256
@@ -70,6 +76,7 @@ class _Claimed:
     staged_path: str | None
     principals: list[str] | None = None
     document_metadata: dict[str, str] | None = None
+    ocr_mode: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -212,6 +219,7 @@ def _claim(
                 staged_path=row.staged_path,
                 principals=row.job.principals,
                 document_metadata=row.job.document_metadata,
+                ocr_mode=row.job.ocr_mode,
             ),
             FileState.RUNNING,
         )
@@ -262,6 +270,7 @@ def _prepare(job_file: _Claimed, deps: IngestDependencies) -> _Prepared | _Outco
             and existing.version_sha256 == job_file.version
             and existing.principals == job_file.principals
             and (existing.document_metadata or None) == job_file.document_metadata
+            and job_file.ocr_mode != "force"  # asked to read the scans again
         ):
             return _Outcome(
                 FileState.SKIPPED,
@@ -270,7 +279,9 @@ def _prepare(job_file: _Claimed, deps: IngestDependencies) -> _Prepared | _Outco
                 chunk_count=existing.chunk_count,
             )
     data = Path(staged).read_bytes()
-    parsed = deps.parse(job_file.path, data)
+    parsed = deps.parse(
+        job_file.path, data, ocr="force" if job_file.ocr_mode == "force" else "auto"
+    )
     chunks = chunk_document(
         parsed,
         max_tokens=deps.chunking.max_tokens,

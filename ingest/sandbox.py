@@ -27,6 +27,7 @@ from typing import Any
 
 from core.settings import Settings
 from ingest.elements import ParsedDocument, ParseError
+from ingest.pdf import OcrMode
 
 logger = logging.getLogger(__name__)
 
@@ -66,12 +67,12 @@ class ParserPool:
         self._lock = threading.Lock()
         self._closed = False
 
-    def parse(self, path: str, data: bytes) -> ParsedDocument:
+    def parse(self, path: str, data: bytes, *, ocr: OcrMode = "auto") -> ParsedDocument:
         """The parsed document; ParseError with the reason (including a limit that was hit)."""
         child = self._take()
         keep = False
         try:
-            kind, value = child.call((path, data), timeout_s=self.limits.timeout_s)
+            kind, value = child.call((path, data, ocr), timeout_s=self.limits.timeout_s)
             keep = kind in ("ok", "failed") and child.files < FILES_PER_CHILD
         finally:
             if keep and not self._closed:
@@ -134,7 +135,7 @@ class _Child:
         code = self._process.exitcode
         return int(code) if code is not None else None
 
-    def call(self, request: tuple[str, bytes], *, timeout_s: float) -> tuple[str, object]:
+    def call(self, request: tuple[str, bytes, str], *, timeout_s: float) -> tuple[str, object]:
         self.files += 1
         try:
             self._connection.send(request)
@@ -171,12 +172,12 @@ def _serve(connection: Connection, memory_bytes: int) -> None:
 
     while True:
         try:
-            path, data = connection.recv()
+            path, data, ocr = connection.recv()
         except (EOFError, OSError):
             return
         reply: tuple[str, object]
         try:
-            reply = ("ok", parse_document(path, data))
+            reply = ("ok", parse_document(path, data, ocr=ocr))
         except ParseError as exc:
             reply = ("failed", str(exc))
         except MemoryError:
@@ -207,7 +208,7 @@ def shared_parser_pool(limits: ParseLimits) -> ParserPool:
         return pool
 
 
-def parser_for(settings: Settings) -> Callable[[str, bytes], ParsedDocument]:
+def parser_for(settings: Settings) -> Callable[..., ParsedDocument]:
     """The services' parser: the shared pool under the configured per-file limits."""
     ingest = settings.ingest
     limits = ParseLimits(timeout_s=ingest.parse_timeout_s, memory_mb=ingest.parse_memory_mb)

@@ -13,6 +13,12 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 # OCR of scanned PDFs and images (English and Simplified Chinese); without it they fail clearly.
 command -v tesseract >/dev/null 2>&1 || missing+=(tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim)
+# Page orientation of scans (Tesseract OSD), so sideways or upside-down pages are read upright.
+compgen -G "/usr/share/tesseract-ocr/*/tessdata/osd.traineddata" >/dev/null || missing+=(tesseract-ocr-osd)
+# Legacy Word (.doc) and PowerPoint (.ppt) text: catdoc and catppt (Debian package catdoc).
+command -v catppt >/dev/null 2>&1 || missing+=(catdoc)
+# A Chinese font, only for drawing the Chinese scan that tests/test_pdf.py reads back with OCR.
+[ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=(fonts-wqy-microhei)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> apt-get install ${missing[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo

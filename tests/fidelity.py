@@ -84,8 +84,9 @@ def _csv(delimiter: str, *, chinese: bool = True) -> str:
 
 
 def _table_truth(chinese: bool = True) -> list[str]:
-    truth = ["ville | remarque", "Besançon | très belle façade", "München | Größe"]
-    return truth + (["北京 | 首都，很大"] if chinese else [])
+    # Each row carries its column names (the table rule of README "Supported files").
+    truth = ["ville: Besançon | remarque: très belle façade", "ville: München | remarque: Größe"]
+    return truth + (["ville: 北京 | remarque: 首都，很大"] if chinese else [])
 
 
 def _eml(charset: str) -> bytes:

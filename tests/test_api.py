@@ -359,3 +359,55 @@ def test_bad_access_fields_are_refused_before_storage(api: Harness) -> None:
         )
         assert response.status_code == 422, (fields, response.text)
     assert api.client.get("/v1/documents", headers=auth(api.key_a)).json()["documents"] == []
+
+
+def test_a_cell_deep_in_a_long_sheet_is_found_with_its_headers(
+    api: Harness, tmp_path: Path
+) -> None:
+    from tests.docgen import make_merged_xlsx, region_rows
+
+    regions = {name: {27: count} for name, count in
+               [("North", 601), ("East", 455), ("West", 512), ("South", 381)]}  # fmt: skip
+    path = make_merged_xlsx(tmp_path / "bands.xlsx", region_rows(regions, bands=40))
+    job = upload(api, api.key_a, {"bands.xlsx": path.read_bytes()})
+    assert wait_for_job(api.client, str(job["id"]), api.key_a)["status"] == "completed"
+    response = api.client.post(
+        "/v1/search", headers=auth(api.key_a), json={"query": "South Band 27 count", "top_k": 3}
+    )
+    assert response.status_code == 200, response.text
+    top = response.json()["hits"][0]
+    # The region is merged down 40 rows and the header is 120 rows up: the row still says both.
+    assert "Region: South | Band: Band 27 | Count: 381" in top["text"].split("\n")
+    assert (top["page"], top["section"]) == (1, "Bands")
+
+
+WRONG_LAYER = "Invoice total 9999 USD\nPayment due within ninety days"  # reads as words
+
+
+def test_ocr_force_reads_scans_whose_text_layer_is_wrong(api: Harness, tmp_path: Path) -> None:
+    from ingest.ocr import languages
+    from tests.docgen import make_mixed_pdf, page_image
+
+    markdown = [("files", ("a.md", b"# A\n\nx\n"))]
+    bad = api.client.post(
+        "/v1/ingest/jobs", headers=auth(api.key_a), data={"ocr": "sometimes"}, files=markdown
+    )
+    assert bad.status_code == 422, bad.text
+    if languages() is None:
+        pytest.skip("Tesseract is not installed")
+    scan = page_image("Invoice total 4280 EUR\nPayment due within thirty days")
+    pdf = make_mixed_pdf(tmp_path / "s.pdf", [scan], hidden_text={1: WRONG_LAYER})
+    files = [("files", ("scan.pdf", pdf.read_bytes()))]
+    for mode, expected in (("auto", "9999"), ("force", "4280")):
+        response = api.client.post(
+            "/v1/ingest/jobs", headers=auth(api.key_a), data={"ocr": mode}, files=files
+        )
+        assert response.status_code == 202, response.text
+        job = wait_for_job(api.client, response.json()["id"], api.key_a)
+        assert files_by_path(job)["scan.pdf"]["state"] == "done"  # force re-reads unchanged bytes
+        hits = api.client.post(
+            "/v1/search",
+            headers=auth(api.key_a),
+            json={"query": "invoice total", "mode": "lexical"},
+        ).json()["hits"]
+        assert expected in hits[0]["text"]

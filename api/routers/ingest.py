@@ -69,6 +69,12 @@ _REQUEST_BODY: dict[str, Any] = {
                             "description": "JSON object of custom fields (string values), "
                             "filterable in search.",
                         },
+                        "ocr": {
+                            "type": "string",
+                            "enum": ["auto", "force"],
+                            "description": "`force`: read every PDF page with OCR (a scan whose "
+                            "text layer is wrong). Default `auto`: only pages that are scans.",
+                        },
                     },
                     "required": ["files"],
                 }
@@ -129,15 +135,15 @@ async def create_ingest_job(
         ]
         if not files:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "no files in the upload")
-        access = _access_from_form(form.get("principals"), form.get("metadata"))
+        access = _access_from_form(form.get("principals"), form.get("metadata"), form.get("ocr"))
         return await run_in_threadpool(_upload_job, files, access, tenant, limits, session, runtime)
     finally:
         await form.close()
 
 
-def _access_from_form(principals: object, metadata: object) -> DocumentAccessIn:
-    """The form's `principals` and `metadata` fields, each a JSON document."""
-    raw: dict[str, Any] = {}
+def _access_from_form(principals: object, metadata: object, ocr: object) -> DocumentAccessIn:
+    """The form's `principals` and `metadata` fields, each a JSON document, and `ocr`."""
+    raw: dict[str, Any] = {} if ocr is None else {"ocr": ocr if isinstance(ocr, str) else None}
     for name, value in (("principals", principals), ("metadata", metadata)):
         if value is None:
             continue
@@ -278,6 +284,7 @@ def _new_job(
         tenant_id=tenant.tenant_id,
         principals=access.principals,
         document_metadata=access.metadata,
+        ocr_mode=access.ocr,
     )
     return job, runtime.settings.uploads_dir / tenant.tenant_id / job.id
 

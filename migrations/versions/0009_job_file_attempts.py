@@ -1,7 +1,7 @@
 """job_files.attempts: how many times a worker took the file (a file is given up after N)
 
 Revision ID: 0009_job_file_attempts
-Revises: 0006_turn_positions_unique
+Revises: 0007_job_ocr_mode
 Create Date: 2026-11-29 19:40:00.000000
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 
 
 revision: str = "0009_job_file_attempts"
-down_revision: str | None = "0006_turn_positions_unique"
+down_revision: str | None = "0007_job_ocr_mode"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,171 @@
+"""Every chunk cut from a table carries its column headers and the merged values over its rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ingest.chunk import chunk_document, document_text
+from ingest.elements import ElementKind
+from ingest.parse import parse_document
+from ingest.tables import render_table
+from tests.docgen import make_merged_xlsx, make_table_pdf, region_rows
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def _rows(name: str, data: bytes) -> list[str]:
+    doc = parse_document(name, data)
+    return [
+        line for e in doc.elements if e.kind is ElementKind.TABLE for line in e.text.split("\n")
+    ]
+
+
+def test_rows_carry_their_headers_and_leave_empty_cells_out() -> None:
+    grid = [["Sales report 2024", None, None], ["Region", "Band", "Count"],
+            ["North", "Band 1", 7], ["North", None, 8.0]]  # fmt: skip
+    assert render_table(grid).split("\n") == [
+        "Sales report 2024",  # a caption above the header stays a plain line
+        "Region | Band | Count",
+        "Region: North | Band: Band 1 | Count: 7",
+        "Region: North | Count: 8",
+    ]
+    # No header-like first row (numbers): plain rows.
+    assert render_table([["1", "2"], ["3", "4"]]) == "1 | 2\n3 | 4"
+
+
+def test_xlsx_merged_region_reaches_every_row_it_covers(tmp_path: Path) -> None:
+    rows = region_rows({"North": {27: 601}, "South": {27: 381}})
+    path = make_merged_xlsx(tmp_path / "bands.xlsx", rows)
+    lines = _rows("bands.xlsx", path.read_bytes())
+    assert "Region: North | Band: Band 27 | Count: 601" in lines
+    assert "Region: South | Band: Band 27 | Count: 381" in lines
+
+
+def test_a_chunk_deep_in_a_long_sheet_says_what_its_columns_are(tmp_path: Path) -> None:
+    rows = region_rows({"North": {27: 601}, "South": {27: 381}})
+    path = make_merged_xlsx(tmp_path / "bands.xlsx", rows)
+    doc = parse_document("bands.xlsx", path.read_bytes())
+    text = document_text(doc)
+    chunks = chunk_document(doc, max_tokens=40, overlap_tokens=8, count_tokens=_words)
+    assert len(chunks) > 5
+    (hit,) = [c for c in chunks if "Count: 381" in c.text and c.text.startswith("Region")]
+    assert hit.text == text[hit.char_start : hit.char_end]  # the cited span is exact
+    for line in hit.text.split("\n"):  # every row of the chunk stands alone
+        assert line.startswith("Region: South | Band: Band ")
+        assert "| Count: " in line
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("t.csv", b"Region,Band,Count\nNorth,Band 27,601\nSouth,Band 27,381\n"),
+        ("t.csv", b"Region;Band;Count\nNorth;Band 27;601\nSouth;Band 27;381\n"),  # semicolons
+        ("t.tsv", b"Region\tBand\tCount\nNorth\tBand 27\t601\nSouth\tBand 27\t381\n"),
+        (
+            "t.md",
+            b"# Bands\n\n| Region | Band | Count |\n|---|---|---|\n"
+            b"| North | Band 27 | 601 |\n| South | Band 27 | 381 |\n",
+        ),
+        (
+            "t.html",
+            b"<html><body><table><tr><th>Region</th><th>Band</th><th>Count</th></tr>"
+            b"<tr><td rowspan='1'>North</td><td>Band 27</td><td>601</td></tr>"
+            b"<tr><td>South</td><td>Band 27</td><td>381</td></tr></table></body></html>",
+        ),
+    ],
+)
+def test_every_table_format_renders_rows_with_headers(name: str, data: bytes) -> None:
+    lines = _rows(name, data)
+    assert "Region: South | Band: Band 27 | Count: 381" in lines
+    assert "Region: North | Band: Band 27 | Count: 601" in lines
+
+
+def test_html_rowspan_and_colspan_fill_the_cells_they_cover() -> None:
+    html = (b"<table><thead><tr><th rowspan='2'>Region</th><th colspan='2'>Q1</th></tr>"
+            b"<tr><th>Sales</th><th>Cost</th></tr></thead>"
+            b"<tbody><tr><td rowspan='2'>North</td><td>10</td><td>4</td></tr>"
+            b"<tr><td>12</td><td>5</td></tr></tbody></table>")  # fmt: skip
+    assert _rows("t.html", html)[1:] == [
+        "Region: North | Q1 / Sales: 10 | Q1 / Cost: 4",
+        "Region: North | Q1 / Sales: 12 | Q1 / Cost: 5",
+    ]
+
+
+def test_docx_table_with_a_vertically_merged_cell(tmp_path: Path) -> None:
+    import docx
+
+    document = docx.Document()
+    table = document.add_table(rows=4, cols=3)
+    for r, row in enumerate([["Region", "Band", "Count"], ["North", "Band 26", "590"],
+                             ["", "Band 27", "601"], ["South", "Band 27", "381"]]):  # fmt: skip
+        for c, value in enumerate(row):
+            table.cell(r, c).text = value
+    table.cell(1, 0).merge(table.cell(2, 0))
+    table.cell(1, 0).text = "North"
+    document.save(str(tmp_path / "t.docx"))
+    lines = _rows("t.docx", (tmp_path / "t.docx").read_bytes())
+    assert "Region: North | Band: Band 27 | Count: 601" in lines
+    assert "Region: South | Band: Band 27 | Count: 381" in lines
+
+
+def test_pptx_table(tmp_path: Path) -> None:
+    from pptx import Presentation
+    from pptx.util import Inches
+
+    deck = Presentation()
+    slide = deck.slides.add_slide(deck.slide_layouts[5])
+    slide.shapes.title.text = "Bands"
+    shape = slide.shapes.add_table(3, 3, Inches(1), Inches(2), Inches(6), Inches(2))
+    for r, row in enumerate([["Region", "Band", "Count"], ["North", "Band 27", "601"],
+                             ["South", "Band 27", "381"]]):  # fmt: skip
+        for c, value in enumerate(row):
+            shape.table.cell(r, c).text = value
+    deck.save(str(tmp_path / "t.pptx"))
+    assert "Region: South | Band: Band 27 | Count: 381" in _rows(
+        "t.pptx", (tmp_path / "t.pptx").read_bytes()
+    )
+
+
+def test_pdf_table_keeps_its_columns(tmp_path: Path) -> None:
+    rows = [["Account", "Q1", "Q2", "Total"], ["Freight", "0", "0", "295,891"],
+            ["Storage", "1,200", "800", "2,000"]]  # fmt: skip
+    path = make_table_pdf(tmp_path / "t.pdf", "Ledger", rows)
+    doc = parse_document("t.pdf", path.read_bytes())
+    tables = [e for e in doc.elements if e.kind is ElementKind.TABLE]
+    assert [t.page for t in tables] == [1]
+    assert "Account: Freight | Q1: 0 | Q2: 0 | Total: 295,891" in tables[0].text.split("\n")
+    assert doc.elements[0].text == "Ledger"  # the text around the table is kept, in order
+
+
+def test_a_caption_merged_across_the_sheet_is_said_once(tmp_path: Path) -> None:
+    from openpyxl import Workbook
+
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.append(["Band counts, May 2024"])
+    sheet.merge_cells("A1:XFD1")  # merged across every column Excel has
+    for row in region_rows({"North": {27: 601}}, bands=2):
+        sheet.append(row)
+    workbook.save(str(tmp_path / "c.xlsx"))
+    assert _rows("c.xlsx", (tmp_path / "c.xlsx").read_bytes()) == [
+        "Band counts, May 2024",
+        "Region | Band | Count",
+        "Region: North | Band: Band 1 | Count: 101",
+        "Region: North | Band: Band 2 | Count: 102",
+    ]
+
+
+def test_a_semicolon_csv_with_decimal_commas_keeps_its_columns() -> None:
+    data = "Region;Band;Share\nNorth;Band 27;0,601\nSouth;Band 27;0,381\n".encode("cp1252")
+    assert _rows("t.csv", data)[1:] == [
+        "Region: North | Band: Band 27 | Share: 0,601",
+        "Region: South | Band: Band 27 | Share: 0,381",
+    ]
+    # A .tsv is split on tabs even when its text holds commas.
+    tsv = b"Name\tNote\nAna\tlikes tea, coffee, and cake\nBo\tno, thanks\n"
+    assert _rows("t.tsv", tsv)[1:] == ["Name: Ana | Note: likes tea, coffee, and cake",
+                                       "Name: Bo | Note: no, thanks"]  # fmt: skip
