@@ -20,6 +20,7 @@ from core.tenancy import create_tenant
 from ingest.elements import ParsedDocument
 from ingest.jobs import add_job_file, create_job, get_job, job_progress, requeue_unfinished
 from ingest.parse import parse_document
+from ingest.pdf import OcrMode
 from ingest.pipeline import process_job_files
 
 
@@ -62,7 +63,7 @@ def test_each_file_changes_state_as_it_finishes(runtime: Runtime, tmp_path: Path
     tenant_id, job_id, ids = _job(runtime, tmp_path, files)
     seen: dict[str, dict[str, tuple[str, ...]]] = {}
 
-    def parse_and_look(path: str, data: bytes) -> ParsedDocument:
+    def parse_and_look(path: str, data: bytes, *, ocr: OcrMode = "auto") -> ParsedDocument:
         # What a client polling the job sees while this file is being parsed.
         with runtime.session_factory() as session:
             job = get_job(session, tenant_id=tenant_id, job_id=job_id)
@@ -70,7 +71,7 @@ def test_each_file_changes_state_as_it_finishes(runtime: Runtime, tmp_path: Path
             states = {f.path: (FileState(f.state).value, f.error or "") for f in job.files}
             progress = job_progress(job)
         seen[path] = {**states, "progress": (str(progress.failed), str(progress.running))}
-        return parse_document(path, data)
+        return parse_document(path, data, ocr=ocr)
 
     deps = replace(runtime.binding.ingest, parse=parse_and_look)
     states = process_job_files(ids, deps)
