@@ -139,7 +139,7 @@ def _parse(suffix: str, data: bytes, *, depth: int, notes: list[str]) -> list[Pa
     if suffix == ".eml":
         return formats.parse_email(data, depth=depth, notes=notes)
     if suffix in office_legacy.READERS:
-        return office_legacy.read(suffix, data, depth=depth)
+        return office_legacy.read(suffix, data, depth=depth, notes=notes)
     html = suffix in (".html", ".htm")
     text = decode_text(data, declared=declared_html_charset(data) if html else None)
     if suffix in (".md", ".markdown"):
