@@ -28,6 +28,7 @@ from generation.verify import CitationVerifier
 from ingest.jobs import requeue_unfinished
 from ingest.pipeline import IngestDependencies
 from ingest.reindex import run_reindex
+from ingest.sandbox import parser_for
 from retrieval.expansion import query_expanders
 from retrieval.rerank import create_reranker
 from retrieval.retriever import Retriever
@@ -260,6 +261,8 @@ def bind_index(
         embedder=embedder,
         chunking=settings.ingest.chunking,
         still_active=lambda: is_active(session_factory, spec.collection),
+        parse=parser_for(settings),
+        parse_attempts=settings.ingest.parse_attempts,
     )
     return IndexBinding(spec, embedder, store, retriever, answer_service, ingest)
 

@@ -19,7 +19,11 @@ class FileOut(BaseModel):
     id: str
     path: str
     state: str = Field(description="queued, running, done, failed or skipped")
-    error: str | None = Field(None, description="Why the file failed or was skipped.")
+    error: str | None = Field(
+        None,
+        description="Why the file failed or was skipped; for a done file, what of it was not "
+        "read (an e-mail attachment, with why), or null.",
+    )
     document_id: str | None
     chunk_count: int
     size_bytes: int

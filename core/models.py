@@ -131,6 +131,9 @@ class JobFile(Base):
     error: Mapped[str | None] = mapped_column(Text, default=None)
     document_id: Mapped[str | None] = mapped_column(String(36), default=None)
     chunk_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Times a worker claimed the file: a file whose processing never ends (a restart re-queues
+    # it) is failed after `ingest.parse_attempts` instead of being taken again forever.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 

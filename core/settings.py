@@ -97,6 +97,27 @@ class IngestSettings(BaseModel):
         description='Folders on the server that `POST /v1/ingest/jobs {"path": ...}` may read '
         "(and their subfolders). Empty: server-side folder jobs are off.",
     )
+    parse_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        description="Wall-clock limit for parsing one file, in seconds. Parsing runs in a child "
+        'process that is killed at the limit; the file fails with "took longer than N s to '
+        'parse". bench/parse_limits.py measures each format at the size limit.',
+    )
+    parse_memory_mb: int = Field(
+        3072,
+        ge=256,
+        description="Address-space limit (RLIMIT_AS) of the child process that parses a file, in "
+        "MiB, the parser libraries' own ~0.5-1 GiB included. A file needing more fails with its "
+        "reason instead of growing the serving process.",
+    )
+    parse_attempts: int = Field(
+        3,
+        ge=1,
+        description="Times a file may be taken by a worker. A file whose processing ended with "
+        "the worker (a restart re-queues running files) is failed after this many, instead of "
+        "being started again at every restart.",
+    )
     chunking: ChunkingSettings = ChunkingSettings()
 
 

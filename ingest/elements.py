@@ -25,6 +25,9 @@ class ParsedElement:
 class ParsedDocument:
     content_type: str
     elements: list[ParsedElement]
+    # What of the file was not read (an e-mail attachment, with why): shown with the file as
+    # ragkb's own words, never indexed as document text.
+    notes: tuple[str, ...] = ()
 
     @property
     def title(self) -> str | None:

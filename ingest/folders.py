@@ -7,6 +7,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ingest.paths import UnsafePathError, normalize_relative_path
+
 
 class FolderRefusedError(ValueError):
     """The folder may not be read (feature off, outside the allowed roots, not a folder)."""
@@ -46,6 +48,11 @@ def walk_folder(folder: Path, root: Path) -> Iterator[FolderEntry]:
         for name in sorted(names):
             path = Path(directory) / name
             relative = path.relative_to(folder).as_posix()
+            try:  # the same normal form as an uploaded path (NFC, ...): one document either way
+                relative = normalize_relative_path(relative)
+            except UnsafePathError as exc:
+                yield FolderEntry(relative, None, str(exc))
+                continue
             target = path.resolve()
             if not (target == root or target.is_relative_to(root)):
                 yield FolderEntry(relative, None, "a symlink that leads out of the allowed root")

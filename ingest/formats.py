@@ -174,8 +174,25 @@ def parse_csv(text: str, *, delimiter: str = ",") -> list[ParsedElement]:
             sample = sample[: sample.rindex("\n")]
         with contextlib.suppress(csv.Error):  # no clear delimiter: a comma
             dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
-    rendered = render_table(list(csv.reader(io.StringIO(text), dialect)))
+    try:
+        rendered = render_table(list(csv.reader(io.StringIO(text), dialect)))
+    except csv.Error as exc:
+        raise ParseError(csv_error_reason(exc)) from exc
     return [ParsedElement(rendered, ElementKind.TABLE)] if rendered else []
+
+
+MAX_JSON_DEPTH = 500
+_TOO_DEEP = f"the JSON is nested deeper than the limit of {MAX_JSON_DEPTH} levels"
+
+
+def csv_error_reason(exc: csv.Error) -> str:
+    """What is wrong with a CSV file, naming the limit where one was passed."""
+    if "field larger than field limit" in str(exc):
+        return (
+            f"a CSV field is longer than the limit of {csv.field_size_limit():,} characters "
+            "(an unclosed quote?)"
+        )
+    return f"the CSV file is malformed: {exc}"
 
 
 def parse_json(text: str) -> list[ParsedElement]:
@@ -184,15 +201,19 @@ def parse_json(text: str) -> list[ParsedElement]:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ParseError(f"not valid JSON: {exc}") from exc
+    except RecursionError:  # the decoder recurses once per level, up to ~1,000
+        raise ParseError(_TOO_DEEP) from None
     lines: list[str] = []
 
-    def walk(node: Any, path: str) -> None:
+    def walk(node: Any, path: str, depth: int = 0) -> None:
+        if depth > MAX_JSON_DEPTH:
+            raise ParseError(_TOO_DEEP)
         if isinstance(node, dict):
             for key, child in node.items():
-                walk(child, f"{path}.{key}" if path else str(key))
+                walk(child, f"{path}.{key}" if path else str(key), depth + 1)
         elif isinstance(node, list):
             for index, child in enumerate(node):
-                walk(child, f"{path}[{index}]")
+                walk(child, f"{path}[{index}]", depth + 1)
         elif node is not None and str(node).strip():
             lines.append(f"{path}: {node}" if path else str(node))
 
@@ -200,10 +221,20 @@ def parse_json(text: str) -> list[ParsedElement]:
     return [ParsedElement(line, ElementKind.TEXT) for line in lines]
 
 
-def parse_email(data: bytes, *, depth: int = 0) -> list[ParsedElement]:
-    """Headers as the title, the body, then each attachment parsed by its own type."""
+def parse_email(
+    data: bytes, *, depth: int = 0, notes: list[str] | None = None
+) -> list[ParsedElement]:
+    """Headers as the title, the body, then each attachment parsed by its own type.
+
+    Only the mail's own text becomes elements: an attachment that cannot be read is left out and
+    said in `notes` (shown with the file, never indexed). An encrypted mail fails: its headers
+    alone are not the document.
+    """
     message = email.message_from_bytes(data, policy=email.policy.default)
     assert isinstance(message, EmailMessage)
+    if encrypted := encrypted_email_kind(message):
+        raise ParseError(f"encrypted e-mail ({encrypted}): the body cannot be read without the "
+                         "recipient's key")  # fmt: skip
     elements = [ParsedElement(str(message.get("subject", "")) or "(no subject)", ElementKind.TITLE)]
     header_lines = [f"{h}: {message[h]}" for h in ("From", "To", "Date") if message.get(h)]
     if header_lines:
@@ -219,23 +250,32 @@ def parse_email(data: bytes, *, depth: int = 0) -> list[ParsedElement]:
     for part in message.iter_attachments():
         payload = part.get_payload(decode=True)
         if isinstance(payload, bytes):
-            elements.extend(attached_elements(part.get_filename() or "attachment", payload, depth))
+            elements.extend(
+                attached_elements(part.get_filename() or "attachment", payload, depth, notes)
+            )
     return elements
 
 
-def attached_elements(name: str, payload: bytes, depth: int) -> list[ParsedElement]:
-    """An e-mail attachment as elements under an `Attachment: name` title, parsed by its type."""
+def attached_elements(
+    name: str, payload: bytes, depth: int, notes: list[str] | None = None
+) -> list[ParsedElement]:
+    """An e-mail attachment as elements under an `Attachment: name` title, parsed by its type.
+    One that cannot be read gives no elements (ragkb's words are never document text): why is
+    said in `notes`."""
     from ingest.parse import parse_document  # attachments recurse into the general parser
 
-    elements = [ParsedElement(f"Attachment: {name}", ElementKind.TITLE, heading_level=1)]
     if depth >= MAX_ATTACHMENT_DEPTH:
-        elements.append(ParsedElement("(attachment nested too deep; not read)", ElementKind.TEXT))
-        return elements
+        _note(notes, f"attachment {name!r} not read: nested more than "
+                     f"{MAX_ATTACHMENT_DEPTH} mails deep")  # fmt: skip
+        return []
     try:
         attached = parse_document(name, payload, _depth=depth + 1)
     except ParseError as exc:
-        elements.append(ParsedElement(f"(attachment not read: {exc})", ElementKind.TEXT))
-        return elements
+        _note(notes, f"attachment {name!r} not read: {exc}")
+        return []
+    if notes is not None:
+        notes.extend(attached.notes)
+    elements = [ParsedElement(f"Attachment: {name}", ElementKind.TITLE, heading_level=1)]
     # Attachment headings sit below the attachment's own title.
     elements.extend(
         ParsedElement(
@@ -244,6 +284,36 @@ def attached_elements(name: str, payload: bytes, depth: int) -> list[ParsedEleme
         for e in attached.elements
     )
     return elements
+
+
+def _note(notes: list[str] | None, note: str) -> None:
+    if notes is not None:
+        notes.append(note)
+
+
+# RFC 1847/3156 (PGP/MIME) and RFC 8551 (S/MIME) content types of an encrypted body.
+_ENCRYPTED_TYPES = {"multipart/encrypted": "PGP/MIME", "application/pgp-encrypted": "PGP/MIME"}
+_PGP_ARMOR = "-----BEGIN PGP MESSAGE-----"
+
+
+def encrypted_email_kind(message: EmailMessage) -> str | None:
+    """How the mail's body is encrypted (PGP/MIME, S/MIME, inline PGP), or None if it is not."""
+    content_type = message.get_content_type()
+    if content_type in _ENCRYPTED_TYPES:
+        return _ENCRYPTED_TYPES[content_type]
+    if content_type in ("application/pkcs7-mime", "application/x-pkcs7-mime"):
+        smime_type = str(message.get_param("smime-type", "") or "").lower()
+        if smime_type in ("", "enveloped-data", "authenveloped-data"):
+            return "S/MIME"
+    body = message.get_body(preferencelist=("plain",))
+    if body is not None:
+        try:
+            text = body.get_content()
+        except (LookupError, ValueError):
+            return None
+        if isinstance(text, str) and text.lstrip().startswith(_PGP_ARMOR):
+            return "inline PGP"
+    return None
 
 
 def ocr_languages() -> str | None:

@@ -147,20 +147,26 @@ def mark_finished(
     job_file.finished_at = at or utcnow()
 
 
-def claim_file(session: Session, *, file_id: str, stale_after: timedelta) -> bool:
+def claim_file(
+    session: Session, *, file_id: str, stale_after: timedelta, max_attempts: int | None = None
+) -> bool:
     """Atomically take a file for processing: queued, or running for longer than `stale_after`
-    (its worker died). Two deliveries of the same task cannot both claim it."""
+    (its worker died), and taken fewer than `max_attempts` times before. Two deliveries of the
+    same task cannot both claim it. Each claim counts as an attempt."""
     now = utcnow()
+    conditions = [
+        JobFile.id == file_id,
+        or_(
+            JobFile.state == FileState.QUEUED,
+            (JobFile.state == FileState.RUNNING) & (JobFile.started_at < now - stale_after),
+        ),
+    ]
+    if max_attempts is not None:
+        conditions.append(JobFile.attempts < max_attempts)
     result = session.execute(
         update(JobFile)
-        .where(
-            JobFile.id == file_id,
-            or_(
-                JobFile.state == FileState.QUEUED,
-                (JobFile.state == FileState.RUNNING) & (JobFile.started_at < now - stale_after),
-            ),
-        )
-        .values(state=FileState.RUNNING, started_at=now)
+        .where(*conditions)
+        .values(state=FileState.RUNNING, started_at=now, attempts=JobFile.attempts + 1)
     )
     return bool(getattr(result, "rowcount", 0))
 

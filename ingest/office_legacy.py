@@ -32,11 +32,14 @@ from ingest.tables import render_table
 TOOL_TIMEOUT_S = 120
 
 
-def read(suffix: str, data: bytes, *, depth: int) -> list[ParsedElement]:
-    """Elements of a file of one of these formats (`READERS`), by its (checked) suffix."""
+def read(
+    suffix: str, data: bytes, *, depth: int, notes: list[str] | None = None
+) -> list[ParsedElement]:
+    """Elements of a file of one of these formats (`READERS`), by its (checked) suffix; what of
+    it was not read (a .msg attachment) goes to `notes`."""
     try:
         if suffix == ".msg":
-            return parse_msg(data, depth=depth)
+            return parse_msg(data, depth=depth, notes=notes)
         return READERS[suffix](data)
     except ParseError:
         raise
@@ -195,7 +198,9 @@ _SIGNED_ONLY = "IPM.NOTE.SMIME.MULTIPARTSIGNED"
 # --- Outlook .msg -----------------------------------------------------------------------------
 
 
-def parse_msg(data: bytes, *, depth: int = 0) -> list[ParsedElement]:
+def parse_msg(
+    data: bytes, *, depth: int = 0, notes: list[str] | None = None
+) -> list[ParsedElement]:
     """Subject as the title, From/To/Date, the body, then each attachment by its own type."""
     import extract_msg
 
@@ -232,7 +237,7 @@ def parse_msg(data: bytes, *, depth: int = 0) -> list[ParsedElement]:
     from ingest.formats import attached_elements
 
     for name, payload in attachments:
-        elements.extend(attached_elements(name, payload, depth=depth))
+        elements.extend(attached_elements(name, payload, depth, notes))
     return elements
 
 

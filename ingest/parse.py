@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import io
 import os
+from dataclasses import replace
 from pathlib import PurePosixPath
 
 from ingest import formats, office_legacy
 from ingest.elements import ElementKind, ParsedDocument, ParsedElement, ParseError
+from ingest.heuristics import cap_heuristics
 from ingest.markdown import parse_markdown
+from ingest.normalize import normalize_text
 from ingest.pdf import OcrMode
-from ingest.sniff import check_zip, decode_text, sniffed_kind
+from ingest.plaintext import MAX_HEURISTIC_CHARS, parse_page_lines, parse_plain_text
+from ingest.sniff import check_zip, declared_html_charset, decode_text, sniffed_kind
 
 __all__ = ["ElementKind", "ParseError", "ParsedDocument", "ParsedElement", "parse_document"]
 
@@ -55,6 +59,10 @@ _EXPECTED_KIND = {".pdf": "pdf", **dict.fromkeys(_ZIP_LABELS, "zip"),
                   **dict.fromkeys((".png", ".jpg", ".jpeg", ".tif", ".tiff"), "image")}  # fmt: skip
 
 
+# Formats read without unstructured's classifiers.
+_WITHOUT_HEURISTICS = {".txt", ".text", ".md", ".markdown", ".csv", ".tsv", ".json"}
+
+
 def content_type_for(path: str) -> str:
     suffix = PurePosixPath(path).suffix.lower()
     try:
@@ -77,11 +85,20 @@ def parse_document(
         raise ParseError("the file is empty")
     suffix = office_legacy.actual_suffix(suffix, data)
     _check_content_matches(suffix, data)
-    elements = _parse_pdf(data, ocr) if suffix == ".pdf" else _parse(suffix, data, depth=_depth)
+    notes: list[str] = []
+    if suffix not in _WITHOUT_HEURISTICS:
+        cap_heuristics()  # before any unstructured partitioner runs
+    elements = (
+        _parse_pdf(data, ocr)
+        if suffix == ".pdf"
+        else _parse(suffix, data, depth=_depth, notes=notes)
+    )
+    # Before chunking: chunks' spans (and so citations) point into the normalised text.
+    elements = [replace(e, text=normalize_text(e.text)) for e in elements]
     elements = [e for e in elements if e.text.strip()]
     if not elements:
         raise ParseError("no text could be extracted from the file")
-    return ParsedDocument(content_type=content_type, elements=elements)
+    return ParsedDocument(content_type=content_type, elements=elements, notes=tuple(notes))
 
 
 def _check_content_matches(suffix: str, data: bytes) -> None:
@@ -112,7 +129,7 @@ def _check_content_matches(suffix: str, data: bytes) -> None:
     raise ParseError(f"not an image: the content is {what}")
 
 
-def _parse(suffix: str, data: bytes, *, depth: int) -> list[ParsedElement]:
+def _parse(suffix: str, data: bytes, *, depth: int, notes: list[str]) -> list[ParsedElement]:
     if suffix in _ZIP_LABELS:
         archive = check_zip(data, label=_ZIP_LABELS[suffix])
         archive.close()
@@ -120,10 +137,11 @@ def _parse(suffix: str, data: bytes, *, depth: int) -> list[ParsedElement]:
     if suffix in (".png", ".jpg", ".jpeg", ".tif", ".tiff"):
         return formats.parse_image(data)
     if suffix == ".eml":
-        return formats.parse_email(data, depth=depth)
+        return formats.parse_email(data, depth=depth, notes=notes)
     if suffix in office_legacy.READERS:
-        return office_legacy.read(suffix, data, depth=depth)
-    text = decode_text(data)
+        return office_legacy.read(suffix, data, depth=depth, notes=notes)
+    html = suffix in (".html", ".htm")
+    text = decode_text(data, declared=declared_html_charset(data) if html else None)
     if suffix in (".md", ".markdown"):
         return parse_markdown(text)
     if suffix in (".html", ".htm"):
@@ -132,7 +150,7 @@ def _parse(suffix: str, data: bytes, *, depth: int) -> list[ParsedElement]:
         return formats.parse_csv(text, delimiter="\t" if suffix == ".tsv" else ",")
     if suffix == ".json":
         return formats.parse_json(text)
-    return _partition_plain_text(text)
+    return parse_plain_text(text)
 
 
 def _parse_office(suffix: str, data: bytes) -> list[ParsedElement]:
@@ -154,9 +172,18 @@ def _parse_office(suffix: str, data: bytes) -> list[ParsedElement]:
 
 
 def _partition_plain_text(text: str, page: int | None = None) -> list[ParsedElement]:
-    from unstructured.partition.text import partition_text
+    # Normalised before the heuristics split lines apart: `docu-\nment` is joined while whole.
+    text = normalize_text(text)
+    if len(text) > MAX_HEURISTIC_CHARS:  # the heuristics' cost grows with the text: read plainly
+        return parse_plain_text(text, page=page)
+    # unstructured's classifier (spaCy, ~20 ms a line here) only for the lines that could be
+    # headings; the others are text without asking (a PDF page took ~10 s when every line was).
+    from unstructured.partition.text_type import is_possible_narrative_text, is_possible_title
 
-    return formats.from_unstructured(partition_text(text=text, languages=[""]), page=page)
+    def is_title(line: str) -> bool:
+        return is_possible_title(line) and not is_possible_narrative_text(line)
+
+    return parse_page_lines(text, page=page, is_title=is_title)
 
 
 def _parse_pdf(data: bytes, ocr: OcrMode) -> list[ParsedElement]:

@@ -1,19 +1,22 @@
 """A batch of staged files in, indexed chunks out: parse → chunk → embed → upsert → record.
 
-Files are processed a batch at a time (one Celery task per batch): each file is parsed and
-chunked on its own, the chunks of every file in the batch are embedded together, then the
-batch's points are stored in one call (old versions removed), and only then are the files
-recorded as done. Idempotent: point ids are deterministic and a finished file is never claimed
-again.
+Files come a batch at a time (one Celery task per batch) and each changes state as it finishes:
+a file is claimed right before it is parsed, a parse failure or a skip is recorded at once, and
+parsed files are embedded and stored together once their chunks fill an encoder batch (or a few
+seconds have passed), then recorded as done. Idempotent: point ids are deterministic and a
+finished file is never claimed again; a file claimed `parse_attempts` times without finishing
+(its worker stopped each time) is failed instead of claimed again.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Protocol
 
 from opentelemetry import trace
 from sqlalchemy import select
@@ -34,6 +37,19 @@ from ingest.chunk import Chunk, chunk_document
 from ingest.identity import document_id_for, point_id_for
 from ingest.jobs import claim_file, mark_finished
 from ingest.parse import ParsedDocument, ParseError, parse_document
+from ingest.pdf import OcrMode
+
+
+class Parser(Protocol):
+    def __call__(self, path: str, data: bytes, *, ocr: OcrMode = "auto") -> ParsedDocument: ...
+
+
+# Parsed files wait for others to share an encoder call until their chunks reach this many, or
+# until the oldest has waited this long: small files embed together, nobody waits for long.
+FLUSH_CHUNKS = 256
+FLUSH_AFTER_S = 2.0
+# Parsed files are stored before a file this large is parsed (HTML or PDF: seconds a MB).
+FLUSH_BEFORE_BYTES = 256 * 1024
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +65,10 @@ class IngestDependencies:
     # Asked right before the upsert: is `store` still the active index? After `ragkb reindex`
     # switched models, vectors of the old model must not land anywhere; the task is retried.
     still_active: Callable[[], bool] | None = None
+    # How a file's bytes become a document: `ParserPool.parse` (a limited child process) in the
+    # services; `parse_document` in this process where nothing else shares it (tests, tools).
+    parse: Parser = parse_document
+    parse_attempts: int = 3
 
 
 class IndexSwitchedError(ConnectionError):
@@ -97,32 +117,74 @@ def process_job_files(
     `reclaim` lets a retry of the same task take back files it had claimed before a transient
     fault (they are `running`, but no other task carries them).
     """
-    claimed, states = _claim(file_ids, deps, reclaim=reclaim)
-    if claimed:
-        trace.get_current_span().set_attribute(TENANT_ATTRIBUTE, claimed[0].tenant_id)
-    outcomes: dict[str, _Outcome] = {}
-    prepared: list[_Prepared] = []
-    for job_file in claimed:
-        try:
-            result = _prepare(job_file, deps)
-        except ParseError as exc:
-            result = _Outcome(FileState.FAILED, error=str(exc))
-        except Exception as exc:  # a parser bug on one file must not stop the others
-            logger.exception("parsing %s failed", job_file.path)
-            result = _Outcome(FileState.FAILED, error=f"internal error ({type(exc).__name__})")
-        if isinstance(result, _Prepared):
-            prepared.append(result)
-        else:
-            outcomes[job_file.file_id] = result
+    states: dict[str, FileState] = {}
+    pending: list[_Prepared] = []
+    waiting_since = 0.0
+    for file_id in file_ids:
+        claimed, state = _claim(file_id, deps, reclaim=reclaim)
+        if claimed is None:
+            states[file_id] = state
+            continue
+        trace.get_current_span().set_attribute(TENANT_ATTRIBUTE, claimed.tenant_id)
+        if pending and (
+            time.monotonic() - waiting_since >= FLUSH_AFTER_S
+            or _staged_size(claimed) >= FLUSH_BEFORE_BYTES
+        ):
+            _store(pending, deps, states)  # a slow parse next does not hold parsed files back
+            pending = []
+        result = _prepare_one(claimed, deps)
+        if isinstance(result, _Outcome):
+            _record(deps, [], {file_id: result})  # the failure or skip shows at once
+            states[file_id] = result.state
+            continue
+        if not pending:
+            waiting_since = time.monotonic()
+        pending.append(result)
+        if (
+            sum(len(item.chunks) for item in pending) >= FLUSH_CHUNKS
+            or time.monotonic() - waiting_since >= FLUSH_AFTER_S
+        ):
+            _store(pending, deps, states)
+            pending = []
+    _store(pending, deps, states)
+    return states
 
-    # One encoder call for the whole batch; sentence-transformers sorts by length inside it.
+
+def _staged_size(job_file: _Claimed) -> int:
+    try:
+        return Path(job_file.staged_path).stat().st_size if job_file.staged_path else 0
+    except OSError:
+        return 0
+
+
+def _prepare_one(job_file: _Claimed, deps: IngestDependencies) -> _Prepared | _Outcome:
+    try:
+        return _prepare(job_file, deps)
+    except ParseError as exc:
+        return _Outcome(FileState.FAILED, error=str(exc))
+    except RecursionError:
+        return _Outcome(FileState.FAILED, error="the file is nested too deeply to parse")
+    except MemoryError:
+        return _Outcome(FileState.FAILED, error="the file needs more memory to parse than is free")
+    except Exception as exc:  # a parser bug on one file must not stop the others
+        logger.exception("parsing %s failed", job_file.path)
+        return _Outcome(FileState.FAILED, error=f"internal error ({type(exc).__name__})")
+
+
+def _store(
+    prepared: list[_Prepared], deps: IngestDependencies, states: dict[str, FileState]
+) -> None:
+    """Embed, store and record as done: the files' points are in the store before they show."""
+    if not prepared:
+        return
+    # One encoder call for the files; sentence-transformers sorts by length inside it.
     texts = [embedding_text(chunk) for item in prepared for chunk in item.chunks]
     # Repeated texts (boilerplate, templates, copies) are encoded once.
     unique = list(dict.fromkeys(texts))
     with span("embed", {"gen_ai.operation.name": "embeddings", "ragkb.texts": len(unique)}):
         by_text = dict(zip(unique, deps.embedder.embed_passages(unique), strict=True))
     vectors = [by_text[text] for text in texts]
-    if prepared and deps.still_active is not None and not deps.still_active():
+    if deps.still_active is not None and not deps.still_active():
         raise IndexSwitchedError("the active vector index changed; embedding again")
     versions: list[DocumentVersion] = []
     offset = 0
@@ -130,50 +192,75 @@ def process_job_files(
         item_vectors = vectors[offset : offset + len(item.chunks)]
         versions.append(_document_version(item, item_vectors, deps.chunking.lexical_neighbours))
         offset += len(item.chunks)
-    # One store call for the batch: new versions in, other versions out, one flush to disk.
+    # One store call for the files: new versions in, other versions out, one flush to disk.
     with span("upsert", {"db.system.name": "qdrant", "ragkb.documents": len(versions)}):
         deps.store.replace_documents(versions)
-
-    _record(deps, prepared, outcomes)
+    _record(deps, prepared, {})
     for item in prepared:
         states[item.file.file_id] = FileState.DONE
-    for file_id, outcome in outcomes.items():
-        states[file_id] = outcome.state
-    return states
 
 
 def _claim(
-    file_ids: Sequence[str], deps: IngestDependencies, *, reclaim: bool
-) -> tuple[list[_Claimed], dict[str, FileState]]:
+    file_id: str, deps: IngestDependencies, *, reclaim: bool
+) -> tuple[_Claimed | None, FileState]:
+    """The file, taken for processing; or None and its state (finished, or another worker's)."""
     stale_after = timedelta(0) if reclaim else deps.stale_after
     with deps.session_factory() as session:
-        taken = [f for f in file_ids if claim_file(session, file_id=f, stale_after=stale_after)]
-        session.commit()
-        rows = session.scalars(
-            select(JobFile).where(JobFile.id.in_(file_ids)).options(selectinload(JobFile.job))
-        ).all()
-    by_id = {row.id: row for row in rows}
-    # Finished, missing, or being processed by a live worker: a redelivery, nothing to do.
-    states = {
-        f: FileState(by_id[f].state) if f in by_id else FileState.FAILED
-        for f in file_ids
-        if f not in taken
-    }
-    claimed = [
-        _Claimed(
-            file_id=row.id,
-            tenant_id=row.tenant_id,
-            path=row.path,
-            version=row.sha256 or "",
-            staged_path=row.staged_path,
-            principals=row.job.principals,
-            document_metadata=row.job.document_metadata,
-            ocr_mode=row.job.ocr_mode,
+        taken = claim_file(
+            session, file_id=file_id, stale_after=stale_after, max_attempts=deps.parse_attempts
         )
-        for f in taken
-        if (row := by_id.get(f)) is not None  # deleted with its job since the claim
-    ]
-    return claimed, states
+        row = session.scalars(
+            select(JobFile).where(JobFile.id == file_id).options(selectinload(JobFile.job))
+        ).one_or_none()
+        if row is None:  # deleted with its job
+            session.commit()
+            return None, FileState.FAILED
+        if not taken:
+            if give_up_after_attempts(row, stale_after=stale_after, attempts=deps.parse_attempts):
+                _forget_staged(row)
+            session.commit()
+            return None, FileState(row.state)
+        session.commit()
+        return (
+            _Claimed(
+                file_id=row.id,
+                tenant_id=row.tenant_id,
+                path=row.path,
+                version=row.sha256 or "",
+                staged_path=row.staged_path,
+                principals=row.job.principals,
+                document_metadata=row.job.document_metadata,
+                ocr_mode=row.job.ocr_mode,
+            ),
+            FileState.RUNNING,
+        )
+
+
+def give_up_after_attempts(row: JobFile, *, stale_after: timedelta, attempts: int) -> bool:
+    """Fail a file that was claimed `attempts` times and is still unfinished (each attempt ended
+    with its worker); True if it was failed. A file another worker is on is left alone."""
+    if row.attempts < attempts or FileState(row.state).finished:
+        return False
+    started = row.started_at
+    if row.state == FileState.RUNNING and started is not None:
+        if started.tzinfo is None:
+            started = started.replace(tzinfo=utcnow().tzinfo)
+        if started >= utcnow() - stale_after:
+            return False
+    mark_finished(
+        row,
+        FileState.FAILED,
+        error=f"not finished after {row.attempts} attempts: the worker stopped while processing "
+        "the file each time (parsing it may take longer or more memory than the worker has); "
+        "not retried",
+    )
+    return True
+
+
+def _forget_staged(row: JobFile) -> None:
+    if row.staged_path:
+        Path(row.staged_path).unlink(missing_ok=True)
+    row.staged_path = None
 
 
 def _prepare(job_file: _Claimed, deps: IngestDependencies) -> _Prepared | _Outcome:
@@ -204,7 +291,7 @@ def _prepare(job_file: _Claimed, deps: IngestDependencies) -> _Prepared | _Outco
             )
     data = Path(staged).read_bytes()
     with span("parse", {"ragkb.file_type": file_type(job_file.path), "ragkb.bytes": len(data)}):
-        parsed = parse_document(
+        parsed = deps.parse(
             job_file.path, data, ocr="force" if job_file.ocr_mode == "force" else "auto"
         )
     with span("chunk") as chunking:
@@ -272,7 +359,11 @@ def _record(
             document.document_metadata = item.file.document_metadata
             document.updated_at = utcnow()
             results[item.file.file_id] = _Outcome(
-                FileState.DONE, document_id=item.document_id, chunk_count=len(item.chunks)
+                FileState.DONE,
+                # What was not read (an attachment) is said with the file, not indexed.
+                error="; ".join(item.parsed.notes) or None,
+                document_id=item.document_id,
+                chunk_count=len(item.chunks),
             )
         if results:
             rows = session.scalars(select(JobFile).where(JobFile.id.in_(results))).all()

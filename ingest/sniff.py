@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 
 import olefile
@@ -94,24 +95,63 @@ def check_zip(data: bytes, *, label: str) -> zipfile.ZipFile:
     return archive
 
 
-def decode_text(data: bytes) -> str:
-    """Text in whatever encoding it came in: UTF-8 first, then the detected one (GB18030,
-    Latin-1, ...); binary content is refused."""
+def decode_text(data: bytes, *, declared: str | None = None) -> str:
+    """Text in whatever encoding it came in; binary content is refused.
+
+    UTF-8 first; then the encoding the file declares (an HTML `<meta charset>`), if it decodes;
+    then the detected one (GB18030, Shift-JIS, ...). Among single-byte code pages the detector
+    cannot tell languages apart on short samples (French cp1252 came out as cp1257: `façade` read
+    `faēade`), so windows-1252 (a superset of Latin-1) is taken whenever the detector counts it
+    among the encodings that fit; another code page only when the detector ruled cp1252 out.
+    """
     head = data[:8192]
     if b"\x00" in head and not (head.startswith((b"\xff\xfe", b"\xfe\xff"))):
         raise ParseError("binary content in a text file")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        from charset_normalizer import from_bytes
-
-        best = from_bytes(data).best()
-        if best is None:
-            raise ParseError("binary content in a text file: no text encoding fits it") from None
-        text = str(best)
+        text = _declared_or_detected(data, declared)
     # Many control characters: binary junk that happens to decode (or a code page "decoded").
     sample = text[:8192]
     controls = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\t\n\r\f")
     if controls > 0.05 * max(1, len(sample)):
         raise ParseError("binary content in a text file")
     return text
+
+
+# What an HTML page says its encoding is, in its first bytes (WHATWG "prescan", simplified).
+_META_CHARSET = re.compile(
+    rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE
+)
+
+
+def declared_html_charset(data: bytes) -> str | None:
+    """The charset an HTML file declares in a `<meta>` tag of its first 4 KB, or None."""
+    match = _META_CHARSET.search(data[:4096])
+    return match.group(1).decode("ascii").lower() if match else None
+
+
+def _declared_or_detected(data: bytes, declared: str | None) -> str:
+    if declared:
+        # WHATWG: a page labelled Latin-1 / ASCII is decoded as windows-1252.
+        if declared in ("iso-8859-1", "latin1", "latin-1", "us-ascii", "ascii"):
+            declared = "cp1252"
+        try:
+            return data.decode(declared)
+        except (LookupError, UnicodeDecodeError):
+            pass  # a wrong or unknown label: detect instead
+    from charset_normalizer import from_bytes
+    from charset_normalizer.utils import is_multi_byte_encoding
+
+    matches = from_bytes(data)
+    best = matches.best()
+    if best is None:
+        raise ParseError("binary content in a text file: no text encoding fits it")
+    if not is_multi_byte_encoding(best.encoding) and any(
+        "cp1252" in match.could_be_from_charset for match in matches
+    ):
+        try:
+            return data.decode("cp1252")
+        except UnicodeDecodeError:
+            pass  # bytes cp1252 leaves undefined (0x81, 0x8D, ...): not cp1252 after all
+    return str(best)

@@ -102,7 +102,8 @@ def create_celery_app(
             raise
         except Exception as exc:
             logger.exception("ingest of job files %s failed", file_ids)
-            fail_job_files(file_ids, deps, reason=f"internal error ({type(exc).__name__})")
+            reason = f"internal error ({type(exc).__name__}: {str(exc)[:200]})"
+            fail_job_files(file_ids, deps, reason=reason)
             return {}
         return {file_id: state.value for file_id, state in states.items()}
 

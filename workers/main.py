@@ -17,6 +17,7 @@ from core.indexes import active_index
 from core.settings import Settings, VectorStoreKind
 from core.telemetry import configure_tracing
 from ingest.pipeline import IngestDependencies
+from ingest.sandbox import parser_for
 from workers.celery_app import create_celery_app
 
 
@@ -41,6 +42,8 @@ def create_worker_app(settings: Settings) -> Celery:
                 embedder=indexes.embedder(spec),
                 chunking=settings.ingest.chunking,
                 still_active=lambda: is_active(session_factory, spec.collection),
+                parse=parser_for(settings),
+                parse_attempts=settings.ingest.parse_attempts,
             )
             current[:] = [(now, deps)]
             return deps

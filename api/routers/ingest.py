@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile as StarletteUpload
 
 from api.deps import ReadCaller, RuntimeDep, SessionDep, UploadCaller
+from api.multipart import read_upload_form
 from api.runtime import Runtime
 from api.schemas import (
     AUTH_ERRORS,
@@ -103,9 +104,11 @@ async def create_ingest_job(
     would take the tenant over its document or storage quota is refused (413) before anything
     is stored.
 
-    multipart/form-data `files`: each file name is its path relative to the folder. A file whose
-    name is unsafe (absolute, or with `..`) is recorded as failed with its reason; the others go
-    on. A file over the size limit refuses the whole upload (413) before anything is stored.
+    multipart/form-data `files`: each file name is its path relative to the folder
+    (`filename*=UTF-8''…` preferred over `filename`; normalised to NFC; a Windows drive is
+    dropped, its folders kept). A file whose name is unsafe (absolute, or with `..`) is recorded
+    as failed with its reason; the others go on. A file over the size limit refuses the whole
+    upload (413) before anything is stored.
 
     application/json `{"path": "/srv/share/handbook"}`: a folder on the server, allowed only
     under `RAGKB_INGEST__ALLOWED_ROOTS` (403 otherwise; the feature is off by default).
@@ -123,13 +126,19 @@ async def create_ingest_job(
     limit = settings.ingest.max_files_per_job
     # Starlette stops at 1,000 parts unless told; the job limit is the real bound. The parts are
     # spooled to disk by Starlette (large uploads never sit in memory).
-    form = await request.form(max_files=limit + 1, max_fields=limit + 1)
-    # Starlette's UploadFile (FastAPI's is a subclass that form parsing does not produce).
-    files = [v for k, v in form.multi_items() if k == "files" and isinstance(v, StarletteUpload)]
-    if not files:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "no files in the upload")
-    access = _access_from_form(form.get("principals"), form.get("metadata"), form.get("ocr"))
-    return await run_in_threadpool(_upload_job, files, access, tenant, limits, session, runtime)
+    # File names as sent: RFC 5987 `filename*`, encoded words, Windows folders (api/multipart.py).
+    form = await read_upload_form(request, max_files=limit + 1, max_fields=limit + 1)
+    try:
+        # Starlette's UploadFile (FastAPI's is a subclass that form parsing does not produce).
+        files = [
+            v for k, v in form.multi_items() if k == "files" and isinstance(v, StarletteUpload)
+        ]
+        if not files:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "no files in the upload")
+        access = _access_from_form(form.get("principals"), form.get("metadata"), form.get("ocr"))
+        return await run_in_threadpool(_upload_job, files, access, tenant, limits, session, runtime)
+    finally:
+        await form.close()
 
 
 def _access_from_form(principals: object, metadata: object, ocr: object) -> DocumentAccessIn:
