@@ -1,17 +1,17 @@
 """A batch of staged files in, indexed chunks out: parse → chunk → embed → upsert → record.
 
 Files are processed a batch at a time (one Celery task per batch): each file is parsed and
-chunked on its own, the chunks of every file in the batch are embedded together, then the
-batch's points are stored in one call (old versions removed), and only then are the files
-recorded as done. Idempotent: point ids are deterministic and a finished file is never claimed
-again.
+chunked on its own, the chunks of every file in the batch are embedded together, then, under
+the write locks of the batch's documents, each version still the newest accepted one is stored
+(old versions removed, one store call) and recorded in one transaction (ingest.versions).
+Idempotent: point ids are deterministic and a finished file is never claimed again.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from ingest.chunk import Chunk, chunk_document
 from ingest.identity import document_id_for, point_id_for
 from ingest.jobs import claim_file, mark_finished
 from ingest.parse import ParsedDocument, ParseError, parse_document
+from ingest.versions import forget_delete, lock_documents, newest_sequence, next_sequences
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class _Claimed:
     tenant_id: str
     path: str
     version: str
+    sequence: int
     staged_path: str | None
     principals: list[str] | None = None
     document_metadata: dict[str, str] | None = None
@@ -85,15 +87,53 @@ def process_job_files(
 ) -> dict[str, FileState]:
     """Index a batch of job files; finished files are left as they are (safe to run twice).
 
-    `reclaim` lets a retry of the same task take back files it had claimed before a transient
-    fault (they are `running`, but no other task carries them).
+    Each file's version is applied only if it is the newest accepted write of its path
+    (ingest.versions): an older one ends `skipped` as superseded, whichever worker finishes
+    first. `reclaim` lets a retry of the same task take back files it had claimed before a
+    transient fault (they are `running`, but no other task carries them).
     """
     claimed, states = _claim(file_ids, deps, reclaim=reclaim)
+    # One version per document in a batch (the newest accepted): two versions stored in one
+    # call would each delete the other's points.
+    newest: dict[str, _Claimed] = {}
     outcomes: dict[str, _Outcome] = {}
+    for job_file in sorted(claimed, key=lambda f: f.sequence):
+        document_id = document_id_for(job_file.tenant_id, job_file.path)
+        if (older := newest.get(document_id)) is not None:
+            outcomes[older.file_id] = _superseded(document_id)
+        newest[document_id] = job_file
+    pending = list(newest.values())
+    may_skip = True
+    while pending:
+        prepared, unchanged = _prepare_all(pending, deps, outcomes, may_skip=may_skip)
+        vectors = _embed(prepared, deps)
+        if prepared and deps.still_active is not None and not deps.still_active():
+            raise IndexSwitchedError("the active vector index changed; embedding again")
+        versions = [
+            _document_version(item, item_vectors, deps.chunking.lexical_neighbours)
+            for item, item_vectors in zip(prepared, vectors, strict=True)
+        ]
+        # Files thought unchanged whose document moved on meanwhile are indexed after all.
+        pending, recorded = _apply(deps, prepared, versions, unchanged, outcomes)
+        states.update((file_id, outcome.state) for file_id, outcome in recorded.items())
+        outcomes = {}
+        may_skip = False
+    return states
+
+
+def _prepare_all(
+    files: Sequence[_Claimed],
+    deps: IngestDependencies,
+    outcomes: dict[str, _Outcome],
+    *,
+    may_skip: bool,
+) -> tuple[list[_Prepared], list[_Claimed]]:
+    """Parse and chunk each file; the files superseded or unchanged need neither."""
     prepared: list[_Prepared] = []
-    for job_file in claimed:
+    unchanged: list[_Claimed] = []
+    for job_file in files:
         try:
-            result = _prepare(job_file, deps)
+            result = _prepare(job_file, deps, may_skip=may_skip)
         except ParseError as exc:
             result = _Outcome(FileState.FAILED, error=str(exc))
         except Exception as exc:  # a parser bug on one file must not stop the others
@@ -101,32 +141,27 @@ def process_job_files(
             result = _Outcome(FileState.FAILED, error=f"internal error ({type(exc).__name__})")
         if isinstance(result, _Prepared):
             prepared.append(result)
+        elif result is _UNCHANGED:
+            unchanged.append(job_file)
         else:
             outcomes[job_file.file_id] = result
+    return prepared, unchanged
 
-    # One encoder call for the whole batch; sentence-transformers sorts by length inside it.
+
+def _embed(prepared: Sequence[_Prepared], deps: IngestDependencies) -> list[list[list[float]]]:
+    """Every chunk's vector, per file; one encoder call for the whole batch."""
     texts = [embedding_text(chunk) for item in prepared for chunk in item.chunks]
-    # Repeated texts (boilerplate, templates, copies) are encoded once.
+    # Repeated texts (boilerplate, templates, copies) are encoded once; sentence-transformers
+    # sorts by length inside the call.
     unique = list(dict.fromkeys(texts))
     by_text = dict(zip(unique, deps.embedder.embed_passages(unique), strict=True))
     vectors = [by_text[text] for text in texts]
-    if prepared and deps.still_active is not None and not deps.still_active():
-        raise IndexSwitchedError("the active vector index changed; embedding again")
-    versions: list[DocumentVersion] = []
+    per_file: list[list[list[float]]] = []
     offset = 0
     for item in prepared:
-        item_vectors = vectors[offset : offset + len(item.chunks)]
-        versions.append(_document_version(item, item_vectors, deps.chunking.lexical_neighbours))
+        per_file.append(vectors[offset : offset + len(item.chunks)])
         offset += len(item.chunks)
-    # One store call for the batch: new versions in, other versions out, one flush to disk.
-    deps.store.replace_documents(versions)
-
-    _record(deps, prepared, outcomes)
-    for item in prepared:
-        states[item.file.file_id] = FileState.DONE
-    for file_id, outcome in outcomes.items():
-        states[file_id] = outcome.state
-    return states
+    return per_file
 
 
 def _claim(
@@ -135,11 +170,18 @@ def _claim(
     stale_after = timedelta(0) if reclaim else deps.stale_after
     with deps.session_factory() as session:
         taken = [f for f in file_ids if claim_file(session, file_id=f, stale_after=stale_after)]
-        session.commit()
         rows = session.scalars(
             select(JobFile).where(JobFile.id.in_(file_ids)).options(selectinload(JobFile.job))
         ).all()
-    by_id = {row.id: row for row in rows}
+        by_id = {found.id: found for found in rows}
+        # Queued before write sequences existed: numbered now, in the job's order.
+        unnumbered = sorted(
+            (by_id[f] for f in taken if f in by_id and by_id[f].sequence is None),
+            key=lambda found: (found.job_id, found.position),
+        )
+        for row, sequence in zip(unnumbered, next_sequences(session, len(unnumbered)), strict=True):
+            row.sequence = sequence
+        session.commit()
     # Finished, missing, or being processed by a live worker: a redelivery, nothing to do.
     states = {
         f: FileState(by_id[f].state) if f in by_id else FileState.FAILED
@@ -152,6 +194,7 @@ def _claim(
             tenant_id=row.tenant_id,
             path=row.path,
             version=row.sha256 or "",
+            sequence=row.sequence or 0,
             staged_path=row.staged_path,
             principals=row.job.principals,
             document_metadata=row.job.document_metadata,
@@ -162,31 +205,25 @@ def _claim(
     return claimed, states
 
 
-def _prepare(job_file: _Claimed, deps: IngestDependencies) -> _Prepared | _Outcome:
+# `_prepare`'s answer for a file whose version looks stored already (checked again under the
+# document's lock before the file is recorded as skipped).
+_UNCHANGED = _Outcome(FileState.SKIPPED, error="unchanged: same content already indexed")
+
+
+def _prepare(
+    job_file: _Claimed, deps: IngestDependencies, *, may_skip: bool
+) -> _Prepared | _Outcome:
     staged = job_file.staged_path
     if staged is None or not Path(staged).is_file():
         return _Outcome(FileState.FAILED, error="the uploaded file is missing")
     document_id = document_id_for(job_file.tenant_id, job_file.path)
     with deps.session_factory() as session:
-        existing = session.scalar(
-            select(Document).where(
-                Document.tenant_id == job_file.tenant_id, Document.path == job_file.path
-            )
-        )
-        # Same bytes, same access list and metadata: nothing to do. Same bytes with another
-        # access list is re-indexed in place (same point ids, new payload).
-        if (
-            existing is not None
-            and existing.version_sha256 == job_file.version
-            and existing.principals == job_file.principals
-            and (existing.document_metadata or None) == job_file.document_metadata
-        ):
-            return _Outcome(
-                FileState.SKIPPED,
-                error="unchanged: same content already indexed",
-                document_id=document_id,
-                chunk_count=existing.chunk_count,
-            )
+        # Sequences only grow: superseded now is superseded for good (no lock needed).
+        if newest_sequence(session, document_id) > job_file.sequence:
+            return _superseded(document_id)
+        existing = session.get(Document, document_id)
+        if may_skip and existing is not None and _holds(existing, job_file, deps.store):
+            return _UNCHANGED
     data = Path(staged).read_bytes()
     parsed = parse_document(job_file.path, data)
     chunks = chunk_document(
@@ -196,6 +233,29 @@ def _prepare(job_file: _Claimed, deps: IngestDependencies) -> _Prepared | _Outco
         count_tokens=deps.embedder.count_tokens,
     )
     return _Prepared(job_file, document_id, parsed, chunks, len(data))
+
+
+def _holds(document: Document, job_file: _Claimed, store: VectorStore) -> bool:
+    """The row holds this file's bytes, access list and metadata, and the store holds every
+    chunk of that version (a row alone is not proof: a lost write would be skipped forever).
+    Same bytes with another access list are re-indexed in place (same point ids)."""
+    return (
+        document.version_sha256 == job_file.version
+        and document.principals == job_file.principals
+        and (document.document_metadata or None) == job_file.document_metadata
+        and store.count(
+            tenant_id=document.tenant_id, document_id=document.id, version=document.version_sha256
+        )
+        == document.chunk_count
+    )
+
+
+def _superseded(document_id: str) -> _Outcome:
+    return _Outcome(
+        FileState.SKIPPED,
+        error="superseded: a newer version of this path (or its delete) was accepted after it",
+        document_id=document_id,
+    )
 
 
 def _document_version(
@@ -229,48 +289,104 @@ def _document_version(
     return DocumentVersion(tenant_id, item.document_id, version, points)
 
 
-def _record(
-    deps: IngestDependencies, prepared: list[_Prepared], outcomes: dict[str, _Outcome]
-) -> None:
-    """Documents and file states of the batch, in one transaction (after every upsert)."""
+def _apply(
+    deps: IngestDependencies,
+    prepared: Sequence[_Prepared],
+    versions: Sequence[DocumentVersion],
+    unchanged: Sequence[_Claimed],
+    outcomes: dict[str, _Outcome],
+) -> tuple[list[_Claimed], dict[str, _Outcome]]:
+    """Store and record the batch under its documents' locks, in one transaction.
+
+    Under the locks each file is checked again against its document's newest write: a newer
+    one makes it superseded, the same one means an earlier attempt of this task applied it.
+    Returns the files thought unchanged whose document changed since (to be indexed), and
+    the outcome recorded for each other file.
+    """
     results = dict(outcomes)
+    redo: list[_Claimed] = []
     staged_paths: list[str] = []
+    document_ids = [item.document_id for item in prepared]
+    document_ids += [document_id_for(f.tenant_id, f.path) for f in unchanged]
     with deps.session_factory() as session:
-        for item in prepared:
-            document = session.get(Document, item.document_id)
-            if document is None:
-                document = Document(
-                    id=item.document_id, tenant_id=item.file.tenant_id, path=item.file.path
+        lock_documents(session, document_ids)
+        to_store: list[tuple[_Prepared, DocumentVersion]] = []
+        for item, version in zip(prepared, versions, strict=True):
+            newest = newest_sequence(session, item.document_id)
+            if newest > item.file.sequence:
+                results[item.file.file_id] = _superseded(item.document_id)
+            elif newest == item.file.sequence:
+                results[item.file.file_id] = _already_applied(session, item.document_id)
+            else:
+                to_store.append((item, version))
+        for job_file in unchanged:
+            document_id = document_id_for(job_file.tenant_id, job_file.path)
+            newest = newest_sequence(session, document_id)
+            existing = session.get(Document, document_id)
+            if newest > job_file.sequence:
+                results[job_file.file_id] = _superseded(document_id)
+            elif existing is not None and _holds(existing, job_file, deps.store):
+                # The same version, accepted again: the row takes the newer number, so a
+                # version accepted in between cannot overwrite it later.
+                existing.sequence = job_file.sequence
+                results[job_file.file_id] = replace(
+                    _UNCHANGED, document_id=document_id, chunk_count=existing.chunk_count
                 )
-                session.add(document)
-            document.version_sha256 = item.file.version
-            document.content_type = item.parsed.content_type
-            document.size_bytes = item.size_bytes
-            document.chunk_count = len(item.chunks)
-            document.title = (item.parsed.title or "")[:500] or None
-            document.principals = item.file.principals
-            document.document_metadata = item.file.document_metadata
-            document.updated_at = utcnow()
+            else:
+                redo.append(job_file)
+        # One store call for the batch (new versions in, other versions out, one flush), while
+        # the locks keep every other writer of these documents waiting.
+        deps.store.replace_documents([version for _, version in to_store])
+        for item, _ in to_store:
+            _record_version(session, item)
             results[item.file.file_id] = _Outcome(
                 FileState.DONE, document_id=item.document_id, chunk_count=len(item.chunks)
             )
         if results:
             rows = session.scalars(select(JobFile).where(JobFile.id.in_(results))).all()
-            for job_file in rows:
-                outcome = results[job_file.id]
+            for job_file_row in rows:
+                outcome = results[job_file_row.id]
                 mark_finished(
-                    job_file,
+                    job_file_row,
                     outcome.state,
                     error=outcome.error,
                     document_id=outcome.document_id,
                     chunk_count=outcome.chunk_count,
                 )
-                if job_file.staged_path:
-                    staged_paths.append(job_file.staged_path)
-                job_file.staged_path = None
+                if job_file_row.staged_path:
+                    staged_paths.append(job_file_row.staged_path)
+                job_file_row.staged_path = None
         session.commit()
     for staged in staged_paths:
         Path(staged).unlink(missing_ok=True)
+    return redo, results
+
+
+def _record_version(session: Session, item: _Prepared) -> None:
+    document = session.get(Document, item.document_id)
+    if document is None:
+        document = Document(id=item.document_id, tenant_id=item.file.tenant_id, path=item.file.path)
+        session.add(document)
+    document.version_sha256 = item.file.version
+    document.sequence = item.file.sequence
+    document.content_type = item.parsed.content_type
+    document.size_bytes = item.size_bytes
+    document.chunk_count = len(item.chunks)
+    document.title = (item.parsed.title or "")[:500] or None
+    document.principals = item.file.principals
+    document.document_metadata = item.file.document_metadata
+    document.updated_at = utcnow()
+    forget_delete(session, item.document_id)
+
+
+def _already_applied(session: Session, document_id: str) -> _Outcome:
+    # An earlier attempt stored and recorded this very file (a redelivery after a lost ack).
+    document = session.get(Document, document_id)
+    return _Outcome(
+        FileState.DONE,
+        document_id=document_id,
+        chunk_count=document.chunk_count if document is not None else 0,
+    )
 
 
 def embedding_text(chunk: Chunk) -> str:
