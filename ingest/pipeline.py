@@ -179,8 +179,9 @@ def _claim(
             (by_id[f] for f in taken if f in by_id and by_id[f].sequence is None),
             key=lambda found: (found.job_id, found.position),
         )
-        for row, sequence in zip(unnumbered, next_sequences(session, len(unnumbered)), strict=True):
-            row.sequence = sequence
+        numbers = next_sequences(session, len(unnumbered))
+        for numbered, sequence in zip(unnumbered, numbers, strict=True):
+            numbered.sequence = sequence
         session.commit()
     # Finished, missing, or being processed by a live worker: a redelivery, nothing to do.
     states = {
