@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from core.embedding import Embedder
@@ -26,7 +27,7 @@ from ingest.chunk import Chunk, chunk_document
 from ingest.identity import document_id_for, point_id_for
 from ingest.jobs import claim_file, mark_finished
 from ingest.parse import ParsedDocument, ParseError, parse_document
-from ingest.versions import forget_delete, lock_documents, newest_sequence, next_sequences
+from ingest.versions import forget_deletes, lock_documents, newest_sequences, next_sequences
 
 logger = logging.getLogger(__name__)
 
@@ -131,11 +132,22 @@ def _prepare_all(
     """Parse and chunk each file; the files superseded or unchanged need neither."""
     prepared: list[_Prepared] = []
     unchanged: list[_Claimed] = []
+    with deps.session_factory() as session:
+        ids = {f.file_id: document_id_for(f.tenant_id, f.path) for f in files}
+        newest = newest_sequences(session, ids.values())
+        existing = {i: session.get(Document, i) for i in ids.values()}
+        session.expunge_all()
     for job_file in files:
+        document_id = ids[job_file.file_id]
         try:
-            result = _prepare(job_file, deps, may_skip=may_skip)
+            result = _prepare(
+                job_file, document_id, newest[document_id], existing[document_id], deps,
+                may_skip=may_skip,
+            )  # fmt: skip
         except ParseError as exc:
             result = _Outcome(FileState.FAILED, error=str(exc))
+        except (OperationalError, ConnectionError, TimeoutError):
+            raise  # the database or the store did not answer: the task retries, nothing fails
         except Exception as exc:  # a parser bug on one file must not stop the others
             logger.exception("parsing %s failed", job_file.path)
             result = _Outcome(FileState.FAILED, error=f"internal error ({type(exc).__name__})")
@@ -212,19 +224,23 @@ _UNCHANGED = _Outcome(FileState.SKIPPED, error="unchanged: same content already 
 
 
 def _prepare(
-    job_file: _Claimed, deps: IngestDependencies, *, may_skip: bool
+    job_file: _Claimed,
+    document_id: str,
+    newest: int,
+    existing: Document | None,
+    deps: IngestDependencies,
+    *,
+    may_skip: bool,
 ) -> _Prepared | _Outcome:
+    """Parse and chunk one file, given its document's newest write and row (read unlocked)."""
     staged = job_file.staged_path
     if staged is None or not Path(staged).is_file():
         return _Outcome(FileState.FAILED, error="the uploaded file is missing")
-    document_id = document_id_for(job_file.tenant_id, job_file.path)
-    with deps.session_factory() as session:
-        # Sequences only grow: superseded now is superseded for good (no lock needed).
-        if newest_sequence(session, document_id) > job_file.sequence:
-            return _superseded(document_id)
-        existing = session.get(Document, document_id)
-        if may_skip and existing is not None and _holds(existing, job_file, deps.store):
-            return _UNCHANGED
+    # Sequences only grow: superseded now is superseded for good (no lock needed).
+    if newest > job_file.sequence:
+        return _superseded(document_id)
+    if may_skip and existing is not None and _holds(existing, job_file, deps.store):
+        return _UNCHANGED
     data = Path(staged).read_bytes()
     parsed = parse_document(job_file.path, data)
     chunks = chunk_document(
@@ -311,9 +327,10 @@ def _apply(
     document_ids += [document_id_for(f.tenant_id, f.path) for f in unchanged]
     with deps.session_factory() as session:
         lock_documents(session, document_ids)
+        newest_of = newest_sequences(session, document_ids)
         to_store: list[tuple[_Prepared, DocumentVersion]] = []
         for item, version in zip(prepared, versions, strict=True):
-            newest = newest_sequence(session, item.document_id)
+            newest = newest_of[item.document_id]
             if newest > item.file.sequence:
                 results[item.file.file_id] = _superseded(item.document_id)
             elif newest == item.file.sequence:
@@ -322,7 +339,7 @@ def _apply(
                 to_store.append((item, version))
         for job_file in unchanged:
             document_id = document_id_for(job_file.tenant_id, job_file.path)
-            newest = newest_sequence(session, document_id)
+            newest = newest_of[document_id]
             existing = session.get(Document, document_id)
             if newest > job_file.sequence:
                 results[job_file.file_id] = _superseded(document_id)
@@ -338,6 +355,7 @@ def _apply(
         # One store call for the batch (new versions in, other versions out, one flush), while
         # the locks keep every other writer of these documents waiting.
         deps.store.replace_documents([version for _, version in to_store])
+        forget_deletes(session, [item.document_id for item, _ in to_store])
         for item, _ in to_store:
             _record_version(session, item)
             results[item.file.file_id] = _Outcome(
@@ -377,7 +395,6 @@ def _record_version(session: Session, item: _Prepared) -> None:
     document.principals = item.file.principals
     document.document_metadata = item.file.document_metadata
     document.updated_at = utcnow()
-    forget_delete(session, item.document_id)
 
 
 def _already_applied(session: Session, document_id: str) -> _Outcome:

@@ -3,7 +3,7 @@
 Every accepted file version (a job file, at upload) and every accepted delete takes the next
 number of one database-wide sequence. A document row records the number of the version it
 holds, a tombstone the number of the delete that removed it; a writer applies its version only
-if its number is above both (`newest_sequence`), so versions of a path apply in the order they
+if its number is above both (`newest_sequences`), so versions of a path apply in the order they
 were accepted, whatever order the workers finish in.
 
 Store writes happen outside SQL transactions, so the check alone is not enough: a writer's
@@ -16,9 +16,9 @@ holds the document's lock from the check until its SQL commit, store writes incl
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from sqlalchemy import select, text
+from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
 from core.models import Document, DocumentTombstone, utcnow
@@ -60,14 +60,25 @@ def lock_documents(session: Session, document_ids: Iterable[str]) -> None:
     session.execute(text("UPDATE write_sequence SET value = value WHERE id = 1"))
 
 
-def newest_sequence(session: Session, document_id: str) -> int:
-    """The number of the newest write applied to a document: its version's or its delete's
-    (0: never written). Only a write numbered above it may change the document."""
-    row = session.scalar(select(Document.sequence).where(Document.id == document_id))
-    tombstone = session.scalar(
-        select(DocumentTombstone.sequence).where(DocumentTombstone.document_id == document_id)
-    )
-    return max(row or 0, tombstone or 0)
+def newest_sequences(session: Session, document_ids: Iterable[str]) -> dict[str, int]:
+    """The number of the newest write applied to each document: its version's or its
+    delete's (0: never written); only a write numbered above it may change the document.
+    Two queries for all; the document rows are loaded into the session on the way
+    (`session.get` then needs no query)."""
+    ids = sorted(set(document_ids))
+    newest = dict.fromkeys(ids, 0)
+    for start in range(0, len(ids), _IN_BATCH):
+        part = ids[start : start + _IN_BATCH]
+        for document in session.scalars(select(Document).where(Document.id.in_(part))):
+            newest[document.id] = max(newest[document.id], document.sequence)
+        tombstones = session.execute(
+            select(DocumentTombstone.document_id, DocumentTombstone.sequence).where(
+                DocumentTombstone.document_id.in_(part)
+            )
+        )
+        for document_id, sequence in tombstones:
+            newest[document_id] = max(newest[document_id], sequence)
+    return newest
 
 
 def record_delete(session: Session, *, tenant_id: str, document_id: str, sequence: int) -> None:
@@ -82,11 +93,15 @@ def record_delete(session: Session, *, tenant_id: str, document_id: str, sequenc
         tombstone.deleted_at = utcnow()
 
 
-def forget_delete(session: Session, document_id: str) -> None:
-    """A newer version was stored: its row's sequence now says everything the tombstone did."""
-    tombstone = session.get(DocumentTombstone, document_id)
-    if tombstone is not None:
-        session.delete(tombstone)
+def forget_deletes(session: Session, document_ids: Sequence[str]) -> None:
+    """Newer versions were stored: their rows' sequences now say all the tombstones did."""
+    for start in range(0, len(document_ids), _IN_BATCH):
+        part = document_ids[start : start + _IN_BATCH]
+        session.execute(delete(DocumentTombstone).where(DocumentTombstone.document_id.in_(part)))
+
+
+# Ids per IN list: well under SQLite's bound on query parameters.
+_IN_BATCH = 500
 
 
 def _lock_key(document_id: str) -> int:
