@@ -9,6 +9,7 @@ threads of the embedded Celery worker), both databases and brokers (--db, --brok
 from __future__ import annotations
 
 import hashlib
+import io
 import random
 import time
 from collections.abc import Iterator
@@ -121,48 +122,77 @@ def test_a_path_twice_in_one_upload_is_refused(service: Service) -> None:
     assert stored == document["chunk_count"] == 1
 
 
-def test_a_batch_holding_two_versions_of_a_path_keeps_the_newest(
-    service: Service, tmp_path: Path
-) -> None:
-    """The API refuses it, but a batch must be safe anyway: before, each version's cleanup
-    deleted the other's points and the document was listed with none stored."""
-    runtime = service.runtime
-    with runtime.session_factory() as session:
+def _queue(
+    service: Service, tmp_path: Path, files: list[tuple[str, bytes]], *, numbered: bool = True
+) -> list[str]:
+    """A job queued straight in SQL (no task sent): the ids of its files."""
+    with service.runtime.session_factory() as session:
         job = create_job(session, tenant_id=service.tenant_id)
         rows = []
-        for position, text in enumerate([b"# Same\n\nolder apples", b"# Same\n\nnewer pears"]):
-            staged = stage_stream(_stream(text), tmp_path / f"s{position}", max_bytes=1 << 20)
-            row = add_job_file(session, job=job, position=position, path="dup/same.md",
+        for position, (path, data) in enumerate(files):
+            staged = stage_stream(
+                io.BytesIO(data), tmp_path / f"{job.id}-{position}", max_bytes=1 << 20
+            )
+            row = add_job_file(session, job=job, position=position, path=path,
                                staged_path=str(staged.staged_path),
                                size_bytes=staged.size_bytes, sha256=staged.sha256)  # fmt: skip
             rows.append(row)
-        number_versions(session, rows)
+        if numbered:
+            number_versions(session, rows)
         session.commit()
-        file_ids = [row.id for row in rows]
-    deps = IngestDependencies(
+        return [row.id for row in rows]
+
+
+def _deps(service: Service) -> IngestDependencies:
+    runtime = service.runtime
+    return IngestDependencies(
         session_factory=runtime.session_factory,
         store=runtime.store,
         embedder=runtime.binding.embedder,
         chunking=runtime.settings.ingest.chunking,
     )
-    states = process_job_files(file_ids, deps)
+
+
+def _error(service: Service, file_id: str) -> str:
+    with service.runtime.session_factory() as session:
+        row = session.get(JobFile, file_id)
+        assert row is not None
+        return row.error or ""
+
+
+def test_a_batch_holding_two_versions_of_a_path_keeps_the_newest(
+    service: Service, tmp_path: Path
+) -> None:
+    """The API refuses it, but a batch must be safe anyway: before, each version's cleanup
+    deleted the other's points and the document was listed with none stored."""
+    older, newer = b"# Same\n\nolder apples", b"# Same\n\nnewer pears"
+    file_ids = _queue(service, tmp_path, [("dup/same.md", older), ("dup/same.md", newer)])
+    states = process_job_files(file_ids, _deps(service))
     assert states == {file_ids[0]: FileState.SKIPPED, file_ids[1]: FileState.DONE}
-    with runtime.session_factory() as session:
-        older = session.get(JobFile, file_ids[0])
-        assert older is not None
-        assert (older.error or "").startswith("superseded")
+    assert _error(service, file_ids[0]).startswith("superseded")
     document = _listed(service)["dup/same.md"]
-    assert document["version_sha256"] == hashlib.sha256(b"# Same\n\nnewer pears").hexdigest()
+    assert document["version_sha256"] == hashlib.sha256(newer).hexdigest()
     texts = _texts(service, document["id"])
     assert texts
     assert all("pears" in text and "apples" not in text for text in texts)
     assert not reconcile_drift(service)
 
 
-def _stream(data: bytes) -> Any:
-    import io
-
-    return io.BytesIO(data)
+def test_a_retried_older_version_is_superseded_and_an_unnumbered_file_is_numbered_at_claim(
+    service: Service, tmp_path: Path
+) -> None:
+    """A task retried (or redelivered) after a newer version of its path was stored changes
+    nothing; a file queued before write sequences existed counts as accepted when claimed."""
+    (first,) = _queue(service, tmp_path, [("r/doc.md", b"first version")])
+    (second,) = _queue(service, tmp_path, [("r/doc.md", b"second version")])
+    assert process_job_files([second], _deps(service)) == {second: FileState.DONE}
+    assert process_job_files([first], _deps(service), reclaim=True) == {first: FileState.SKIPPED}
+    assert _error(service, first).startswith("superseded")
+    assert _texts(service, _listed(service)["r/doc.md"]["id"]) == ["second version"]
+    (legacy,) = _queue(service, tmp_path, [("r/doc.md", b"third version")], numbered=False)
+    assert process_job_files([legacy], _deps(service)) == {legacy: FileState.DONE}
+    assert _texts(service, _listed(service)["r/doc.md"]["id"]) == ["third version"]
+    assert not reconcile_drift(service)
 
 
 def test_unchanged_is_believed_only_when_the_store_holds_the_version(service: Service) -> None:
