@@ -24,3 +24,11 @@ def test_relative_paths_are_normalised(raw: str, expected: str) -> None:
 def test_unsafe_paths_are_refused(raw: str) -> None:
     with pytest.raises(UnsafePathError):
         normalize_relative_path(raw)
+
+
+def test_repeated_paths_are_named_once_each_sorted() -> None:
+    from ingest.paths import normalize_relative_path, repeated_paths
+
+    paths = [normalize_relative_path(p) for p in ["b/x.md", "./a.md", "b\\x.md", "a.md", "c.md"]]
+    assert repeated_paths(paths) == ["a.md", "b/x.md"]
+    assert repeated_paths(["a.md", "b.md"]) == []
