@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.paths import UnsafePathError, normalize_relative_path
+from ingest.paths import UnsafePathError, normalize_relative_path, repeated_paths
 
 
 @pytest.mark.parametrize(
@@ -27,8 +27,6 @@ def test_unsafe_paths_are_refused(raw: str) -> None:
 
 
 def test_repeated_paths_are_named_once_each_sorted() -> None:
-    from ingest.paths import normalize_relative_path, repeated_paths
-
     paths = [normalize_relative_path(p) for p in ["b/x.md", "./a.md", "b\\x.md", "a.md", "c.md"]]
     assert repeated_paths(paths) == ["a.md", "b/x.md"]
     assert repeated_paths(["a.md", "b.md"]) == []
