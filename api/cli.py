@@ -290,9 +290,11 @@ def reconcile(
     dry_run: Annotated[bool, typer.Option(help="Report only; delete nothing.")] = False,
 ) -> None:
     """Compare document rows with the vector store; delete stale versions' points and points of
-    documents that have no row.
+    documents that have no row. Exits 2 when a document's version is missing or partial in the
+    store (upload it again), or, with --dry-run, on any drift found.
 
-    Needs the store to itself (stop `ragkb serve` when the store is embedded).
+    Needs the store to itself (stop `ragkb serve` when the store is embedded); with a Qdrant
+    server it can run beside live ingest (each document is checked under its write lock).
     """
     from core.db import create_db_engine, create_session_factory
     from core.index_set import IndexSet
@@ -318,7 +320,7 @@ def reconcile(
             f"[red]drift[/red] tenant {tenant_id} {path}: {stored} of {expected} chunks stored; "
             "upload it again"
         )
-    if report.missing_or_partial:
+    if report.missing_or_partial or (dry_run and report.drift):
         raise typer.Exit(2)
 
 

@@ -92,8 +92,23 @@ class Document(Base):
     # Who may read it (user/group ids); None: every principal of the tenant.
     principals: Mapped[list[str] | None] = mapped_column(JSON, default=None)
     document_metadata: Mapped[dict[str, str] | None] = mapped_column(JSON, default=None)
+    # The write sequence of the upload that made this version (ingest.versions): an older one
+    # never replaces it. 0: stored before sequences existed.
+    sequence: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DocumentTombstone(Base):
+    """A deleted document's last write sequence: uploads accepted before the delete, finishing
+    after it, must not bring the document back (ingest.versions)."""
+
+    __tablename__ = "document_tombstones"
+
+    document_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    sequence: Mapped[int] = mapped_column(BigInteger)
+    deleted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class IngestJob(Base):
@@ -127,6 +142,9 @@ class JobFile(Base):
     staged_path: Mapped[str | None] = mapped_column(String(2048), default=None)
     size_bytes: Mapped[int] = mapped_column(Integer, default=0)
     sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Taken when the upload was accepted: versions of one path apply in this order. None: queued
+    # before sequences existed (numbered when claimed).
+    sequence: Mapped[int | None] = mapped_column(BigInteger, default=None)
     state: Mapped[FileState] = mapped_column(String(16), default=FileState.QUEUED)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     document_id: Mapped[str | None] = mapped_column(String(36), default=None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -9,6 +10,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from core.models import FileState, IngestJob, JobFile, new_id, utcnow
+from ingest.versions import next_sequences
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,14 @@ def add_job_file(
     )
     session.add(job_file)
     return job_file
+
+
+def number_versions(session: Session, files: Sequence[JobFile]) -> None:
+    """Give each queued file its write sequence, in job order: the order its version was
+    accepted in, which decides which version of a path wins (ingest.versions). Called last
+    before the job is committed, so the numbers follow acceptance as closely as possible."""
+    for job_file, sequence in zip(files, next_sequences(session, len(files)), strict=True):
+        job_file.sequence = sequence
 
 
 def get_job(session: Session, *, tenant_id: str, job_id: str) -> IngestJob | None:

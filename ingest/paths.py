@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import PurePosixPath
 
 MAX_PATH_CHARS = 1024
@@ -48,3 +50,9 @@ def normalize_relative_path(raw: str) -> str:
     if len(normalized) > MAX_PATH_CHARS:
         raise UnsafePathError(f"path longer than {MAX_PATH_CHARS} characters")
     return normalized
+
+
+def repeated_paths(paths: Iterable[str]) -> list[str]:
+    """The (normalised) paths named more than once, sorted: one job carries one version of a
+    path (the multipart parser itself turns `C:\\a\\x.md` and `C:\\b\\x.md` into `x.md`)."""
+    return sorted(path for path, seen in Counter(paths).items() if seen > 1)

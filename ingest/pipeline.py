@@ -1,9 +1,11 @@
 """A batch of staged files in, indexed chunks out: parse → chunk → embed → upsert → record.
 
 Files come a batch at a time (one Celery task per batch) and each changes state as it finishes:
-a file is claimed right before it is parsed, a parse failure or a skip is recorded at once, and
-parsed files are embedded and stored together once their chunks fill an encoder batch (or a few
-seconds have passed), then recorded as done. Idempotent: point ids are deterministic and a
+a file is claimed, parsed and chunked on its own (in a limited child process in the services); a
+parse failure is recorded at once; parsed files are embedded together once their chunks fill an
+encoder batch (or a few seconds have passed), then, under the write locks of their documents,
+each version still the newest accepted one is stored (old versions removed, one store call) and
+recorded in one transaction (ingest.versions). Idempotent: point ids are deterministic and a
 finished file is never claimed again; a file claimed `parse_attempts` times without finishing
 (its worker stopped each time) is failed instead of claimed again.
 """
@@ -13,13 +15,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
 from opentelemetry import trace
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from core.embedding import Embedder
@@ -38,6 +41,7 @@ from ingest.identity import document_id_for, point_id_for
 from ingest.jobs import claim_file, mark_finished
 from ingest.parse import ParsedDocument, ParseError, parse_document
 from ingest.pdf import OcrMode
+from ingest.versions import forget_deletes, lock_documents, newest_sequences, next_sequences
 
 
 class Parser(Protocol):
@@ -81,6 +85,7 @@ class _Claimed:
     tenant_id: str
     path: str
     version: str
+    sequence: int
     staged_path: str | None
     principals: list[str] | None = None
     document_metadata: dict[str, str] | None = None
@@ -114,39 +119,65 @@ def process_job_files(
 ) -> dict[str, FileState]:
     """Index a batch of job files; finished files are left as they are (safe to run twice).
 
-    `reclaim` lets a retry of the same task take back files it had claimed before a transient
-    fault (they are `running`, but no other task carries them).
+    Each file's version is applied only if it is the newest accepted write of its path
+    (ingest.versions): an older one ends `skipped` as superseded, whichever worker finishes
+    first. `reclaim` lets a retry of the same task take back files it had claimed before a
+    transient fault (they are `running`, but no other task carries them).
     """
     states: dict[str, FileState] = {}
-    pending: list[_Prepared] = []
-    waiting_since = 0.0
+    claimed: list[_Claimed] = []
     for file_id in file_ids:
-        claimed, state = _claim(file_id, deps, reclaim=reclaim)
-        if claimed is None:
+        job_file, state = _claim(file_id, deps, reclaim=reclaim)
+        if job_file is None:
             states[file_id] = state
             continue
-        trace.get_current_span().set_attribute(TENANT_ATTRIBUTE, claimed.tenant_id)
-        if pending and (
-            time.monotonic() - waiting_since >= FLUSH_AFTER_S
-            or _staged_size(claimed) >= FLUSH_BEFORE_BYTES
-        ):
-            _store(pending, deps, states)  # a slow parse next does not hold parsed files back
-            pending = []
-        result = _prepare_one(claimed, deps)
-        if isinstance(result, _Outcome):
-            _record(deps, [], {file_id: result})  # the failure or skip shows at once
-            states[file_id] = result.state
-            continue
-        if not pending:
-            waiting_since = time.monotonic()
-        pending.append(result)
-        if (
-            sum(len(item.chunks) for item in pending) >= FLUSH_CHUNKS
-            or time.monotonic() - waiting_since >= FLUSH_AFTER_S
-        ):
-            _store(pending, deps, states)
-            pending = []
-    _store(pending, deps, states)
+        trace.get_current_span().set_attribute(TENANT_ATTRIBUTE, job_file.tenant_id)
+        claimed.append(job_file)
+    # One version per document in a batch (the newest accepted): two versions stored in one
+    # call would each delete the other's points.
+    newest: dict[str, _Claimed] = {}
+    superseded: dict[str, _Outcome] = {}
+    for job_file in sorted(claimed, key=lambda f: f.sequence):
+        document_id = document_id_for(job_file.tenant_id, job_file.path)
+        if (older := newest.get(document_id)) is not None:
+            superseded[older.file_id] = _superseded(document_id)
+        newest[document_id] = job_file
+    if superseded:
+        _record_outcomes(deps, superseded, states)
+    pending = list(newest.values())
+    may_skip = True
+    while pending:
+        redo: list[_Claimed] = []
+        group: list[_Prepared] = []
+        unchanged: list[_Claimed] = []
+        waiting_since = 0.0
+        for job_file in pending:
+            if group and (
+                time.monotonic() - waiting_since >= FLUSH_AFTER_S
+                or _staged_size(job_file) >= FLUSH_BEFORE_BYTES
+            ):
+                # A slow parse next does not hold parsed files back.
+                redo += _flush(group, unchanged, deps, states)
+                group, unchanged = [], []
+            failed: dict[str, _Outcome] = {}
+            prepared, same = _prepare_all([job_file], deps, failed, may_skip=may_skip)
+            if failed:
+                _record_outcomes(deps, failed, states)  # the failure or skip shows at once
+                continue
+            unchanged += same
+            if prepared and not group:
+                waiting_since = time.monotonic()
+            group += prepared
+            if group and (
+                sum(len(item.chunks) for item in group) >= FLUSH_CHUNKS
+                or time.monotonic() - waiting_since >= FLUSH_AFTER_S
+            ):
+                redo += _flush(group, unchanged, deps, states)
+                group, unchanged = [], []
+        redo += _flush(group, unchanged, deps, states)
+        # Files thought unchanged whose document moved on meanwhile are indexed after all.
+        pending = redo
+        may_skip = False
     return states
 
 
@@ -157,47 +188,94 @@ def _staged_size(job_file: _Claimed) -> int:
         return 0
 
 
-def _prepare_one(job_file: _Claimed, deps: IngestDependencies) -> _Prepared | _Outcome:
-    try:
-        return _prepare(job_file, deps)
-    except ParseError as exc:
-        return _Outcome(FileState.FAILED, error=str(exc))
-    except RecursionError:
-        return _Outcome(FileState.FAILED, error="the file is nested too deeply to parse")
-    except MemoryError:
-        return _Outcome(FileState.FAILED, error="the file needs more memory to parse than is free")
-    except Exception as exc:  # a parser bug on one file must not stop the others
-        logger.exception("parsing %s failed", job_file.path)
-        return _Outcome(FileState.FAILED, error=f"internal error ({type(exc).__name__})")
-
-
-def _store(
-    prepared: list[_Prepared], deps: IngestDependencies, states: dict[str, FileState]
+def _record_outcomes(
+    deps: IngestDependencies, outcomes: dict[str, _Outcome], states: dict[str, FileState]
 ) -> None:
-    """Embed, store and record as done: the files' points are in the store before they show."""
-    if not prepared:
-        return
-    # One encoder call for the files; sentence-transformers sorts by length inside it.
+    _, recorded = _apply(deps, [], [], [], outcomes)
+    states.update((file_id, outcome.state) for file_id, outcome in recorded.items())
+
+
+def _flush(
+    prepared: list[_Prepared],
+    unchanged: list[_Claimed],
+    deps: IngestDependencies,
+    states: dict[str, FileState],
+) -> list[_Claimed]:
+    """Embed, store and record as done (the files' points are in the store before they show);
+    returns the files thought unchanged whose document changed since."""
+    if not prepared and not unchanged:
+        return []
+    vectors = _embed(prepared, deps)
+    if prepared and deps.still_active is not None and not deps.still_active():
+        raise IndexSwitchedError("the active vector index changed; embedding again")
+    versions = [
+        _document_version(item, item_vectors, deps.chunking.lexical_neighbours)
+        for item, item_vectors in zip(prepared, vectors, strict=True)
+    ]
+    redo, recorded = _apply(deps, prepared, versions, unchanged, {})
+    states.update((file_id, outcome.state) for file_id, outcome in recorded.items())
+    return redo
+
+
+def _prepare_all(
+    files: Sequence[_Claimed],
+    deps: IngestDependencies,
+    outcomes: dict[str, _Outcome],
+    *,
+    may_skip: bool,
+) -> tuple[list[_Prepared], list[_Claimed]]:
+    """Parse and chunk each file; the files superseded or unchanged need neither."""
+    prepared: list[_Prepared] = []
+    unchanged: list[_Claimed] = []
+    with deps.session_factory() as session:
+        ids = {f.file_id: document_id_for(f.tenant_id, f.path) for f in files}
+        newest = newest_sequences(session, ids.values())
+        existing = {i: session.get(Document, i) for i in ids.values()}
+        session.expunge_all()
+    for job_file in files:
+        document_id = ids[job_file.file_id]
+        try:
+            result = _prepare(
+                job_file, document_id, newest[document_id], existing[document_id], deps,
+                may_skip=may_skip,
+            )  # fmt: skip
+        except ParseError as exc:
+            result = _Outcome(FileState.FAILED, error=str(exc))
+        except RecursionError:
+            result = _Outcome(FileState.FAILED, error="the file is nested too deeply to parse")
+        except MemoryError:
+            result = _Outcome(
+                FileState.FAILED, error="the file needs more memory to parse than is free"
+            )
+        except (OperationalError, ConnectionError, TimeoutError):
+            raise  # the database or the store did not answer: the task retries, nothing fails
+        except Exception as exc:  # a parser bug on one file must not stop the others
+            logger.exception("parsing %s failed", job_file.path)
+            result = _Outcome(FileState.FAILED, error=f"internal error ({type(exc).__name__})")
+        if isinstance(result, _Prepared):
+            prepared.append(result)
+        elif result is _UNCHANGED:
+            unchanged.append(job_file)
+        else:
+            outcomes[job_file.file_id] = result
+    return prepared, unchanged
+
+
+def _embed(prepared: Sequence[_Prepared], deps: IngestDependencies) -> list[list[list[float]]]:
+    """Every chunk's vector, per file; one encoder call for the files."""
     texts = [embedding_text(chunk) for item in prepared for chunk in item.chunks]
-    # Repeated texts (boilerplate, templates, copies) are encoded once.
+    # Repeated texts (boilerplate, templates, copies) are encoded once; sentence-transformers
+    # sorts by length inside the call.
     unique = list(dict.fromkeys(texts))
     with span("embed", {"gen_ai.operation.name": "embeddings", "ragkb.texts": len(unique)}):
         by_text = dict(zip(unique, deps.embedder.embed_passages(unique), strict=True))
     vectors = [by_text[text] for text in texts]
-    if deps.still_active is not None and not deps.still_active():
-        raise IndexSwitchedError("the active vector index changed; embedding again")
-    versions: list[DocumentVersion] = []
+    per_file: list[list[list[float]]] = []
     offset = 0
     for item in prepared:
-        item_vectors = vectors[offset : offset + len(item.chunks)]
-        versions.append(_document_version(item, item_vectors, deps.chunking.lexical_neighbours))
+        per_file.append(vectors[offset : offset + len(item.chunks)])
         offset += len(item.chunks)
-    # One store call for the files: new versions in, other versions out, one flush to disk.
-    with span("upsert", {"db.system.name": "qdrant", "ragkb.documents": len(versions)}):
-        deps.store.replace_documents(versions)
-    _record(deps, prepared, {})
-    for item in prepared:
-        states[item.file.file_id] = FileState.DONE
+    return per_file
 
 
 def _claim(
@@ -220,6 +298,9 @@ def _claim(
                 _forget_staged(row)
             session.commit()
             return None, FileState(row.state)
+        if row.sequence is None:
+            # Queued before write sequences existed: numbered now, as it is claimed.
+            row.sequence = next_sequences(session, 1)[0]
         session.commit()
         return (
             _Claimed(
@@ -227,6 +308,7 @@ def _claim(
                 tenant_id=row.tenant_id,
                 path=row.path,
                 version=row.sha256 or "",
+                sequence=row.sequence,
                 staged_path=row.staged_path,
                 principals=row.job.principals,
                 document_metadata=row.job.document_metadata,
@@ -263,32 +345,34 @@ def _forget_staged(row: JobFile) -> None:
     row.staged_path = None
 
 
-def _prepare(job_file: _Claimed, deps: IngestDependencies) -> _Prepared | _Outcome:
+# `_prepare`'s answer for a file whose version looks stored already (checked again under the
+# document's lock before the file is recorded as skipped).
+_UNCHANGED = _Outcome(FileState.SKIPPED, error="unchanged: same content already indexed")
+
+
+def _prepare(
+    job_file: _Claimed,
+    document_id: str,
+    newest: int,
+    existing: Document | None,
+    deps: IngestDependencies,
+    *,
+    may_skip: bool,
+) -> _Prepared | _Outcome:
+    """Parse and chunk one file, given its document's newest write and row (read unlocked)."""
     staged = job_file.staged_path
     if staged is None or not Path(staged).is_file():
         return _Outcome(FileState.FAILED, error="the uploaded file is missing")
-    document_id = document_id_for(job_file.tenant_id, job_file.path)
-    with deps.session_factory() as session:
-        existing = session.scalar(
-            select(Document).where(
-                Document.tenant_id == job_file.tenant_id, Document.path == job_file.path
-            )
-        )
-        # Same bytes, same access list and metadata: nothing to do. Same bytes with another
-        # access list is re-indexed in place (same point ids, new payload).
-        if (
-            existing is not None
-            and existing.version_sha256 == job_file.version
-            and existing.principals == job_file.principals
-            and (existing.document_metadata or None) == job_file.document_metadata
-            and job_file.ocr_mode != "force"  # asked to read the scans again
-        ):
-            return _Outcome(
-                FileState.SKIPPED,
-                error="unchanged: same content already indexed",
-                document_id=document_id,
-                chunk_count=existing.chunk_count,
-            )
+    # Sequences only grow: superseded now is superseded for good (no lock needed).
+    if newest > job_file.sequence:
+        return _superseded(document_id)
+    if (
+        may_skip
+        and job_file.ocr_mode != "force"  # asked to read the scans again
+        and existing is not None
+        and _holds(existing, job_file, deps.store)
+    ):
+        return _UNCHANGED
     data = Path(staged).read_bytes()
     with span("parse", {"ragkb.file_type": file_type(job_file.path), "ragkb.bytes": len(data)}):
         parsed = deps.parse(
@@ -303,6 +387,29 @@ def _prepare(job_file: _Claimed, deps: IngestDependencies) -> _Prepared | _Outco
         )
         chunking.set_attribute("ragkb.chunks", len(chunks))
     return _Prepared(job_file, document_id, parsed, chunks, len(data))
+
+
+def _holds(document: Document, job_file: _Claimed, store: VectorStore) -> bool:
+    """The row holds this file's bytes, access list and metadata, and the store holds every
+    chunk of that version (a row alone is not proof: a lost write would be skipped forever).
+    Same bytes with another access list are re-indexed in place (same point ids)."""
+    return (
+        document.version_sha256 == job_file.version
+        and document.principals == job_file.principals
+        and (document.document_metadata or None) == job_file.document_metadata
+        and store.count(
+            tenant_id=document.tenant_id, document_id=document.id, version=document.version_sha256
+        )
+        == document.chunk_count
+    )
+
+
+def _superseded(document_id: str) -> _Outcome:
+    return _Outcome(
+        FileState.SKIPPED,
+        error="superseded: a newer version of this path (or its delete) was accepted after it",
+        document_id=document_id,
+    )
 
 
 def _document_version(
@@ -336,28 +443,59 @@ def _document_version(
     return DocumentVersion(tenant_id, item.document_id, version, points)
 
 
-def _record(
-    deps: IngestDependencies, prepared: list[_Prepared], outcomes: dict[str, _Outcome]
-) -> None:
-    """Documents and file states of the batch, in one transaction (after every upsert)."""
+def _apply(
+    deps: IngestDependencies,
+    prepared: Sequence[_Prepared],
+    versions: Sequence[DocumentVersion],
+    unchanged: Sequence[_Claimed],
+    outcomes: dict[str, _Outcome],
+) -> tuple[list[_Claimed], dict[str, _Outcome]]:
+    """Store and record the batch under its documents' locks, in one transaction.
+
+    Under the locks each file is checked again against its document's newest write: a newer
+    one makes it superseded, the same one means an earlier attempt of this task applied it.
+    Returns the files thought unchanged whose document changed since (to be indexed), and
+    the outcome recorded for each other file.
+    """
     results = dict(outcomes)
+    redo: list[_Claimed] = []
     staged_paths: list[str] = []
+    document_ids = [item.document_id for item in prepared]
+    document_ids += [document_id_for(f.tenant_id, f.path) for f in unchanged]
     with deps.session_factory() as session:
-        for item in prepared:
-            document = session.get(Document, item.document_id)
-            if document is None:
-                document = Document(
-                    id=item.document_id, tenant_id=item.file.tenant_id, path=item.file.path
+        lock_documents(session, document_ids)
+        newest_of = newest_sequences(session, document_ids)
+        to_store: list[tuple[_Prepared, DocumentVersion]] = []
+        for item, version in zip(prepared, versions, strict=True):
+            newest = newest_of[item.document_id]
+            if newest > item.file.sequence:
+                results[item.file.file_id] = _superseded(item.document_id)
+            elif newest == item.file.sequence:
+                results[item.file.file_id] = _already_applied(session, item.document_id)
+            else:
+                to_store.append((item, version))
+        for job_file in unchanged:
+            document_id = document_id_for(job_file.tenant_id, job_file.path)
+            newest = newest_of[document_id]
+            existing = session.get(Document, document_id)
+            if newest > job_file.sequence:
+                results[job_file.file_id] = _superseded(document_id)
+            elif existing is not None and _holds(existing, job_file, deps.store):
+                # The same version, accepted again: the row takes the newer number, so a
+                # version accepted in between cannot overwrite it later.
+                existing.sequence = job_file.sequence
+                results[job_file.file_id] = replace(
+                    _UNCHANGED, document_id=document_id, chunk_count=existing.chunk_count
                 )
-                session.add(document)
-            document.version_sha256 = item.file.version
-            document.content_type = item.parsed.content_type
-            document.size_bytes = item.size_bytes
-            document.chunk_count = len(item.chunks)
-            document.title = (item.parsed.title or "")[:500] or None
-            document.principals = item.file.principals
-            document.document_metadata = item.file.document_metadata
-            document.updated_at = utcnow()
+            else:
+                redo.append(job_file)
+        # One store call for the batch (new versions in, other versions out, one flush), while
+        # the locks keep every other writer of these documents waiting.
+        with span("upsert", {"db.system.name": "qdrant", "ragkb.documents": len(to_store)}):
+            deps.store.replace_documents([version for _, version in to_store])
+        forget_deletes(session, [item.document_id for item, _ in to_store])
+        for item, _ in to_store:
+            _record_version(session, item)
             results[item.file.file_id] = _Outcome(
                 FileState.DONE,
                 # What was not read (an attachment) is said with the file, not indexed.
@@ -367,21 +505,48 @@ def _record(
             )
         if results:
             rows = session.scalars(select(JobFile).where(JobFile.id.in_(results))).all()
-            for job_file in rows:
-                outcome = results[job_file.id]
+            for job_file_row in rows:
+                outcome = results[job_file_row.id]
                 mark_finished(
-                    job_file,
+                    job_file_row,
                     outcome.state,
                     error=outcome.error,
                     document_id=outcome.document_id,
                     chunk_count=outcome.chunk_count,
                 )
-                if job_file.staged_path:
-                    staged_paths.append(job_file.staged_path)
-                job_file.staged_path = None
+                if job_file_row.staged_path:
+                    staged_paths.append(job_file_row.staged_path)
+                job_file_row.staged_path = None
         session.commit()
     for staged in staged_paths:
         Path(staged).unlink(missing_ok=True)
+    return redo, results
+
+
+def _record_version(session: Session, item: _Prepared) -> None:
+    document = session.get(Document, item.document_id)
+    if document is None:
+        document = Document(id=item.document_id, tenant_id=item.file.tenant_id, path=item.file.path)
+        session.add(document)
+    document.version_sha256 = item.file.version
+    document.sequence = item.file.sequence
+    document.content_type = item.parsed.content_type
+    document.size_bytes = item.size_bytes
+    document.chunk_count = len(item.chunks)
+    document.title = (item.parsed.title or "")[:500] or None
+    document.principals = item.file.principals
+    document.document_metadata = item.file.document_metadata
+    document.updated_at = utcnow()
+
+
+def _already_applied(session: Session, document_id: str) -> _Outcome:
+    # An earlier attempt stored and recorded this very file (a redelivery after a lost ack).
+    document = session.get(Document, document_id)
+    return _Outcome(
+        FileState.DONE,
+        document_id=document_id,
+        chunk_count=document.chunk_count if document is not None else 0,
+    )
 
 
 def embedding_text(chunk: Chunk) -> str:

@@ -46,6 +46,7 @@ from core.vectorstore import (
     VectorStore,
     with_lexical_context,
 )
+from ingest.versions import lock_documents
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +85,17 @@ def copy_points(
     Whole document versions are expected: each chunk's lexical context (its neighbours' text,
     which the stored payload does not keep) is rebuilt from the other chunks given with it.
     """
+    chunks = reembed(points, embedder=embedder, lexical_neighbours=lexical_neighbours)
+    target.upsert(chunks)
+    return len(chunks)
+
+
+def reembed(
+    points: Sequence[StoredPoint], *, embedder: Embedder, lexical_neighbours: int
+) -> list[ChunkPoint]:
+    """The points with vectors of `embedder`'s model, same ids and payloads (see copy_points)."""
     if not points:
-        return 0
+        return []
     texts = [embedding_text_of(p.payload) for p in points]
     unique = list(dict.fromkeys(texts))
     by_text = dict(zip(unique, embedder.embed_passages(unique), strict=True))
@@ -93,14 +103,11 @@ def copy_points(
     for point, text in zip(points, texts, strict=True):
         chunk = point.as_chunk(by_text[text])
         versions.setdefault((chunk.document_id, chunk.version), []).append(chunk)
-    target.upsert(
-        [
-            chunk
-            for chunks in versions.values()
-            for chunk in with_lexical_context(chunks, lexical_neighbours)
-        ]
-    )
-    return len(points)
+    return [
+        chunk
+        for chunks in versions.values()
+        for chunk in with_lexical_context(chunks, lexical_neighbours)
+    ]
 
 
 def tenant_ids(session: Session) -> list[str]:
@@ -192,28 +199,63 @@ def catch_up(
         current = _version_points(source, document.tenant_id, document.id, version)
         if len(current) != document.chunk_count:
             continue  # not (or no longer) in the source: whoever stored it stored it elsewhere
-        copy_points(
-            current, target=target, embedder=embedder, lexical_neighbours=lexical_neighbours
-        )
-        with session_factory() as session:
-            now = session.get(Document, document.id)
-            now_version = now.version_sha256 if now is not None else None
-        if now_version is None:
-            # Deleted meanwhile: its delete may have reached the target before this copy.
-            target.delete_document(tenant_id=document.tenant_id, document_id=document.id)
-            continue
-        # The row's version stays; older ones (and this copy, if the row moved on) go.
-        target.delete_document(
-            tenant_id=document.tenant_id, document_id=document.id, keep_version=now_version
-        )
-        copied += 1
+        # Embedded outside the document's lock (it can take seconds); written under it, so a
+        # new-model ingest or a delete of the document cannot interleave with the write and
+        # its cleanup (ingest.versions).
+        chunks = reembed(current, embedder=embedder, lexical_neighbours=lexical_neighbours)
+        if _write_copy(session_factory, target, document, chunks):
+            copied += 1
     pruned = 0
     for tenant_id in tenants:
         for document_id in target.document_counts(tenant_id=tenant_id):
-            if document_id not in known.get(tenant_id, set()):
-                target.delete_document(tenant_id=tenant_id, document_id=document_id)
+            if document_id not in known.get(tenant_id, set()) and _prune(
+                session_factory, target, tenant_id, document_id
+            ):
                 pruned += 1
     return copied, pruned
+
+
+def _prune(
+    session_factory: sessionmaker[Session], target: VectorStore, tenant_id: str, document_id: str
+) -> bool:
+    """Delete a document without a row from the target, unless its first version is being
+    stored right now (its points exist before its row does; the lock waits for the row)."""
+    with session_factory() as session:
+        lock_documents(session, [document_id])
+        if session.get(Document, document_id) is not None:
+            return False
+        target.delete_document(tenant_id=tenant_id, document_id=document_id)
+        session.commit()
+    return True
+
+
+def _write_copy(
+    session_factory: sessionmaker[Session],
+    target: VectorStore,
+    document: Document,
+    chunks: Sequence[ChunkPoint],
+) -> bool:
+    """Store a copied version in the target if its row still holds it; False when the
+    document was deleted meanwhile.
+
+    A document deleted meanwhile is deleted from the target too (its delete may have reached
+    the target before an earlier copy); a row that moved on is left to the next pass.
+    """
+    with session_factory() as session:
+        lock_documents(session, [document.id])
+        now = session.get(Document, document.id)
+        if now is None:
+            target.delete_document(tenant_id=document.tenant_id, document_id=document.id)
+            return False
+        if now.version_sha256 != document.version_sha256:
+            return True  # changed since this pass began: the next pass copies it
+        target.upsert(chunks)
+        # The row's version stays; older ones go (nothing newer can be there: the lock).
+        target.delete_document(
+            tenant_id=document.tenant_id, document_id=document.id, keep_version=now.version_sha256
+        )
+        session.commit()
+    return True
 
 
 def _version_points(

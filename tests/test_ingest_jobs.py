@@ -191,8 +191,14 @@ def test_reconcile_deletes_stale_versions_and_reports_missing_points(service: Se
     with service.runtime.session_factory() as session:
         dry = reconcile(session, store, fix=False)
         assert dry.orphan_points_deleted == 1
+        assert dry.stale_points_deleted == 1
+        assert dry.drift
         assert store.count(tenant_id=tenant, document_id="orphan") == 1
         report = reconcile(session, store)
+        # Fixed what it could: only B's missing points are left to report.
+        after = reconcile(session, store, fix=False)
+        assert (after.stale_points_deleted, after.orphan_points_deleted) == (0, 0)
+        assert [path for _, path, _, _ in after.missing_or_partial] == ["b.md"]
     assert report.documents_checked == 2
     assert report.stale_points_deleted == 1
     assert report.orphan_points_deleted == 1

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.paths import UnsafePathError, normalize_relative_path
+from ingest.paths import UnsafePathError, normalize_relative_path, repeated_paths
 
 
 @pytest.mark.parametrize(
@@ -52,3 +52,9 @@ def test_folder_jobs_use_the_same_normal_form(tmp_path: Path) -> None:
     entries = list(walk_folder(folder, folder))
     assert [e.relative_path for e in entries] == ["Données/été.md"]
     assert entries[0].relative_path == normalize_relative_path("Données\\été.md")
+
+
+def test_repeated_paths_are_named_once_each_sorted() -> None:
+    paths = [normalize_relative_path(p) for p in ["b/x.md", "./a.md", "b\\x.md", "a.md", "c.md"]]
+    assert repeated_paths(paths) == ["a.md", "b/x.md"]
+    assert repeated_paths(["a.md", "b.md"]) == []

@@ -151,6 +151,30 @@ def test_replace_documents_swaps_each_documents_version_in_one_call(
     store.replace_documents([])
 
 
+def test_replace_documents_refuses_two_versions_of_one_document(store: VectorStore) -> None:
+    """Each version's cleanup would delete the other's points: the document would be left with
+    none (issue 15: the same path twice in one upload)."""
+    store.upsert([point("t1", "d1", "v0", 0, [1, 0, 0, 0])])
+    both = [
+        DocumentVersion("t1", "d1", "v1", [point("t1", "d1", "v1", 0, [0, 1, 0, 0])]),
+        DocumentVersion("t1", "d1", "v2", [point("t1", "d1", "v2", 0, [0, 0, 1, 0])]),
+    ]
+    with pytest.raises(ValueError, match="twice"):
+        store.replace_documents(both)
+    assert store.count(tenant_id="t1", document_id="d1", version="v0") == 1
+    # The same document id in two tenants is two documents.
+    store.replace_documents(
+        [
+            DocumentVersion("t1", "d1", "v1", [point("t1", "d1", "v1", 0, [0, 1, 0, 0])]),
+            DocumentVersion("t2", "d1", "v2", [point("t2", "d1", "v2", 0, [0, 0, 1, 0])]),
+        ]
+    )
+    assert store.count(tenant_id="t1", document_id="d1") == 1
+    assert store.count(tenant_id="t1", document_id="d1", version="v1") == 1
+    assert store.count(tenant_id="t1", document_id="d1", version="v0") == 0
+    assert store.count(tenant_id="t2", document_id="d1", version="v2") == 1
+
+
 def test_a_tenant_is_required(store: VectorStore) -> None:
     with pytest.raises(ValueError, match="tenant"):
         dense(store, "", [1, 0, 0, 0])

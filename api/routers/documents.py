@@ -23,6 +23,7 @@ from api.schemas import (
 from core import document_reads
 from core.audit import AuditAction, Outcome, record_by
 from core.models import Document
+from ingest.versions import lock_documents, next_sequences, record_delete
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 
@@ -208,7 +209,13 @@ def delete_document(
     document_id: IdPath, tenant: IngestCaller, session: SessionDep, runtime: RuntimeDep
 ) -> Response:
     """Remove all of the document's points (every version), check none is left, then its row
-    (scope `ingest`)."""
+    (scope `ingest`). The delete wins over uploads of the path accepted before it that are
+    still queued (they end `skipped` as superseded); an upload accepted after it creates the
+    document again."""
+    # Numbered and applied under the document's write lock, like an upload's version
+    # (ingest.versions): no worker can store a version of it meanwhile.
+    (sequence,) = next_sequences(session, 1)
+    lock_documents(session, [document_id])
     document = session.scalar(
         select(Document).where(Document.id == document_id, Document.tenant_id == tenant.tenant_id)
     )
@@ -227,6 +234,7 @@ def delete_document(
             status.HTTP_503_SERVICE_UNAVAILABLE, f"{left} chunks could not be deleted; retry"
         )
     session.delete(document)
+    record_delete(session, tenant_id=tenant.tenant_id, document_id=document_id, sequence=sequence)
     record_by(session, tenant, AuditAction.DOCUMENT_DELETE, target=document_id)
     session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -27,7 +27,7 @@ from api.schemas import (
     error_responses,
 )
 from core.audit import AuditAction, Outcome, record_by
-from core.models import FileState, IngestJob
+from core.models import FileState, IngestJob, JobFile
 from core.quotas import (
     QuotaExceededError,
     TenantLimits,
@@ -38,8 +38,8 @@ from core.quotas import (
 )
 from core.tenancy import TenantContext
 from ingest.folders import FolderRefusedError, resolve_folder, walk_folder
-from ingest.jobs import add_job_file, create_job, get_job, job_progress
-from ingest.paths import UnsafePathError, normalize_relative_path
+from ingest.jobs import add_job_file, create_job, get_job, job_progress, number_versions
+from ingest.paths import UnsafePathError, normalize_relative_path, repeated_paths
 from ingest.staging import FileTooLargeError, stage_stream
 from workers.celery_app import enqueue_ingest
 
@@ -108,7 +108,12 @@ async def create_ingest_job(
     (`filename*=UTF-8''…` preferred over `filename`; normalised to NFC; a Windows drive is
     dropped, its folders kept). A file whose name is unsafe (absolute, or with `..`) is recorded
     as failed with its reason; the others go on. A file over the size limit refuses the whole
-    upload (413) before anything is stored.
+    upload (413) before anything is stored. Two files with the same path after normalisation
+    (`a/x.md` twice, or `C:\\a\\x.md` and `a/x.md`) refuse the upload (422, naming the path).
+
+    Versions of a path apply in the order their uploads were accepted, whichever worker
+    finishes first: a file whose path got a newer version (or a delete) accepted after it ends
+    `skipped` as superseded.
 
     application/json `{"path": "/srv/share/handbook"}`: a folder on the server, allowed only
     under `RAGKB_INGEST__ALLOWED_ROOTS` (403 otherwise; the feature is off by default).
@@ -181,10 +186,11 @@ def _upload_job(
             paths.append(normalize_relative_path(upload.filename or ""))
         except UnsafePathError:
             continue  # recorded as failed, stores nothing
+    _refuse_repeated(paths)
     # The multipart body is already spooled by the server, so every file's size is known here.
     _check_quota(session, tenant, limits, paths, sum(upload.size or 0 for upload in files))
     job, job_dir = _new_job(session, tenant, access, runtime)
-    queued_ids: list[str] = []
+    queued: list[JobFile] = []
     try:
         for position, upload in enumerate(files):
             raw_name = upload.filename or ""
@@ -208,12 +214,12 @@ def _upload_job(
                 size_bytes=staged.size_bytes,
                 sha256=staged.sha256,
             )
-            queued_ids.append(job_file.id)
+            queued.append(job_file)
     except FileTooLargeError as exc:
         session.rollback()
         shutil.rmtree(job_dir, ignore_errors=True)
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"{upload.filename}: {exc}") from exc
-    return _commit_and_enqueue(job, queued_ids, tenant, session, runtime)
+    return _commit_and_enqueue(job, queued, tenant, session, runtime)
 
 
 def _folder_job(
@@ -230,7 +236,7 @@ def _folder_job(
     except FolderRefusedError as exc:
         raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
     job, job_dir = _new_job(session, tenant, access, runtime)
-    queued_ids: list[str] = []
+    queued: list[JobFile] = []
     for position, entry in enumerate(walk_folder(folder, root)):
         if position >= settings.ingest.max_files_per_job:
             session.rollback()
@@ -262,17 +268,20 @@ def _folder_job(
             session, job=job, position=position, path=entry.relative_path,
             staged_path=str(staged.staged_path), size_bytes=staged.size_bytes, sha256=staged.sha256,
         )  # fmt: skip
-        queued_ids.append(job_file.id)
+        queued.append(job_file)
     staged_files = [f for f in job.files if f.staged_path]
     try:
+        # A folder lists each path once; the batch code relies on it all the same.
+        _refuse_repeated([f.path for f in job.files])
         _check_quota(
             session, tenant, limits, [f.path for f in staged_files],
             sum(f.size_bytes for f in staged_files),
         )  # fmt: skip
     except HTTPException:
+        session.rollback()
         shutil.rmtree(job_dir, ignore_errors=True)
         raise
-    return _commit_and_enqueue(job, queued_ids, tenant, session, runtime)
+    return _commit_and_enqueue(job, queued, tenant, session, runtime)
 
 
 def _new_job(
@@ -313,9 +322,20 @@ def _check_quota(
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(exc)) from exc
 
 
+def _refuse_repeated(paths: list[str]) -> None:
+    """422 for a job naming a path twice: which of its two versions is the newer is unknowable."""
+    if repeated := repeated_paths(paths):
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            "a path may appear once per job; named more than once: " + ", ".join(repeated[:20]),
+        )
+
+
 def _commit_and_enqueue(
-    job: IngestJob, queued_ids: list[str], tenant: TenantContext, session: Session, runtime: Runtime
+    job: IngestJob, queued: list[JobFile], tenant: TenantContext, session: Session, runtime: Runtime
 ) -> JobOut:
+    number_versions(session, queued)
+    queued_ids = [job_file.id for job_file in queued]
     record_by(
         session, tenant, AuditAction.INGEST, target=job.id,
         details={"files": len(job.files), "queued": len(queued_ids),

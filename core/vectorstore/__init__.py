@@ -129,6 +129,17 @@ class DocumentVersion:
     points: Sequence[ChunkPoint]
 
 
+def one_version_each(documents: Sequence[DocumentVersion]) -> None:
+    """Refuse (ValueError) a batch naming a document twice: `replace_documents` would keep
+    neither version."""
+    seen: set[tuple[str, str]] = set()
+    for document in documents:
+        key = (document.tenant_id, document.document_id)
+        if key in seen:
+            raise ValueError(f"document {document.document_id} appears twice in one batch")
+        seen.add(key)
+
+
 class VectorStoreUnavailable(ConnectionError):
     """The vector store did not answer (down, unreachable, overloaded): worth retrying.
 
@@ -203,7 +214,9 @@ class VectorStore(Protocol):
     def replace_documents(self, documents: Sequence[DocumentVersion]) -> None:
         """Store each document's points, then delete its other versions (a query never sees
         it missing); durable on return. One call for a batch of files: a flush per file cost
-        more than encoding it."""
+        more than encoding it. At most one version per document (ValueError otherwise: each
+        version's cleanup would delete the other's points). The caller holds the documents'
+        write locks (ingest.versions), or a newer version written meanwhile would be deleted."""
 
     def search(
         self, *, tenant_id: str, query: HybridQuery, filters: SearchFilter | None = None
@@ -221,7 +234,11 @@ class VectorStore(Protocol):
         """
         ...
 
-    def count(self, *, tenant_id: str, document_id: str | None = None) -> int: ...
+    def count(
+        self, *, tenant_id: str, document_id: str | None = None, version: str | None = None
+    ) -> int:
+        """Points of a tenant, of one of its documents, or of one version of it (exact)."""
+        ...
 
     def document_counts(self, *, tenant_id: str) -> dict[str, int]:
         """Points per document id of one tenant, exactly (reconciliation with the SQL rows)."""

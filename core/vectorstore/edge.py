@@ -32,6 +32,7 @@ from core.vectorstore import (
     SearchHit,
     StoredPoint,
     dense_scores,
+    one_version_each,
 )
 
 
@@ -91,6 +92,7 @@ class EdgeVectorStore:
     def replace_documents(self, documents: Sequence[DocumentVersion]) -> None:
         if not documents:
             return
+        one_version_each(documents)
         edge_points = self._edge_points([p for d in documents for p in d.points])
         with self._lock:
             if edge_points:
@@ -206,8 +208,12 @@ class EdgeVectorStore:
             self.shard.update(qe.UpdateOperation.delete_points_by_filter(delete_filter))
             self.shard.flush()
 
-    def count(self, *, tenant_id: str, document_id: str | None = None) -> int:
-        request = qe.CountRequest(exact=True, filter=_filter(tenant_id, document_id=document_id))
+    def count(
+        self, *, tenant_id: str, document_id: str | None = None, version: str | None = None
+    ) -> int:
+        request = qe.CountRequest(
+            exact=True, filter=_filter(tenant_id, document_id=document_id, version=version)
+        )
         return int(self.shard.count(request))
 
     def document_counts(self, *, tenant_id: str) -> dict[str, int]:
@@ -274,6 +280,7 @@ def _filter(
     tenant_id: str,
     *,
     document_id: str | None = None,
+    version: str | None = None,
     except_version: str | None = None,
     filters: SearchFilter | None = None,
 ) -> Any:
@@ -282,6 +289,8 @@ def _filter(
     must: list[Any] = [qe.FieldCondition(TENANT_FIELD, match=qe.MatchValue(tenant_id))]
     if document_id is not None:
         must.append(qe.FieldCondition(DOCUMENT_FIELD, match=qe.MatchValue(document_id)))
+    if version is not None:
+        must.append(qe.FieldCondition(VERSION_FIELD, match=qe.MatchValue(version)))
     if filters is not None:
         must.extend(_search_conditions(filters))
     must_not: list[Any] | None = None

@@ -35,6 +35,7 @@ from core.vectorstore import (
     StoredPoint,
     VectorStoreUnavailable,
     dense_scores,
+    one_version_each,
 )
 
 _P = ParamSpec("_P")
@@ -154,6 +155,7 @@ class QdrantServerVectorStore:
     def replace_documents(self, documents: Sequence[DocumentVersion]) -> None:
         if not documents:
             return
+        one_version_each(documents)
         self.upsert([p for d in documents for p in d.points])
         # One delete per tenant for the whole batch: each document loses every other version.
         by_tenant: dict[str, list[DocumentVersion]] = {}
@@ -294,9 +296,13 @@ class QdrantServerVectorStore:
         )
 
     @_outage_is_unavailable
-    def count(self, *, tenant_id: str, document_id: str | None = None) -> int:
+    def count(
+        self, *, tenant_id: str, document_id: str | None = None, version: str | None = None
+    ) -> int:
         result = self._client.count(
-            self._collection, count_filter=_filter(tenant_id, document_id=document_id), exact=True
+            self._collection,
+            count_filter=_filter(tenant_id, document_id=document_id, version=version),
+            exact=True,
         )
         return result.count
 
@@ -387,6 +393,7 @@ def _filter(
     tenant_id: str,
     *,
     document_id: str | None = None,
+    version: str | None = None,
     except_version: str | None = None,
     filters: SearchFilter | None = None,
 ) -> models.Filter:
@@ -398,6 +405,10 @@ def _filter(
     if document_id is not None:
         must.append(
             models.FieldCondition(key=DOCUMENT_FIELD, match=models.MatchValue(value=document_id))
+        )
+    if version is not None:
+        must.append(
+            models.FieldCondition(key=VERSION_FIELD, match=models.MatchValue(value=version))
         )
     if filters is not None:
         must.extend(_search_conditions(filters))
