@@ -6,10 +6,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from api.guard import RequestGuardMiddleware
 from api.middleware import MetricsMiddleware, RequestIdMiddleware, SecurityHeadersMiddleware
 from api.routers import (
     admin,
@@ -30,6 +33,8 @@ ragkb answers questions over a company's documents with citations that map back 
 page and text span. Every `/v1` call needs `Authorization: Bearer <API key>`; the key alone
 decides the tenant, and no call can see another tenant's data.
 """
+
+_TEXT_OF_BYTES = {bytes: lambda raw: raw.decode("utf-8", errors="replace")}
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
@@ -75,7 +80,19 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             headers={"Retry-After": "5"},
         )
 
-    # Innermost of the middleware: it times the app, not the headers added around it.
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        # FastAPI's own shape, but an input that is not text (bytes of an upload field, say)
+        # is shown as text rather than failing the error response itself with a 500.
+        return JSONResponse(
+            {"detail": jsonable_encoder(exc.errors(), custom_encoder=_TEXT_OF_BYTES)},
+            status_code=422,
+        )
+
+    # Innermost: every /v1 request is authenticated, its body bounded and checked, and heavy
+    # routes admitted, before a route reads a byte of the body.
+    app.add_middleware(RequestGuardMiddleware)
+    # Inside the headers: it times the app (guard refusals included), not the headers around it.
     app.add_middleware(MetricsMiddleware)
     if settings.http.cors_allowed_origins:
         from fastapi.middleware.cors import CORSMiddleware

@@ -42,7 +42,7 @@ def list_documents(tenant: ReadCaller, session: SessionDep) -> DocumentList:
     "/{document_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=error_responses(*AUTH_ERRORS, 404, 503),
+    responses=error_responses(*AUTH_ERRORS, 404, 422),
     summary="Delete a document and every chunk of it",
 )
 def delete_document(

@@ -13,7 +13,14 @@ from fastapi.responses import StreamingResponse
 
 from api.deps import QueryCaller, RuntimeDep, SessionDep, TenantDep
 from api.routers.query import citations_out, validate_question
-from api.schemas import AUTH_ERRORS, ChatCompletionRequest, error_responses
+from api.schemas import (
+    AUTH_ERRORS,
+    BODY_ERRORS,
+    BUSY_ERRORS,
+    V1_ERRORS,
+    ChatCompletionRequest,
+    error_responses,
+)
 from core.audit import AuditAction, Outcome, record_by
 from generation.answer import AnswerResult
 from generation.client import ReaderUnavailableError
@@ -22,7 +29,7 @@ router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 MODEL_ID = "ragkb"
 
 
-@router.get("/models", summary="Models (OpenAI-compatible)", responses=error_responses(401))
+@router.get("/models", summary="Models (OpenAI-compatible)", responses=error_responses(*V1_ERRORS))
 def list_models(tenant: TenantDep) -> dict[str, Any]:
     """Any valid key may list the one model, whatever its scopes."""
     return {
@@ -36,7 +43,7 @@ def list_models(tenant: TenantDep) -> dict[str, Any]:
     summary="Chat completions with RAG (OpenAI-compatible)",
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE with stream"},
-        **error_responses(*AUTH_ERRORS, 413, 422, 429, 503),
+        **error_responses(*AUTH_ERRORS, *BODY_ERRORS, *BUSY_ERRORS),
     },
 )
 def chat_completions(
