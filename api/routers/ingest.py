@@ -124,6 +124,8 @@ async def create_ingest_job(
         return await run_in_threadpool(
             _folder_job, body.path, body, tenant, limits, session, runtime
         )
+    if not media_type:
+        raise invalid_request(("body", "files"), "no files in the upload")
     if media_type != "multipart/form-data":
         raise HTTPException(
             status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
