@@ -150,6 +150,20 @@ async def _run(base_url: str, key: str, clients: int, seconds: float) -> dict[st
     }
 
 
+def _admission_settings() -> dict[str, float]:
+    """The admission gate the server ran with (RAGKB_HTTP__* from the environment, else the
+    defaults)."""
+    from core.settings import HttpSettings
+
+    http = HttpSettings()
+    names = ("MAX_IN_FLIGHT", "MAX_IN_FLIGHT_PER_TENANT", "ADMISSION_QUEUE", "ADMISSION_WAIT_S")
+    values = {n.lower(): getattr(http, n.lower()) for n in names}
+    for name in names:
+        if f"RAGKB_HTTP__{name}" in os.environ:
+            values[name.lower()] = float(os.environ[f"RAGKB_HTTP__{name}"])
+    return values
+
+
 def _percentile(values: list[float], share: float) -> float:
     if not values:
         return 0.0
@@ -225,6 +239,8 @@ def main() -> None:
             }
             for kind, values in sorted(samples.items())
         },
+        "admission": _admission_settings(),
+        "load_average_at_start": os.getloadavg(),
         "setup": "ragkb serve, embedded default (SQLite, folder broker, qdrant-edge, MiniLM), "
         "reader off, retrieval-only queries; 2 shared CPU cores",
     }
