@@ -354,15 +354,16 @@ class HttpSettings(BaseModel):
         "bound of each non-file field of an upload (`principals`, `metadata`).",
     )
     max_in_flight: int = Field(
-        16,
+        8,
         ge=1,
         description="Searches, queries and chat completions this process works on at once "
         "(encoder, vector store, reader); more wait up to `admission_wait_s` in a queue, then "
         "get 503 with Retry-After. About the throughput of the process times the latency "
-        "admitted requests should keep (bench/load.py).",
+        "admitted requests should keep; on a loaded 2-core host 16 slots let admitted queries "
+        "reach the clients' 30 s timeout, 4 kept them at p50 10 s (bench/results/load*.json).",
     )
     max_in_flight_per_tenant: int = Field(
-        12,
+        6,
         ge=1,
         description="Of those, how many one tenant may have at once; beyond it, 429 with "
         "Retry-After after the same wait, so one tenant's burst leaves slots to the others.",
