@@ -262,14 +262,15 @@ def _hold(gate: AdmissionGate, tenant_id: str) -> float:
 
 def test_a_full_server_answers_503_with_retry_after_at_once(api: Api) -> None:
     gate = api.runtime.admission
-    held = [_hold(gate, "someone-else") for _ in range(gate.max_in_flight)]
+    others = [f"other-{i}" for i in range(gate.max_in_flight)]  # each within its own share
+    held = [(tenant, _hold(gate, tenant)) for tenant in others]
     try:
         began = time.monotonic()
         response = api.client.post("/v1/search", json={"query": "q"}, headers=auth(api.key))
         waited = time.monotonic() - began
     finally:
-        for admitted_at in held:
-            gate.release("someone-else", admitted_at)
+        for tenant, admitted_at in held:
+            gate.release(tenant, admitted_at)
     assert response.status_code == 503, response.text
     assert int(response.headers["Retry-After"]) >= 1
     assert waited < 2.0  # the queue wait (0.2 s here), not the work of the held requests
