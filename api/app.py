@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
+from api.guard import RequestGuardMiddleware
 from api.middleware import MetricsMiddleware, RequestIdMiddleware, SecurityHeadersMiddleware
 from api.routers import (
     admin,
@@ -32,6 +39,19 @@ ragkb answers questions over a company's documents with citations that map back 
 page and text span. Every `/v1` call needs `Authorization: Bearer <API key>`; the key alone
 decides the tenant, and no call can see another tenant's data.
 """
+
+_TEXT_OF_BYTES = {bytes: lambda raw: raw.decode("utf-8", errors="replace")}
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every infinite or NaN float replaced by its text (JSON has neither)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
@@ -89,7 +109,26 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             headers={"Retry-After": "5"},
         )
 
-    # Innermost of the middleware: it times the app, not the headers added around it.
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        # FastAPI's own shape, but an echoed input JSON cannot carry (bytes that are not
+        # UTF-8, a number like 1e999 read as infinity) is shown as text, rather than failing
+        # the error response itself with a 500.
+        errors = jsonable_encoder(exc.errors(), custom_encoder=_TEXT_OF_BYTES)
+        return JSONResponse({"detail": _finite(errors)}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 422 and isinstance(exc.detail, str):
+            # One shape for every 422, as the schema declares: a list of problems.
+            problem = {"type": "value_error", "loc": ["body"], "msg": exc.detail}
+            return JSONResponse({"detail": [problem]}, status_code=422, headers=exc.headers)
+        return await http_exception_handler(request, exc)
+
+    # Innermost: every /v1 request is authenticated, its body bounded and checked, and heavy
+    # routes admitted, before a route reads a byte of the body.
+    app.add_middleware(RequestGuardMiddleware)
+    # Inside the headers: it times the app (guard refusals included), not the headers around it.
     app.add_middleware(MetricsMiddleware)
     if settings.http.cors_allowed_origins:
         from fastapi.middleware.cors import CORSMiddleware

@@ -75,13 +75,24 @@ def tenant_limits(
     ingest_per_minute: Annotated[float | None, typer.Option(help="Upload rate limit.")] = None,
     max_documents: Annotated[int | None, typer.Option(help="Document quota.")] = None,
     max_stored_bytes: Annotated[int | None, typer.Option(help="Storage quota in bytes.")] = None,
+    query_burst: Annotated[
+        int | None,
+        typer.Option(min=1, help="Queries at once (default: a minute of the rate, at most 30)."),
+    ] = None,
+    ingest_burst: Annotated[
+        int | None,
+        typer.Option(min=1, help="Uploads at once (default: a minute of the rate, at most 20)."),
+    ] = None,
 ) -> None:
     """Set a tenant's own limits; an option left out resets that limit to the default."""
     from core.audit import AuditAction, record
     from core.tenancy import LimitOverrides, TenantNotFoundError, get_tenant_by_name
     from core.tenancy import set_tenant_limits as store_limits
 
-    limits = LimitOverrides(queries_per_minute, ingest_per_minute, max_documents, max_stored_bytes)
+    limits = LimitOverrides(
+        queries_per_minute, ingest_per_minute, max_documents, max_stored_bytes,
+        query_burst=query_burst, ingest_burst=ingest_burst,
+    )  # fmt: skip
     with _session(get_settings()) as session:
         try:
             tenant_row = get_tenant_by_name(session, name=name)

@@ -11,11 +11,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from api.auth import AuthenticationError, authenticate, remembered_tenant
 from api.runtime import Runtime
 from core.audit import AuditAction, Outcome, PendingEvent, event_by
 from core.quotas import TenantLimits, effective_limits
 from core.settings import Settings
-from core.tenancy import Scope, TenantContext, resolve_api_key
+from core.tenancy import Scope, TenantContext
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer rkb_...`")
 
@@ -48,40 +49,27 @@ SessionDep = Annotated[Session, Depends(get_session)]
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-async def get_tenant(runtime: RuntimeDep, credentials: BearerDep) -> TenantContext:
+async def get_tenant(request: Request, credentials: BearerDep) -> TenantContext:
     """The caller's tenant, from the API key alone (any scope)."""
-    return await authenticate(runtime, credentials)
+    return await _authenticate(request, credentials)
 
 
-async def authenticate(
-    runtime: Runtime, credentials: HTTPAuthorizationCredentials | None
+async def _authenticate(
+    request: Request, credentials: HTTPAuthorizationCredentials | None
 ) -> TenantContext:
-    """The key's tenant (recently verified keys from memory), or 401."""
-    if credentials is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing API key: send 'Authorization: Bearer <key>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    tenant = runtime.key_cache.get(credentials.credentials)
-    if tenant is None:
-        tenant = await run_in_threadpool(_verify_key, runtime, credentials.credentials)
-    if tenant is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "unknown, revoked or expired API key",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    return tenant
-
-
-def _verify_key(runtime: Runtime, presented_key: str) -> TenantContext | None:
-    generation = runtime.key_cache.generation
-    with runtime.session_factory() as session:
-        tenant = resolve_api_key(session, presented_key=presented_key)
+    """The tenant the request guard found for the key, or (outside the guard) the key's tenant,
+    or 401."""
+    tenant = remembered_tenant(request.scope)
     if tenant is not None:
-        runtime.key_cache.put(presented_key, tenant, generation=generation)
-    return tenant
+        return tenant
+    try:
+        return await authenticate(
+            request.app.state.runtime, credentials.credentials if credentials else None
+        )
+    except AuthenticationError as exc:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": "Bearer"}
+        ) from exc
 
 
 TenantDep = Annotated[TenantContext, Depends(get_tenant)]
@@ -141,7 +129,7 @@ def _caller(
 
     async def caller(request: Request, credentials: BearerDep) -> TenantContext:
         runtime: Runtime = request.app.state.runtime
-        tenant = await authenticate(runtime, credentials)
+        tenant = await _authenticate(request, credentials)
         await _require_scope(tenant, scope, runtime)
         if bucket is not None:
             limits = effective_limits(tenant.limits, runtime.settings.limits)

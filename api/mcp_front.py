@@ -20,8 +20,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-from fastapi import FastAPI, HTTPException
-from fastapi.security import HTTPAuthorizationCredentials
+from fastapi import FastAPI
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
@@ -30,6 +29,7 @@ from mcp.types import ToolAnnotations
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
+from api.auth import AuthenticationError, authenticate, bearer_key
 from client.aio import AsyncRagkbClient
 from client.errors import APIError
 
@@ -97,20 +97,12 @@ class McpFront:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """`/mcp`: 401 without a valid key (before any MCP message), else the MCP transport."""
-        from api.deps import authenticate
-
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        scheme, _, key = headers.get("authorization", "").partition(" ")
-        credentials = (
-            HTTPAuthorizationCredentials(scheme=scheme, credentials=key.strip())
-            if scheme.lower() == "bearer" and key.strip()
-            else None
-        )
         try:
-            await authenticate(self._app.state.runtime, credentials)
-        except HTTPException as exc:
+            await authenticate(self._app.state.runtime, bearer_key(headers.get("authorization")))
+        except AuthenticationError as exc:
             response = JSONResponse(
-                {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+                {"detail": str(exc)}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
             )
             await response(scope, receive, send)
             return

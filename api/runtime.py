@@ -10,6 +10,7 @@ from celery import Celery
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.admission import AdmissionGate
 from core.audit_writer import AuditWriter
 from core.db import create_db_engine, create_session_factory
 from core.embedding import LocalEmbedder
@@ -69,6 +70,7 @@ class Runtime:
     rate_limiter: RateLimiter
     key_cache: KeyCache
     audit_writer: AuditWriter
+    admission: AdmissionGate
     watcher: IndexWatcher | None = None
 
     @classmethod
@@ -123,6 +125,12 @@ class Runtime:
                 queue_size=settings.audit.queue_size,
                 batch_size=settings.audit.batch_size,
                 gather_s=settings.audit.gather_s,
+            ),
+            admission=AdmissionGate(
+                max_in_flight=settings.http.max_in_flight,
+                max_per_tenant=settings.http.max_in_flight_per_tenant,
+                max_queue=settings.http.admission_queue,
+                max_wait_s=settings.http.admission_wait_s,
             ),
         )
         return runtime

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Literal
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import Path
-from pydantic import BaseModel, Field, StringConstraints
+from fastapi import HTTPException, Path, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints, ValidationError
 
 # Ids are uuids; anything else (a NUL byte, which PostgreSQL refuses in text) is a 422, not a 500.
 ID_PATTERN = r"^[0-9A-Za-z-]{1,64}$"
 IdPath = Annotated[str, Path(pattern=ID_PATTERN)]
+
+
+def _in_utc(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes for timezone-aware columns; they were written as UTC.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+# Every datetime a response carries: timezone-aware, in UTC (serialised with `Z`).
+UtcDatetime = Annotated[datetime, AfterValidator(_in_utc)]
+
 # Free-text names: no control characters.
 NAME_PATTERN = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
 
@@ -45,7 +58,7 @@ class ProgressOut(BaseModel):
 class JobOut(BaseModel):
     id: str
     status: str = Field(description="queued, running, completed or completed_with_errors")
-    created_at: datetime
+    created_at: UtcDatetime
     progress: ProgressOut
     files: list[FileOut]
 
@@ -58,7 +71,7 @@ class DocumentOut(BaseModel):
     size_bytes: int
     chunk_count: int
     version_sha256: str
-    updated_at: datetime
+    updated_at: UtcDatetime
     principals: list[str] | None = Field(
         None, description="Who may read it; None: everyone in the tenant."
     )
@@ -257,27 +270,94 @@ class QueryResponse(BaseModel):
 
 
 class ErrorOut(BaseModel):
-    detail: str
+    detail: str = Field(description="Why the request was refused, in words.")
+
+
+class ValidationErrorItem(BaseModel):
+    loc: list[str | int] = Field(description="Where: `body`, `query`, `path`, then the field.")
+    msg: str
+    type: str = Field(description="The kind of error, e.g. `missing`, `json_invalid`.")
+
+
+class ValidationErrorOut(BaseModel):
+    """FastAPI's shape for a malformed request: a list, one item per problem."""
+
+    detail: list[ValidationErrorItem]
 
 
 _ERROR_DESCRIPTIONS = {
-    401: "Missing, unknown, revoked or expired API key",
+    400: "The body cannot be read: not UTF-8, not parseable, or (uploads) not multipart",
+    401: "Missing, unknown, revoked or expired API key (checked before the body is read)",
     403: "The key lacks the scope this route needs (the reason names it)",
     404: "Not found in the caller's tenant",
     409: "Conflicts with the current state",
-    413: "Too large, or over the tenant's quota (the reason says which)",
-    422: "The request is malformed",
-    429: "The tenant's rate limit is reached; retry after `Retry-After` seconds",
-    503: "A dependency (database, vector store, reader) is unavailable",
+    413: "Too large (the body, a file, a question), or over the tenant's quota; the reason says "
+    "which",
+    415: "The body is neither multipart/form-data nor application/json",
+    422: "The request is malformed: one item per problem",
+    429: "The tenant's rate limit, or its share of the server's in-flight work, is reached; "
+    "retry after `Retry-After` seconds",
+    503: "A dependency (database, vector store, reader) is unavailable, or the server is at its "
+    "in-flight bound (then with `Retry-After`)",
+}
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds after which a retry is likely to be served.",
+        "schema": {"type": "integer"},
+    }
 }
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` for these error statuses, each with the ErrorOut body."""
-    return {code: {"model": ErrorOut, "description": _ERROR_DESCRIPTIONS[code]} for code in codes}
+    """OpenAPI `responses=` for these error statuses, each with the body it really has: a list
+    of problems for 422, a reason (`ErrorOut`) for the others."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        model = ValidationErrorOut if code == 422 else ErrorOut
+        responses[code] = {"model": model, "description": _ERROR_DESCRIPTIONS[code]}
+        if code in (429, 503):
+            responses[code]["headers"] = _RETRY_AFTER
+    return responses
 
 
-AUTH_ERRORS = (401, 403)
+# What every /v1 route may answer: no usable key (401, before the body), the database down (503).
+V1_ERRORS = (401, 503)
+# Routes that need a scope (403).
+AUTH_ERRORS = (*V1_ERRORS, 403)
+# Routes with a JSON body: unreadable (400), too large (413), malformed (422).
+BODY_ERRORS = (400, 413, 422)
+# Routes behind the admission gate or a tenant's token bucket (429; 503 is in V1_ERRORS).
+BUSY_ERRORS = (429,)
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def invalid_request(loc: Sequence[str | int], message: str) -> RequestValidationError:
+    """A 422 in the same shape as FastAPI's own (a list of problems)."""
+    return RequestValidationError([{"type": "value_error", "loc": tuple(loc), "msg": message}])
+
+
+def parse_json_body(raw: bytes, model: type[ModelT]) -> ModelT:
+    """A JSON body read by hand (a route that also takes another content type), refused the
+    way FastAPI refuses its own: 422 with a list of problems, 400 when it cannot be parsed."""
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise RequestValidationError(
+            [{"type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error",
+              "ctx": {"error": exc.msg}}]
+        ) from exc  # fmt: skip
+    except (ValueError, RecursionError) as exc:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, f"the body cannot be parsed as JSON: {exc}"
+        ) from exc
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        ) from exc
 
 
 class LimitsIn(BaseModel):
@@ -287,6 +367,20 @@ class LimitsIn(BaseModel):
     ingest_per_minute: float | None = Field(None, gt=0, le=1_000_000)
     max_documents: int | None = Field(None, ge=0, le=2**31 - 1)
     max_stored_bytes: int | None = Field(None, ge=0, le=2**62)
+    query_burst: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="Queries the tenant may send at once; null: a minute of its rate, at most "
+        "`RAGKB_LIMITS__QUERY_BURST`.",
+    )
+    ingest_burst: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="Uploads the tenant may send at once; null: a minute of its rate, at most "
+        "`RAGKB_LIMITS__INGEST_BURST`.",
+    )
 
 
 class LimitsOut(BaseModel):
@@ -301,7 +395,7 @@ class LimitsOut(BaseModel):
 class TenantOut(BaseModel):
     id: str
     name: str
-    created_at: datetime
+    created_at: UtcDatetime
     limits: LimitsOut = Field(description="Effective limits (own overrides over the defaults).")
     overrides: LimitsIn = Field(description="The tenant's own overrides; null: the default.")
     documents: int | None = Field(None, description="Stored and queued documents.")
@@ -330,9 +424,9 @@ class KeyOut(BaseModel):
     id: str
     name: str
     scopes: list[str]
-    created_at: datetime
-    expires_at: datetime | None
-    revoked_at: datetime | None
+    created_at: UtcDatetime
+    expires_at: UtcDatetime | None
+    revoked_at: UtcDatetime | None
     key_prefix: str = Field(description="The public part of the key (`rkb_<prefix>_...`).")
 
 
@@ -346,7 +440,7 @@ class KeyList(BaseModel):
 
 class AuditEventOut(BaseModel):
     id: str
-    at: datetime
+    at: UtcDatetime
     api_key_id: str | None
     principal: str | None
     action: str

@@ -1,5 +1,9 @@
 """Load test: concurrent clients against a real `ragkb serve` (embedded default) on loopback.
 
+Requests past the admission gate (RAGKB_HTTP__MAX_IN_FLIGHT, __MAX_IN_FLIGHT_PER_TENANT) are
+shed with 503/429 and Retry-After; they are counted apart from the admitted requests, whose
+latency the table reports, and their client waits Retry-After before its next request.
+
 The mix is mostly retrieval-only queries (the evidence threshold is set above any cosine, so
 every query embeds, searches the tenant's chunks and answers "not in the sources" without the
 CPU reader, which would take ~10 s an answer), plus document listings, job polls and small
@@ -62,7 +66,7 @@ def _start_server(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
 async def _client(
     http: httpx.AsyncClient, stop_at: float, rng: random.Random, job_ids: list[str],
     samples: dict[str, list[float]], errors: dict[str, int], timeline: list[tuple[float, float]],
-    started: float,
+    started: float, shed: dict[str, list[float]], timeouts: dict[str, int],
 ) -> None:  # fmt: skip
     while time.monotonic() < stop_at:
         roll = rng.random()
@@ -81,16 +85,27 @@ async def _client(
             body = f"# Note {rng.random()}\n\nA small note about the vacation policy.\n".encode()
             path = f"notes/{rng.randrange(200)}.md"
             request = http.post("/v1/ingest/jobs", files=[("files", (path, body))])
+        retry_after: float | None = None
         try:
             response = await request
             ok = response.status_code < 400
+            if response.status_code in (429, 503) and "Retry-After" in response.headers:
+                retry_after = float(response.headers["Retry-After"])
             if ok and kind == "ingest":
                 job_ids.append(response.json()["id"])
+        except httpx.TimeoutException:
+            ok = False
+            timeouts[kind] += 1
         except httpx.HTTPError:
             ok = False
         elapsed_ms = (time.perf_counter() - began) * 1000
-        samples[kind].append(elapsed_ms)
         timeline.append((time.monotonic() - started, elapsed_ms))
+        if retry_after is not None:
+            # Shed: answered at once; a well-behaved client comes back after Retry-After.
+            shed[kind].append(elapsed_ms)
+            await asyncio.sleep(min(retry_after, max(0.0, stop_at - time.monotonic())))
+            continue
+        samples[kind].append(elapsed_ms)
         if not ok:
             errors[kind] += 1
 
@@ -98,12 +113,15 @@ async def _client(
 async def _run(base_url: str, key: str, clients: int, seconds: float) -> dict[str, object]:
     samples: dict[str, list[float]] = defaultdict(list)
     errors: dict[str, int] = defaultdict(int)
+    shed: dict[str, list[float]] = defaultdict(list)
+    timeouts: dict[str, int] = defaultdict(int)
     timeline: list[tuple[float, float]] = []
     job_ids: list[str] = []
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     headers = {"Authorization": f"Bearer {key}"}
+    # A 30 s timeout, as the clients of the overloaded service had.
     async with httpx.AsyncClient(
-        base_url=base_url, headers=headers, timeout=60, limits=limits
+        base_url=base_url, headers=headers, timeout=30, limits=limits
     ) as http:
         seed = await http.post(
             "/v1/ingest/jobs", files=[("files", (p, t.encode())) for p, t in SEED_DOCS.items()]
@@ -115,7 +133,8 @@ async def _run(base_url: str, key: str, clients: int, seconds: float) -> dict[st
         started = time.monotonic()
         stop_at = started + seconds
         await asyncio.gather(*(
-            _client(http, stop_at, random.Random(i), job_ids, samples, errors, timeline, started)
+            _client(http, stop_at, random.Random(i), job_ids, samples, errors, timeline, started,
+                    shed, timeouts)
             for i in range(clients)
         ))  # fmt: skip
         wall_s = time.monotonic() - started
@@ -126,7 +145,23 @@ async def _run(base_url: str, key: str, clients: int, seconds: float) -> dict[st
         "errors": dict(errors),
         "timeline": timeline,
         "all": every,
+        "shed": shed,
+        "timeouts": dict(timeouts),
     }
+
+
+def _admission_settings() -> dict[str, float]:
+    """The admission gate the server ran with (RAGKB_HTTP__* from the environment, else the
+    defaults)."""
+    from core.settings import HttpSettings
+
+    http = HttpSettings()
+    names = ("MAX_IN_FLIGHT", "MAX_IN_FLIGHT_PER_TENANT", "ADMISSION_QUEUE", "ADMISSION_WAIT_S")
+    values = {n.lower(): getattr(http, n.lower()) for n in names}
+    for name in names:
+        if f"RAGKB_HTTP__{name}" in os.environ:
+            values[name.lower()] = float(os.environ[f"RAGKB_HTTP__{name}"])
+    return values
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -173,6 +208,9 @@ def main() -> None:
     errors: dict[str, int] = run["errors"]  # type: ignore[assignment]
     every: list[float] = run["all"]  # type: ignore[assignment]
     wall_s: float = run["wall_s"]  # type: ignore[assignment]
+    shed: dict[str, list[float]] = run["shed"]  # type: ignore[assignment]
+    timeouts: dict[str, int] = run["timeouts"]  # type: ignore[assignment]
+    shed_ms = [ms for values in shed.values() for ms in values]
     command = shlex.join(["python", "bench/load.py", "--clients", str(args.clients),
                           "--seconds", f"{args.seconds:g}"])  # fmt: skip
     result = {
@@ -180,32 +218,43 @@ def main() -> None:
         "seconds": round(wall_s, 1),
         "requests": len(every),
         "errors": sum(errors.values()),
+        "timeouts": sum(timeouts.values()),
         "p50_ms": round(_percentile(every, 0.50), 1),
         "p95_ms": round(_percentile(every, 0.95), 1),
         "requests_per_s": round(len(every) / wall_s, 1),
+        "shed": len(shed_ms),
+        "shed_p95_ms": round(_percentile(shed_ms, 0.95), 1),
+        "note": "requests, p50_ms, p95_ms and by_kind count admitted requests only; shed ones "
+        "(429/503 with Retry-After from the admission gate) are counted apart, and their client "
+        "waits Retry-After before its next request",
         "command": command,
         "by_kind": {
             kind: {
                 "requests": len(values),
                 "errors": errors.get(kind, 0),
+                "shed": len(shed.get(kind, [])),
                 "p50_ms": round(_percentile(values, 0.50), 1),
                 "p95_ms": round(_percentile(values, 0.95), 1),
                 "mean_ms": round(statistics.fmean(values), 1),
             }
             for kind, values in sorted(samples.items())
         },
+        "admission": _admission_settings(),
+        "load_average_at_start": os.getloadavg(),
         "setup": "ragkb serve, embedded default (SQLite, folder broker, qdrant-edge, MiniLM), "
         "reader off, retrieval-only queries; 2 shared CPU cores",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print("| kind | requests | errors | p50 ms | p95 ms |\n|---|---|---|---|---|")
+    print("| kind | admitted | shed | errors | p50 ms | p95 ms |\n|---|---|---|---|---|---|")
     for kind, row in result["by_kind"].items():  # type: ignore[attr-defined]
         print(
-            f"| {kind} | {row['requests']} | {row['errors']} | {row['p50_ms']} | {row['p95_ms']} |"
+            f"| {kind} | {row['requests']} | {row['shed']} | {row['errors']} | {row['p50_ms']} "
+            f"| {row['p95_ms']} |"
         )
-    print(f"| all | {result['requests']} | {result['errors']} | {result['p50_ms']} | "
-          f"{result['p95_ms']} |")  # fmt: skip
+    print(f"| all | {result['requests']} | {result['shed']} | {result['errors']} | "
+          f"{result['p50_ms']} | {result['p95_ms']} |")  # fmt: skip
+    print(f"shed answered in p95 {result['shed_p95_ms']} ms; {result['timeouts']} client timeouts")
     print(
         f"{result['requests_per_s']} requests/s over {result['seconds']} s, {args.clients} clients"
     )

@@ -44,6 +44,13 @@ class Metrics:
             ["bucket"],
             registry=self.registry,
         )
+        self.shed_total = Counter(
+            "ragkb_shed_total",
+            "Requests refused by the admission gate, by reason: process (503, no slot within "
+            "the wait), tenant (429, the tenant's share is in use), queue (503, queue full).",
+            ["reason"],
+            registry=self.registry,
+        )
         self.http_errors_total = Counter(
             "ragkb_http_errors_total",
             "Error responses by kind (unauthorized, forbidden, not_found, validation, "

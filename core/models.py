@@ -54,6 +54,8 @@ class Tenant(Base):
     # Per-tenant overrides of the default limits (settings.limits); None: the default applies.
     queries_per_minute: Mapped[float | None] = mapped_column(Float, default=None)
     ingest_per_minute: Mapped[float | None] = mapped_column(Float, default=None)
+    query_burst: Mapped[int | None] = mapped_column(Integer, default=None)
+    ingest_burst: Mapped[int | None] = mapped_column(Integer, default=None)
     max_documents: Mapped[int | None] = mapped_column(Integer, default=None)
     max_stored_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
 

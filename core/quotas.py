@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -24,16 +25,24 @@ class TenantLimits:
 
 def effective_limits(overrides: LimitOverrides, defaults: LimitSettings) -> TenantLimits:
     o = overrides
+    queries_per_minute = o.queries_per_minute or defaults.queries_per_minute
+    ingest_per_minute = o.ingest_per_minute or defaults.ingest_per_minute
     return TenantLimits(
-        queries_per_minute=o.queries_per_minute or defaults.queries_per_minute,
-        query_burst=defaults.query_burst,
-        ingest_per_minute=o.ingest_per_minute or defaults.ingest_per_minute,
-        ingest_burst=defaults.ingest_burst,
+        queries_per_minute=queries_per_minute,
+        query_burst=o.query_burst or default_burst(queries_per_minute, defaults.query_burst),
+        ingest_per_minute=ingest_per_minute,
+        ingest_burst=o.ingest_burst or default_burst(ingest_per_minute, defaults.ingest_burst),
         max_documents=defaults.max_documents if o.max_documents is None else o.max_documents,
         max_stored_bytes=(
             defaults.max_stored_bytes if o.max_stored_bytes is None else o.max_stored_bytes
         ),
     )
+
+
+def default_burst(per_minute: float, configured_burst: int) -> int:
+    """A tenant's burst when it has none of its own: the configured burst, but never more than
+    a minute of the tenant's rate (a tenant at 6/min gets 6 at once, not the global 30)."""
+    return max(1, min(configured_burst, math.floor(per_minute)))
 
 
 @dataclass(frozen=True)

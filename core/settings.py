@@ -334,11 +334,21 @@ class LimitSettings(BaseModel):
     queries_per_minute: float = Field(
         120, gt=0, description="Token-bucket refill rate for /v1/query and chat completions."
     )
-    query_burst: int = Field(30, ge=1, description="Queries a tenant may send at once.")
+    query_burst: int = Field(
+        30,
+        ge=1,
+        description="Queries a tenant without a burst of its own may send at once, and never more "
+        "than a minute of its rate (a tenant at 6/min gets 6).",
+    )
     ingest_per_minute: float = Field(
         60, gt=0, description="Token-bucket refill rate for uploads (one token per request)."
     )
-    ingest_burst: int = Field(20, ge=1)
+    ingest_burst: int = Field(
+        20,
+        ge=1,
+        description="Uploads a tenant without a burst of its own may send at once, and never more "
+        "than a minute of its rate.",
+    )
     max_documents: int = Field(100_000, ge=1, description="Documents a tenant may store.")
     max_stored_bytes: int = Field(
         10 * 1024**3, ge=1, description="Bytes of source files a tenant may store."
@@ -355,6 +365,40 @@ class HttpSettings(BaseModel):
         [], description="Origins allowed by CORS; empty (the default) turns CORS off."
     )
     json_logs: bool = Field(True, description="`ragkb serve` logs one JSON object per line.")
+    max_body_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        description="Largest request body of a `/v1` route other than a multipart upload (JSON "
+        "bodies: questions, searches, admin calls), in bytes; larger is refused with 413 on its "
+        "Content-Length, or as soon as the stream passes it. Uploads are bounded by the job's "
+        "limits instead (per-file size, files per job, the tenant's storage quota). Also the "
+        "bound of each non-file field of an upload (`principals`, `metadata`).",
+    )
+    max_in_flight: int = Field(
+        8,
+        ge=1,
+        description="Searches, queries and chat completions this process works on at once "
+        "(encoder, vector store, reader); more wait up to `admission_wait_s` in a queue, then "
+        "get 503 with Retry-After. About the throughput of the process times the latency "
+        "admitted requests should keep; on a loaded 2-core host 16 slots let admitted queries "
+        "reach the clients' 30 s timeout, 4 kept them at p50 10 s (bench/results/load*.json).",
+    )
+    max_in_flight_per_tenant: int = Field(
+        6,
+        ge=1,
+        description="Of those, how many one tenant may have at once; beyond it, 429 with "
+        "Retry-After after the same wait, so one tenant's burst leaves slots to the others.",
+    )
+    admission_queue: int = Field(
+        32, ge=0, description="Requests waiting for a slot at most; beyond it, 503 at once."
+    )
+    admission_wait_s: float = Field(
+        2.0,
+        ge=0,
+        le=60,
+        description="How long a request waits for a slot before it is refused (a client with a "
+        "30 s timeout learns at once that it must come back, instead of timing out).",
+    )
     mcp_enabled: bool = Field(
         True,
         description="Serve the MCP front (stateless Streamable HTTP at `/mcp`, the same API keys "

@@ -58,6 +58,10 @@ class LimitOverrides:
     ingest_per_minute: float | None = None
     max_documents: int | None = None
     max_stored_bytes: int | None = None
+    # Requests the tenant may send at once; None: about a minute of its rate (capped by the
+    # configured default burst).
+    query_burst: int | None = None
+    ingest_burst: int | None = None
 
     @classmethod
     def of(cls, tenant: Tenant) -> LimitOverrides:
@@ -66,6 +70,8 @@ class LimitOverrides:
             ingest_per_minute=tenant.ingest_per_minute,
             max_documents=tenant.max_documents,
             max_stored_bytes=tenant.max_stored_bytes,
+            query_burst=tenant.query_burst,
+            ingest_burst=tenant.ingest_burst,
         )
 
 
@@ -154,6 +160,8 @@ def set_tenant_limits(session: Session, *, tenant: Tenant, limits: LimitOverride
     tenant.ingest_per_minute = limits.ingest_per_minute
     tenant.max_documents = limits.max_documents
     tenant.max_stored_bytes = limits.max_stored_bytes
+    tenant.query_burst = limits.query_burst
+    tenant.ingest_burst = limits.ingest_burst
     session.flush()
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from api.deps import AdminCaller, RuntimeDep, SessionDep, SettingsDep
 from api.schemas import (
     AUTH_ERRORS,
+    BODY_ERRORS,
     AuditEventOut,
     AuditPage,
     IdPath,
@@ -86,7 +87,7 @@ def list_keys(caller: AdminCaller, session: SessionDep) -> KeyList:
     "/keys",
     status_code=status.HTTP_201_CREATED,
     response_model=IssuedKeyOut,
-    responses=error_responses(*AUTH_ERRORS, 422),
+    responses=error_responses(*AUTH_ERRORS, *BODY_ERRORS),
     summary="Create a key for the caller's tenant; the key is shown once",
 )
 def create_key(body: KeyIn, caller: AdminCaller, session: SessionDep) -> IssuedKeyOut:
@@ -112,7 +113,7 @@ def create_key(body: KeyIn, caller: AdminCaller, session: SessionDep) -> IssuedK
     "/keys/{key_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=error_responses(*AUTH_ERRORS, 404),
+    responses=error_responses(*AUTH_ERRORS, 404, 422),
     summary="Revoke one of the tenant's keys (at once, for good)",
 )
 def revoke_key(
@@ -198,7 +199,7 @@ def read_tenants(caller: AdminCaller, session: SessionDep, settings: SettingsDep
     "/tenants",
     status_code=status.HTTP_201_CREATED,
     response_model=TenantOut,
-    responses=error_responses(*AUTH_ERRORS, 409, 422),
+    responses=error_responses(*AUTH_ERRORS, *BODY_ERRORS, 409),
     summary="Create a tenant (operator only)",
 )
 def add_tenant(
@@ -222,7 +223,7 @@ def add_tenant(
 @router.put(
     "/tenants/{tenant_id}/limits",
     response_model=TenantOut,
-    responses=error_responses(*AUTH_ERRORS, 404, 422),
+    responses=error_responses(*AUTH_ERRORS, *BODY_ERRORS, 404),
     summary="Set a tenant's own limits (operator only)",
 )
 def put_tenant_limits(

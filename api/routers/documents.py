@@ -19,6 +19,7 @@ from api.schemas import (
     IdPath,
     Principal,
     error_responses,
+    invalid_request,
 )
 from core import document_reads
 from core.audit import AuditAction, Outcome, record_by
@@ -91,7 +92,7 @@ def list_documents(
             principals=principals,
         )
     except document_reads.InvalidCursorError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+        raise invalid_request(("query", "cursor"), str(exc)) from exc
     return DocumentList(
         documents=[document_out(d) for d in page.documents], next_cursor=page.next_cursor
     )
@@ -202,7 +203,7 @@ def read_text(
     "/{document_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=error_responses(*AUTH_ERRORS, 404, 503),
+    responses=error_responses(*AUTH_ERRORS, 404, 422),
     summary="Delete a document and every chunk of it",
 )
 def delete_document(

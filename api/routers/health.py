@@ -15,7 +15,20 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The database and the vector store answer")
+@router.get(
+    "/readyz",
+    summary="The database and the vector store answer",
+    responses={
+        503: {
+            "description": "Not ready: the same body, naming what failed",
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object", "additionalProperties": {"type": "string"}}
+                }
+            },
+        }
+    },
+)
 def readyz(runtime: RuntimeDep, response: Response) -> dict[str, str]:
     checks: dict[str, str] = {}
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -12,19 +13,28 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import Field, ValidationError
 from sqlalchemy.orm import Session
-from starlette.datastructures import UploadFile as StarletteUpload
 
 from api.deps import ReadCaller, RuntimeDep, SessionDep, UploadCaller
-from api.multipart import read_upload_form
 from api.runtime import Runtime
 from api.schemas import (
     AUTH_ERRORS,
+    BODY_ERRORS,
+    BUSY_ERRORS,
     DocumentAccessIn,
     FileOut,
     IdPath,
     JobOut,
     ProgressOut,
     error_responses,
+    invalid_request,
+    parse_json_body,
+)
+from api.uploads import (
+    ReceivedUpload,
+    UploadLimits,
+    UploadRefusedError,
+    content_length_allowance,
+    receive_upload,
 )
 from core.audit import AuditAction, Outcome, record_by
 from core.models import FileState, IngestJob, JobFile
@@ -89,7 +99,7 @@ _REQUEST_BODY: dict[str, Any] = {
     "/jobs",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobOut,
-    responses=error_responses(*AUTH_ERRORS, 413, 422, 429),
+    responses=error_responses(*AUTH_ERRORS, *BODY_ERRORS, 415, *BUSY_ERRORS),
     summary="Upload files for indexing, or index a folder on the server",
     openapi_extra=_REQUEST_BODY,
 )
@@ -120,106 +130,130 @@ async def create_ingest_job(
     """
     settings = runtime.settings
     limits = effective_limits(tenant.limits, settings.limits)
-    if request.headers.get("content-type", "").startswith("application/json"):
-        try:
-            body = FolderJobIn.model_validate_json(await request.body())
-        except ValidationError as exc:
-            raise RequestValidationError(exc.errors()) from exc
+    content_type = request.headers.get("content-type", "")
+    media_type = content_type.split(";")[0].strip().lower()
+    if media_type == "application/json":
+        body = parse_json_body(await request.body(), FolderJobIn)
         return await run_in_threadpool(
             _folder_job, body.path, body, tenant, limits, session, runtime
         )
-    limit = settings.ingest.max_files_per_job
-    # Starlette stops at 1,000 parts unless told; the job limit is the real bound. The parts are
-    # spooled to disk by Starlette (large uploads never sit in memory).
-    # File names as sent: RFC 5987 `filename*`, encoded words, Windows folders (api/multipart.py).
-    form = await read_upload_form(request, max_files=limit + 1, max_fields=limit + 1)
+    if not media_type:
+        raise invalid_request(("body", "files"), "no files in the upload")
+    if media_type != "multipart/form-data":
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            "send the files as multipart/form-data, or a server folder as application/json",
+        )
+    usage = await run_in_threadpool(tenant_usage, session, tenant_id=tenant.tenant_id)
+    upload_limits = UploadLimits(
+        max_file_bytes=settings.ingest.max_file_bytes,
+        max_files=settings.ingest.max_files_per_job,
+        max_total_bytes=max(0, limits.max_stored_bytes - usage.stored_bytes),
+        max_field_bytes=settings.http.max_body_bytes,
+    )
+    declared = request.headers.get("content-length", "")
+    allowance = content_length_allowance(settings.http.max_body_bytes, upload_limits.max_files)
+    most = min(
+        upload_limits.max_file_bytes * upload_limits.max_files, upload_limits.max_total_bytes
+    )
+    if declared.isdigit() and int(declared) > most + allowance:
+        # Refused on its declared size: not a byte of the body is read.
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            f"upload of {declared} bytes is larger than this job may be ({most} bytes of files: "
+            "the per-file limit times the files per job, or what the tenant's storage quota "
+            "has left)",
+        )
+    incoming = settings.uploads_dir / tenant.tenant_id / f".incoming-{uuid.uuid4().hex}"
     try:
-        # Starlette's UploadFile (FastAPI's is a subclass that form parsing does not produce).
-        files = [
-            v for k, v in form.multi_items() if k == "files" and isinstance(v, StarletteUpload)
-        ]
-        if not files:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "no files in the upload")
-        access = _access_from_form(form.get("principals"), form.get("metadata"), form.get("ocr"))
-        return await run_in_threadpool(_upload_job, files, access, tenant, limits, session, runtime)
+        received = await receive_upload(request.stream(), content_type, incoming, upload_limits)
+        if not received.files:
+            raise invalid_request(("body", "files"), "no files in the upload")
+        fields = received.fields
+        access = _access_from_form(
+            fields.get("principals"), fields.get("metadata"), fields.get("ocr")
+        )
+        return await run_in_threadpool(
+            _upload_job, received, incoming, access, tenant, limits, session, runtime
+        )
+    except UploadRefusedError as exc:
+        if exc.quota:
+            await run_in_threadpool(_record_quota_refusal, session, tenant, 0)
+        raise HTTPException(exc.status_code, str(exc)) from exc
     finally:
-        await form.close()
+        # Moved into the job's folder when the job was made; whatever is left was refused.
+        await run_in_threadpool(shutil.rmtree, incoming, True)
 
 
-def _access_from_form(principals: object, metadata: object, ocr: object) -> DocumentAccessIn:
+def _access_from_form(
+    principals: str | None, metadata: str | None, ocr: str | None
+) -> DocumentAccessIn:
     """The form's `principals` and `metadata` fields, each a JSON document, and `ocr`."""
-    raw: dict[str, Any] = {} if ocr is None else {"ocr": ocr if isinstance(ocr, str) else None}
+    raw: dict[str, Any] = {} if ocr is None else {"ocr": ocr}
     for name, value in (("principals", principals), ("metadata", metadata)):
         if value is None:
             continue
-        if not isinstance(value, str):
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{name} must be JSON text")
         try:
             raw[name] = json.loads(value)
         except ValueError as exc:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT, f"{name} is not valid JSON: {exc}"
-            ) from exc
+            raise invalid_request(("body", name), f"{name} is not valid JSON: {exc}") from exc
     try:
         return DocumentAccessIn.model_validate(raw)
     except ValidationError as exc:
-        raise RequestValidationError(exc.errors()) from exc
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        ) from exc
 
 
 def _upload_job(
-    files: list[StarletteUpload],
+    received: ReceivedUpload,
+    incoming: Path,
     access: DocumentAccessIn,
     tenant: TenantContext,
     limits: TenantLimits,
     session: Session,
     runtime: Runtime,
 ) -> JobOut:
-    settings = runtime.settings
-    if len(files) > settings.ingest.max_files_per_job:
-        raise HTTPException(
-            status.HTTP_413_CONTENT_TOO_LARGE,
-            f"too many files: {len(files)} > {settings.ingest.max_files_per_job} per job",
-        )
     paths: list[str] = []
-    for upload in files:
+    for upload in received.files:
         try:
-            paths.append(normalize_relative_path(upload.filename or ""))
+            paths.append(normalize_relative_path(upload.raw_name))
         except UnsafePathError:
             continue  # recorded as failed, stores nothing
     _refuse_repeated(paths)
-    # The multipart body is already spooled by the server, so every file's size is known here.
-    _check_quota(session, tenant, limits, paths, sum(upload.size or 0 for upload in files))
+    _check_quota(session, tenant, limits, paths, received.total_bytes)
     job, job_dir = _new_job(session, tenant, access, runtime)
+    # The files were staged as they streamed in: the job's folder is the staging folder renamed.
+    job_dir.parent.mkdir(parents=True, exist_ok=True)
+    incoming.rename(job_dir)
     queued: list[JobFile] = []
+    for position, upload in enumerate(received.files):
+        staged_path = job_dir / upload.staged.staged_path.name
+        try:
+            path = normalize_relative_path(upload.raw_name)
+        except UnsafePathError as exc:
+            staged_path.unlink(missing_ok=True)
+            add_job_file(
+                session, job=job, position=position, path=upload.raw_name[:1024] or "(unnamed)",
+                rejected_reason=str(exc),
+            )  # fmt: skip
+            continue
+        job_file = add_job_file(
+            session,
+            job=job,
+            position=position,
+            path=path,
+            staged_path=str(staged_path),
+            size_bytes=upload.staged.size_bytes,
+            sha256=upload.staged.sha256,
+        )
+        queued.append(job_file)
     try:
-        for position, upload in enumerate(files):
-            raw_name = upload.filename or ""
-            try:
-                path = normalize_relative_path(raw_name)
-            except UnsafePathError as exc:
-                add_job_file(
-                    session, job=job, position=position, path=raw_name[:1024] or "(unnamed)",
-                    rejected_reason=str(exc),
-                )  # fmt: skip
-                continue
-            staged = stage_stream(
-                upload.file, job_dir / f"{position:06d}", max_bytes=settings.ingest.max_file_bytes
-            )
-            job_file = add_job_file(
-                session,
-                job=job,
-                position=position,
-                path=path,
-                staged_path=str(staged.staged_path),
-                size_bytes=staged.size_bytes,
-                sha256=staged.sha256,
-            )
-            queued.append(job_file)
-    except FileTooLargeError as exc:
+        return _commit_and_enqueue(job, queued, tenant, session, runtime)
+    except BaseException:
         session.rollback()
         shutil.rmtree(job_dir, ignore_errors=True)
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"{upload.filename}: {exc}") from exc
-    return _commit_and_enqueue(job, queued, tenant, session, runtime)
+        raise
 
 
 def _folder_job(
@@ -313,22 +347,26 @@ def _check_quota(
             new_documents=len(new_paths), new_bytes=new_bytes,
         )  # fmt: skip
     except QuotaExceededError as exc:
-        session.rollback()
-        record_by(
-            session, tenant, AuditAction.INGEST, Outcome.DENIED,
-            details={"files": len(paths), "reason": "quota"},
-        )  # fmt: skip
-        session.commit()
+        _record_quota_refusal(session, tenant, len(paths))
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(exc)) from exc
 
 
 def _refuse_repeated(paths: list[str]) -> None:
     """422 for a job naming a path twice: which of its two versions is the newer is unknowable."""
     if repeated := repeated_paths(paths):
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
+        raise invalid_request(
+            ("body", "files"),
             "a path may appear once per job; named more than once: " + ", ".join(repeated[:20]),
         )
+
+
+def _record_quota_refusal(session: Session, tenant: TenantContext, files: int) -> None:
+    session.rollback()
+    record_by(
+        session, tenant, AuditAction.INGEST, Outcome.DENIED,
+        details={"files": files, "reason": "quota"},
+    )  # fmt: skip
+    session.commit()
 
 
 def _commit_and_enqueue(
@@ -350,7 +388,7 @@ def _commit_and_enqueue(
 @router.get(
     "/jobs/{job_id}",
     response_model=JobOut,
-    responses=error_responses(*AUTH_ERRORS, 404),
+    responses=error_responses(*AUTH_ERRORS, 404, 422),
     summary="A job's state, per file, and its progress (scope `read`)",
 )
 def read_ingest_job(

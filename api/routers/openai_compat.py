@@ -14,7 +14,14 @@ from fastapi.responses import StreamingResponse
 from api.deps import QueryCaller, RuntimeDep, SessionDep, TenantDep
 from api.openai_schemas import MODEL_ID, ChatCompletionRequest, message_text, unsupported_fields
 from api.routers.query import citations_out, validate_question
-from api.schemas import AUTH_ERRORS, ErrorOut, error_responses
+from api.schemas import (
+    AUTH_ERRORS,
+    BUSY_ERRORS,
+    V1_ERRORS,
+    ErrorOut,
+    error_responses,
+    invalid_request,
+)
 from core.audit import AuditAction, Outcome, record_by
 from generation.answer import AnswerResult
 from generation.client import GenerationOptions, ReaderUnavailableError
@@ -22,7 +29,7 @@ from generation.client import GenerationOptions, ReaderUnavailableError
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 
 
-@router.get("/models", summary="Models (OpenAI-compatible)", responses=error_responses(401))
+@router.get("/models", summary="Models (OpenAI-compatible)", responses=error_responses(*V1_ERRORS))
 def list_models(tenant: TenantDep) -> dict[str, Any]:
     """Any valid key may list the one model, whatever its scopes."""
     return {"object": "list", "data": [_model()]}
@@ -31,7 +38,7 @@ def list_models(tenant: TenantDep) -> dict[str, Any]:
 @router.get(
     "/models/{model_id}",
     summary="One model (OpenAI-compatible)",
-    responses=error_responses(401, 404),
+    responses=error_responses(*V1_ERRORS, 404, 422),
 )
 def retrieve_model(model_id: str, tenant: TenantDep) -> dict[str, Any]:
     """`ragkb`, the only model; any other id is a 404."""
@@ -78,7 +85,7 @@ def _finish_reason(result: AnswerResult, options: GenerationOptions, max_tokens:
         200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE with stream"},
         400: {"model": ErrorOut, "description": "A field ragkb does not support (named)"},
         404: {"model": ErrorOut, "description": "Unknown model"},
-        **error_responses(*AUTH_ERRORS, 413, 422, 429, 503),
+        **error_responses(*AUTH_ERRORS, 413, 422, *BUSY_ERRORS),
     },
 )
 def chat_completions(
@@ -108,7 +115,7 @@ def chat_completions(
         )
     user_turns = [i for i, m in enumerate(body.messages) if m.role == "user"]
     if not user_turns:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "no user message")
+        raise invalid_request(("body", "messages"), "no user message")
     last = user_turns[-1]
     question = validate_question(
         message_text(body.messages[last]), runtime.settings.max_question_chars

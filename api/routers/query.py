@@ -13,6 +13,8 @@ from api.deps import QueryCaller, RuntimeDep, SessionDep
 from api.filters import to_search_filter
 from api.schemas import (
     AUTH_ERRORS,
+    BODY_ERRORS,
+    BUSY_ERRORS,
     CitationOut,
     ErrorOut,
     QueryRequest,
@@ -53,7 +55,7 @@ def validate_question(question: str, max_chars: int) -> str:
     response_model=QueryResponse,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE with stream"},
-        **error_responses(*AUTH_ERRORS, 413, 422, 429, 503),
+        **error_responses(*AUTH_ERRORS, *BODY_ERRORS, *BUSY_ERRORS),
         404: {"model": ErrorOut, "description": "Unknown conversation"},
     },
     summary="Answer a question with citations",

@@ -10,6 +10,8 @@ from api.filters import to_search_filter
 from api.routers.query import validate_question
 from api.schemas import (
     AUTH_ERRORS,
+    BODY_ERRORS,
+    BUSY_ERRORS,
     SearchHitOut,
     SearchRequest,
     SearchResponse,
@@ -25,7 +27,7 @@ router = APIRouter(prefix="/v1", tags=["search"])
 @router.post(
     "/search",
     response_model=SearchResponse,
-    responses=error_responses(*AUTH_ERRORS, 413, 422, 429),
+    responses=error_responses(*AUTH_ERRORS, *BODY_ERRORS, *BUSY_ERRORS),
     summary="Search the tenant's chunks (hybrid retrieval and rerank, no answer)",
 )
 async def search(body: SearchRequest, tenant: QueryCaller, runtime: RuntimeDep) -> SearchResponse:

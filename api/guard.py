@@ -1,0 +1,173 @@
+"""The request guard: what every `/v1` request passes before any route reads its body.
+
+In order: the API key (401 before a byte of the body is read), the body's size (413 on its
+Content-Length, or as soon as the stream passes the limit), the body's encoding (400 unless
+UTF-8: every `/v1` body but an upload is JSON), then, for the routes that run the encoder, the
+vector store or the reader, a slot of the admission gate (503/429 with Retry-After past it).
+Multipart uploads to `POST /v1/ingest/jobs` are bounded by the job's own limits, in the route,
+while they stream.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.auth import AuthenticationError, authenticate, bearer_key, remember_tenant
+from core.admission import OverloadedError, Refusal
+
+UPLOAD_PATH = "/v1/ingest/jobs"
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# The routes whose work is the encoder, the vector store and the reader.
+GATED_PATHS = frozenset({"/v1/query", "/v1/search", "/v1/chat/completions"})
+
+
+class RequestGuardMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if scope["type"] != "http" or not (path == "/v1" or path.startswith("/v1/")):
+            await self.app(scope, receive, send)
+            return
+        runtime = getattr(scope["app"].state, "runtime", None)
+        if runtime is None:
+            await self.app(scope, receive, send)
+            return
+        headers = _headers(scope)
+        try:
+            tenant = await authenticate(runtime, bearer_key(headers.get("authorization")))
+        except AuthenticationError as exc:
+            await _error(send, 401, str(exc), {"WWW-Authenticate": "Bearer"})
+            return
+        except (DBAPIError, PoolTimeoutError) as exc:
+            # Outside the app's exception handlers: the same answer they give.
+            await _error(
+                send, 503, f"database unavailable ({type(exc).__name__})", {"Retry-After": "5"}
+            )
+            return
+        remember_tenant(scope, tenant)
+
+        # Only these methods carry a body here; the other routes never read one.
+        if scope["method"] in _BODY_METHODS and not _is_upload(scope, headers):
+            limit = runtime.settings.http.max_body_bytes
+            declared = _content_length(headers)
+            if declared is None and "content-length" in headers:
+                await _error(send, 400, "Content-Length is not a number")
+                return
+            if declared is not None and declared > limit:
+                await _error(send, 413, _too_large(limit))
+                return
+            body = await _read_body(receive, limit)
+            if body is None:
+                await _error(send, 413, _too_large(limit))
+                return
+            if body:
+                reason = _not_utf8(body)
+                if reason is not None:
+                    await _error(send, 400, reason)
+                    return
+            receive = _replay(body, receive)
+
+        if scope["method"] != "POST" or path not in GATED_PATHS:
+            await self.app(scope, receive, send)
+            return
+        try:
+            admitted_at = await runtime.admission.acquire(tenant.tenant_id)
+        except OverloadedError as exc:
+            runtime.metrics.shed_total.labels(reason=exc.refusal.value).inc()
+            status = 429 if exc.refusal is Refusal.TENANT else 503
+            await _error(send, status, str(exc), {"Retry-After": str(exc.retry_after_s)})
+            return
+        try:
+            # Held until the response is sent in full (a streamed answer included).
+            await self.app(scope, receive, send)
+        finally:
+            runtime.admission.release(tenant.tenant_id, admitted_at)
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+def _is_upload(scope: Scope, headers: dict[str, str]) -> bool:
+    media_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    return (
+        scope["method"] == "POST"
+        and scope["path"] == UPLOAD_PATH
+        and media_type == "multipart/form-data"
+    )
+
+
+def _content_length(headers: dict[str, str]) -> int | None:
+    value = headers.get("content-length")
+    if value is None or not value.strip().isdigit():
+        return None
+    return int(value)
+
+
+def _too_large(limit: int) -> str:
+    return f"request body larger than {limit} bytes (RAGKB_HTTP__MAX_BODY_BYTES)"
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole body, or None as soon as it passes `limit` bytes (the rest is never read)."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break  # the client went away; the route sees an empty body and nobody reads it
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(parts)
+
+
+def _not_utf8(body: bytes) -> str | None:
+    """Why a JSON body cannot be read as text, or None (RFC 8259: JSON is UTF-8)."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return (
+            f"the body is not UTF-8 (byte 0x{body[exc.start]:02x} at offset {exc.start}); "
+            "send JSON encoded as UTF-8"
+        )
+    return None
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        # After the body: what the server says next (a disconnect, for streamed answers).
+        return await receive()
+
+    return replay
+
+
+async def _error(
+    send: Send, status: int, detail: str, headers: dict[str, str] | None = None
+) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    raw_headers: list[tuple[bytes, bytes]] = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    start: dict[str, Any] = {"type": "http.response.start", "status": status}
+    await send({**start, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
