@@ -20,7 +20,7 @@ from core.vectorstore import (
     with_lexical_context,
 )
 from core.vectorstore.edge import EdgeVectorStore
-from core.vectorstore.qdrant_server import QdrantServerVectorStore
+from core.vectorstore.qdrant_server import QdrantServerVectorStore, require_per_tenant_idf
 from ingest.identity import point_id_for
 
 DIM = 4
@@ -427,3 +427,16 @@ def test_lexical_context_joins_overlapping_chunks_once() -> None:
     assert context[points[2].point_id] == document[15:66]
     assert with_lexical_context(points, 0) == points
     assert "Ten" in with_lexical_context(points, 1)[2].lexical_text()
+
+
+@pytest.mark.parametrize(
+    ("version", "accepted"),
+    [("1.19.1", True), ("1.19.0-dev", True), ("1.20", True), ("2.0.0", True),
+     ("1.18.2", False), ("1.9.5", False), ("unknown", False)],
+)  # fmt: skip
+def test_a_qdrant_too_old_to_count_idf_per_tenant_is_refused(version: str, accepted: bool) -> None:
+    if accepted:
+        require_per_tenant_idf(version)
+    else:
+        with pytest.raises(RuntimeError, match="Qdrant"):
+            require_per_tenant_idf(version)
