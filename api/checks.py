@@ -71,7 +71,15 @@ def _check_vector_store(settings: Settings) -> str:
         headers["api-key"] = settings.vector_store.api_key.get_secret_value()
     response = httpx.get(f"{settings.vector_store.url}/collections", headers=headers, timeout=5)
     response.raise_for_status()
-    return f"qdrant server at {settings.vector_store.url}"
+    # The root answers {"title": ..., "version": ...}; an older server cannot keep lexical
+    # statistics per tenant and `ragkb serve` would refuse it.
+    from core.vectorstore.qdrant_server import require_per_tenant_idf
+
+    version = str(
+        httpx.get(settings.vector_store.url, headers=headers, timeout=5).json()["version"]
+    )
+    require_per_tenant_idf(version)
+    return f"qdrant server {version} at {settings.vector_store.url}"
 
 
 def _check_reader(settings: Settings) -> str:

@@ -2,10 +2,12 @@
 
 `ragkb eval retrieval --workdir W` leaves W with the embedded Qdrant store of a BEIR corpus. This
 reads its points back (dense vectors and payloads), recomputes the lexical side with ragkb's own
-encoder and Qdrant's IDF formula, and scores DBSF fusion as Qdrant does it (each ranking's top
-`candidates` normalised by mean ± 3 sample standard deviations, then summed), folding chunks into
-documents as the evaluation does. On SciFact train it reproduces the product's BM25, dense and
-DBSF figures to the fourth decimal; confirm a winner with one `ragkb eval retrieval` run.
+encoder and Qdrant's IDF formula over the evaluation tenant's points (ragkb counts IDF per
+tenant, so other tenants in the store would not change it), and scores DBSF fusion as Qdrant
+does it (each ranking's top `candidates` normalised by mean ± 3 sample standard deviations, then
+summed), folding chunks into documents as the evaluation does. On SciFact train it reproduces
+the product's BM25, dense and DBSF figures to the fourth decimal; confirm a winner with one
+`ragkb eval retrieval` run.
 
     python bench/fusion_replay.py --workdir /tmp/scifact-work --corpus ../shared/data/scifact \
         --split train --idf-power 1 1.5 --candidates 100 400

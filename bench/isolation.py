@@ -1,5 +1,7 @@
 """Isolation at volume: ≥ 10,000 searches across tenants and end users, every hit traced back
-to its owner (see api/eval_isolation.World), between rounds of ingest, re-ingest and delete.
+to its owner (see api/eval_isolation.World), between rounds of ingest, re-ingest and delete;
+then the statistics probe (api/eval_statistics): each tenant's scores for a codename, before and
+after another tenant uploads and deletes 40 documents holding it.
 
     python bench/isolation.py --tenants 5 --queries 10000
 """
@@ -13,8 +15,9 @@ import time
 from pathlib import Path
 
 from api.eval_answers import throwaway_service
-from api.eval_isolation import World, random_principals
-from core.settings import LimitSettings, ReaderSettings
+from api.eval_isolation import Client, World, random_principals
+from api.eval_statistics import ProbeResult, probe_statistics
+from core.settings import LimitSettings, ReaderSettings, RetrievalSettings
 from core.tenancy import create_tenant, issue_api_key
 
 PATHS = [f"team{i}/doc{j}.md" for i in range(4) for j in range(5)]
@@ -25,6 +28,9 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=5)
     parser.add_argument("--queries", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--probe-rounds", type=int, default=5, help="statistics probes (observer, writer pairs)"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/isolation.json"))
     args = parser.parse_args()
     rng = random.Random(args.seed)
@@ -33,7 +39,12 @@ def main() -> None:
         queries_per_minute=10**9, query_burst=10**9, ingest_per_minute=10**9, ingest_burst=10**9
     )
     started = time.perf_counter()
-    with throwaway_service(reader=ReaderSettings(managed=False), limits=unlimited) as service:
+    with throwaway_service(
+        reader=ReaderSettings(managed=False),
+        limits=unlimited,
+        # Every search reads its IDF from the store: a remembered one would hide a leak.
+        retrieval=RetrievalSettings(idf_cache_ttl_s=0),
+    ) as service:
         keys = {}
         with service.runtime.session_factory() as session:
             for i in range(args.tenants):
@@ -61,6 +72,7 @@ def main() -> None:
             foreign = [d.marker for d in world.documents.values() if d.tenant != tenant]
             query = rng.choice(foreign) if foreign and rng.random() < 0.2 else None
             world.search(tenant, random_principals(rng), query=query)
+        statistics = probe_every_pair(service.client, keys, rng, args.probe_rounds)
     result = {
         "queries": world.queries,
         "tenants": args.tenants,
@@ -68,17 +80,37 @@ def main() -> None:
         "leak_examples": world.leaks[:10],
         "mutations": mutations,
         "documents_at_end": len(world.documents),
+        "statistics_probes": statistics.probes,
+        "statistics_comparisons": statistics.comparisons,
+        "score_shifts": len(statistics.shifts),
+        "score_shift_examples": statistics.shifts[:10],
         "seconds": round(time.perf_counter() - started, 1),
-        "command": f"python bench/isolation.py --tenants {args.tenants} --queries {args.queries}",
+        "command": f"python bench/isolation.py --tenants {args.tenants} --queries {args.queries}"
+        + f" --probe-rounds {args.probe_rounds}",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print("| queries | tenants | mutations | leaks | seconds |\n|---|---|---|---|---|")
+    print(
+        "| queries | tenants | mutations | leaks | score comparisons | score shifts | seconds |\n"
+        "|---|---|---|---|---|---|---|"
+    )
     print(
         f"| {result['queries']} | {args.tenants} | {mutations} | {result['leaks']} | "
-        f"{result['seconds']} |"
+        f"{statistics.comparisons} | {len(statistics.shifts)} | {result['seconds']} |"
     )
     _plot(result, args.out.with_suffix(".png"))
+
+
+def probe_every_pair(
+    client: Client, keys: dict[str, str], rng: random.Random, rounds: int
+) -> ProbeResult:
+    """`rounds` statistics probes, each tenant observing in turn while the next one writes."""
+    names = sorted(keys)
+    result = ProbeResult()
+    for n in range(rounds):
+        observer, writer = names[n % len(names)], names[(n + 1) % len(names)]
+        probe_statistics(client, keys, observer=observer, writer=writer, rng=rng, result=result)
+    return result
 
 
 def _plot(result: dict[str, object], path: Path) -> None:

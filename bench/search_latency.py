@@ -12,7 +12,8 @@ measured tenant holds its share. The same questions are then timed two ways, int
   encoder, the same IDF readback (one qdrant-edge `query_batch` of one-term searches for terms
   not read before, when `retrieval.idf_power` is not 1; ragkb remembers a term's IDF for
   `retrieval.idf_cache_ttl_s`) and qdrant-edge's `query` with the same prefetches, fusion
-  (ragkb's configured one), tenant filter and payload, called on this thread;
+  (ragkb's configured one), tenant filter, IDF counted over the tenant's points (`SearchParams.
+  idf`) and payload, called on this thread;
 - bare, same forward: the bare side again with ragkb's one-text encoder call (tokenizer,
   transformer, mean pooling, norm: the same vector as `encode`, ~3-4 ms less Python per query)
   in place of `encode`, so `ratio_to_bare_forward` is the service's overhead alone, and
@@ -104,6 +105,8 @@ def bare_search(
     dense = encode(query)
     sparse = lexical.encode_query(query)
     tenant = qe.Filter(must=[qe.FieldCondition(TENANT_FIELD, match=qe.MatchValue(tenant_id))])
+    # BM25's IDF over the tenant's points, not every tenant's (what ragkb asks for too).
+    own_idf = qe.SearchParams(idf=qe.IdfParams(corpus=tenant))
     if retrieval.idf_power != 1:
         # The same IDF readback ragkb does (one batched one-term search per query term not read
         # before; ragkb keeps a term's IDF for `idf_cache_ttl_s`, longer than this bench runs).
@@ -113,6 +116,7 @@ def bare_search(
                 limit=1,
                 query=qe.Query.Nearest(qe.SparseVector([index], [1.0]), using=SPARSE_VECTOR),
                 filter=tenant,
+                params=own_idf,
                 with_payload=False,
                 with_vector=[SPARSE_VECTOR],
             )
@@ -148,6 +152,7 @@ def bare_search(
                     qe.SparseVector(list(sparse.indices), list(sparse.values)), using=SPARSE_VECTOR
                 ),
                 filter=tenant,
+                params=own_idf,
             ),
         ],
         query=fusion,

@@ -1,7 +1,8 @@
 """Sparse lexical vectors (BM25 term weights) for Qdrant's sparse index.
 
-Qdrant applies the IDF part itself (the sparse vector's `Modifier.IDF`), so a document vector
-holds only BM25's saturated term frequency and a query vector holds one weight per distinct term.
+Qdrant applies the IDF part itself (the sparse vector's `Modifier.IDF`, counted per query over
+the tenant's points only: `SearchParams.idf`), so a document vector holds only BM25's saturated
+term frequency and a query vector holds one weight per distinct term.
 Terms are hashed to 31-bit indices, so no vocabulary has to be stored or shared between processes.
 """
 
@@ -239,7 +240,7 @@ class LexicalEncoder:
 
 def weight_by_idf(query: SparseVector, idf: dict[int, float], power: float) -> SparseVector:
     """Query weights IDF^(power - 1): Qdrant multiplies by IDF once more, so a term scores
-    IDF^power. Terms without a known IDF (in no chunk of the tenant) keep their weight."""
+    IDF^power. Terms without a known IDF (in no chunk of the corpus) keep their weight."""
     if power == 1 or not query:
         return query
     values = tuple(

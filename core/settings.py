@@ -206,10 +206,11 @@ class RetrievalSettings(BaseModel):
     idf_cache_ttl_s: float = Field(
         300.0,
         ge=0,
-        description="How long a tenant's query-term IDF is reused before it is read again (0: "
-        "read every time). A term's IDF moves only as the tenant's corpus changes.",
+        description="How long a query term's IDF over a tenant's corpus (narrowed to what the "
+        "end user may read) is reused before it is read again (0: read every time). A term's "
+        "IDF moves only as that corpus changes.",
     )
-    idf_cache_size: int = Field(200_000, ge=1, description="Most (tenant, term) IDFs kept.")
+    idf_cache_size: int = Field(200_000, ge=1, description="Most (corpus, term) IDFs kept.")
     lexical: LexicalSettings = LexicalSettings()
     expansion: QueryExpansion = Field(
         QueryExpansion.NONE,

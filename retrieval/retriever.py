@@ -21,7 +21,7 @@ from core.vectorstore import (
     VectorStore,
 )
 from retrieval.expansion import QueryExpander, fuse_rankings
-from retrieval.idf_cache import UNKNOWN, IdfCache
+from retrieval.idf_cache import UNKNOWN, IdfCache, corpus_key
 from retrieval.rerank import NoReranker, Reranker, RerankUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -217,7 +217,7 @@ class Retriever:
         sparse = self._lexical.encode_query(text) if mode is not RetrievalMode.DENSE else None
         if sparse and self._settings.idf_power != 1:
             started = time.perf_counter()
-            idf = self._idf(tenant_id, sparse)
+            idf = self._idf(tenant_id, filters.principals if filters else None, sparse)
             sparse = weight_by_idf(sparse, idf, self._settings.idf_power)
             timings["idf_ms"] = timings.get("idf_ms", 0.0) + _ms_since(started)
 
@@ -240,13 +240,17 @@ class Retriever:
         timings["retrieve_ms"] = timings.get("retrieve_ms", 0.0) + _ms_since(started)
         return [RetrievedChunk.from_hit(h) for h in hits]
 
-    def _idf(self, tenant_id: str, terms: SparseVector) -> dict[int, float]:
-        """The tenant's IDF of each query term: remembered ones, the rest read from the store."""
-        known, missing = self._idf_cache.lookup(tenant_id, terms.indices)
+    def _idf(
+        self, tenant_id: str, principals: tuple[str, ...] | None, terms: SparseVector
+    ) -> dict[int, float]:
+        """The IDF of each query term over what the caller may read (the store's corpus for the
+        same tenant and principals): remembered ones, the rest read from the store."""
+        corpus = corpus_key(tenant_id, principals)
+        known, missing = self._idf_cache.lookup(corpus, terms.indices)
         if missing:
             asked = SparseVector(tuple(missing), tuple(1.0 for _ in missing))
-            found = self._store.idf(tenant_id=tenant_id, terms=asked)
-            self._idf_cache.remember(tenant_id, missing, found)
+            found = self._store.idf(tenant_id=tenant_id, terms=asked, principals=principals)
+            self._idf_cache.remember(corpus, missing, found)
             known.update(found)
         return {term: idf for term, idf in known.items() if idf != UNKNOWN}
 

@@ -21,6 +21,7 @@ from hypothesis.stateful import (
 
 from api.app import create_app
 from api.eval_isolation import PRINCIPALS, World
+from api.eval_statistics import probe_statistics
 from api.runtime import Runtime
 from core.db import run_migrations
 from core.embedding import LocalEmbedder
@@ -113,3 +114,20 @@ def test_no_interleaving_leaks_across_tenants_or_principals(
         ),
     )  # fmt: skip
     assert world.queries > 0
+
+
+@pytest.fixture
+def uncached_idf(settings: Settings) -> None:
+    """Every search reads its IDF from the store: a remembered value would hide a leaking one.
+    (Requested before `stack`, so the stack is built with it.)"""
+    settings.retrieval.idf_cache_ttl_s = 0
+
+
+def test_a_tenants_scores_do_not_move_when_another_tenants_corpus_changes(
+    uncached_idf: None, stack: tuple[TestClient, dict[str, str]]
+) -> None:
+    client, keys = stack
+    result = probe_statistics(client, keys, observer="acme", writer="globex", rng=random.Random(0))
+    # Lexical and hybrid, as the tenant and as an end user, after the upload and the delete.
+    assert result.comparisons == 8
+    assert result.shifts == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from core.embedding import SentenceTransformerEmbedder
 from core.lexical import LexicalEncoder, SparseVector, cjk_terms, term_index, weight_by_idf
 from core.settings import LexicalSettings, RetrievalMode, RetrievalSettings
-from core.vectorstore import ChunkPoint
+from core.vectorstore import ChunkPoint, SearchFilter
 from core.vectorstore.edge import EdgeVectorStore
 from retrieval.idf_cache import IdfCache
 from retrieval.rerank import NoReranker
@@ -134,9 +135,11 @@ def test_query_term_idf_is_read_once_per_tenant_and_term_then_remembered(
     asked: list[tuple[str, tuple[int, ...]]] = []
     real_idf = store.idf
 
-    def recorded_idf(*, tenant_id: str, terms: SparseVector) -> dict[int, float]:
+    def recorded_idf(
+        *, tenant_id: str, terms: SparseVector, principals: tuple[str, ...] | None = None
+    ) -> dict[int, float]:
         asked.append((tenant_id, terms.indices))
-        return real_idf(tenant_id=tenant_id, terms=terms)
+        return real_idf(tenant_id=tenant_id, terms=terms, principals=principals)
 
     store.idf = recorded_idf  # type: ignore[method-assign]
     now = [0.0]
@@ -151,9 +154,10 @@ def test_query_term_idf_is_read_once_per_tenant_and_term_then_remembered(
         idf_cache=IdfCache(ttl_s=60, max_entries=100, clock=lambda: now[0]),
     )
 
-    def search(tenant_id: str, query: str) -> list[str]:
+    def search(tenant_id: str, query: str, principals: tuple[str, ...] | None = None) -> list[str]:
         result = retriever.retrieve(
             tenant_id=tenant_id, query=query, top_k=2,
+            filters=SearchFilter(principals=principals),
             options=RetrievalOptions(mode=RetrievalMode.LEXICAL),
         )  # fmt: skip
         return [c.text for c in result.chunks]
@@ -173,6 +177,11 @@ def test_query_term_idf_is_read_once_per_tenant_and_term_then_remembered(
         now[0] = 61.0  # past the TTL: read again
         search("a", "cells")
         assert asked[2] == ("a", (cells,))
+        # An end user's statistics count only what they may read: remembered apart.
+        search("a", "cells", principals=("user:ann",))
+        assert asked[3] == ("a", (cells,))
+        search("a", "cells", principals=("user:ann", "user:ann"))
+        assert len(asked) == 4
     finally:
         store.close()
 
@@ -187,3 +196,61 @@ def test_the_idf_cache_forgets_the_least_recently_used_beyond_its_size() -> None
     off = IdfCache(ttl_s=0, max_entries=2)
     off.remember("t", [1], {1: 2.0})
     assert off.lookup("t", [1]) == ({}, [1])
+
+
+def test_a_tenants_score_for_a_codename_does_not_move_when_another_tenant_uploads_it(
+    embedder: SentenceTransformerEmbedder, tmp_path: Path
+) -> None:
+    """The reported case: tenant A's score for a rare codename fell from 20.8 to 8.5 when tenant
+    B uploaded 40 files holding it, restricted to a group. A's score is A's own BM25."""
+    store = EdgeVectorStore(path=tmp_path / "s", dimension=embedder.dimension, lexical=ENCODER)
+    unit = [1.0] + [0.0] * (embedder.dimension - 1)
+
+    def chunk(tenant: str, n: int, text: str, **payload: object) -> ChunkPoint:
+        return ChunkPoint(
+            f"00000000-0000-0000-0000-{n:012d}", tenant, f"d{n}", "v", unit,
+            {"text": text, "path": f"{n}.md", **payload},
+        )  # fmt: skip
+
+    mine = [chunk("a", 0, "Project Zorblax ships in spring.")] + [
+        chunk("a", n, f"Meeting note {n} on the spring budget.") for n in range(1, 30)
+    ]
+    store.upsert(mine)
+    retriever = Retriever(
+        store=store,
+        embedder=embedder,
+        lexical=ENCODER,
+        reranker=NoReranker(),
+        # Read the IDF every time: a remembered value would hide a store that leaks.
+        settings=RetrievalSettings(idf_power=1.5, idf_cache_ttl_s=0),
+        rerank_candidates=5,
+        min_score=0.0,
+    )
+
+    def score() -> float:
+        result = retriever.retrieve(
+            tenant_id="a", query="zorblax", top_k=5,
+            options=RetrievalOptions(mode=RetrievalMode.LEXICAL),
+        )  # fmt: skip
+        assert [c.point_id for c in result.chunks] == [mine[0].point_id]
+        return result.chunks[0].retrieval_score
+
+    document = ENCODER.encode_document(mine[0].lexical_text())
+    weight = dict(zip(document.indices, document.values, strict=True))[term_index("zorblax")]
+    # BM25's IDF over A's 30 chunks, of which one holds the term, to the power 1.5.
+    own = math.log(1 + (30 - 1 + 0.5) / (1 + 0.5)) ** 1.5 * weight
+    try:
+        before = score()
+        assert before == pytest.approx(own, rel=1e-5)
+        store.upsert(
+            [
+                chunk("b", 100 + n, f"Zorblax memo {n}.", principals=["group:finance"])
+                for n in range(40)
+            ]
+        )
+        assert score() == before  # exactly: nothing of B's weighs in A's score
+        for n in range(40):
+            store.delete_document(tenant_id="b", document_id=f"d{100 + n}")
+        assert score() == before
+    finally:
+        store.close()

@@ -20,7 +20,7 @@ from core.vectorstore import (
     with_lexical_context,
 )
 from core.vectorstore.edge import EdgeVectorStore
-from core.vectorstore.qdrant_server import QdrantServerVectorStore
+from core.vectorstore.qdrant_server import QdrantServerVectorStore, require_per_tenant_idf
 from ingest.identity import point_id_for
 
 DIM = 4
@@ -343,25 +343,81 @@ def test_document_counts_per_tenant(store: VectorStore) -> None:
     assert store.document_counts(tenant_id="t3") == {}
 
 
-def test_idf_reads_back_the_weight_qdrant_gives_each_term(store: VectorStore) -> None:
+def test_idf_counts_only_the_tenants_points_the_caller_may_read(store: VectorStore) -> None:
     texts = ["cells divide", "cells die", "cells grow by apoptosis", "dogs bark"]
     store.upsert([point("t1", f"d{i}", "v1", 0, [1, 0, 0, 0], text=t) for i, t in enumerate(texts)])
-    # Words only another tenant holds tell nothing to t1 (nor about t2's documents).
-    store.upsert([point("t2", "d9", "v1", 0, [1, 0, 0, 0], text="zebrafish zebrafish")])
+    store.upsert(
+        [point("t1", "d8", "v1", 0, [1, 0, 0, 0], text="cells and apoptosis",
+               principals=["group:finance"])]
+    )  # fmt: skip
+    # Another tenant's points count for nothing, even holding the same words.
+    store.upsert(
+        [
+            point("t2", f"o{i}", "v1", 0, [1, 0, 0, 0], text="cells zebrafish zebrafish")
+            for i in range(40)
+        ]
+    )
     query = LEXICAL.encode_query("cells apoptosis zebrafish unicorn")
-    idf = store.idf(tenant_id="t1", terms=query)
 
     def index(word: str) -> int:
         return LEXICAL.encode_query(word).indices[0]
 
-    # BM25's IDF over every stored point, as Qdrant computes it (N = 5 points).
-    def expected(df: int) -> float:
-        return math.log(1 + (5 - df + 0.5) / (df + 0.5))
+    # BM25's IDF as Qdrant computes it, over the tenant's points the caller may read.
+    def expected(df: int, n: int) -> float:
+        return math.log(1 + (n - df + 0.5) / (df + 0.5))
 
-    assert set(idf) == {index("cells"), index("apoptosis")}
-    assert idf[index("cells")] == pytest.approx(expected(3), rel=1e-4)
-    assert idf[index("apoptosis")] == pytest.approx(expected(1), rel=1e-4)
+    tenant = store.idf(tenant_id="t1", terms=query)
+    assert set(tenant) == {index("cells"), index("apoptosis")}
+    assert tenant[index("cells")] == pytest.approx(expected(4, 5), rel=1e-4)
+    assert tenant[index("apoptosis")] == pytest.approx(expected(2, 5), rel=1e-4)
+    # An end user who may not read the finance document: its words count neither.
+    ann = store.idf(tenant_id="t1", terms=query, principals=("user:ann",))
+    assert ann[index("cells")] == pytest.approx(expected(3, 4), rel=1e-4)
+    assert ann[index("apoptosis")] == pytest.approx(expected(1, 4), rel=1e-4)
+    finance = store.idf(tenant_id="t1", terms=query, principals=("group:finance",))
+    assert finance == pytest.approx(tenant)
     assert store.idf(tenant_id="t1", terms=LEXICAL.encode_query("the of")) == {}
+
+
+@pytest.mark.parametrize("with_dense", [False, True], ids=["lexical", "hybrid"])
+def test_scores_do_not_move_when_another_tenant_or_a_hidden_document_changes(
+    store: VectorStore, with_dense: bool
+) -> None:
+    texts = ["orion launch plan", "spring budget", "orion budget notes", "team offsite"]
+    store.upsert([point("t1", f"d{i}", "v1", 0, [1, i, 0, 0], text=t) for i, t in enumerate(texts)])
+    query = HybridQuery(
+        limit=10,
+        sparse=LEXICAL.encode_query("orion budget"),
+        dense=[1.0, 0.5, 0.0, 0.0] if with_dense else None,
+        fusion=FusionMethod.DBSF,
+    )
+
+    def scores(principals: tuple[str, ...] | None = None) -> list[tuple[str, float]]:
+        hits = store.search(
+            tenant_id="t1", query=query, filters=SearchFilter(principals=principals)
+        )
+        return [(h.point_id, h.score) for h in hits]
+
+    tenant, ann = scores(), scores(("user:ann",))
+    assert len(tenant) == (4 if with_dense else 3)
+    # 40 documents of another tenant holding the terms, restricted to a group, then gone.
+    store.upsert(
+        [
+            point("t2", f"o{i}", "v1", 0, [1, 0, 0, 0], text="orion orion budget",
+                  principals=["group:finance"])
+            for i in range(40)
+        ]
+    )  # fmt: skip
+    assert (scores(), scores(("user:ann",))) == (tenant, ann)
+    for i in range(40):
+        store.delete_document(tenant_id="t2", document_id=f"o{i}")
+    assert (scores(), scores(("user:ann",))) == (tenant, ann)
+    # A document of the same tenant that ann may not read leaves ann's scores as they were.
+    store.upsert(
+        [point("t1", "d9", "v1", 0, [0, 0, 1, 0], text="orion orion", principals=["group:hr"])]
+    )
+    assert scores(("user:ann",)) == ann
+    assert scores() != tenant  # the tenant itself (no end user) reads it: its statistics move
 
 
 def test_lexical_context_lets_a_chunk_match_its_neighbours_words(store: VectorStore) -> None:
@@ -395,3 +451,16 @@ def test_lexical_context_joins_overlapping_chunks_once() -> None:
     assert context[points[2].point_id] == document[15:66]
     assert with_lexical_context(points, 0) == points
     assert "Ten" in with_lexical_context(points, 1)[2].lexical_text()
+
+
+@pytest.mark.parametrize(
+    ("version", "accepted"),
+    [("1.19.1", True), ("1.19.0-dev", True), ("1.20", True), ("2.0.0", True),
+     ("1.18.2", False), ("1.9.5", False), ("unknown", False)],
+)  # fmt: skip
+def test_a_qdrant_too_old_to_count_idf_per_tenant_is_refused(version: str, accepted: bool) -> None:
+    if accepted:
+        require_per_tenant_idf(version)
+    else:
+        with pytest.raises(RuntimeError, match="Qdrant"):
+            require_per_tenant_idf(version)

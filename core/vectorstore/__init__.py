@@ -220,15 +220,23 @@ class VectorStore(Protocol):
 
     def search(
         self, *, tenant_id: str, query: HybridQuery, filters: SearchFilter | None = None
-    ) -> list[SearchHit]: ...
+    ) -> list[SearchHit]:
+        """The tenant's best points within `filters`. The lexical ranking's IDF counts only the
+        tenant's points readable by `filters.principals` (all of the tenant's when None), never
+        the collection: no other tenant's documents, nor ones the end user may not read, move a
+        score."""
+        ...
 
     def delete_document(
         self, *, tenant_id: str, document_id: str, keep_version: str | None = None
     ) -> None:
         """Delete a document's points, all of them or all but one version's."""
 
-    def idf(self, *, tenant_id: str, terms: SparseVector) -> dict[int, float]:
-        """The IDF Qdrant gives each term (index) found in the tenant's chunks; one batched call.
+    def idf(
+        self, *, tenant_id: str, terms: SparseVector, principals: tuple[str, ...] | None = None
+    ) -> dict[int, float]:
+        """The IDF Qdrant gives each term (index) found in the tenant's chunks readable by
+        `principals` (None: all of the tenant's), over that same corpus; one batched call.
 
         Read back from a one-term search: its top hit scores IDF times the hit's stored weight.
         """

@@ -54,7 +54,8 @@ class EdgeVectorStore:
             config = qe.EdgeConfig(
                 vectors={DENSE_VECTOR: qe.EdgeVectorParams(self._dimension, qe.Distance.Cosine)},
                 # Qdrant computes IDF over the points at query time: the BM25 weights stay exact
-                # as documents come and go, with no corpus statistics kept by ragkb.
+                # as documents come and go, with no corpus statistics kept by ragkb. Every
+                # query narrows the IDF corpus to the caller's readable points (`_corpus`).
                 sparse_vectors={SPARSE_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
             )
             if (self._path / "segments").exists() or any(self._path.glob("*")):
@@ -124,14 +125,20 @@ class EdgeVectorStore:
         self, *, tenant_id: str, query: HybridQuery, filters: SearchFilter | None = None
     ) -> list[SearchHit]:
         point_filter = _filter(tenant_id, filters=filters)
-        stages: list[tuple[Any, float]] = []
+        # (query, fusion weight, search parameters); only the lexical ranking has corpus
+        # statistics, so only it takes the IDF corpus.
+        stages: list[tuple[Any, float, Any]] = []
         if query.dense is not None:
             stages.append(
-                (qe.Query.Nearest(list(query.dense), using=DENSE_VECTOR), query.dense_weight)
+                (qe.Query.Nearest(list(query.dense), using=DENSE_VECTOR), query.dense_weight, None)
             )
         if query.sparse:
             stages.append(
-                (qe.Query.Nearest(_sparse(query.sparse), using=SPARSE_VECTOR), query.sparse_weight)
+                (
+                    qe.Query.Nearest(_sparse(query.sparse), using=SPARSE_VECTOR),
+                    query.sparse_weight,
+                    _idf_params(tenant_id, filters),
+                )
             )
         if not stages:
             return []
@@ -140,12 +147,13 @@ class EdgeVectorStore:
                 limit=query.limit,
                 query=stages[0][0],
                 filter=point_filter,
+                params=stages[0][2],
                 with_payload=True,
                 with_vector=[DENSE_VECTOR],
             )
         else:
             fusion: Any = (
-                qe.Fusion.Rrf(k=query.rrf_k, weights=[w for _, w in stages])
+                qe.Fusion.Rrf(k=query.rrf_k, weights=[w for _, w, _ in stages])
                 if query.fusion is Fusion.RRF
                 else qe.Fusion.Dbsf()
             )
@@ -153,9 +161,12 @@ class EdgeVectorStore:
                 limit=query.limit,
                 prefetches=[
                     qe.Prefetch(
-                        limit=max(query.candidates, query.limit), query=q, filter=point_filter
+                        limit=max(query.candidates, query.limit),
+                        query=q,
+                        filter=point_filter,
+                        params=params,
                     )
-                    for q, _ in stages
+                    for q, _, params in stages
                 ],
                 query=fusion,
                 filter=point_filter,
@@ -177,15 +188,19 @@ class EdgeVectorStore:
             for hit, cosine in zip(hits, cosines, strict=True)
         ]
 
-    def idf(self, *, tenant_id: str, terms: SparseVector) -> dict[int, float]:
+    def idf(
+        self, *, tenant_id: str, terms: SparseVector, principals: tuple[str, ...] | None = None
+    ) -> dict[int, float]:
         if not terms:
             return {}
-        tenant = _filter(tenant_id)
+        readable = SearchFilter(principals=principals)
+        corpus = _corpus(tenant_id, readable)
         probes = [
             qe.QueryRequest(
                 limit=1,
                 query=qe.Query.Nearest(qe.SparseVector([index], [1.0]), using=SPARSE_VECTOR),
-                filter=tenant,
+                filter=corpus,
+                params=_idf_params(tenant_id, readable),
                 with_payload=False,
                 with_vector=[SPARSE_VECTOR],
             )
@@ -274,6 +289,22 @@ def _dense_of(hit: Any) -> list[float] | None:
         dense = vector.get(DENSE_VECTOR)
         return list(dense) if dense is not None else None
     return None
+
+
+def _idf_params(tenant_id: str, filters: SearchFilter | None) -> Any:
+    """Search parameters that count BM25's IDF over the caller's corpus, not the collection."""
+    return qe.SearchParams(idf=qe.IdfParams(corpus=_corpus(tenant_id, filters)))
+
+
+def _corpus(tenant_id: str, filters: SearchFilter | None) -> Any:
+    """The points whose statistics a query may see: the tenant's that its end user may read.
+
+    Without it Qdrant counts every tenant's points, and a tenant's scores moved as another
+    tenant uploaded (a probe for whether others hold a term). The request's other filters
+    (path, type, metadata) are narrowing, not a boundary: they do not change the statistics.
+    """
+    principals = filters.principals if filters is not None else None
+    return _filter(tenant_id, filters=SearchFilter(principals=principals))
 
 
 def _filter(

@@ -69,6 +69,29 @@ def _outage_is_unavailable(method: Callable[_P, _R]) -> Callable[_P, _R]:
     return wrapper
 
 
+# The first Qdrant that computes IDF over a corpus filter (`SearchParams.idf`); the bundled
+# server is v1.19.1 (deploy/helm/ragkb/values.yaml).
+MIN_QDRANT_VERSION = (1, 19)
+
+
+def require_per_tenant_idf(version: str) -> None:
+    """Refuse a Qdrant older than 1.19: it would not scope IDF to the tenant, and every lexical
+    score would then depend on the other tenants' documents (their term statistics).
+
+    Raises RuntimeError naming the version found.
+    """
+    parts = version.split("-")[0].split(".")
+    try:
+        found = (int(parts[0]), int(parts[1]))
+    except (IndexError, ValueError):
+        raise RuntimeError(f"cannot read the Qdrant version {version!r}") from None
+    if found < MIN_QDRANT_VERSION:
+        raise RuntimeError(
+            f"Qdrant {version} cannot count IDF per tenant; ragkb needs Qdrant >= "
+            + ".".join(map(str, MIN_QDRANT_VERSION))
+        )
+
+
 class QdrantServerVectorStore:
     """One collection per embedding model; the tenant id is a tenant-optimised payload index."""
 
@@ -100,6 +123,7 @@ class QdrantServerVectorStore:
 
     @_outage_is_unavailable
     def ensure_collection(self) -> None:
+        require_per_tenant_idf(self._client.info().version)
         if not self._client.collection_exists(self._collection):
             try:
                 self._client.create_collection(
@@ -109,7 +133,8 @@ class QdrantServerVectorStore:
                             size=self._dimension, distance=models.Distance.COSINE
                         )
                     },
-                    # IDF is computed by Qdrant over the stored points (BM25's corpus statistic).
+                    # IDF is computed by Qdrant over the stored points (BM25's corpus statistic),
+                    # counted per query over the caller's readable points only (`_corpus`).
                     sparse_vectors_config={
                         SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)
                     },
@@ -211,6 +236,8 @@ class QdrantServerVectorStore:
                         using=SPARSE_VECTOR,
                         limit=max(query.candidates, query.limit),
                         filter=point_filter,
+                        # Only the lexical ranking has corpus statistics.
+                        params=_idf_params(tenant_id, filters),
                     ),
                     query.sparse_weight,
                 )
@@ -224,6 +251,7 @@ class QdrantServerVectorStore:
                 query=only.query,
                 using=only.using,
                 query_filter=point_filter,
+                search_params=only.params,
                 limit=query.limit,
                 with_payload=True,
                 with_vectors=[DENSE_VECTOR],
@@ -259,15 +287,18 @@ class QdrantServerVectorStore:
         ]
 
     @_outage_is_unavailable
-    def idf(self, *, tenant_id: str, terms: SparseVector) -> dict[int, float]:
+    def idf(
+        self, *, tenant_id: str, terms: SparseVector, principals: tuple[str, ...] | None = None
+    ) -> dict[int, float]:
         if not terms:
             return {}
-        tenant = _filter(tenant_id)
+        readable = SearchFilter(principals=principals)
         probes = [
             models.QueryRequest(
                 query=models.SparseVector(indices=[index], values=[1.0]),
                 using=SPARSE_VECTOR,
-                filter=tenant,
+                filter=_corpus(tenant_id, readable),
+                params=_idf_params(tenant_id, readable),
                 limit=1,
                 with_payload=False,
                 with_vector=[SPARSE_VECTOR],
@@ -387,6 +418,23 @@ def _dense_of(point: models.ScoredPoint) -> list[float] | None:
         if isinstance(dense, list) and dense and isinstance(dense[0], float):
             return [float(x) for x in dense]
     return None
+
+
+def _idf_params(tenant_id: str, filters: SearchFilter | None) -> models.SearchParams:
+    """Search parameters that count BM25's IDF over the caller's corpus, not the collection
+    (Qdrant ≥ 1.19, checked by `ensure_collection`)."""
+    return models.SearchParams(idf=models.IdfCorpusParams(corpus=_corpus(tenant_id, filters)))
+
+
+def _corpus(tenant_id: str, filters: SearchFilter | None) -> models.Filter:
+    """The points whose statistics a query may see: the tenant's that its end user may read.
+
+    Without it Qdrant counts every tenant's points, and a tenant's scores moved as another
+    tenant uploaded (a probe for whether others hold a term). The request's other filters
+    (path, type, metadata) are narrowing, not a boundary: they do not change the statistics.
+    """
+    principals = filters.principals if filters is not None else None
+    return _filter(tenant_id, filters=SearchFilter(principals=principals))
 
 
 def _filter(
