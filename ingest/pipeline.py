@@ -125,60 +125,105 @@ def process_job_files(
     transient fault (they are `running`, but no other task carries them).
     """
     states: dict[str, FileState] = {}
-    claimed: list[_Claimed] = []
-    for file_id in file_ids:
-        job_file, state = _claim(file_id, deps, reclaim=reclaim)
-        if job_file is None:
-            states[file_id] = state
-            continue
-        trace.get_current_span().set_attribute(TENANT_ATTRIBUTE, job_file.tenant_id)
-        claimed.append(job_file)
-    # One version per document in a batch (the newest accepted): two versions stored in one
-    # call would each delete the other's points.
-    newest: dict[str, _Claimed] = {}
-    superseded: dict[str, _Outcome] = {}
-    for job_file in sorted(claimed, key=lambda f: f.sequence):
-        document_id = document_id_for(job_file.tenant_id, job_file.path)
-        if (older := newest.get(document_id)) is not None:
-            superseded[older.file_id] = _superseded(document_id)
-        newest[document_id] = job_file
-    if superseded:
-        _record_outcomes(deps, superseded, states)
-    pending = list(newest.values())
+    # Of two versions of a path in one batch only the newest accepted is stored: two versions in
+    # one store call would each delete the other's points. Read before any file is claimed, so
+    # each file is still claimed right before it is parsed.
+    newest_in_batch = _newest_in_batch(file_ids, deps)
+    pending: list[_Claimed] = []
+    rest = list(file_ids)
     may_skip = True
-    while pending:
-        redo: list[_Claimed] = []
-        group: list[_Prepared] = []
-        unchanged: list[_Claimed] = []
-        waiting_since = 0.0
-        for job_file in pending:
-            if group and (
-                time.monotonic() - waiting_since >= FLUSH_AFTER_S
-                or _staged_size(job_file) >= FLUSH_BEFORE_BYTES
-            ):
-                # A slow parse next does not hold parsed files back.
-                redo += _flush(group, unchanged, deps, states)
-                group, unchanged = [], []
-            failed: dict[str, _Outcome] = {}
-            prepared, same = _prepare_all([job_file], deps, failed, may_skip=may_skip)
-            if failed:
-                _record_outcomes(deps, failed, states)  # the failure or skip shows at once
-                continue
-            unchanged += same
-            if prepared and not group:
-                waiting_since = time.monotonic()
-            group += prepared
-            if group and (
-                sum(len(item.chunks) for item in group) >= FLUSH_CHUNKS
-                or time.monotonic() - waiting_since >= FLUSH_AFTER_S
-            ):
-                redo += _flush(group, unchanged, deps, states)
-                group, unchanged = [], []
-        redo += _flush(group, unchanged, deps, states)
+    while pending or rest:
+        redo = _process(
+            pending, rest, deps, states, newest_in_batch, may_skip=may_skip, reclaim=reclaim
+        )
         # Files thought unchanged whose document moved on meanwhile are indexed after all.
-        pending = redo
+        pending, rest = redo, []
         may_skip = False
     return states
+
+
+def _newest_in_batch(file_ids: Sequence[str], deps: IngestDependencies) -> dict[str, int]:
+    """The highest write sequence per document among the batch's numbered files."""
+    with deps.session_factory() as session:
+        rows = session.execute(
+            select(JobFile.tenant_id, JobFile.path, JobFile.sequence).where(
+                JobFile.id.in_(file_ids), JobFile.sequence.is_not(None)
+            )
+        ).all()
+    newest: dict[str, int] = {}
+    for tenant_id, path, sequence in rows:
+        document_id = document_id_for(tenant_id, path)
+        newest[document_id] = max(newest.get(document_id, 0), sequence or 0)
+    return newest
+
+
+def _process(
+    claimed: list[_Claimed],
+    to_claim: list[str],
+    deps: IngestDependencies,
+    states: dict[str, FileState],
+    newest_in_batch: dict[str, int],
+    *,
+    may_skip: bool,
+    reclaim: bool,
+) -> list[_Claimed]:
+    """Parse the claimed files, then claim and parse the others one at a time; parsed files are
+    stored together once their chunks fill an encoder batch or the oldest has waited a while.
+    Returns the files thought unchanged whose document changed since (to index after all)."""
+    redo: list[_Claimed] = []
+    group: list[_Prepared] = []
+    unchanged: list[_Claimed] = []
+    waiting_since = 0.0
+
+    def take_next() -> _Claimed | None:
+        while to_claim:
+            file_id = to_claim.pop(0)
+            job_file, state = _claim(file_id, deps, reclaim=reclaim)
+            if job_file is None:
+                states[file_id] = state
+                continue
+            trace.get_current_span().set_attribute(TENANT_ATTRIBUTE, job_file.tenant_id)
+            document_id = document_id_for(job_file.tenant_id, job_file.path)
+            if job_file.sequence < newest_in_batch.get(document_id, job_file.sequence):
+                _record_outcomes(deps, {file_id: _superseded(document_id)}, states)
+                continue
+            return job_file
+        return None
+
+    queue = list(claimed)
+    while True:
+        job_file = queue.pop(0) if queue else take_next()
+        if job_file is None:
+            break
+        document_id = document_id_for(job_file.tenant_id, job_file.path)
+        in_group = {item.document_id for item in group} | {
+            document_id_for(f.tenant_id, f.path) for f in unchanged
+        }
+        if group and (
+            document_id in in_group
+            or time.monotonic() - waiting_since >= FLUSH_AFTER_S
+            or _staged_size(job_file) >= FLUSH_BEFORE_BYTES
+        ):
+            # A slow parse next does not hold parsed files back.
+            redo += _flush(group, unchanged, deps, states)
+            group, unchanged = [], []
+        failed: dict[str, _Outcome] = {}
+        prepared, same = _prepare_all([job_file], deps, failed, may_skip=may_skip)
+        if failed:
+            _record_outcomes(deps, failed, states)  # the failure or skip shows at once
+            continue
+        unchanged += same
+        if prepared and not group:
+            waiting_since = time.monotonic()
+        group += prepared
+        if group and (
+            sum(len(item.chunks) for item in group) >= FLUSH_CHUNKS
+            or time.monotonic() - waiting_since >= FLUSH_AFTER_S
+        ):
+            redo += _flush(group, unchanged, deps, states)
+            group, unchanged = [], []
+    redo += _flush(group, unchanged, deps, states)
+    return redo
 
 
 def _staged_size(job_file: _Claimed) -> int:
