@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from core.embedding import Embedder
 from core.models import Document, FileState, JobFile, utcnow
+from core.redaction import redact_turns_drawing_on
 from core.settings import ChunkingSettings
 from core.vectorstore import ChunkPoint, DocumentVersion, VectorStore, with_lexical_context
 from ingest.chunk import Chunk, chunk_document
@@ -238,6 +239,7 @@ def _record(
     with deps.session_factory() as session:
         for item in prepared:
             document = session.get(Document, item.document_id)
+            existed = document is not None
             if document is None:
                 document = Document(
                     id=item.document_id, tenant_id=item.file.tenant_id, path=item.file.path
@@ -248,6 +250,12 @@ def _record(
             document.size_bytes = item.size_bytes
             document.chunk_count = len(item.chunks)
             document.title = (item.parsed.title or "")[:500] or None
+            if existed and document.principals != item.file.principals:
+                # Answers that quoted it must not stay with end users it is now closed to.
+                redact_turns_drawing_on(
+                    session, tenant_id=item.file.tenant_id, document_id=item.document_id,
+                    readable_by=item.file.principals, deleted=False,
+                )  # fmt: skip
             document.principals = item.file.principals
             document.document_metadata = item.file.document_metadata
             document.updated_at = utcnow()

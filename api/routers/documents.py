@@ -9,6 +9,7 @@ from api.deps import IngestCaller, ReadCaller, RuntimeDep, SessionDep
 from api.schemas import AUTH_ERRORS, DocumentList, DocumentOut, IdPath, error_responses
 from core.audit import AuditAction, Outcome, record_by
 from core.models import Document
+from core.redaction import redact_turns_drawing_on
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 
@@ -49,7 +50,8 @@ def delete_document(
     document_id: IdPath, tenant: IngestCaller, session: SessionDep, runtime: RuntimeDep
 ) -> Response:
     """Remove all of the document's points (every version), check none is left, then its row
-    (scope `ingest`)."""
+    (scope `ingest`), and redact the conversation answers that drew on it (their text is
+    replaced by a fixed notice; the audit event counts them)."""
     document = session.scalar(
         select(Document).where(Document.id == document_id, Document.tenant_id == tenant.tenant_id)
     )
@@ -67,7 +69,14 @@ def delete_document(
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, f"{left} chunks could not be deleted; retry"
         )
+    # The row goes first (locking it in PostgreSQL), then the answers that drew on it: an answer
+    # being stored meanwhile either sees the row gone or is seen here (generation.conversations).
     session.delete(document)
-    record_by(session, tenant, AuditAction.DOCUMENT_DELETE, target=document_id)
+    session.flush()
+    redacted = redact_turns_drawing_on(session, tenant_id=tenant.tenant_id, document_id=document_id)
+    record_by(
+        session, tenant, AuditAction.DOCUMENT_DELETE, target=document_id,
+        details={"turns_redacted": redacted},
+    )  # fmt: skip
     session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

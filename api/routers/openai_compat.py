@@ -12,6 +12,8 @@ from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import StreamingResponse
 
 from api.deps import QueryCaller, RuntimeDep, SessionDep, TenantDep
+from api.end_users import end_user_principals
+from api.filters import to_search_filter
 from api.routers.query import citations_out, validate_question
 from api.schemas import AUTH_ERRORS, ChatCompletionRequest, error_responses
 from core.audit import AuditAction, Outcome, record_by
@@ -36,7 +38,7 @@ def list_models(tenant: TenantDep) -> dict[str, Any]:
     summary="Chat completions with RAG (OpenAI-compatible)",
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE with stream"},
-        **error_responses(*AUTH_ERRORS, 413, 422, 429, 503),
+        **error_responses(*AUTH_ERRORS, 400, 413, 422, 429, 503),
     },
 )
 def chat_completions(
@@ -47,6 +49,11 @@ def chat_completions(
 
     The answer's `[n]` markers and a numbered source list are in the message content; the
     structured citations are in the extra `citations` field (and in the last streamed chunk).
+
+    `principals` (an extension; `extra_body` in OpenAI's clients) names the end user: only
+    documents they may read are retrieved (400 when missing and the key requires it). The
+    history is the request's own messages: nothing stored is read, so the rewrite sees only what
+    the caller sent.
     """
     user_turns = [i for i, m in enumerate(body.messages) if m.role == "user"]
     if not user_turns:
@@ -57,6 +64,8 @@ def chat_completions(
         (m.role, m.content) for m in body.messages[:last] if m.role in ("user", "assistant")
     ][-runtime.settings.max_history_turns :]
     top_k = runtime.settings.retrieval.default_top_k
+    principals = end_user_principals(tenant, body.principals)
+    filters = to_search_filter(None, principals)
     audit_details = {"question_chars": len(question), "messages": len(body.messages),
                      "stream": body.stream}  # fmt: skip
     record_by(session, tenant, AuditAction.CHAT, details=audit_details)
@@ -65,15 +74,17 @@ def chat_completions(
     created = int(time.time())
     if body.stream:
         events = runtime.answer_service.stream(
-            tenant_id=tenant.tenant_id, question=question, top_k=top_k, history=history
-        )
+            tenant_id=tenant.tenant_id, question=question, top_k=top_k, history=history,
+            filters=filters,
+        )  # fmt: skip
         return StreamingResponse(
             _chunks(events, completion_id, created), media_type="text/event-stream"
         )
     try:
         result = runtime.answer_service.answer(
-            tenant_id=tenant.tenant_id, question=question, top_k=top_k, history=history
-        )
+            tenant_id=tenant.tenant_id, question=question, top_k=top_k, history=history,
+            filters=filters,
+        )  # fmt: skip
     except ReaderUnavailableError as exc:
         record_by(
             session, tenant, AuditAction.CHAT, Outcome.FAILED,
