@@ -66,20 +66,26 @@ class EndUsers:
         rng: random.Random,
         *,
         follow_up: bool = False,
+        as_owner: bool = False,
         stream: bool = False,
     ) -> None:
         """`POST /v1/query` as an end user; with `follow_up`, continue a random conversation of
-        the tenant (another end user's must be a 404)."""
+        the tenant (another end user's must be a 404), as the end user who started it when
+        `as_owner`."""
         self.questions += 1
         self.world.queries += 1
         question = " ".join(rng.sample(WORDS, 2)) + "?"
+        ours = [
+            c for c in self.conversations
+            if c.tenant == tenant and len(c.exchanges) < MAX_EXCHANGES
+        ]  # fmt: skip
+        conversation = rng.choice(ours) if follow_up and ours else None
+        if conversation is not None and as_owner:
+            owner = conversation.principals  # in another order: compared as a set
+            principals = None if owner is None else rng.sample(owner, len(owner))
         body: dict[str, Any] = {"question": question, "top_k": 4, "stream": stream}
         if principals is not None:
             body["principals"] = principals
-        ours = [c for c in self.conversations if c.tenant == tenant]
-        conversation = rng.choice(ours) if follow_up and ours else None
-        if conversation is not None and len(conversation.exchanges) >= MAX_EXCHANGES:
-            conversation = None
         if conversation is not None:
             body["conversation_id"] = conversation.id
         response = self.world.client.post("/v1/query", headers=self._headers(tenant), json=body)
