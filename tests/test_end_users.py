@@ -299,3 +299,38 @@ def test_the_tenant_default_applies_to_keys_without_their_own_setting(stack: Sta
     }
     assert listed[follows.split("_")[1]] is True
     assert listed[never.split("_")[1]] is False
+
+
+def test_the_cli_sets_the_key_and_tenant_settings(
+    stack: Stack, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from api.cli import app as cli
+    from core.settings import get_settings
+
+    monkeypatch.setenv("RAGKB_DATA_DIR", str(settings.data_dir))
+    if settings.database_url:
+        monkeypatch.setenv("RAGKB_DATABASE_URL", settings.database_url)
+    get_settings.cache_clear()
+    try:
+        run = CliRunner().invoke
+        made = run(cli, ["key", "create", "--tenant", "acme", "--require-principals"])
+        assert made.exit_code == 0, made.output
+        strict = made.stdout.strip().splitlines()[-1]
+        follows = run(cli, ["key", "create", "--tenant", "acme"]).stdout.strip().splitlines()[-1]
+
+        def search(key: str) -> int:
+            response = stack.client.post("/v1/search", headers=auth(key), json={"query": "x"})
+            return int(response.status_code)
+
+        assert search(strict) == 400
+        assert search(follows) == 200
+        changed = run(cli, ["tenant", "settings", "acme", "--require-principals"])
+        assert changed.exit_code == 0, changed.output
+        stack.runtime.key_cache.clear()  # another process changed it: this one's cache expires
+        assert search(follows) == 400
+        listed = run(cli, ["key", "list", "--tenant", "acme"])
+        assert listed.stdout.count("\trequired") == 3  # the fixture's key follows the tenant too
+    finally:
+        get_settings.cache_clear()
