@@ -6,10 +6,18 @@ end user who started the conversation, or by another one, which must get a 404) 
 completions, answered by the echo reader, which repeats its whole prompt: every response and
 stored turn is checked for text its end user may not read (api/eval_end_users.py).
 
-    python bench/isolation.py --tenants 5 --queries 10000
+    OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE python bench/isolation.py --tenants 5 --queries 10000
+
+One OpenMP thread, waiting passively: on a shared machine torch's spinning thread teams made the
+run ~10x slower (the bench checks leaks, not speed). Set here too, before torch is imported.
 """
 
 from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
 import json
@@ -92,7 +100,8 @@ def main() -> None:
         "end_users": _end_user_figures(end_users),
         "documents_at_end": len(world.documents),
         "seconds": round(time.perf_counter() - started, 1),
-        "command": f"python bench/isolation.py --tenants {args.tenants} --queries {args.queries}",
+        "command": "OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE python bench/isolation.py "
+        f"--tenants {args.tenants} --queries {args.queries}",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
