@@ -106,6 +106,35 @@ def tenant_limits(
     console.print(f"limits of {name}: {vars(limits)} (None: the default)")
 
 
+@tenant_app.command("settings")
+def tenant_settings(
+    name: str,
+    require_principals: Annotated[
+        bool,
+        typer.Option(
+            "--require-principals/--no-require-principals",
+            help="Default for the tenant's keys without their own setting: queries must name "
+            "the end user (`principals`), else 400.",
+        ),
+    ],
+) -> None:
+    """Set a tenant's own settings."""
+    from core.audit import AuditAction, record
+    from core.tenancy import TenantNotFoundError, get_tenant_by_name, set_tenant_require_principals
+
+    with _session(get_settings()) as session:
+        try:
+            tenant_row = get_tenant_by_name(session, name=name)
+        except TenantNotFoundError as exc:
+            err_console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from exc
+        set_tenant_require_principals(session, tenant=tenant_row, required=require_principals)
+        record(session, tenant_id=tenant_row.id, action=AuditAction.TENANT_SETTINGS,
+               principal="cli", details={"require_principals": require_principals})  # fmt: skip
+        session.commit()
+    console.print(f"{name}: end-user principals {'required' if require_principals else 'optional'}")
+
+
 @key_app.command("create")
 def key_create(
     tenant: Annotated[str, typer.Option(help="Tenant name.")],
@@ -116,6 +145,14 @@ def key_create(
     ] = None,
     expires: Annotated[
         datetime | None, typer.Option(help="When the key stops working (UTC), e.g. 2027-01-31.")
+    ] = None,
+    require_principals: Annotated[
+        bool | None,
+        typer.Option(
+            "--require-principals/--no-require-principals",
+            help="Queries with this key must name the end user (`principals`), else 400. "
+            "Neither: the tenant's setting (`ragkb tenant settings`).",
+        ),
     ] = None,
 ) -> None:
     """Create an API key; it is printed once and stored only hashed."""
@@ -134,14 +171,16 @@ def key_create(
             scopes = parse_scopes(scope) if scope else DEFAULT_SCOPES
             expires_at = expires.replace(tzinfo=expires.tzinfo or UTC) if expires else None
             issued = issue_api_key(
-                session, tenant=tenant_row, key_name=name, scopes=scopes, expires_at=expires_at
-            )
+                session, tenant=tenant_row, key_name=name, scopes=scopes, expires_at=expires_at,
+                require_principals=require_principals,
+            )  # fmt: skip
         except (TenantNotFoundError, ValueError) as exc:
             err_console.print(f"[red]{exc}[/red]")
             raise typer.Exit(1) from exc
         record(session, tenant_id=tenant_row.id, action=AuditAction.KEY_CREATE,
                principal="cli", target=issued.api_key_id,
-               details={"scopes": " ".join(sorted(scopes))})  # fmt: skip
+               details={"scopes": " ".join(sorted(scopes)),
+                        "require_principals": require_principals})  # fmt: skip
         session.commit()
     err_console.print(
         f"key {issued.api_key_id} ({' '.join(sorted(scopes))}): store it now, it cannot be "
@@ -153,7 +192,13 @@ def key_create(
 @key_app.command("list")
 def key_list(tenant: Annotated[str, typer.Option(help="Tenant name.")]) -> None:
     """The tenant's keys (never their secrets)."""
-    from core.tenancy import TenantNotFoundError, get_tenant_by_name, key_scopes, list_api_keys
+    from core.tenancy import (
+        TenantNotFoundError,
+        get_tenant_by_name,
+        key_requires_principals,
+        key_scopes,
+        list_api_keys,
+    )
 
     with _session(get_settings()) as session:
         try:
@@ -161,12 +206,13 @@ def key_list(tenant: Annotated[str, typer.Option(help="Tenant name.")]) -> None:
         except TenantNotFoundError as exc:
             err_console.print(f"[red]{exc}[/red]")
             raise typer.Exit(1) from exc
-        typer.echo("id\tname\tprefix\tscopes\tcreated\texpires\trevoked")
+        typer.echo("id\tname\tprefix\tscopes\tcreated\texpires\trevoked\tprincipals")
         for row in list_api_keys(session, tenant_id=tenant_row.id):
             scopes = ",".join(sorted(key_scopes(row)))
+            required = "required" if key_requires_principals(row) else "optional"
             typer.echo(
                 f"{row.id}\t{row.name}\t{row.lookup_prefix}\t{scopes}\t{row.created_at:%F}"
-                f"\t{row.expires_at or '-'}\t{row.revoked_at or '-'}"
+                f"\t{row.expires_at or '-'}\t{row.revoked_at or '-'}\t{required}"
             )
 
 
@@ -568,9 +614,15 @@ def ask(
     url: ApiUrl = "http://127.0.0.1:8000",
     api_key: ApiKeyOpt = "",
     top_k: Annotated[int | None, typer.Option(help="Sources for the reader.")] = None,
+    principal: Annotated[
+        list[str] | None,
+        typer.Option(help="Ask as an end user holding this principal (repeat it)."),
+    ] = None,
 ) -> None:
     """Ask a question; print the answer and its citations."""
     body: dict[str, Any] = {"question": question}
+    if principal is not None:
+        body["principals"] = principal
     if top_k is not None:
         body["top_k"] = top_k
     response = httpx.post(

@@ -46,6 +46,9 @@ class World:
     documents: dict[tuple[str, str], StoredDocument] = field(default_factory=dict)
     leaks: list[str] = field(default_factory=list)
     queries: int = 0
+    # Every marker ever written (→ tenant, path): text of a replaced or deleted version stays
+    # traceable to its owner (the end-user checks, api/eval_end_users.py, need it).
+    issued: dict[str, tuple[str, str]] = field(default_factory=dict)
     _serial: int = 0
 
     def _headers(self, tenant: str) -> dict[str, str]:
@@ -55,6 +58,7 @@ class World:
         """Upload (or re-upload with new text and access list) one document and wait for it."""
         self._serial += 1
         marker = f"zq{self._serial}x{random.randrange(10**6)}"
+        self.issued[marker] = (tenant, path)
         topic = " ".join(random.sample(WORDS, 3))
         body = f"# {topic}\n\nThe {topic} record {marker} belongs here.\n".encode()
         data = {"principals": _json(principals)} if principals is not None else {}

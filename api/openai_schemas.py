@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.schemas import PRINCIPAL_RULE, Principal
+
 MODEL_ID = "ragkb"
 
 
@@ -63,6 +65,13 @@ class ChatCompletionRequest(BaseModel):
     seed: int | None = None
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    principals: list[Principal] | None = Field(
+        None,
+        max_length=256,
+        description="ragkb's extension (OpenAI clients: `extra_body`): the end user's principals; "
+        "only documents they may read are used. Omitted: no per-document access check, or a 400 "
+        "when the key requires principals." + PRINCIPAL_RULE,
+    )
     user: str | None = Field(None, max_length=256, description="Accepted; recorded nowhere.")
     safety_identifier: str | None = Field(None, max_length=256, description="As `user`.")
     prompt_cache_key: str | None = Field(None, description="Accepted; not used.")

@@ -11,6 +11,8 @@ from fastapi import HTTPException, Path, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints, ValidationError
 
+from core.principals import MAX_PRINCIPAL_CHARS, check_principal
+
 # Ids are uuids; anything else (a NUL byte, which PostgreSQL refuses in text) is a 422, not a 500.
 ID_PATTERN = r"^[0-9A-Za-z-]{1,64}$"
 IdPath = Annotated[str, Path(pattern=ID_PATTERN)]
@@ -115,7 +117,17 @@ class DocumentTextOut(BaseModel):
 
 MetadataKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 MetadataValue = Annotated[str, StringConstraints(max_length=256)]
-Principal = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+# One rule for every front (core.principals): 1-200 characters, no control characters or
+# whitespace at the ends, no `*` (the store's internal "no access list" mark); 422 with the reason.
+Principal = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_PRINCIPAL_CHARS),
+    AfterValidator(check_principal),
+]
+PRINCIPAL_RULE = (
+    " Each principal: 1-200 characters, no control characters, no whitespace at the ends, no "
+    "`*` (reserved)."
+)
 
 
 class DocumentAccessIn(BaseModel):
@@ -127,7 +139,7 @@ class DocumentAccessIn(BaseModel):
         max_length=256,
         description="Who may read the documents (user and group ids, as the calling app names "
         "them). Omitted: everyone in the tenant. A query that carries principals sees only "
-        "documents listing one of them (or none).",
+        "documents listing one of them (or none)." + PRINCIPAL_RULE,
     )
     metadata: dict[MetadataKey, MetadataValue] = Field(
         {}, max_length=50, description="Custom fields, filterable in search (`filters.metadata`)."
@@ -168,7 +180,9 @@ class SearchRequest(BaseModel):
         None,
         max_length=256,
         description="The end user's principals (user and group ids), sent by a trusted app: only "
-        "documents readable by one of them are searched. Omitted: no per-document access check.",
+        "documents readable by one of them are searched (`[]`: an end user in no group, who "
+        "reads only documents without an access list). Omitted: no per-document access check, "
+        "or a 400 when the key requires principals." + PRINCIPAL_RULE,
     )
     mode: str | None = Field(
         None, pattern="^(hybrid|dense|lexical)$", description="Override the configured mode."
@@ -216,7 +230,9 @@ class QueryRequest(BaseModel):
     principals: list[Principal] | None = Field(
         None,
         max_length=256,
-        description="The end user's principals: only documents they may read are used.",
+        description="The end user's principals: only documents they may read are used, and a "
+        "conversation continues only for the same set of principals (otherwise 404). Omitted: "
+        "no per-document access check, or a 400 when the key requires principals." + PRINCIPAL_RULE,
     )
 
 
@@ -286,7 +302,8 @@ class ValidationErrorOut(BaseModel):
 
 
 _ERROR_DESCRIPTIONS = {
-    400: "The body cannot be read: not UTF-8, not parseable, or (uploads) not multipart",
+    400: "The body cannot be read (not UTF-8, not parseable, or, for uploads, not multipart), "
+    "or is refused as sent (e.g. the key requires the end user's `principals`; the reason says)",
     401: "Missing, unknown, revoked or expired API key (checked before the body is read)",
     403: "The key lacks the scope this route needs (the reason names it)",
     404: "Not found in the caller's tenant",
@@ -400,6 +417,20 @@ class TenantOut(BaseModel):
     overrides: LimitsIn = Field(description="The tenant's own overrides; null: the default.")
     documents: int | None = Field(None, description="Stored and queued documents.")
     stored_bytes: int | None = Field(None, description="Stored and queued bytes.")
+    require_principals: bool = Field(
+        False,
+        description="Default for the tenant's keys without a setting of their own: queries must "
+        "carry the end user's `principals`.",
+    )
+
+
+class TenantSettingsIn(BaseModel):
+    """Settings a tenant's own admins may change (tightening access, unlike limits)."""
+
+    require_principals: bool = Field(
+        description="Queries, searches and chat completions from the tenant's keys must carry "
+        "`principals` (400 otherwise), except keys with their own `require_principals`."
+    )
 
 
 class TenantList(BaseModel):
@@ -418,6 +449,11 @@ class KeyIn(BaseModel):
         description="Any of admin, ingest, query, read. Default: ingest, query, read.",
     )
     expires_at: datetime | None = Field(None, description="When the key stops working (UTC).")
+    require_principals: bool | None = Field(
+        None,
+        description="true: every query, search and chat completion with the key must name the "
+        "end user (`principals`), else 400; false: never required; null: the tenant's setting.",
+    )
 
 
 class KeyOut(BaseModel):
@@ -428,6 +464,14 @@ class KeyOut(BaseModel):
     expires_at: UtcDatetime | None
     revoked_at: UtcDatetime | None
     key_prefix: str = Field(description="The public part of the key (`rkb_<prefix>_...`).")
+    require_principals: bool | None = Field(
+        None,
+        description="Queries, searches and chat completions with this key must carry "
+        "`principals` (400 otherwise). null: the tenant's `require_principals` applies.",
+    )
+    requires_principals: bool = Field(
+        False, description="What applies to the key now (its own setting or the tenant's)."
+    )
 
 
 class IssuedKeyOut(KeyOut):

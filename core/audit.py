@@ -28,6 +28,7 @@ class AuditAction(StrEnum):
     KEY_REVOKE = "key.revoke"
     TENANT_CREATE = "tenant.create"
     TENANT_LIMITS = "tenant.limits"
+    TENANT_SETTINGS = "tenant.settings"
     SCOPE_DENIED = "scope.denied"
 
 

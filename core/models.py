@@ -9,6 +9,7 @@ from enum import StrEnum
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -58,6 +59,9 @@ class Tenant(Base):
     ingest_burst: Mapped[int | None] = mapped_column(Integer, default=None)
     max_documents: Mapped[int | None] = mapped_column(Integer, default=None)
     max_stored_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # Queries from the tenant's keys must name the end user (`principals`), unless a key says
+    # otherwise: an app that forgets the field gets a 400 instead of every restricted document.
+    require_principals: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class ApiKey(Base):
@@ -74,6 +78,8 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    # True or False overrides the tenant's `require_principals`; None follows it.
+    require_principals: Mapped[bool | None] = mapped_column(Boolean, default=None)
 
     tenant: Mapped[Tenant] = relationship()
 
@@ -167,6 +173,9 @@ class Conversation(Base):
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The end user it was started for (sorted principals); None: a caller without an end user.
+    # Only the same set of principals may continue it (core.principals.same_principals).
+    principals: Mapped[list[str] | None] = mapped_column(JSON, default=None)
 
     turns: Mapped[list[ConversationTurn]] = relationship(
         back_populates="conversation",
@@ -189,8 +198,26 @@ class ConversationTurn(Base):
     role: Mapped[str] = mapped_column(String(16))  # user | assistant
     content: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Set when the content was replaced because a document it drew on was deleted or closed
+    # to the conversation's end user.
+    redacted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
     conversation: Mapped[Conversation] = relationship(back_populates="turns")
+    sources: Mapped[list[TurnSource]] = relationship(cascade="all, delete-orphan")
+
+
+class TurnSource(Base):
+    """A document whose text reached the reader for an answer turn: the answer may quote it, so
+    deleting the document (or closing it to the conversation's end user) redacts the turn."""
+
+    __tablename__ = "conversation_turn_sources"
+    __table_args__ = (Index("ix_turn_sources_tenant_document", "tenant_id", "document_id"),)
+
+    turn_id: Mapped[str] = mapped_column(
+        ForeignKey("conversation_turns.id", ondelete="CASCADE"), primary_key=True
+    )
+    document_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
 
 
 class AuditEvent(Base):

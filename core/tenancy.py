@@ -85,6 +85,9 @@ class TenantContext:
     scopes: frozenset[Scope] = DEFAULT_SCOPES
     limits: LimitOverrides = field(default_factory=LimitOverrides)
     key_expires_at: datetime | None = None
+    # Queries, searches and chat completions must carry the end user's principals (400 if not):
+    # the key's own setting, or its tenant's when the key has none.
+    require_principals: bool = False
 
 
 @dataclass(frozen=True)
@@ -172,8 +175,13 @@ def issue_api_key(
     key_name: str = "default",
     scopes: Iterable[Scope] = DEFAULT_SCOPES,
     expires_at: datetime | None = None,
+    require_principals: bool | None = None,
 ) -> IssuedKey:
-    """Create a key for the tenant; the plaintext is returned once and only its hash is kept."""
+    """Create a key for the tenant; the plaintext is returned once and only its hash is kept.
+
+    `require_principals`: True or False overrides the tenant's setting for this key; None
+    follows it (and any later change of it).
+    """
     scope_set = frozenset(scopes)
     if not scope_set:
         raise ValueError("a key needs at least one scope")
@@ -188,6 +196,7 @@ def issue_api_key(
         secret_hash=_hash_secret(secret),
         scopes=_scope_list(scope_set),
         expires_at=expires_at,
+        require_principals=require_principals,
     )
     session.add(row)
     session.flush()
@@ -248,4 +257,18 @@ def resolve_api_key(session: Session, *, presented_key: str) -> TenantContext | 
         scopes=key_scopes(row),
         limits=LimitOverrides.of(row.tenant),
         key_expires_at=as_utc(row.expires_at) if row.expires_at is not None else None,
+        require_principals=key_requires_principals(row),
     )
+
+
+def key_requires_principals(row: ApiKey) -> bool:
+    """The key's own setting, or its tenant's default."""
+    if row.require_principals is not None:
+        return row.require_principals
+    return bool(row.tenant.require_principals)
+
+
+def set_tenant_require_principals(session: Session, *, tenant: Tenant, required: bool) -> None:
+    """The tenant's default for its keys that have no setting of their own; the caller commits."""
+    tenant.require_principals = required
+    session.flush()

@@ -10,6 +10,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from core.models import FileState, IngestJob, JobFile, new_id, utcnow
+from core.principals import check_principals
 from ingest.versions import next_sequences
 
 
@@ -56,9 +57,11 @@ def create_job(
     document_metadata: dict[str, str] | None = None,
     ocr_mode: str = "auto",
 ) -> IngestJob:
+    """A job whose files get `principals` (checked again here, whatever the front: `*` in an
+    access list would make the documents public; InvalidPrincipalError) and metadata."""
     job = IngestJob(
         tenant_id=tenant_id,
-        principals=sorted(set(principals)) if principals is not None else None,
+        principals=sorted(set(check_principals(principals))) if principals is not None else None,
         document_metadata=document_metadata or None,
         ocr_mode=ocr_mode,
     )

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from core.embedding import Embedder
 from core.models import Document, FileState, JobFile, utcnow
+from core.redaction import redact_turns_drawing_on
 from core.settings import ChunkingSettings
 from core.telemetry import TENANT_ATTRIBUTE, span
 from core.vectorstore import (
@@ -570,6 +571,7 @@ def _apply(
 
 def _record_version(session: Session, item: _Prepared) -> None:
     document = session.get(Document, item.document_id)
+    existed = document is not None
     if document is None:
         document = Document(id=item.document_id, tenant_id=item.file.tenant_id, path=item.file.path)
         session.add(document)
@@ -579,6 +581,12 @@ def _record_version(session: Session, item: _Prepared) -> None:
     document.size_bytes = item.size_bytes
     document.chunk_count = len(item.chunks)
     document.title = (item.parsed.title or "")[:500] or None
+    if existed and document.principals != item.file.principals:
+        # Answers that quoted it must not stay with end users it is now closed to.
+        redact_turns_drawing_on(
+            session, tenant_id=item.file.tenant_id, document_id=item.document_id,
+            readable_by=item.file.principals, deleted=False,
+        )  # fmt: skip
     document.principals = item.file.principals
     document.document_metadata = item.file.document_metadata
     document.updated_at = utcnow()

@@ -26,6 +26,7 @@ from api.schemas import (
     TenantIn,
     TenantList,
     TenantOut,
+    TenantSettingsIn,
     error_responses,
 )
 from core.audit import AuditAction, list_events, record, record_by
@@ -42,12 +43,14 @@ from core.tenancy import (
     create_tenant,
     get_tenant,
     issue_api_key,
+    key_requires_principals,
     key_scopes,
     list_api_keys,
     list_tenants,
     parse_scopes,
     revoke_api_key,
     set_tenant_limits,
+    set_tenant_require_principals,
 )
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
@@ -59,7 +62,8 @@ def _key_out(row: ApiKey) -> KeyOut:
         created_at=as_utc(row.created_at),
         expires_at=as_utc(row.expires_at) if row.expires_at else None,
         revoked_at=as_utc(row.revoked_at) if row.revoked_at else None,
-        key_prefix=row.lookup_prefix,
+        key_prefix=row.lookup_prefix, require_principals=row.require_principals,
+        requires_principals=key_requires_principals(row),
     )  # fmt: skip
 
 
@@ -74,6 +78,7 @@ def _tenant_out(session: Session, tenant: Tenant, settings: Settings) -> TenantO
         overrides=LimitsIn(**vars(overrides)),
         documents=usage.documents,
         stored_bytes=usage.stored_bytes,
+        require_principals=tenant.require_principals,
     )
 
 
@@ -95,13 +100,15 @@ def create_key(body: KeyIn, caller: AdminCaller, session: SessionDep) -> IssuedK
         scopes = parse_scopes(body.scopes)
         tenant = get_tenant(session, tenant_id=caller.tenant_id)
         issued = issue_api_key(
-            session, tenant=tenant, key_name=body.name, scopes=scopes, expires_at=body.expires_at
-        )
+            session, tenant=tenant, key_name=body.name, scopes=scopes, expires_at=body.expires_at,
+            require_principals=body.require_principals,
+        )  # fmt: skip
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
     record_by(
         session, caller, AuditAction.KEY_CREATE, target=issued.api_key_id,
-        details={"scopes": " ".join(sorted(s.value for s in scopes))},
+        details={"scopes": " ".join(sorted(s.value for s in scopes)),
+                 "require_principals": body.require_principals},
     )  # fmt: skip
     session.commit()
     row = session.get(ApiKey, issued.api_key_id)
@@ -134,6 +141,31 @@ def revoke_key(
 def read_own_tenant(caller: AdminCaller, session: SessionDep, settings: SettingsDep) -> TenantOut:
     """The caller's tenant: its effective limits, its overrides and its usage."""
     return _tenant_out(session, get_tenant(session, tenant_id=caller.tenant_id), settings)
+
+
+@router.put(
+    "/tenant/settings",
+    response_model=TenantOut,
+    responses=error_responses(*AUTH_ERRORS, 422),
+    summary="Change the caller's tenant's own settings (require end-user principals)",
+)
+def put_own_tenant_settings(
+    body: TenantSettingsIn,
+    caller: AdminCaller,
+    session: SessionDep,
+    settings: SettingsDep,
+    runtime: RuntimeDep,
+) -> TenantOut:
+    """`require_principals`: the default for the tenant's keys without a setting of their own
+    (a tenant's admins may tighten their own access, unlike their limits). Applies from the next
+    request in this process; other replicas within the key cache's TTL."""
+    tenant = get_tenant(session, tenant_id=caller.tenant_id)
+    set_tenant_require_principals(session, tenant=tenant, required=body.require_principals)
+    record_by(session, caller, AuditAction.TENANT_SETTINGS, details=body.model_dump())
+    session.commit()
+    # Verified keys carry the setting: drop them so the next request reads it.
+    runtime.key_cache.clear()
+    return _tenant_out(session, tenant, settings)
 
 
 @router.get(

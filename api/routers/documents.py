@@ -24,6 +24,7 @@ from api.schemas import (
 from core import document_reads
 from core.audit import AuditAction, Outcome, record_by
 from core.models import Document
+from core.redaction import redact_turns_drawing_on
 from ingest.versions import lock_documents, next_sequences, record_delete
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
@@ -210,9 +211,10 @@ def delete_document(
     document_id: IdPath, tenant: IngestCaller, session: SessionDep, runtime: RuntimeDep
 ) -> Response:
     """Remove all of the document's points (every version), check none is left, then its row
-    (scope `ingest`). The delete wins over uploads of the path accepted before it that are
-    still queued (they end `skipped` as superseded); an upload accepted after it creates the
-    document again."""
+    (scope `ingest`), and redact the conversation answers that drew on it (their text is
+    replaced by a fixed notice; the audit event counts them). The delete wins over uploads of
+    the path accepted before it that are still queued (they end `skipped` as superseded); an
+    upload accepted after it creates the document again."""
     # Numbered and applied under the document's write lock, like an upload's version
     # (ingest.versions): no worker can store a version of it meanwhile.
     (sequence,) = next_sequences(session, 1)
@@ -234,8 +236,15 @@ def delete_document(
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, f"{left} chunks could not be deleted; retry"
         )
+    # The row goes first (locking it in PostgreSQL), then the answers that drew on it: an answer
+    # being stored meanwhile either sees the row gone or is seen here (generation.conversations).
     session.delete(document)
     record_delete(session, tenant_id=tenant.tenant_id, document_id=document_id, sequence=sequence)
-    record_by(session, tenant, AuditAction.DOCUMENT_DELETE, target=document_id)
+    session.flush()
+    redacted = redact_turns_drawing_on(session, tenant_id=tenant.tenant_id, document_id=document_id)
+    record_by(
+        session, tenant, AuditAction.DOCUMENT_DELETE, target=document_id,
+        details={"turns_redacted": redacted},
+    )  # fmt: skip
     session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

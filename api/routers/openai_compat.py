@@ -12,6 +12,8 @@ from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import StreamingResponse
 
 from api.deps import QueryCaller, RuntimeDep, SessionDep, TenantDep
+from api.end_users import end_user_principals
+from api.filters import to_search_filter
 from api.openai_schemas import MODEL_ID, ChatCompletionRequest, message_text, unsupported_fields
 from api.routers.query import citations_out, validate_question
 from api.schemas import (
@@ -105,6 +107,14 @@ def chat_completions(
     field, never ignored. The answer's `[n]` markers and a numbered source list are in the
     message content; the structured citations are in the extra `citations` field (and in the
     last streamed chunk with a choice).
+
+    The answer's `[n]` markers and a numbered source list are in the message content; the
+    structured citations are in the extra `citations` field (and in the last streamed chunk).
+
+    `principals` (an extension; `extra_body` in OpenAI's clients) names the end user: only
+    documents they may read are retrieved (400 when missing and the key requires it). The
+    history is the request's own messages: nothing stored is read, so the rewrite sees only what
+    the caller sent.
     """
     problems = unsupported_fields(body)
     if problems:
@@ -126,6 +136,8 @@ def chat_completions(
     top_k = runtime.settings.retrieval.default_top_k
     options = _options(body)
     max_tokens = runtime.settings.reader.max_tokens
+    principals = end_user_principals(tenant, body.principals)
+    filters = to_search_filter(None, principals)
     audit_details = {"question_chars": len(question), "messages": len(body.messages),
                      "stream": bool(body.stream)}  # fmt: skip
     record_by(session, tenant, AuditAction.CHAT, details=audit_details)
@@ -138,6 +150,7 @@ def chat_completions(
             question=question,
             top_k=top_k,
             history=history,
+            filters=filters,
             options=options,
         )
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -151,6 +164,7 @@ def chat_completions(
             question=question,
             top_k=top_k,
             history=history,
+            filters=filters,
             options=options,
         )
     except ReaderUnavailableError as exc:

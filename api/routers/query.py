@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import StreamingResponse
 
 from api.deps import QueryCaller, RuntimeDep, SessionDep
+from api.end_users import end_user_principals
 from api.filters import to_search_filter
 from api.schemas import (
     AUTH_ERRORS,
@@ -56,7 +57,10 @@ def validate_question(question: str, max_chars: int) -> str:
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE with stream"},
         **error_responses(*AUTH_ERRORS, *BODY_ERRORS, *BUSY_ERRORS),
-        404: {"model": ErrorOut, "description": "Unknown conversation"},
+        404: {
+            "model": ErrorOut,
+            "description": "Unknown conversation, or one started for another end user",
+        },
     },
     summary="Answer a question with citations",
 )
@@ -67,17 +71,31 @@ def query(body: QueryRequest, tenant: QueryCaller, runtime: RuntimeDep, session:
     Every `[n]` is checked against its source (`verified`). With no chunk above the evidence
     threshold the answer says so without calling the reader. With `stream: true` the answer
     comes as Server-Sent Events; closing the connection stops the reader.
+
+    A conversation is bound to the `principals` it was started with (compared as a set): others
+    get 404. Its history, which the follow-up is rewritten from, leaves out answers drawing on
+    documents the caller may no longer read. 400 when `principals` is missing and the key
+    requires it.
     """
     question = validate_question(body.question, runtime.settings.max_question_chars)
     top_k = body.top_k or runtime.settings.retrieval.default_top_k
-    filters = to_search_filter(body.filters, body.principals)
+    principals = end_user_principals(tenant, body.principals)
+    filters = to_search_filter(body.filters, principals)
     try:
         conversation = get_or_create_conversation(
-            session, tenant_id=tenant.tenant_id, conversation_id=body.conversation_id
+            session,
+            tenant_id=tenant.tenant_id,
+            conversation_id=body.conversation_id,
+            principals=principals,
         )
     except ConversationNotFoundError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-    history = recent_history(conversation, max_turns=runtime.settings.max_history_turns)
+    history = recent_history(
+        session,
+        conversation,
+        principals=principals,
+        max_turns=runtime.settings.max_history_turns,
+    )
     conversation_id = conversation.id
     # The question's length, never its text: the audit log must not hold tenant content.
     audit_details = {"question_chars": len(question), "top_k": top_k, "stream": body.stream}
@@ -91,6 +109,7 @@ def query(body: QueryRequest, tenant: QueryCaller, runtime: RuntimeDep, session:
             conversation_id=conversation_id,
             question=question,
             answer=result.answer,
+            source_document_ids={s.document_id for s in result.sources} | history.document_ids,
         )
 
     if body.stream:
@@ -98,7 +117,7 @@ def query(body: QueryRequest, tenant: QueryCaller, runtime: RuntimeDep, session:
             tenant_id=tenant.tenant_id,
             question=question,
             top_k=top_k,
-            history=history,
+            history=history.turns,
             filters=filters,
         )
         return StreamingResponse(
@@ -111,7 +130,7 @@ def query(body: QueryRequest, tenant: QueryCaller, runtime: RuntimeDep, session:
             tenant_id=tenant.tenant_id,
             question=question,
             top_k=top_k,
-            history=history,
+            history=history.turns,
             filters=filters,
         )
     except ReaderUnavailableError as exc:

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import QueryCaller, RuntimeDep, record_off_request
+from api.end_users import end_user_principals
 from api.filters import to_search_filter
 from api.routers.query import validate_question
 from api.schemas import (
@@ -33,14 +34,16 @@ router = APIRouter(prefix="/v1", tags=["search"])
 async def search(body: SearchRequest, tenant: QueryCaller, runtime: RuntimeDep) -> SearchResponse:
     """Rank the tenant's chunks for `query`: dense and lexical candidates fused inside Qdrant,
     then the rerank stage (scope `query`; one token of the query rate limit). Filters and
-    principals are applied inside Qdrant, before ranking, never to the results afterwards."""
+    principals are applied inside Qdrant, before ranking, never to the results afterwards.
+    400 when `principals` is missing and the key requires it."""
     query = validate_question(body.query, runtime.settings.max_question_chars)
+    principals = end_user_principals(tenant, body.principals)
     # The query's length, never its text: the audit log must not hold tenant content.
     audit_event = event_by(
         tenant,
         AuditAction.SEARCH,
-        details={"query_chars": len(query), "principals": len(body.principals or [])},
-        principal=body.principals[0] if body.principals else None,
+        details={"query_chars": len(query), "principals": len(principals or [])},
+        principal=principals[0] if principals else None,
     )
     await record_off_request(runtime, audit_event)
     # The one blocking step (encoder and vector store) runs in the threadpool; the rest of the
@@ -50,7 +53,7 @@ async def search(body: SearchRequest, tenant: QueryCaller, runtime: RuntimeDep) 
         tenant_id=tenant.tenant_id,
         query=query,
         top_k=body.top_k,
-        filters=to_search_filter(body.filters, body.principals),
+        filters=to_search_filter(body.filters, principals),
         options=RetrievalOptions(
             mode=RetrievalMode(body.mode) if body.mode else None,
             rerank=body.rerank,

@@ -1,0 +1,336 @@
+"""End users are a boundary inside a tenant: conversations stay with the end user they were
+started for, reserved principals are refused at every front, keys can require principals, and
+deleting (or closing) a document redacts the answers that drew on it.
+
+The reader is the echo reader (api/echo_reader.py): it answers with its whole prompt, so what
+reached the rewrite and the reader shows in every answer and stored turn."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from api.app import create_app
+from api.echo_reader import EchoReader
+from api.runtime import Runtime
+from core.db import run_migrations
+from core.embedding import LocalEmbedder
+from core.models import AuditEvent, ConversationTurn
+from core.principals import InvalidPrincipalError, check_principal, same_principals
+from core.redaction import REDACTED_ANSWER
+from core.settings import Settings
+from core.tenancy import ALL_SCOPES, create_tenant, issue_api_key
+from tests.apihelpers import auth, wait_for_job
+
+FINANCE = b"# Finance budget\n\nThe finance budget codename is zqfinance1x1 for next year.\n"
+HR = b"# Hiring budget\n\nThe hiring budget codename is zqhr2x2 for next year.\n"
+PUBLIC = b"# Office budget\n\nThe office budget codename is zqpublic3x3 for next year.\n"
+
+
+@dataclass
+class Stack:
+    client: TestClient
+    runtime: Runtime
+    key: str  # ingest query read admin, principals optional
+    tenant_id: str
+
+    def upload(self, path: str, data: bytes, principals: str | None = None) -> dict[str, Any]:
+        form = {"principals": principals} if principals is not None else {}
+        response = self.client.post(
+            "/v1/ingest/jobs", headers=auth(self.key), files=[("files", (path, data))], data=form
+        )
+        assert response.status_code == 202, response.text
+        job = wait_for_job(self.client, response.json()["id"], self.key)
+        assert job["files"][0]["state"] == "done", job
+        return job["files"][0]  # type: ignore[no-any-return]
+
+    def ask(self, question: str, **body: Any) -> Any:
+        return self.client.post(
+            "/v1/query", headers=auth(self.key), json={"question": question, **body}
+        )
+
+    def turns(self, conversation_id: str) -> list[str]:
+        with self.runtime.session_factory() as session:
+            return list(
+                session.scalars(
+                    select(ConversationTurn.content)
+                    .where(ConversationTurn.conversation_id == conversation_id)
+                    .order_by(ConversationTurn.position)
+                )
+            )
+
+
+@pytest.fixture
+def stack(settings: Settings, embedder: LocalEmbedder) -> Iterator[Stack]:
+    with EchoReader() as echo:
+        settings.reader.base_url = echo.base_url
+        run_migrations(settings)
+        runtime = Runtime.build(settings, embedder=embedder)
+        with runtime.session_factory() as session:
+            tenant = create_tenant(session, name="acme")
+            key = issue_api_key(session, tenant=tenant, scopes=ALL_SCOPES).plaintext
+            session.commit()
+        try:
+            with TestClient(create_app(settings, runtime)) as client:
+                yield Stack(client, runtime, key, tenant.id)
+        finally:
+            runtime.close()
+
+
+def test_the_principal_rule() -> None:
+    for good in ("group:finance", "user:ann@example.com", "x", "团队:财务", "a" * 200):
+        assert check_principal(good) == good
+    for bad in ("*", "group:*", "", " group:hr", "group:hr ", "a\x00b", "a\nb", "a" * 201):
+        with pytest.raises(InvalidPrincipalError):
+            check_principal(bad)
+    assert same_principals(["b", "a", "a"], ["a", "b"])
+    assert not same_principals(None, [])
+    assert not same_principals(["a"], ["a", "b"])
+
+
+def test_reserved_principals_are_refused_at_every_front(stack: Stack) -> None:
+    # The reported case: `*` at upload made a document public. Every front refuses it (422,
+    # naming the reason) and stores nothing.
+    h = auth(stack.key)
+    for principals in (["*"], ["group:finance", "*"], ["group:*"], [""], [" group:hr"]):
+        chat = {"messages": [{"role": "user", "content": "hi"}], "principals": principals}
+        calls: list[tuple[str, dict[str, Any]]] = [
+            (
+                "/v1/ingest/jobs",
+                {
+                    "files": [("files", ("a.md", FINANCE))],
+                    "data": {"principals": json.dumps(principals)},
+                },
+            ),
+            ("/v1/ingest/jobs", {"json": {"path": "/tmp", "principals": principals}}),
+            ("/v1/search", {"json": {"query": "budget", "principals": principals}}),
+            ("/v1/query", {"json": {"question": "budget?", "principals": principals}}),
+            ("/v1/chat/completions", {"json": chat}),
+        ]
+        for url, kwargs in calls:
+            response = stack.client.post(url, headers=h, **kwargs)
+            assert response.status_code == 422, (url, principals, response.text)
+            if "*" in principals[-1]:
+                assert "reserved" in response.text, (url, response.text)
+    assert stack.client.get("/v1/documents", headers=h).json()["documents"] == []
+
+
+def test_a_query_for_star_reads_no_restricted_document(stack: Stack) -> None:
+    # Before the rule, a search for ["*"] matched only documents without an access list (the
+    # mark is added to every query's list anyway); now it is refused outright.
+    stack.upload("finance.md", FINANCE, '["group:finance"]')
+    stack.upload("office.md", PUBLIC)
+    response = stack.client.post(
+        "/v1/search",
+        headers=auth(stack.key),
+        json={"query": "budget codename", "principals": ["*"]},
+    )
+    assert response.status_code == 422
+    everyone = stack.client.post(
+        "/v1/search", headers=auth(stack.key), json={"query": "budget codename", "principals": []}
+    ).json()["hits"]
+    assert {hit["path"] for hit in everyone} == {"office.md"}
+
+
+def test_a_conversation_stays_with_its_end_user(stack: Stack) -> None:
+    stack.upload("finance.md", FINANCE, '["group:finance"]')
+    stack.upload("office.md", PUBLIC)
+    first = stack.ask("What is the finance budget codename?", principals=["group:finance"])
+    assert first.status_code == 200, first.text
+    conversation_id = first.json()["conversation_id"]
+    assert "zqfinance1x1" in first.json()["answer"]  # the echo reader repeats its sources
+
+    # The reported case: another end user of the same tenant continues it. 404, exactly as for
+    # an unknown id, and nothing is appended to the finance user's conversation.
+    unknown = stack.ask("And next year?", conversation_id="0" * 36, principals=["group:hr"])
+    assert unknown.status_code == 404
+    for other in (["group:hr"], [], None, ["group:finance", "group:hr"]):
+        body: dict[str, Any] = {"conversation_id": conversation_id}
+        if other is not None:
+            body["principals"] = other
+        response = stack.ask("And next year?", **body)
+        assert response.status_code == 404, (other, response.text)
+        assert response.json() == unknown.json()
+        assert "zqfinance1x1" not in response.text
+    assert len(stack.turns(conversation_id)) == 2
+
+    # The same end user (principals compared as a set) continues it.
+    again = stack.ask(
+        "And next year?", conversation_id=conversation_id, principals=["group:finance"]
+    )
+    assert again.status_code == 200, again.text
+    assert len(stack.turns(conversation_id)) == 4
+
+
+def test_a_conversation_without_an_end_user_is_not_continued_by_one(stack: Stack) -> None:
+    stack.upload("finance.md", FINANCE, '["group:finance"]')
+    first = stack.ask("What is the finance budget codename?")
+    assert "zqfinance1x1" in first.json()["answer"]
+    follow = stack.ask(
+        "And next year?", conversation_id=first.json()["conversation_id"], principals=["user:x"]
+    )
+    assert follow.status_code == 404
+
+
+def test_deleting_a_document_redacts_the_answers_that_drew_on_it(stack: Stack) -> None:
+    finance = stack.upload("finance.md", FINANCE, '["group:finance"]')
+    stack.upload("office.md", PUBLIC)
+    who = ["group:finance", "user:ann"]
+    first = stack.ask("What is the finance budget codename?", principals=who).json()
+    conversation_id = first["conversation_id"]
+    # The follow-up's rewrite carries the first answer's text: its answer draws on the finance
+    # document too, even where its own sources do not.
+    second = stack.ask(
+        "What about the office budget codename?",
+        conversation_id=conversation_id,
+        principals=list(reversed(who)),
+    ).json()
+    assert "zqfinance1x1" in second["standalone_question"]
+    assert any("zqfinance1x1" in turn for turn in stack.turns(conversation_id))
+
+    response = stack.client.delete(
+        f"/v1/documents/{finance['document_id']}", headers=auth(stack.key)
+    )
+    assert response.status_code == 204
+
+    turns = stack.turns(conversation_id)
+    assert not any("zqfinance1x1" in turn for turn in turns)
+    assert turns[1] == REDACTED_ANSWER
+    assert turns[3] == REDACTED_ANSWER
+    assert turns[0] == "What is the finance budget codename?"  # the end user's own words stay
+    with stack.runtime.session_factory() as session:
+        event = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "document.delete")
+        ).one()
+    assert '"turns_redacted": 2' in event.details
+    # The next follow-up is rewritten from what is left: nothing of the deleted document.
+    third = stack.ask("And the office?", conversation_id=conversation_id, principals=who).json()
+    assert "zqfinance1x1" not in str(third)
+    assert REDACTED_ANSWER not in third["standalone_question"]
+
+
+def test_closing_a_document_to_an_end_user_redacts_only_their_answers(stack: Stack) -> None:
+    stack.upload("finance.md", FINANCE, '["group:finance"]')
+    for_finance = stack.ask("finance budget codename?", principals=["group:finance"]).json()
+    for_the_app = stack.ask("finance budget codename?").json()  # no end user: reads everything
+    # Re-uploaded for HR only: the finance end user may no longer read it.
+    stack.upload("finance.md", FINANCE, '["group:hr"]')
+    assert stack.turns(for_finance["conversation_id"])[1] == REDACTED_ANSWER
+    assert "zqfinance1x1" in stack.turns(for_the_app["conversation_id"])[1]
+    follow = stack.ask(
+        "anything else?",
+        conversation_id=for_finance["conversation_id"],
+        principals=["group:finance"],
+    ).json()
+    assert "zqfinance1x1" not in str(follow)
+
+
+def test_chat_completions_read_only_what_the_end_user_may(stack: Stack) -> None:
+    stack.upload("finance.md", FINANCE, '["group:finance"]')
+    stack.upload("hr.md", HR, '["group:hr"]')
+
+    def chat(principals: list[str] | None) -> str:
+        body: dict[str, Any] = {"messages": [{"role": "user", "content": "budget codename?"}]}
+        if principals is not None:
+            body["principals"] = principals
+        response = stack.client.post("/v1/chat/completions", headers=auth(stack.key), json=body)
+        assert response.status_code == 200, response.text
+        return response.text
+
+    hr = chat(["group:hr"])
+    assert "zqhr2x2" in hr
+    assert "zqfinance1x1" not in hr
+    assert "zqfinance1x1" not in chat([])
+    everything = chat(None)
+    assert "zqhr2x2" in everything
+    assert "zqfinance1x1" in everything
+
+
+def test_a_key_that_requires_principals_fails_closed(stack: Stack) -> None:
+    stack.upload("finance.md", FINANCE, '["group:finance"]')
+    created = stack.client.post(
+        "/v1/admin/keys",
+        headers=auth(stack.key),
+        json={"name": "app", "scopes": ["query"], "require_principals": True},
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["require_principals"] is True
+    strict = created.json()["key"]
+    calls = [
+        ("/v1/search", {"query": "finance budget codename"}),
+        ("/v1/query", {"question": "finance budget codename?"}),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "finance budget?"}]}),
+    ]
+    for url, body in calls:
+        response = stack.client.post(url, headers=auth(strict), json=body)
+        assert response.status_code == 400, (url, response.text)
+        assert "requires the end user's principals" in response.json()["detail"]
+        assert "zqfinance1x1" not in response.text
+        given = stack.client.post(url, headers=auth(strict), json={**body, "principals": []})
+        assert given.status_code == 200, (url, given.text)
+        assert "zqfinance1x1" not in given.text
+
+
+def test_the_tenant_default_applies_to_keys_without_their_own_setting(stack: Stack) -> None:
+    def key(require: bool | None) -> str:
+        body = {"scopes": ["query"], "require_principals": require}
+        created = stack.client.post("/v1/admin/keys", headers=auth(stack.key), json=body)
+        return str(created.json()["key"])
+
+    follows, never = key(None), key(False)
+    search = {"query": "budget"}
+    assert stack.client.post("/v1/search", headers=auth(follows), json=search).status_code == 200
+    changed = stack.client.put(
+        "/v1/admin/tenant/settings", headers=auth(stack.key), json={"require_principals": True}
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["require_principals"] is True
+    assert stack.client.post("/v1/search", headers=auth(follows), json=search).status_code == 400
+    assert stack.client.post("/v1/search", headers=auth(never), json=search).status_code == 200
+    listed = {
+        k["key_prefix"]: k["requires_principals"]
+        for k in stack.client.get("/v1/admin/keys", headers=auth(stack.key)).json()["keys"]
+    }
+    assert listed[follows.split("_")[1]] is True
+    assert listed[never.split("_")[1]] is False
+
+
+def test_the_cli_sets_the_key_and_tenant_settings(
+    stack: Stack, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from api.cli import app as cli
+    from core.settings import get_settings
+
+    monkeypatch.setenv("RAGKB_DATA_DIR", str(settings.data_dir))
+    if settings.database_url:
+        monkeypatch.setenv("RAGKB_DATABASE_URL", settings.database_url)
+    get_settings.cache_clear()
+    try:
+        run = CliRunner().invoke
+        made = run(cli, ["key", "create", "--tenant", "acme", "--require-principals"])
+        assert made.exit_code == 0, made.output
+        strict = made.stdout.strip().splitlines()[-1]
+        follows = run(cli, ["key", "create", "--tenant", "acme"]).stdout.strip().splitlines()[-1]
+
+        def search(key: str) -> int:
+            response = stack.client.post("/v1/search", headers=auth(key), json={"query": "x"})
+            return int(response.status_code)
+
+        assert search(strict) == 400
+        assert search(follows) == 200
+        changed = run(cli, ["tenant", "settings", "acme", "--require-principals"])
+        assert changed.exit_code == 0, changed.output
+        stack.runtime.key_cache.clear()  # another process changed it: this one's cache expires
+        assert search(follows) == 400
+        listed = run(cli, ["key", "list", "--tenant", "acme"])
+        assert listed.stdout.count("\trequired") == 3  # the fixture's key follows the tenant too
+    finally:
+        get_settings.cache_clear()
