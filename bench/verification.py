@@ -191,8 +191,9 @@ def _first_change(
 
 
 def scifact_pairs(data: Path, count: int, rng: random.Random) -> list[Pair]:
+    # The title leads the text, as in the first chunk of an ingested paper.
     corpus = {
-        row["_id"]: row["text"]
+        row["_id"]: f"{row['title']}\n{row['text']}"
         for row in map(json.loads, (data / "corpus.jsonl").read_text().splitlines())
     }
     claims = []

@@ -91,9 +91,11 @@ def candidate_spans(source: str) -> list[CandidateSpan]:
             CandidateSpan(start, end, header if row and source[start:end] != header else "")
         )
         previous_row = row
-    for (a_start, a_end), (b_start, b_end) in itertools.pairwise(sentences):
-        if not _is_table_row(source[a_start:a_end]) and not _is_table_row(source[b_start:b_end]):
-            spans.append(CandidateSpan(a_start, b_end, ""))
+    prose = [not _is_table_row(source[start:end]) for start, end in sentences]
+    for width in (2,):
+        for i in range(len(sentences) - width + 1):
+            if all(prose[i : i + width]):
+                spans.append(CandidateSpan(sentences[i][0], sentences[i + width - 1][1], ""))
     return spans
 
 
@@ -121,8 +123,10 @@ class CitationVerifier:
         spans = candidate_spans(source)
         texts = [_joined(span.context, source[span.start : span.end]) for span in spans]
         lexical = [lexical_support(claim, text) for text in texts]
+        # Names may be anywhere in a prose chunk (an abstract names its subject once), but a
+        # table row must name its own subject: another row's figures are not this row's.
         facts = [
-            missing_facts(claim, source[span.start : span.end], context=span.context)
+            missing_facts(claim, source[span.start : span.end], context=span.context or source)
             for span in spans
         ]
         # Only the likeliest spans are embedded (those stating the facts, then by word overlap):
