@@ -46,7 +46,9 @@ def chat_completions(
     (scope `query`; one token of the tenant's query rate limit).
 
     The answer's `[n]` markers and a numbered source list are in the message content; the
-    structured citations are in the extra `citations` field (and in the last streamed chunk).
+    structured citations are in the extra `citations` field (and in the last streamed chunk),
+    shaped like `/v1/query`'s: each with its `quote`, `verified` (the quote states the claim's
+    numbers, dates, names and negation, and is about it) and `reason` when it is not.
     """
     user_turns = [i for i, m in enumerate(body.messages) if m.role == "user"]
     if not user_turns:
