@@ -571,6 +571,8 @@ def ingest(
                     h.close()
             _raise_for_api_error(response)
             job_ids.append(response.json()["id"])
+            # On stdout, so that a script (or a user whose terminal closed) can follow the job.
+            typer.echo(f"job {job_ids[-1]} started ({len(batch)} files)")
         jobs = _follow_jobs(client, job_ids, total=len(files))
     failed = [f for job in jobs for f in job["files"] if f["state"] == "failed"]
     for f in failed:
@@ -619,7 +621,8 @@ def ask(
         typer.Option(help="Ask as an end user holding this principal (repeat it)."),
     ] = None,
 ) -> None:
-    """Ask a question; print the answer and its citations."""
+    """Ask a question; print the answer, then each citation with its quote and whether the
+    quote states the claim (and why not). A refusal says so ("NOT ANSWERED")."""
     body: dict[str, Any] = {"question": question}
     if principal is not None:
         body["principals"] = principal
@@ -630,10 +633,42 @@ def ask(
     )
     _raise_for_api_error(response)
     result = response.json()
-    console.print(result["answer"])
+    # Plain echo: rich would wrap long quotes at the terminal's width.
+    typer.echo("\n".join(format_answer(result)))
+
+
+def format_answer(result: dict[str, Any]) -> list[str]:
+    """The lines `ragkb ask` prints for a /v1/query response (plain text, no markup)."""
+    if not result["answered"]:
+        why = (
+            "no passage of your documents is close enough to the question"
+            if "no_evidence" in result["stages"]
+            else "the reader found no answer in the retrieved passages"
+        )
+        return [result["answer"], f"NOT ANSWERED: not in the sources ({why})."]
+    lines = [result["answer"], ""]
+    if not result["citations"]:
+        lines.append("UNVERIFIED: the answer cites no source.")
     for c in result["citations"]:
         page = f", page {c['page']}" if c["page"] is not None else ""
-        console.print(f"  [{c['number']}] {c['path']}{page}")
+        lines.append(f"[{c['number']}] {c['path']}{page}")
+        status = (
+            "verified" if c["verified"] else f"NOT VERIFIED: {c.get('reason') or 'unsupported'}"
+        )
+        lines.append(f"    claim: {c['claim']}")
+        lines.append(f'    quote: "{" ".join(c["quote"].split())}"')
+        lines.append(f"    {status}")
+    if result["citations"]:
+        unverified = sum(not c["verified"] for c in result["citations"])
+        lines.append(
+            "All citations verified."
+            if result["verified"]
+            else f"{unverified} of {len(result['citations'])} citations NOT verified."
+        )
+    if result.get("invalid_citation_numbers"):
+        numbers = ", ".join(str(n) for n in result["invalid_citation_numbers"])
+        lines.append(f"The reader cited sources that do not exist (removed): {numbers}")
+    return lines
 
 
 def _raise_for_api_error(response: httpx.Response) -> None:

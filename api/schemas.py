@@ -259,18 +259,34 @@ class CitationOut(BaseModel):
     section: str | None
     char_start: int = Field(description="The quoted span, in the document's extracted text.")
     char_end: int
-    quote: str = Field(description="The span of the source that best supports the claim.")
+    quote: str = Field(
+        description="The span of the cited source that states the claim; when none does, the "
+        "span closest to it (the one `reason` is about)."
+    )
     score: float = Field(description="Retrieval (or rerank) score of the cited source.")
-    verified: bool = Field(description="The cited source supports the claim (lexical/semantic).")
-    lexical_support: float
-    semantic_support: float
+    verified: bool = Field(
+        description="The quote states the claim: every number, date, capitalised name and "
+        "negation of the claim is in it (normalised: '92 %' = '92%', 'eight' = 8, '9.82 亿'), and "
+        "it is about the claim (word overlap or embedding similarity over its threshold)."
+    )
+    reason: str | None = Field(
+        None,
+        description="Why the citation is not verified, e.g. 'number 1 not in the source; the "
+        "source says 13'; null when verified.",
+    )
+    lexical_support: float = Field(
+        description="Share of the claim's content words (CJK: character bigrams) in the quote."
+    )
+    semantic_support: float = Field(
+        description="Cosine similarity of claim and quote with the embedding model."
+    )
 
 
 class QueryResponse(BaseModel):
     answer: str
     answered: bool = Field(description="False when the sources did not contain the answer.")
     verified: bool = Field(
-        description="Answered, and every citation is supported by the source it cites."
+        description="Answered, and every citation is verified (its quote states its claim)."
     )
     conversation_id: str
     standalone_question: str = Field(

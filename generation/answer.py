@@ -49,6 +49,7 @@ class Citation:
     quote: str
     score: float
     verified: bool
+    reason: str | None  # why the quote does not state the claim; None when verified
     lexical_support: float
     semantic_support: float
 
@@ -317,6 +318,7 @@ class AnswerService:
             quote=chunk.text[support.span_start : support.span_end],
             score=chunk.rerank_score if chunk.rerank_score is not None else chunk.retrieval_score,
             verified=support.verified,
+            reason=support.reason,
             lexical_support=support.lexical,
             semantic_support=support.semantic,
         )

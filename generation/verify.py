@@ -1,10 +1,12 @@
-"""Check that a cited source supports the sentence that cites it, and find the supporting span.
+"""Check that a cited source states the sentence that cites it, and find the span that does.
 
-Support is measured two ways and either may verify a citation: lexical (the share of the claim's
-content words found in a span of the source; CJK text is compared by character bigrams) and
-semantic (cosine similarity of the claim and the span with the embedding model). The thresholds
-come from `bench/citation_threshold.py` (SciFact claims against their evidence and against hard
-negatives); see docs/ARCHITECTURE.md.
+A span verifies a claim when it states the claim's facts and is about the claim. Facts
+(`generation.facts`): every number, date, capitalised name and negation of the claim is in the
+span — similarity alone verified "1 Stanley Cup" from "Maple Leafs | TOR | 13". Aboutness, either
+of two signals: lexical (the share of the claim's content words found in the span; CJK text is
+compared by character bigrams) or semantic (cosine similarity of claim and span with the embedding
+model), so paraphrases still verify. The similarity thresholds come from
+`bench/citation_threshold.py`; the whole rule is measured by `bench/verification.py`.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from core.embedding import Embedder
-from core.text import trim_span
+from generation.facts import missing_facts
+from generation.sentences import sentence_spans
 
 _WORD = re.compile(r"[^\W\d_]+|\d+(?:[.,]\d+)*", re.UNICODE)
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_SENTENCE = re.compile(r"[^.!?。！？\n]+[.!?。！？]*")
 _STOPWORD_TEXT = """
 a an and are as at be by for from has have in is it its of on or that the their this to was were
 which with what who how when where why do does did not no can will would should may also than then
@@ -35,6 +37,7 @@ class Support:
     span_start: int  # offsets in the source text
     span_end: int
     verified: bool
+    reason: str | None = None  # why not verified, e.g. "number 1 not in the source; ..."
 
 
 def content_tokens(text: str) -> set[str]:
@@ -58,13 +61,46 @@ def lexical_support(claim: str, span: str) -> float:
     return len(claim_tokens & content_tokens(span)) / len(claim_tokens)
 
 
-def candidate_spans(source: str) -> list[tuple[int, int]]:
-    """Sentences of the source, and pairs of neighbouring sentences."""
-    sentences = [(m.start(), m.end()) for m in _SENTENCE.finditer(source) if m.group().strip()]
+_EMBEDDED_SPANS = 8
+
+
+@dataclass(frozen=True)
+class CandidateSpan:
+    start: int
+    end: int
+    context: str  # text that names what the span's values are: a table's header row
+
+
+def candidate_spans(source: str) -> list[CandidateSpan]:
+    """Sentences of the source, pairs of neighbouring prose sentences, and table rows alone.
+
+    Table rows ("a | b | c" lines) are never paired: a neighbouring row's number would then
+    "support" a claim about this row. A row carries its table's header row as context.
+    """
+    sentences = sentence_spans(source)
     if not sentences:
-        return [(0, len(source))]
-    pairs = [(a[0], b[1]) for a, b in itertools.pairwise(sentences)]
-    return sentences + pairs
+        return [CandidateSpan(0, len(source), "")]
+    spans: list[CandidateSpan] = []
+    header = ""
+    previous_row = False
+    for start, end in sentences:
+        row = _is_table_row(source[start:end])
+        if row and not previous_row:
+            header = source[start:end]
+        spans.append(
+            CandidateSpan(start, end, header if row and source[start:end] != header else "")
+        )
+        previous_row = row
+    prose = [not _is_table_row(source[start:end]) for start, end in sentences]
+    for width in (2,):
+        for i in range(len(sentences) - width + 1):
+            if all(prose[i : i + width]):
+                spans.append(CandidateSpan(sentences[i][0], sentences[i + width - 1][1], ""))
+    return spans
+
+
+def _is_table_row(text: str) -> bool:
+    return " | " in text or "\t" in text
 
 
 class CitationVerifier:
@@ -76,28 +112,62 @@ class CitationVerifier:
         self._semantic_threshold = semantic_threshold
 
     def support(self, claim: str, source: str) -> Support:
-        """How well `source` supports `claim`, and the span that supports it best."""
+        """How well `source` states `claim`: the quoted span, its scores, and why not if not.
+
+        The quote is the best-scoring span (lexical + semantic) among those that state the
+        claim's facts and clear a similarity threshold; when none does, the best-scoring span
+        overall, with the reason it fails.
+        """
+        if not claim.strip():
+            return Support(0.0, 0.0, 0, 0, verified=False, reason="no claim sentence to check")
         spans = candidate_spans(source)
-        lexical = [lexical_support(claim, source[a:b]) for a, b in spans]
-        vectors = self._embedder.embed_passages([claim, *(source[a:b] for a, b in spans)])
-        claim_vector, span_vectors = vectors[0], vectors[1:]
-        semantic = [_dot(claim_vector, v) for v in span_vectors]
-        best = max(
-            range(len(spans)),
-            key=lambda i: (lexical[i] + semantic[i], -(spans[i][1] - spans[i][0])),
-        )
-        best_lexical, best_semantic = max(lexical), max(semantic)
-        start, end = trim_span(source, *spans[best])
+        texts = [_joined(span.context, source[span.start : span.end]) for span in spans]
+        lexical = [lexical_support(claim, text) for text in texts]
+        # Names may be anywhere in a prose chunk (an abstract names its subject once), but a
+        # table row must name its own subject: another row's figures are not this row's.
+        facts = [
+            missing_facts(claim, source[span.start : span.end], context=span.context or source)
+            for span in spans
+        ]
+        # Only the likeliest spans are embedded (those stating the facts, then by word overlap):
+        # encoding every sentence and pair of a long chunk cost more than the rest of the check.
+        shortlist = sorted(
+            range(len(spans)), key=lambda i: (facts[i] is None, lexical[i]), reverse=True
+        )[:_EMBEDDED_SPANS]
+        vectors = self._embedder.embed_passages([claim, *(texts[i] for i in shortlist)])
+        semantic = [-1.0] * len(spans)
+        for i, vector in zip(shortlist, vectors[1:], strict=True):
+            semantic[i] = _dot(vectors[0], vector)
+        similar = [
+            lexical[i] >= self._lexical_threshold or semantic[i] >= self._semantic_threshold
+            for i in range(len(spans))
+        ]
+
+        def rank(i: int) -> tuple[bool, float, int]:
+            return (facts[i] is None and similar[i], lexical[i] + semantic[i],
+                    -(spans[i].end - spans[i].start))  # fmt: skip
+
+        best = max(range(len(spans)), key=rank)
+        verified = facts[best] is None and similar[best]
+        reason = None
+        if not verified:
+            reason = facts[best] or (
+                f"the source does not state the claim (word overlap {lexical[best]:.2f} < "
+                f"{self._lexical_threshold:.2f}, similarity {semantic[best]:.2f} < "
+                f"{self._semantic_threshold:.2f})"
+            )
         return Support(
-            lexical=round(best_lexical, 4),
-            semantic=round(best_semantic, 4),
-            span_start=start,
-            span_end=end,
-            verified=bool(claim.strip())
-            and (
-                best_lexical >= self._lexical_threshold or best_semantic >= self._semantic_threshold
-            ),
+            lexical=round(lexical[best], 4),
+            semantic=round(semantic[best], 4),
+            span_start=spans[best].start,
+            span_end=spans[best].end,
+            verified=verified,
+            reason=reason,
         )
+
+
+def _joined(context: str, text: str) -> str:
+    return f"{context}\n{text}" if context else text
 
 
 def _dot(a: Sequence[float], b: Sequence[float]) -> float:

@@ -4,6 +4,7 @@ Qdrant + SQLite + folder broker), the real CPU reader, and the `ragkb` CLI."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -50,6 +51,10 @@ def ingested(service: Service, folder: Path) -> Service:
         service.env, "ingest", str(folder), "--url", service.url, "--api-key", service.key_a
     )
     assert "3 indexed, 0 unchanged, 0 failed" in out
+    job_ids = re.findall(r"^job ([0-9A-Za-z-]+) started \(3 files\)$", out, re.MULTILINE)
+    assert len(job_ids) == 1
+    job = httpx.get(f"{service.url}/v1/ingest/jobs/{job_ids[0]}", headers=auth(service.key_a))
+    assert job.status_code == 200
     return service
 
 
@@ -104,6 +109,11 @@ def test_ingest_a_folder_and_answer_with_a_citation(ingested: Service) -> None:
     # The CLI asks through the same API.
     answer = ragkb(service.env, "ask", QUESTION, "--url", service.url, "--api-key", service.key_a)
     assert "reports/q3.pdf, page 2" in answer
+    # Each citation with its quote and whether the quote states the claim.
+    assert 'quote: "The Rotterdam warehouse shipped 48,200 parcels in September."' in answer
+    assert "All citations verified." in answer
+    refused = ragkb(service.env, "ask", QUESTION, "--url", service.url, "--api-key", service.key_b)
+    assert "NOT ANSWERED: not in the sources" in refused
 
 
 def test_cli_ingest_reports_failed_files(service: Service, tmp_path: Path) -> None:

@@ -47,7 +47,56 @@ def test_unrelated_claim_is_not_verified(embedder: LocalEmbedder) -> None:
     support = verifier.support("Employees receive 25 days of paid vacation per year.", SOURCE)
     assert not support.verified
     assert support.lexical < 0.5
+    assert support.reason is not None
+    assert support.reason.startswith("number 25 not in the source")
     assert not verifier.support("", SOURCE).verified
+
+
+STANLEY_CUPS = (
+    "Team | Code | Stanley Cups\nCanadiens | MTL | 24\nMaple Leafs | TOR | 13\n"
+    "Red Wings | DET | 11\nPanthers | FLA | 1"
+)
+
+
+def test_a_wrong_number_is_not_verified_however_similar_the_row(embedder: LocalEmbedder) -> None:
+    """The reported case: "1 Stanley Cup" was verified by the row that says 13."""
+    verifier = CitationVerifier(embedder=embedder, lexical_threshold=0.65, semantic_threshold=0.513)
+    wrong = verifier.support("The Maple Leafs have won 1 Stanley Cup.", STANLEY_CUPS)
+    assert not wrong.verified
+    assert STANLEY_CUPS[wrong.span_start : wrong.span_end] == "Maple Leafs | TOR | 13"
+    assert wrong.reason == "number 1 not in the source; the source says 13"
+    right = verifier.support("The Maple Leafs have won 13 Stanley Cups.", STANLEY_CUPS)
+    assert right.verified, right
+    assert right.reason is None
+    assert STANLEY_CUPS[right.span_start : right.span_end] == "Maple Leafs | TOR | 13"
+
+
+def test_a_decimal_number_is_verified_from_the_sentence_that_states_it(
+    embedder: LocalEmbedder,
+) -> None:
+    source = "截至2023年末，公司存货账面价值为9.82 亿元，较上年末增长12.5%。应收账款余额为3.4亿元。"
+    verifier = CitationVerifier(embedder=embedder, lexical_threshold=0.65, semantic_threshold=0.513)
+    support = verifier.support("公司存货账面价值为9.82亿元。", source)
+    assert support.verified, support
+    assert source[support.span_start : support.span_end] == (
+        "截至2023年末，公司存货账面价值为9.82 亿元，较上年末增长12.5%。"
+    )
+    wrong = verifier.support("公司存货账面价值为9.28亿元。", source)
+    assert not wrong.verified
+    assert wrong.reason is not None
+    assert wrong.reason.startswith("number 9.28亿 not in the source")
+
+
+def test_a_quote_must_hold_the_fact_not_just_the_topic(embedder: LocalEmbedder) -> None:
+    source = (
+        "The company has produced solar modules since 2002. Thin Film Partnership revenue grew "
+        "strongly. New parents receive 8 weeks of paid leave."
+    )
+    verifier = CitationVerifier(embedder=embedder, lexical_threshold=0.65, semantic_threshold=0.513)
+    assert not verifier.support("Thin Film Partnership revenue grew 36%.", source).verified
+    eight = verifier.support("New parents get eight weeks of paid leave.", source)
+    assert eight.verified, eight
+    assert source[eight.span_start : eight.span_end] == "New parents receive 8 weeks of paid leave."
 
 
 def test_reader_output_with_no_or_nonsense_citations_is_flagged_not_failed(
@@ -93,10 +142,12 @@ def test_reader_output_with_no_or_nonsense_citations_is_flagged_not_failed(
     assert nonsense.invalid_citation_numbers == [7, 0]
     assert [c.number for c in nonsense.citations] == [1]
     assert not nonsense.citations[0].verified  # cats are not in the source
+    assert nonsense.citations[0].reason is not None
     assert not nonsense.verified
 
     good = finish("The Rotterdam warehouse shipped 48,200 parcels in September [1].")
     assert good.verified
+    assert good.citations[0].reason is None
     quote = good.citations[0]
     # The claim names the warehouse (sentence 1) and the figure (sentence 2): the pair is quoted.
     assert quote.quote == SOURCE[: SOURCE.index(" Staff")]

@@ -109,7 +109,9 @@ def chat_completions(
     last streamed chunk with a choice).
 
     The answer's `[n]` markers and a numbered source list are in the message content; the
-    structured citations are in the extra `citations` field (and in the last streamed chunk).
+    structured citations are in the extra `citations` field (and in the last streamed chunk),
+    shaped like `/v1/query`'s: each with its `quote`, `verified` (the quote states the claim's
+    numbers, dates, names and negation, and is about it) and `reason` when it is not.
 
     `principals` (an extension; `extra_body` in OpenAI's clients) names the end user: only
     documents they may read are retrieved (400 when missing and the key requires it). The

@@ -68,9 +68,11 @@ def query(body: QueryRequest, tenant: QueryCaller, runtime: RuntimeDep, session:
     """Retrieve the tenant's chunks, rerank, and have the reader answer from numbered sources
     (scope `query`; one token of the tenant's query rate limit).
 
-    Every `[n]` is checked against its source (`verified`). With no chunk above the evidence
-    threshold the answer says so without calling the reader. With `stream: true` the answer
-    comes as Server-Sent Events; closing the connection stops the reader.
+    Every `[n]` is checked against its source: `verified` when the quoted span states the
+    claim's numbers, dates, names and negation and is about it; otherwise `reason` says what is
+    missing (e.g. "number 1 not in the source; the source says 13"). With no chunk above the
+    evidence threshold the answer says so without calling the reader. With `stream: true` the
+    answer comes as Server-Sent Events; closing the connection stops the reader.
 
     A conversation is bound to the `principals` it was started with (compared as a set): others
     get 404. Its history, which the follow-up is rewritten from, leaves out answers drawing on

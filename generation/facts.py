@@ -1,0 +1,347 @@
+"""A claim's checkable facts (numbers, dates, names, negation) and whether a span states them.
+
+Similarity (lexical or semantic) says a span is *about* the claim; it cannot see that "1 Stanley
+Cup" contradicts "13", or "20 %" a "20 août". So a claim's facts are extracted and each must be
+found in the span, after normalising how it is written: "92 %" = "92%" = "92 percent",
+"48,200" = "48 200" = "48200", "eight" = 8, "9.82 亿" = 982000000, "十二" = 12,
+"5 March" = "3月5日".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_SPACE = "[ \u00a0\u202f]"
+_LATIN_NUMBER = re.compile(
+    r"(?<![A-Za-z0-9.,])(?<![A-Za-z]-)"
+    rf"(\d{{1,3}}(?:,\d{{3}})+(?!\d)|\d{{1,3}}(?:{_SPACE}\d{{3}})+(?![\d.,])|\d+)"
+    r"(?:[.,](\d+))?"
+    r"(?:\s?(%|％|percent\b|per cent\b|pct\b|percentage points?\b)"
+    r"|\s?(thousand|million|billion|trillion|bn\b|万|亿|千|百万|千万))?",
+    re.IGNORECASE,
+)
+_NUMBER_WORDS = {
+    w: i
+    for i, w in enumerate(
+        [
+            "zero",
+            "one",
+            "two",
+            "three",
+            "four",
+            "five",
+            "six",
+            "seven",
+            "eight",
+            "nine",
+            "ten",
+            "eleven",
+            "twelve",
+            "thirteen",
+            "fourteen",
+            "fifteen",
+            "sixteen",
+            "seventeen",
+            "eighteen",
+            "nineteen",
+            "twenty",
+        ]
+    )
+}
+_NUMBER_WORDS.update(
+    {
+        w: 10 * i
+        for i, w in enumerate(
+            ["thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"], 3
+        )
+    }
+)
+_WORD_NUMBER = re.compile(
+    r"\b("
+    + "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True))
+    + r")(?:-("
+    + "|".join(w for w in _NUMBER_WORDS if _NUMBER_WORDS[w] < 10)
+    + r"))?\b"
+    r"(?:\s(percent\b|per cent\b|thousand|million|billion))?",
+    re.IGNORECASE,
+)
+_MULTIPLIERS = {
+    "thousand": 1e3, "million": 1e6, "billion": 1e9, "trillion": 1e12, "bn": 1e9,
+    "千": 1e3, "万": 1e4, "百万": 1e6, "千万": 1e7, "亿": 1e8,
+}  # fmt: skip
+_CJK_DIGITS = {"〇": 0, "零": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6,
+               "七": 7, "八": 8, "九": 9}  # fmt: skip
+_CJK_UNITS = {"十": 10, "百": 100, "千": 1000}
+_CJK_NUMERAL = "〇零一二两三四五六七八九十百千万亿"
+# A CJK numeral counts as a number before a measure word ("三年", "十二名") or after 第/百分之;
+# elsewhere "一" is mostly part of a word (统一, 一起).
+_CLASSIFIERS = "|".join(
+    [*"个年月日号次名人位种项倍岁米元块届场座部本条只家所支台辆张件层章集期天周吨度户亩级代首篇枚份颗艘"
+     "架间栋道把根株匹头轮局站队例笔批套组类节页",
+     "小时", "分钟", "秒钟", "世纪", "公里", "公斤", "千克", "平方"]
+)  # fmt: skip
+_CJK_NUMBER = re.compile(
+    rf"(百分之|第)?([{_CJK_NUMERAL}]+)(?={_CLASSIFIERS})|(百分之|第)([{_CJK_NUMERAL}]+)"
+)
+_MONTH_NAMES = (
+    "january february march april may june july august september october november december",
+    "jan feb mar apr may jun jul aug sep oct nov dec",
+    "janvier février mars avril mai juin juillet août septembre octobre novembre décembre",
+    "januar februar märz april mai juni juli august september oktober november dezember",
+    "enero febrero marzo abril mayo junio julio agosto septiembre octubre noviembre diciembre",
+)
+_MONTHS = {name: i for names in _MONTH_NAMES for i, name in enumerate(names.split(), 1)}
+_MONTHS["sept"] = 9
+# A month name counts only next to a number ("5 May", "May 2019"): "may" is also a verb.
+_MONTH_DATE = re.compile(
+    r"(?<!\w)(\d{1,4})\s+("
+    + "|".join(_MONTHS)
+    + r")\.?(?!\w)|(?<!\w)("
+    + "|".join(_MONTHS)
+    + r")\.?\s+(\d{1,4})(?!\w)",
+    re.IGNORECASE,
+)
+_CJK_MONTH = re.compile(rf"([0-9]{{1,2}}|[{_CJK_NUMERAL}]{{1,3}})月")
+_ISO_DATE = re.compile(r"(?<!\d)(\d{4})[-/.](\d{1,2})(?:[-/.](\d{1,2}))?(?!\d)")
+_DMY_DATE = re.compile(r"(?<!\d)(\d{1,2})[/.](\d{1,2})[/.](\d{2,4})(?!\d)")
+
+# Explicit negation only: "lack", "absence of", "fail to" are as often paraphrases ("Sirt1-deficient
+# mice" for "mice lacking Sirt1") as they are contradictions.
+_NEGATION = re.compile(
+    r"\b(?:not|no|never|none|nor|neither|cannot|nobody|nothing)\b|n't\b|[不没未无非否勿]",
+    re.IGNORECASE,
+)
+# CJK words that hold a negation character without negating anything.
+_NOT_NEGATION = re.compile(
+    r"不同|不断|不仅|不过|不少|不久|不管|不论|不但|不得不|不可或缺|非常|非洲|无论|未来|无线|无数|无限|"
+    r"毫无疑问|并非不|无人机|无锡|没关系|不禁|不已|莫不|无不|未必不|是否|能否|与否|否则|可否|"
+    r"\bno\.\s*\d|\bnot only\b"
+    r"|\bno (?:doubt|later than|less than|more than|fewer than)\b",
+    re.IGNORECASE,
+)
+_GLUED_DIGITS = re.compile(r"(?<=[A-Za-z])-?(\d+)")
+_LATIN_TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-'’][A-Za-z0-9]+)*")
+_IDENTIFIER = re.compile(r"[A-Za-z]+-?\d|\d[A-Za-z]|[a-z][A-Z]")
+_NOT_NAMES_TEXT = """
+    the a an i in on at of for to by and or but if as it its is was are this that these those
+    there their they he she we you our your his her when where what which who how why with from
+    not no yes also however although after before during since than then thus so both all each
+    monday tuesday wednesday thursday friday saturday sunday according table source sources
+"""
+_NOT_NAMES = frozenset(_NOT_NAMES_TEXT.split()) | frozenset(_MONTHS)
+
+
+@dataclass(frozen=True)
+class Quantity:
+    value: float
+    kind: str  # "number", "percent" or "month" (a month only matches a month)
+    written: str  # as it appears in the text
+
+    @property
+    def percent(self) -> bool:
+        return self.kind == "percent"
+
+
+def quantities(text: str, *, claim: bool) -> list[Quantity]:
+    """Numbers in `text`. For a claim, "one"/"一" are left out (mostly "one of", "一个").
+
+    Thousands separators, decimal commas, %, "percent", multipliers (million, 万, 亿), number words
+    and CJK numerals are normalised; date parts count as numbers too.
+    """
+    found: list[Quantity] = []
+    for match in _LATIN_NUMBER.finditer(text):
+        whole, fraction, percent, multiplier = match.groups()
+        digits = re.sub(r"[ ,\u00a0\u202f]", "", whole)
+        value = float(f"{digits}.{fraction}" if fraction else digits)
+        if multiplier:
+            value *= _MULTIPLIERS[multiplier.lower()]
+        found.append(Quantity(value, "percent" if percent else "number", match.group(0).strip()))
+    for match in _WORD_NUMBER.finditer(text):
+        tens, unit, suffix = match.groups()
+        value = float(_NUMBER_WORDS[tens.lower()] + (_NUMBER_WORDS[unit.lower()] if unit else 0))
+        if claim and value == 1 and not suffix:
+            continue
+        percent = bool(suffix) and suffix.lower().startswith("per")
+        if suffix and not percent:
+            value *= _MULTIPLIERS[suffix.lower()]
+        found.append(Quantity(value, "percent" if percent else "number", match.group(0)))
+    for match in _CJK_NUMBER.finditer(text):
+        prefix = match.group(1) or match.group(3)
+        numeral = match.group(2) or match.group(4)
+        cjk_value = _cjk_value(numeral)
+        if cjk_value is None or (claim and cjk_value == 1 and not prefix):
+            continue
+        kind = "percent" if prefix == "百分之" else "number"
+        found.append(Quantity(cjk_value, kind, match.group(0)))
+    found.extend(Quantity(float(month), "month", f"month {month}") for month in months(text))
+    return found
+
+
+def months(text: str) -> set[int]:
+    """Months named next to a number ("5 May", "mars 2020"), in ISO/d.m.y dates, or as "3月"."""
+    found: set[int] = set()
+    for match in _MONTH_DATE.finditer(text):
+        found.add(_MONTHS[(match.group(2) or match.group(3)).lower()])
+    for match in _CJK_MONTH.finditer(text):
+        numeral = match.group(1)
+        value = float(numeral) if numeral.isdigit() else _cjk_value(numeral)
+        if value is not None and 1 <= value <= 12:
+            found.add(int(value))
+    for match in _ISO_DATE.finditer(text):
+        if 1 <= int(match.group(2)) <= 12:
+            found.add(int(match.group(2)))
+    for match in _DMY_DATE.finditer(text):
+        found.update(int(g) for g in match.groups()[:2] if 1 <= int(g) <= 12)
+    return found
+
+
+def names(text: str) -> list[str]:
+    """Capitalised words and identifiers ("Maple", "Leafs", "PrP", "IL-6"), not sentence-initial.
+
+    The first word of the claim is skipped unless it is an identifier: it is capitalised anyway.
+    """
+    found: list[str] = []
+    tokens = list(_LATIN_TOKEN.finditer(text))
+    for index, match in enumerate(tokens):
+        word = match.group(0)
+        if word.lower() in _NOT_NAMES or len(word) < 2:
+            continue
+        first = index == 0 or text[: match.start()].rstrip()[-1:] in ('"', "“", ":")
+        # A capitalised first word is a name when a capitalised word or "'s" follows it
+        # ("Acme Corp earned", "Acme's revenue"); otherwise it is capitalised only by position.
+        after = text[match.end() : match.end() + 2]
+        following = tokens[index + 1].group(0) if index + 1 < len(tokens) else ""
+        run = after.startswith(("'s", "’s")) or (
+            following[:1].isupper()
+            and following[1:].islower()
+            and text[match.end() : tokens[index + 1].start()].isspace()
+        )
+        if _IDENTIFIER.search(word) or (word[0].isupper() and (not first or run)):
+            found.append(word)
+    return found
+
+
+def negations(text: str) -> list[str]:
+    """Negation cues ("not", "n't", "never", "没有", "不"), without words that merely hold one."""
+    return [m.group(0) for m in _NEGATION.finditer(_NOT_NEGATION.sub(" ", text))]
+
+
+def missing_facts(claim: str, span: str, *, context: str = "") -> str | None:
+    """Why `span` does not state the facts of `claim`, or None when it does.
+
+    Numbers, dates and negation must be in the span itself; names may also be in `context`
+    (the rest of a prose chunk, or the header row of a table whose row is the span).
+    """
+    reasons: list[str] = []
+    span_quantities = quantities(span, claim=False)
+    claim_quantities = quantities(claim, claim=True)
+    glued = set(_GLUED_DIGITS.findall(span))
+    for quantity in claim_quantities:
+        if quantity.written in glued:
+            continue  # "factor 21" for "FGF21", "CD 8" for "CD8": an identifier written apart
+        if not any(_same(quantity, q) for q in span_quantities):
+            others = [
+                q.written
+                for q in span_quantities
+                if q.kind == quantity.kind and not any(_same(q, c) for c in claim_quantities)
+            ]
+            said = f"; the source says {', '.join(dict.fromkeys(others[:3]))}" if others else ""
+            what = quantity.written if quantity.kind == "month" else f"number {quantity.written}"
+            reasons.append(f"{what} not in the source{said}")
+    span_words = _word_forms(f"{context}\n{span}")
+    for name in dict.fromkeys(names(claim)):
+        if not _word_forms(name) <= span_words:
+            reasons.append(f"{name!r} not in the source")
+    if conflict := negation_conflict(claim, span):
+        reasons.append(conflict)
+    return "; ".join(reasons) or None
+
+
+_SCOPE_SKIP_TEXT = """
+    be been being is are was were a an the to of in do does did have has had that this it any
+    also very more less significantly necessarily always only all statistically
+"""
+_SCOPE_SKIP = frozenset(_SCOPE_SKIP_TEXT.split())
+_WORD_OR_CUE = re.compile(r"[a-z]+n't|[a-z]+|[\u3400-\u9fff]", re.IGNORECASE)
+
+
+def negation_conflict(claim: str, span: str) -> str | None:
+    """Where claim and span disagree on a negation, or None.
+
+    A negation cue's scope is the next two content words (the next two characters in CJK). When
+    the other side holds those words, a cue must stand within four words before them; when it
+    does not (a paraphrase), a negated claim needs some negation in the span, and a negation in
+    the span about words the claim does not use is none of the claim's business.
+    """
+    claim_tokens, span_tokens = _negation_tokens(claim), _negation_tokens(span)
+    for tokens, other, side, other_side in (
+        (claim_tokens, span_tokens, "claim", "source"),
+        (span_tokens, claim_tokens, "source", "claim"),
+    ):
+        for index, (word, cue) in enumerate(tokens):
+            if not cue:
+                continue
+            scope = _scope(tokens, index)
+            hits = [j for j, (w, c) in enumerate(other) if not c and _stem(w) in scope]
+            if hits and not any(c for j in hits for _, c in other[max(0, j - 4) : j]):
+                return f"the {side} says {word!r}, the {other_side} does not"
+            if not hits and side == "claim" and not any(c for _, c in other):
+                return f"the claim says {word!r}, the source does not"
+    return None
+
+
+def _negation_tokens(text: str) -> list[tuple[str, bool]]:
+    masked = _NOT_NEGATION.sub(" ", text)
+    return [
+        (m.group(0), bool(_NEGATION.fullmatch(m.group(0)) or m.group(0).lower().endswith("n't")))
+        for m in _WORD_OR_CUE.finditer(masked)
+    ]
+
+
+def _scope(tokens: list[tuple[str, bool]], index: int) -> set[str]:
+    words = [w for w, c in tokens[index + 1 : index + 6] if not c and w.lower() not in _SCOPE_SKIP]
+    return {_stem(w) for w in words[:2]}
+
+
+def _stem(word: str) -> str:
+    return word.lower()[:5]
+
+
+def _same(a: Quantity, b: Quantity) -> bool:
+    if a.kind != "number" and a.kind != b.kind:
+        return False  # "20 %" is not "20 août", "May" is not the 5th
+    return abs(a.value - b.value) <= 1e-9 * max(1.0, abs(a.value))
+
+
+def _word_forms(text: str) -> set[str]:
+    forms: set[str] = set()
+    for word in _LATIN_TOKEN.findall(text):
+        for part in re.split(r"[-'’]", word.lower()):
+            if part and part != "s":
+                forms.add(part[:-1] if len(part) > 3 and part.endswith("s") else part)
+    return forms
+
+
+def _cjk_value(numeral: str) -> float | None:
+    """ "十二" → 12, "两千三百" → 2300, "三万" → 30000, "一九八四" → 1984; None if malformed."""
+    if all(c in _CJK_DIGITS for c in numeral):
+        return float("".join(str(_CJK_DIGITS[c]) for c in numeral))
+    total, section, digit = 0.0, 0.0, None
+    for char in numeral:
+        if char in _CJK_DIGITS:
+            if digit is not None:
+                return None
+            digit = _CJK_DIGITS[char]
+        elif char in _CJK_UNITS:
+            section += (1 if digit is None else digit) * _CJK_UNITS[char]
+            digit = None
+        elif char in ("万", "亿"):
+            section += digit or 0
+            if section == 0:
+                return None  # "万一" is a word, not a number
+            total = (total + section) * (1e4 if char == "万" else 1e8)
+            section, digit = 0.0, None
+        else:
+            return None
+    return total + section + (digit or 0)

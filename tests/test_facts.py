@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from generation.facts import missing_facts, negations, quantities
+from generation.sentences import split_sentences
+
+
+def values(text: str) -> list[tuple[float, bool]]:
+    return [(q.value, q.percent) for q in quantities(text, claim=True)]
+
+
+def test_numbers_are_normalised_however_they_are_written() -> None:
+    assert values("92 %") == values("92%") == values("92 percent") == [(92.0, True)]
+    assert values("48,200 parcels") == values("48 200 parcels") == [(48200.0, False)]
+    assert values("9.82 亿元") == [(982_000_000.0, False)]
+    assert values("1,5 milliard") == [(1.5, False)]  # a decimal comma
+    assert values("eight weeks") == [(8.0, False)]
+    assert values("twenty-five days") == [(25.0, False)]
+    assert values("十二名队员") == [(12.0, False)]
+    assert values("百分之三十六") == [(36.0, True)]
+    assert values("3.5 million") == [(3_500_000.0, False)]
+    # Not numbers: identifiers, "one of", words that hold a CJK numeral.
+    assert values("IL-6 and COVID-19 in p53 cells") == []
+    assert values("one of the teams 统一的") == []
+
+
+def test_dates_match_across_notations() -> None:
+    assert missing_facts("It was adopted on 5 March 2019.", "Adopted 2019-03-05.") is None
+    assert missing_facts("于2019年3月5日通过。", "It was adopted on 5 March 2019.") is None
+    assert missing_facts("It was adopted on 5 May 2019.", "Adopted 2019-03-05.") is not None
+
+
+def test_a_number_the_source_does_not_hold_is_the_reason() -> None:
+    header = "Team | Code | Stanley Cups"
+    reason = missing_facts(
+        "The Maple Leafs have won 1 Stanley Cup.", "Maple Leafs | TOR | 13", context=header
+    )
+    assert reason == "number 1 not in the source; the source says 13"
+    assert missing_facts("The Maple Leafs have won 1 Stanley Cup.", "Maple Leafs | TOR | 13") == (
+        "number 1 not in the source; the source says 13; 'Stanley' not in the source; "
+        "'Cup' not in the source"
+    )
+    assert missing_facts("The Maple Leafs have won 13 Stanley Cups.", "Maple Leafs | TOR | 13",
+                         context="Team | Code | Stanley Cups") is None  # fmt: skip
+
+
+def test_a_percentage_is_not_a_day_of_the_month() -> None:
+    source = "Adopté le 20 août 2023. En 2030, 92 % des trajets seront couverts."
+    reason = missing_facts("En 2030, 20 % des trajets seront couverts.", source)
+    assert reason == "number 20 % not in the source; the source says 92 %"
+    assert missing_facts("En 2030, 92 % des trajets seront couverts.", source) is None
+
+
+def test_names_and_negation_must_match() -> None:
+    source = "Globex Corporation reported revenue of $4.2 billion in fiscal 2023."
+    assert missing_facts("Initech Corporation reported revenue of $4.2 billion.", source) == (
+        "'Initech' not in the source"
+    )
+    assert missing_facts("Globex did not report revenue in 2023.", source) == (
+        "the claim says 'not', the source does not"
+    )
+    assert missing_facts("X increases Y.", "X does not increase Y.") == (
+        "the source says 'not', the claim does not"
+    )
+    assert negations("这不仅不同，而且非常好") == []  # words that merely hold 不/非
+    assert negations("不得进行配对") == ["不"]
+
+
+def test_sentences_split_where_a_reader_means_them() -> None:
+    assert split_sentences('He said "Stop!" and left. Next one.') == [
+        'He said "Stop!" and left.', "Next one.",
+    ]  # fmt: skip
+    assert split_sentences("账面价值9.82亿元。第二句！") == ["账面价值9.82亿元。", "第二句！"]
+    assert split_sentences("Team | Cups\nMaple Leafs | 13") == ["Team | Cups", "Maple Leafs | 13"]
