@@ -6,15 +6,19 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from api.schemas import JobOut
+from client import APIConnectionError, APIError, RagkbClient
+from client.calls import batched, folder_files
 from core.settings import Settings, get_settings
 
 app = typer.Typer(help="ragkb: a self-hosted RAG knowledge base.", no_args_is_help=True)
@@ -547,67 +551,52 @@ def ingest(
     ] = "auto",
 ) -> None:
     """Upload every file under FOLDER (with its relative path) and follow the jobs."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+    files = folder_files(folder)
     if not files:
         err_console.print("no files under the folder")
         raise typer.Exit(1)
-    headers = {"Authorization": f"Bearer {api_key}"}
-    job_ids: list[str] = []
-    with httpx.Client(base_url=url, headers=headers, timeout=300) as client:
-        for start in range(0, len(files), batch_size):
-            batch = files[start : start + batch_size]
-            handles = [p.open("rb") for p in batch]
-            try:
-                response = client.post(
-                    "/v1/ingest/jobs",
-                    data={"ocr": ocr},
-                    files=[
-                        ("files", (p.relative_to(folder).as_posix(), h))
-                        for p, h in zip(batch, handles, strict=True)
-                    ],
-                )
-            finally:
-                for h in handles:
-                    h.close()
-            _raise_for_api_error(response)
-            job_ids.append(response.json()["id"])
+    with RagkbClient(url, api_key) as kb, _api_errors():
+        job_ids: list[str] = []
+        for batch in batched(files, batch_size):
+            job_ids.append(kb.upload(batch, ocr=ocr).id)
             # On stdout, so that a script (or a user whose terminal closed) can follow the job.
             typer.echo(f"job {job_ids[-1]} started ({len(batch)} files)")
-        jobs = _follow_jobs(client, job_ids, total=len(files))
-    failed = [f for job in jobs for f in job["files"] if f["state"] == "failed"]
+        jobs = _follow_jobs(kb, job_ids, total=len(files))
+    failed = [f for job in jobs for f in job.files if f.state == "failed"]
     for f in failed:
-        err_console.print(f"[red]failed[/red] {f['path']}: {f['error']}")
-    done = sum(job["progress"]["done"] for job in jobs)
-    skipped = sum(job["progress"]["skipped"] for job in jobs)
+        err_console.print(f"[red]failed[/red] {f.path}: {f.error}")
+    done = sum(job.progress.done for job in jobs)
+    skipped = sum(job.progress.skipped for job in jobs)
     console.print(f"{done} indexed, {skipped} unchanged, {len(failed)} failed")
     if failed:
         raise typer.Exit(2)
 
 
-def _follow_jobs(client: httpx.Client, job_ids: list[str], *, total: int) -> list[dict[str, Any]]:
+def _follow_jobs(kb: RagkbClient, job_ids: list[str], *, total: int) -> list[JobOut]:
     columns = (TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console) as progress:
         bar = progress.add_task("files", total=total)
         while True:
-            jobs = [_get_job(client, job_id, include_files=False) for job_id in job_ids]
-            finished = sum(
-                j["progress"]["done"] + j["progress"]["failed"] + j["progress"]["skipped"]
-                for j in jobs
-            )
+            jobs = [kb.get_job(job_id, include_files=False) for job_id in job_ids]
+            finished = sum(j.progress.done + j.progress.failed + j.progress.skipped for j in jobs)
             progress.update(bar, completed=finished)
             if finished >= total:
                 # The per-file list (for the failures) once, not at every poll.
-                return [_get_job(client, job_id, include_files=True) for job_id in job_ids]
+                return [kb.get_job(job_id) for job_id in job_ids]
             time.sleep(0.5)
 
 
-def _get_job(client: httpx.Client, job_id: str, *, include_files: bool) -> dict[str, Any]:
-    response = client.get(
-        f"/v1/ingest/jobs/{job_id}", params={"include_files": str(include_files).lower()}
-    )
-    _raise_for_api_error(response)
-    job: dict[str, Any] = response.json()
-    return job
+@contextmanager
+def _api_errors() -> Iterator[None]:
+    """An API refusal or an unreachable service: its reason on stderr, exit status 1."""
+    try:
+        yield
+    except APIError as exc:
+        err_console.print(f"[red]{exc.status_code}[/red]: {exc.detail}")
+        raise typer.Exit(1) from exc
+    except APIConnectionError as exc:
+        err_console.print(f"[red]unreachable[/red]: {exc}")
+        raise typer.Exit(1) from exc
 
 
 @app.command()
@@ -623,16 +612,8 @@ def ask(
 ) -> None:
     """Ask a question; print the answer, then each citation with its quote and whether the
     quote states the claim (and why not). A refusal says so ("NOT ANSWERED")."""
-    body: dict[str, Any] = {"question": question}
-    if principal is not None:
-        body["principals"] = principal
-    if top_k is not None:
-        body["top_k"] = top_k
-    response = httpx.post(
-        f"{url}/v1/query", json=body, headers={"Authorization": f"Bearer {api_key}"}, timeout=600
-    )
-    _raise_for_api_error(response)
-    result = response.json()
+    with RagkbClient(url, api_key, timeout_s=600) as kb, _api_errors():
+        result = kb.query(question, top_k=top_k, principals=principal).model_dump()
     # Plain echo: rich would wrap long quotes at the terminal's width.
     typer.echo("\n".join(format_answer(result)))
 
@@ -669,17 +650,6 @@ def format_answer(result: dict[str, Any]) -> list[str]:
         numbers = ", ".join(str(n) for n in result["invalid_citation_numbers"])
         lines.append(f"The reader cited sources that do not exist (removed): {numbers}")
     return lines
-
-
-def _raise_for_api_error(response: httpx.Response) -> None:
-    if response.is_success:
-        return
-    try:
-        detail = response.json().get("detail")
-    except ValueError:
-        detail = response.text
-    err_console.print(f"[red]{response.status_code}[/red]: {detail}")
-    raise typer.Exit(1)
 
 
 @eval_app.command("answers")

@@ -147,10 +147,11 @@ class AsyncRagkbClient:
         *,
         principals: Sequence[str] | None = None,
         metadata: Mapping[str, str] | None = None,
+        ocr: str | None = None,
     ) -> JobOut:
         """Start a job for these `(relative path, content)` files (202 at once)."""
         with ExitStack() as stack:
-            call = calls.upload(files, stack, principals=principals, metadata=metadata)
+            call = calls.upload(files, stack, principals=principals, metadata=metadata, ocr=ocr)
             return JobOut.model_validate((await self._send(call)).json())
 
     async def upload_folder(
@@ -160,10 +161,11 @@ class AsyncRagkbClient:
         principals: Sequence[str] | None = None,
         metadata: Mapping[str, str] | None = None,
         files_per_request: int = 50,
+        ocr: str | None = None,
     ) -> list[JobOut]:
         """Upload every file under `folder` with its relative path; returns the jobs started."""
         return [
-            await self.upload(batch, principals=principals, metadata=metadata)
+            await self.upload(batch, principals=principals, metadata=metadata, ocr=ocr)
             for batch in calls.batched(calls.folder_files(folder), files_per_request)
         ]
 

@@ -103,8 +103,10 @@ def upload(
     *,
     principals: Sequence[str] | None = None,
     metadata: Mapping[str, str] | None = None,
+    ocr: str | None = None,
 ) -> Call:
-    """`POST /v1/ingest/jobs` as multipart: each file under its relative path.
+    """`POST /v1/ingest/jobs` as multipart: each file under its relative path (`ocr="force"`
+    reads every PDF page with OCR).
 
     A `Path` is opened on `stack`, so the files close when the caller's `with` ends.
     """
@@ -117,6 +119,8 @@ def upload(
         form["principals"] = json.dumps(list(principals))
     if metadata:
         form["metadata"] = json.dumps(dict(metadata))
+    if ocr is not None:
+        form["ocr"] = ocr
     return Call("POST", "/v1/ingest/jobs", files=parts, form=form or None)
 
 

@@ -152,11 +152,12 @@ class RagkbClient:
         *,
         principals: Sequence[str] | None = None,
         metadata: Mapping[str, str] | None = None,
+        ocr: str | None = None,
     ) -> JobOut:
         """Start a job for these `(relative path, bytes | binary file | Path)` files (scope
         `ingest`); returns at once (202) with the job's files queued."""
         with ExitStack() as stack:
-            call = calls.upload(files, stack, principals=principals, metadata=metadata)
+            call = calls.upload(files, stack, principals=principals, metadata=metadata, ocr=ocr)
             return JobOut.model_validate(self._send(call).json())
 
     def upload_folder(
@@ -166,11 +167,12 @@ class RagkbClient:
         principals: Sequence[str] | None = None,
         metadata: Mapping[str, str] | None = None,
         files_per_request: int = 50,
+        ocr: str | None = None,
     ) -> list[JobOut]:
         """Upload every file under `folder` with its relative path, `files_per_request` to a
         job; returns the jobs started (in order)."""
         return [
-            self.upload(batch, principals=principals, metadata=metadata)
+            self.upload(batch, principals=principals, metadata=metadata, ocr=ocr)
             for batch in calls.batched(calls.folder_files(folder), files_per_request)
         ]
 
