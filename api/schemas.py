@@ -226,7 +226,8 @@ _ERROR_DESCRIPTIONS = {
     413: "Too large, or over the tenant's quota (the reason says which)",
     422: "The request is malformed",
     429: "The tenant's rate limit is reached; retry after `Retry-After` seconds",
-    503: "A dependency (database, vector store, reader) is unavailable",
+    503: "A dependency (database, vector store, reader) is unavailable, or every reader slot "
+    "is busy (then `Retry-After` says when to try again)",
 }
 
 

@@ -7,6 +7,7 @@ import os
 from pathlib import PurePosixPath
 
 from ingest import formats
+from ingest.docx_pages import with_docx_pages
 from ingest.elements import ElementKind, ParsedDocument, ParsedElement, ParseError
 from ingest.markdown import parse_markdown
 from ingest.sniff import check_zip, decode_text, sniffed_kind
@@ -128,7 +129,8 @@ def _parse_office(suffix: str, data: bytes) -> list[ParsedElement]:
         if suffix == ".docx":
             from unstructured.partition.docx import partition_docx
 
-            return formats.from_unstructured(partition_docx(file=io.BytesIO(data), languages=[""]))
+            elements = partition_docx(file=io.BytesIO(data), languages=[""])
+            return with_docx_pages(formats.from_unstructured(elements), data)
         if suffix == ".pptx":
             return formats.parse_pptx(data)
         if suffix == ".xlsx":

@@ -108,7 +108,7 @@ def process_job_files(
     texts = [embedding_text(chunk) for item in prepared for chunk in item.chunks]
     # Repeated texts (boilerplate, templates, copies) are encoded once.
     unique = list(dict.fromkeys(texts))
-    by_text = dict(zip(unique, deps.embedder.embed_passages(unique), strict=True))
+    by_text = dict(zip(unique, deps.embedder.embed_passages(unique, background=True), strict=True))
     vectors = [by_text[text] for text in texts]
     if prepared and deps.still_active is not None and not deps.still_active():
         raise IndexSwitchedError("the active vector index changed; embedding again")

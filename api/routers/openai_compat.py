@@ -16,7 +16,7 @@ from api.routers.query import citations_out, validate_question
 from api.schemas import AUTH_ERRORS, ChatCompletionRequest, error_responses
 from core.audit import AuditAction, Outcome, record_by
 from generation.answer import AnswerResult
-from generation.client import ReaderUnavailableError
+from generation.client import ReaderUnavailableError, unavailable_headers
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 MODEL_ID = "ragkb"
@@ -80,7 +80,9 @@ def chat_completions(
             details={**audit_details, "reason": "reader_unavailable"},
         )  # fmt: skip
         session.commit()
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), headers=unavailable_headers(exc)
+        ) from exc
     return {
         "id": completion_id,
         "object": "chat.completion",

@@ -22,7 +22,7 @@ from api.schemas import (
 )
 from core.audit import AuditAction, Outcome, record_by
 from generation.answer import AnswerResult
-from generation.client import ReaderUnavailableError
+from generation.client import ReaderUnavailableError, unavailable_headers
 from generation.conversations import (
     ConversationNotFoundError,
     append_exchange,
@@ -118,7 +118,9 @@ def query(body: QueryRequest, tenant: QueryCaller, runtime: RuntimeDep, session:
             target=conversation_id, details={**audit_details, "reason": "reader_unavailable"},
         )  # fmt: skip
         session.commit()
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), headers=unavailable_headers(exc)
+        ) from exc
     remember(result)
     return to_response(result, conversation_id)
 
