@@ -255,11 +255,13 @@ class ReaderSettings(BaseModel):
         "a ~3,000-token prompt. On timeout the stream is closed, which stops the generation.",
     )
     min_tokens_per_s: float = Field(
-        5.0,
+        2.0,
         gt=0,
         description="Slowest generation accepted: a request ends (stream closed, generation "
-        "stopped) `timeout_s + max_tokens / min_tokens_per_s` after it was sent. The CPU reader "
-        "writes 15-20 tokens/s on 2 cores (docs/reader.md); 5 leaves a 3x margin.",
+        "stopped) `timeout_s + max_tokens / min_tokens_per_s` after it was sent (188 s for the "
+        "defaults). The CPU reader writes 15-20 tokens/s on 2 idle cores (docs/reader.md) and "
+        "fell to ~3 while the cores were shared with an ingest and test runs (load average 17): "
+        "2 keeps answers on a busy machine. A timed-out request is cancelled, never left running.",
     )
     max_retries: int = Field(
         2,
