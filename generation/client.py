@@ -55,6 +55,7 @@ class ReaderTimeoutError(ReaderUnavailableError):
 @dataclass(frozen=True)
 class ChatResult:
     text: str
+    # None where the server reports no usage on a stream (llama.cpp's Python server; vLLM does).
     prompt_tokens: int | None
     completion_tokens: int | None
     ttft_ms: float | None = None

@@ -63,8 +63,7 @@ def test_chat_completion_cites_the_right_source(reader_url: str) -> None:
     )
     assert "48,200" in result.text or "48200" in result.text
     assert "[2]" in result.text
-    assert result.prompt_tokens
-    assert result.completion_tokens
+    assert result.completion_tokens  # (prompt tokens: only where a stream reports usage)
 
 
 def test_unreachable_reader_raises_reader_unavailable() -> None:
