@@ -34,7 +34,10 @@ GENERAL = Path("bench/data/general-questions-en.json")
 
 
 def calibrate(rows: list[Row], keep: float, coverage_on: bool) -> EvidenceThresholds:
-    """The thresholds that abstain most on `rows` while keeping `keep` of answerable ones."""
+    """The thresholds that abstain most on `rows` (mean over corpora) while keeping evidence
+    for `keep` of the answerable questions of every corpus."""
+    corpora = sorted({r["corpus"] for r in rows})
+    by_corpus = {c: [r for r in rows if r["corpus"] == c] for c in corpora}
     dense_values = sorted({d for r in rows for d, _, _ in r["chunks"]} | {0.0})
     coverages = [i / 50 for i in range(51)] if coverage_on else [0.0]
     best: tuple[float, float, EvidenceThresholds] | None = None
@@ -43,10 +46,12 @@ def calibrate(rows: list[Row], keep: float, coverage_on: bool) -> EvidenceThresh
     for min_dense in dense_values[::step]:
         for min_coverage in coverages:
             thresholds = EvidenceThresholds(min_dense, min_coverage)
-            measured = evidence_rates(rows, thresholds)
-            if float(measured["answerable_kept"]) < keep:
+            measured = [evidence_rates(by_corpus[c], thresholds) for c in corpora]
+            kept = [float(m["answerable_kept"]) for m in measured]
+            if min(kept) < keep:
                 continue
-            key = (float(measured["absent_abstained"]), float(measured["answerable_kept"]))
+            abstained = sum(float(m["absent_abstained"]) for m in measured) / len(measured)
+            key = (abstained, sum(kept) / len(kept))
             if best is None or key > best[:2]:
                 best = (*key, thresholds)
     assert best is not None
@@ -64,12 +69,15 @@ def main() -> None:
     parser.add_argument("--keep", type=float, default=0.92)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--rows", type=Path, help="Calibrate again on the rows of an earlier result file."
+    )
     args = parser.parse_args()
     corpora = args.corpus or [Path("../shared/data/scifact")]
     out = args.out or Path(f"bench/results/abstention-{args.model}.json")
 
-    rows: list[Row] = []
-    for corpus in corpora:
+    rows: list[Row] = json.loads(args.rows.read_text())["rows"] if args.rows else []
+    for corpus in [] if args.rows else corpora:
         rows += evidence_rows(
             corpus, args.model, sample=args.questions, absent_share=args.absent_share,
             distractors=args.distractors, top_k=args.top_k, seed=args.seed,

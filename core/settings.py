@@ -259,9 +259,9 @@ class ReaderSettings(BaseModel):
         gt=0,
         description="Slowest generation accepted: a request ends (stream closed, generation "
         "stopped) `timeout_s + max_tokens / min_tokens_per_s` after it was sent (188 s for the "
-        "defaults). The CPU reader writes 15-20 tokens/s on 2 idle cores (docs/reader.md) and "
-        "fell to ~3 while the cores were shared with an ingest and test runs (load average 17): "
-        "2 keeps answers on a busy machine. A timed-out request is cancelled, never left running.",
+        "defaults). The CPU reader writes 15-20 tokens/s on 2 idle cores (docs/reader.md); on a "
+        "shared machine it falls far below that, and a timed-out request is cancelled, never "
+        "left running, so a generous floor costs nothing.",
     )
     max_retries: int = Field(
         2,
