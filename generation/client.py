@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx2
+import httpx
 import openai
 from openai import OpenAI
 from openai.types.chat import ChatCompletionMessageParam
@@ -219,9 +219,9 @@ def _events(upstream: Any) -> Iterator[Any]:
         yield from upstream
     except openai.APITimeoutError as exc:
         raise ReaderTimeoutError("reader timed out waiting for the next token") from exc
-    except httpx2.TimeoutException as exc:
+    except httpx.TimeoutException as exc:
         raise ReaderTimeoutError("reader timed out waiting for the next token") from exc
-    except (openai.APIError, httpx2.HTTPError) as exc:
+    except (openai.APIError, httpx.HTTPError) as exc:
         raise ReaderUnavailableError(f"reader failed mid-stream: {type(exc).__name__}") from exc
 
 
