@@ -210,23 +210,21 @@ class RetrievalSettings(BaseModel):
         None, description="Override the per-model evidence threshold (dense cosine score)."
     )
     min_scores: dict[str, float] = Field(
-        {"all-MiniLM-L6-v2": 0.25, "multilingual-e5-small": 0.88},
+        {"all-MiniLM-L6-v2": 0.293, "multilingual-e5-small": 0.88},
         description="Dense score below which a chunk is not evidence, per embedding model (cosine "
-        "scales differ); with no chunk above it the answer says so without calling the reader. "
-        "Both measured with bench/evidence_threshold.py: e5's (CMRC) best separates answerable "
-        "from absent-passage questions; MiniLM's (SciFact) keeps 99% of answerable questions' "
-        "evidence, because SciFact's absent-passage claims score like answerable ones "
-        "(separating them best, at 0.51, would refuse 30% of answerable claims).",
+        "scales differ); with no chunk above it (and above `min_coverages`) the answer says so "
+        "without calling the reader. MiniLM's with bench/abstention.py (SciFact with absent "
+        "claims plus general-knowledge questions; bench/results/abstention-all-MiniLM-L6-v2.json), "
+        "e5's with bench/evidence_threshold.py on CMRC (README).",
     )
-
     min_coverage: float | None = Field(
         None, ge=0, le=1, description="Override the per-model term-coverage threshold."
     )
     min_coverages: dict[str, float] = Field(
-        {"all-MiniLM-L6-v2": 0.0, "multilingual-e5-small": 0.0},
+        {"all-MiniLM-L6-v2": 0.24, "multilingual-e5-small": 0.0},
         description="Share of a question's IDF-weighted terms that some chunk clearing the dense "
         "threshold must contain, or the answer says the sources do not have it (0: off); per "
-        "embedding model, measured with bench/abstention.py (README).",
+        "embedding model, chosen with the dense one by bench/abstention.py (README).",
     )
 
     def min_score_for(self, model_name: str) -> float:
@@ -247,18 +245,19 @@ class ReaderSettings(BaseModel):
     model: str = Field("qwen2.5-1.5b-instruct", description="Served model name.")
     api_key: SecretStr = SecretStr("not-needed")
     timeout_s: float = Field(
-        60.0,
+        120.0,
         gt=0,
         description="Seconds a request may wait for its first token (the reader reads the prompt "
-        "first). The CPU reader reads ~50 prompt tokens/s on 2 cores (docs/reader.md; CMRC time "
-        "to first token p50 4.0 s with 2 sources, bench/results/answers-cmrc.json): 60 s covers "
-        "a ~3,000-token prompt. On timeout the stream is closed, which stops the generation.",
+        "first). The CPU reader reads ~50 prompt tokens/s on 2 idle cores (docs/reader.md; CMRC "
+        "time to first token p50 4.0 s with 2 sources, bench/results/answers-cmrc.json), and a "
+        "bare question's first token took up to 62 s on a 2-core machine under a load average "
+        "of ~20. On timeout the stream is closed, which stops the generation.",
     )
     min_tokens_per_s: float = Field(
-        2.0,
+        1.0,
         gt=0,
         description="Slowest generation accepted: a request ends (stream closed, generation "
-        "stopped) `timeout_s + max_tokens / min_tokens_per_s` after it was sent (188 s for the "
+        "stopped) `timeout_s + max_tokens / min_tokens_per_s` after it was sent (376 s for the "
         "defaults). The CPU reader writes 15-20 tokens/s on 2 idle cores (docs/reader.md); on a "
         "shared machine it falls far below that, and a timed-out request is cancelled, never "
         "left running, so a generous floor costs nothing.",
