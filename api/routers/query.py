@@ -146,7 +146,10 @@ def _sse(events: Iterator[Any], conversation_id: str, remember: Any) -> Iterator
                 data = to_response(event.data, conversation_id).model_dump()
             yield f"event: {event.kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
     except ReaderUnavailableError as exc:
-        yield f"event: error\ndata: {json.dumps({'detail': str(exc)})}\n\n"
+        # A busy reader's Retry-After travels in the event (the 200 was already sent).
+        retry = unavailable_headers(exc).get("Retry-After")
+        error = {"detail": str(exc), **({"retry_after_s": int(retry)} if retry else {})}
+        yield f"event: error\ndata: {json.dumps(error)}\n\n"
     finally:
         # Runs on client disconnect too: closing the generator closes the reader's stream.
         close = getattr(events, "close", None)
