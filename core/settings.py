@@ -60,12 +60,12 @@ class EmbeddingSettings(BaseModel):
     )
     batch_size: int = Field(32, ge=1, le=1024)
     ingest_slice: int = Field(
-        8,
+        2,
         ge=1,
         le=1024,
         description="Texts per ingest encode job. Questions run before queued ingest jobs on the "
-        "one encoder thread, so a question waits for at most one slice (~8 chunks of 128 "
-        "tokens: tens of ms on 2 cores; bench/results/query-during-ingest.json).",
+        "one encoder thread, so a question waits for at most one slice (2 chunks of <=128 "
+        "tokens: ~50 ms on 2 idle cores; bench/results/query-during-ingest.json).",
     )
 
 

@@ -118,7 +118,8 @@ def test_a_query_is_served_before_queued_ingest_slices(model: str, embedder: Loc
         target=lambda: ingested.append(local.embed_passages(texts, background=True))
     )
     ingest.start()
-    _wait_for(lambda: encoder.pending(Priority.INGEST) == 5)  # 40 texts in slices of 8
+    slices = math.ceil(len(texts) / EmbeddingSettings().ingest_slice)
+    _wait_for(lambda: encoder.pending(Priority.INGEST) == slices)
     # What a query finds when it runs: every ingest slice still waiting behind it.
     probe = encoder.submit(Priority.QUERY, lambda: encoder.pending(Priority.INGEST))
     queried: list[list[float]] = []
@@ -128,7 +129,7 @@ def test_a_query_is_served_before_queued_ingest_slices(model: str, embedder: Loc
     query.start()
     _wait_for(lambda: encoder.pending(Priority.QUERY) == 2)
     release.set()
-    assert probe.result(30) == 5
+    assert probe.result(30) == slices
     query.join(30)
     ingest.join(60)
     blocker.result(1)
