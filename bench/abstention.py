@@ -106,7 +106,10 @@ def main() -> None:
     command = f"python bench/abstention.py --model {args.model} " + " ".join(
         f"--corpus {c}" for c in corpora
     )
-    command += f" --questions {args.questions} --seed {args.seed} --keep {args.keep}"
+    command += (
+        f" --questions {args.questions} --distractors {args.distractors} --seed {args.seed}"
+        f" --keep {args.keep}"
+    )
     out.write_text(
         json.dumps({"model": args.model, "command": command, **results, "rows": rows}, indent=1)
         + "\n"
