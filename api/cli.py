@@ -668,11 +668,45 @@ def eval_answers(
     ] = None,
     reader_model: Annotated[str, typer.Option()] = "qwen2.5-1.5b-instruct",
     out: Annotated[Path, typer.Option()] = Path("bench/results/answers-cmrc.json"),
+    evidence_only: Annotated[
+        bool,
+        typer.Option(
+            help="Only the evidence gate, no reader: answerable questions kept and absent ones "
+            "refused, on any retrieval set (e.g. SciFact) plus --general questions."
+        ),
+    ] = False,
+    general: Annotated[
+        Path | None,
+        typer.Option(help="JSON {questions: [...]} the corpus cannot answer (English sets)."),
+    ] = None,
 ) -> None:
     """Answer correctness, citation precision and abstention on a QA set (see api/eval_answers)."""
     import shlex
 
-    from api.eval_answers import run_answer_eval
+    from api.eval_answers import run_answer_eval, run_evidence_eval
+
+    if evidence_only:
+        questions = json.loads(general.read_text())["questions"] if general else None
+        result = run_evidence_eval(
+            corpus, sample=sample, absent_share=absent_share, distractors=distractors,
+            top_k=top_k, seed=seed, embedding_model=embedding_model, general=questions,
+        )  # fmt: skip
+        rows = result.pop("rows")
+        result["command"] = shlex.join(
+            ["ragkb", "eval", "answers", "--evidence-only", "--corpus", str(corpus),
+             "--sample", str(sample), "--absent-share", str(absent_share),
+             "--distractors", str(distractors), "--top-k", str(top_k), "--seed", str(seed),
+             "--embedding-model", embedding_model]
+            + (["--general", str(general)] if general else [])
+        )  # fmt: skip
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+        out.with_suffix(".rows.json").write_text(json.dumps(rows, ensure_ascii=False) + "\n")
+        typer.echo("| metric | value |\n|---|---|")
+        for name, value in result.items():
+            if name != "command":
+                typer.echo(f"| {name} | {value} |")
+        return
     from generation.reader_model import MODEL_NAME, assemble_reader_model
     from generation.reader_server import ReaderServer
 
@@ -704,13 +738,14 @@ def eval_answers(
     result["command"] = shlex.join(
         ["ragkb", "eval", "answers", "--corpus", str(corpus), "--sample", str(sample),
          "--absent-share", str(absent_share), "--distractors", str(distractors),
-         "--top-k", str(top_k), "--seed", str(seed)]
+         "--top-k", str(top_k), "--seed", str(seed), "--embedding-model", embedding_model]
     )  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     out.with_suffix(".rows.json").write_text(json.dumps(rows, indent=1, ensure_ascii=False) + "\n")
     metrics = ["exact_match", "f1", "citation_precision", "abstain_rate_when_absent",
-               "gold_passage_retrieved", "answered_with_citation", "verified_answers"]  # fmt: skip
+               "no_evidence_when_absent", "answerable_kept", "gold_passage_retrieved",
+               "answered_with_citation", "verified_answers"]  # fmt: skip
     typer.echo("| metric | value |\n|---|---|")
     for name in [*metrics, "ttft_p50_ms", "total_p50_ms", "questions"]:
         typer.echo(f"| {name} | {result[name]} |")

@@ -11,7 +11,13 @@ Metrics:
   removing whitespace and punctuation): the reader writes sentences, not spans.
 - `f1`: character-level F1 of the answer (markers removed) against the best gold answer.
 - `citation_precision`: share of citations that are verified and point at a gold passage.
-- `abstain_rate_when_absent`: share of absent questions answered "not in the sources".
+- `abstain_rate_when_absent`: share of absent questions answered "not in the sources" (by the
+  evidence gate or by the reader's own refusal); `no_evidence_when_absent`: by the gate alone.
+- `answerable_kept`: share of present questions the evidence gate let through to the reader.
+
+`run_evidence_eval` (`ragkb eval answers --evidence-only`) measures the gate alone, without a
+reader, on any retrieval set (SciFact has no reference answers) plus general-knowledge questions
+the corpus cannot answer: the English calibration of `bench/abstention.py`.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ from api.runtime import Runtime
 from core.db import run_migrations
 from core.settings import EmbeddingSettings, LimitSettings, ReaderSettings, Settings
 from core.tenancy import create_tenant, issue_api_key
+from retrieval.evidence import EvidenceThresholds, has_evidence
+from retrieval.retriever import RetrievalOptions
 
 _MARKERS = re.compile(r"\[\d+(?:\s*[,;]\s*\d+)*\]")
 
@@ -254,6 +262,7 @@ def _ask(
         "absent": is_absent,
         # No answer text in the rows: the data set's licence stays with the data set.
         "answered": done["answered"],
+        "no_evidence": "no_evidence" in done["stages"],
         "verified": done["verified"],
         "contains_answer": contains_answer(done["answer"], item.answers),
         "f1": char_f1(done["answer"], item.answers),
@@ -288,8 +297,114 @@ def _summarize(rows: list[dict[str, Any]], passages: int, ingest_s: float) -> di
         "verified_answers": _share(r["verified"] for r in present),
         "gold_passage_retrieved": _share(r["gold_retrieved"] for r in present),
         "abstain_rate_when_absent": _share(not r["answered"] for r in absent),
+        # The evidence gate alone (no reader called): refusals of absent questions, and
+        # answerable questions that kept their evidence.
+        "no_evidence_when_absent": _share(r["no_evidence"] for r in absent),
+        "answerable_kept": _share(not r["no_evidence"] for r in present),
         "ttft_p50_ms": round(statistics.median(ttfts), 1) if ttfts else None,
         "total_p50_ms": round(statistics.median(r["total_ms"] for r in ok), 1) if ok else None,
+        "rows": rows,
+    }
+
+
+Row = dict[str, Any]
+
+
+def evidence_rows(
+    corpus_dir: Path, embedding_model: str, *, sample: int, absent_share: float,
+    distractors: int, top_k: int, seed: int, general: list[str] | None = None,
+) -> list[Row]:  # fmt: skip
+    """Each question's retrieved chunks with the evidence gate's two signals (dense cosine,
+    term coverage: retrieval/evidence.py) and whether each is a gold passage; no reader.
+
+    The sample is drawn as `run_answer_eval` draws it; `general` questions (ones the corpus
+    cannot answer) are added as absent ones to an English corpus.
+    """
+    passages, items = load_qa(corpus_dir, require_answers=False)
+    picked = sample_questions(
+        passages, items, sample=sample, absent_share=absent_share, distractors=distractors,
+        rng=random.Random(seed),
+    )  # fmt: skip
+    asked = [(q.query_id, q.question, q in picked.absent, q.gold_doc_ids) for q in picked.questions]
+    chinese = any("\u4e00" <= ch <= "\u9fff" for q in picked.questions for ch in q.question)
+    if general and not chinese:
+        asked += [(f"general-{i}", text, True, set()) for i, text in enumerate(general)]
+    rows: list[Row] = []
+    with throwaway_service(
+        embedding=EmbeddingSettings(model=embedding_model), reader=ReaderSettings(managed=False)
+    ) as service:
+        ingest_passages(service, {d: passages[d] for d in picked.passage_ids})
+        retriever = service.runtime.retriever
+        for query_id, text, absent, gold in asked:
+            found = retriever.retrieve(
+                tenant_id=service.tenant_id, query=text, top_k=top_k,
+                options=RetrievalOptions(evidence_gate=False),
+            )  # fmt: skip
+            chunks = retriever.with_coverage(service.tenant_id, text, found.chunks)
+            gold_paths = {f"passages/{d}.txt" for d in gold}
+            rows.append(
+                {
+                    "corpus": corpus_dir.name,
+                    "query_id": query_id,
+                    "absent": absent,
+                    "general": query_id.startswith("general-"),
+                    "chunks": [
+                        [
+                            round(c.dense_score or 0.0, 4),
+                            round(c.coverage or 0.0, 4),
+                            c.path in gold_paths,
+                        ]
+                        for c in chunks
+                    ],
+                }
+            )
+    return rows
+
+
+def evidence_rates(rows: list[Row], thresholds: EvidenceThresholds) -> dict[str, float | int]:
+    """The gate's outcome on `evidence_rows`: answerable questions that keep evidence (and
+    their gold passage), absent and general questions refused."""
+
+    def found(row: Row) -> bool:
+        return has_evidence([(d, c) for d, c, _ in row["chunks"]], thresholds)
+
+    present = [r for r in rows if not r["absent"]]
+    absent = [r for r in rows if r["absent"]]
+    kept = [found(r) for r in present]
+    gold_kept = [
+        k and any(d >= thresholds.min_dense and gold for d, _, gold in r["chunks"])
+        for r, k in zip(present, kept, strict=True)
+    ]
+    return {
+        "answerable": len(present),
+        "absent": len(absent),
+        "answerable_kept": _share(kept),
+        "answerable_gold_kept": _share(gold_kept),
+        "absent_abstained": _share(not found(r) for r in absent),
+        "general_abstained": _share(not found(r) for r in absent if r["general"]),
+    }
+
+
+def run_evidence_eval(
+    corpus_dir: Path, *, sample: int, absent_share: float, distractors: int, top_k: int,
+    seed: int, embedding_model: str, general: list[str] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The configured evidence gate of `embedding_model` on a sample (no reader): answerable
+    questions kept and absent (and general-knowledge) questions refused, with the rows."""
+    retrieval = Settings().retrieval
+    thresholds = EvidenceThresholds(
+        min_dense=retrieval.min_score_for(embedding_model),
+        min_coverage=retrieval.min_coverage_for(embedding_model),
+    )
+    rows = evidence_rows(
+        corpus_dir, embedding_model, sample=sample, absent_share=absent_share,
+        distractors=distractors, top_k=top_k, seed=seed, general=general,
+    )  # fmt: skip
+    return {
+        "embedding_model": embedding_model,
+        "min_dense": thresholds.min_dense,
+        "min_coverage": thresholds.min_coverage,
+        **evidence_rates(rows, thresholds),
         "rows": rows,
     }
 

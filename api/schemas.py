@@ -331,7 +331,7 @@ _ERROR_DESCRIPTIONS = {
     429: "The tenant's rate limit, or its share of the server's in-flight work, is reached; "
     "retry after `Retry-After` seconds",
     503: "A dependency (database, vector store, reader) is unavailable, or the server is at its "
-    "in-flight bound (then with `Retry-After`)",
+    "in-flight bound, or every reader slot is busy (then with `Retry-After`)",
 }
 _RETRY_AFTER = {
     "Retry-After": {

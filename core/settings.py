@@ -59,6 +59,14 @@ class EmbeddingSettings(BaseModel):
         None, description="Folder of a sentence-transformers model; overrides the packaged one."
     )
     batch_size: int = Field(32, ge=1, le=1024)
+    ingest_slice: int = Field(
+        2,
+        ge=1,
+        le=1024,
+        description="Texts per ingest encode job. Questions run before queued ingest jobs on the "
+        "one encoder thread, so a question waits for at most one slice (2 chunks of <=128 "
+        "tokens: ~50 ms on 2 idle cores; bench/results/query-during-ingest.json).",
+    )
 
 
 class ChunkingSettings(BaseModel):
@@ -224,19 +232,32 @@ class RetrievalSettings(BaseModel):
         None, description="Override the per-model evidence threshold (dense cosine score)."
     )
     min_scores: dict[str, float] = Field(
-        {"all-MiniLM-L6-v2": 0.25, "multilingual-e5-small": 0.88},
+        {"all-MiniLM-L6-v2": 0.293, "multilingual-e5-small": 0.88},
         description="Dense score below which a chunk is not evidence, per embedding model (cosine "
-        "scales differ); with no chunk above it the answer says so without calling the reader. "
-        "Both measured with bench/evidence_threshold.py: e5's (CMRC) best separates answerable "
-        "from absent-passage questions; MiniLM's (SciFact) keeps 99% of answerable questions' "
-        "evidence, because SciFact's absent-passage claims score like answerable ones "
-        "(separating them best, at 0.51, would refuse 30% of answerable claims).",
+        "scales differ); with no chunk above it (and above `min_coverages`) the answer says so "
+        "without calling the reader. MiniLM's with bench/abstention.py (SciFact with absent "
+        "claims plus general-knowledge questions; bench/results/abstention-all-MiniLM-L6-v2.json), "
+        "e5's with bench/evidence_threshold.py on CMRC (README).",
+    )
+    min_coverage: float | None = Field(
+        None, ge=0, le=1, description="Override the per-model term-coverage threshold."
+    )
+    min_coverages: dict[str, float] = Field(
+        {"all-MiniLM-L6-v2": 0.24, "multilingual-e5-small": 0.0},
+        description="Share of a question's IDF-weighted terms that some chunk clearing the dense "
+        "threshold must contain, or the answer says the sources do not have it (0: off); per "
+        "embedding model, chosen with the dense one by bench/abstention.py (README).",
     )
 
     def min_score_for(self, model_name: str) -> float:
         if self.min_score is not None:
             return self.min_score
         return self.min_scores.get(model_name, 0.0)
+
+    def min_coverage_for(self, model_name: str) -> float:
+        if self.min_coverage is not None:
+            return self.min_coverage
+        return self.min_coverages.get(model_name, 0.0)
 
 
 class ReaderSettings(BaseModel):
@@ -245,12 +266,48 @@ class ReaderSettings(BaseModel):
     )
     model: str = Field("qwen2.5-1.5b-instruct", description="Served model name.")
     api_key: SecretStr = SecretStr("not-needed")
-    timeout_s: float = Field(120.0, gt=0)
+    timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="Seconds a request may wait for its first token (the reader reads the prompt "
+        "first). The CPU reader reads ~50 prompt tokens/s on 2 idle cores (docs/reader.md; CMRC "
+        "time to first token p50 4.0 s with 2 sources, bench/results/answers-cmrc.json), and a "
+        "bare question's first token took up to 62 s on a 2-core machine under a load average "
+        "of ~20. On timeout the stream is closed, which stops the generation.",
+    )
+    min_tokens_per_s: float = Field(
+        1.0,
+        gt=0,
+        description="Slowest generation accepted: a request ends (stream closed, generation "
+        "stopped) `timeout_s + max_tokens / min_tokens_per_s` after it was sent (376 s for the "
+        "defaults). The CPU reader writes 15-20 tokens/s on 2 idle cores (docs/reader.md); on a "
+        "shared machine it falls far below that, and a timed-out request is cancelled, never "
+        "left running, so a generous floor costs nothing.",
+    )
     max_retries: int = Field(
-        2, ge=0, description="Retries (exponential backoff) on 5xx/connection."
+        2,
+        ge=0,
+        description="Retries (exponential backoff) on connection errors and 5xx before the first "
+        "token. A timeout is not retried: its generation is cancelled and the caller gets a 503.",
     )
     max_concurrency: int = Field(
-        8, ge=1, description="Requests this process may have in flight to the reader."
+        8,
+        ge=1,
+        description="Requests this process may have in flight to the reader. The managed "
+        "llama.cpp server serves one request at a time (a second one interrupts or queues "
+        "behind the first), so with `managed` the bound is 1.",
+    )
+    slot_wait_s: float = Field(
+        2.0,
+        ge=0,
+        description="How long a question waits for a free reader slot before a fast 503 with "
+        "`Retry-After` (queueing behind a one-slot CPU reader took minutes).",
+    )
+    busy_retry_after_s: int = Field(
+        5,
+        ge=1,
+        description="`Retry-After` of that 503: about one answer's time on the CPU reader "
+        "(CMRC total p50 4.7 s, bench/results/answers-cmrc.json).",
     )
     max_concurrency_per_tenant: int = Field(
         4,
@@ -277,6 +334,15 @@ class ReaderSettings(BaseModel):
     )
     threads: int = Field(2, ge=1)
     context_tokens: int = Field(4096, ge=512)
+
+    @property
+    def slots(self) -> int:
+        """Requests this process may have in flight to the reader."""
+        return 1 if self.managed else self.max_concurrency
+
+    def deadline_s(self, max_tokens: int | None = None) -> float:
+        """Seconds from sending a request to its forced end (first token, then generation)."""
+        return self.timeout_s + (max_tokens or self.max_tokens) / self.min_tokens_per_s
 
     @model_validator(mode="after")
     def _tenant_cap_leaves_room(self) -> ReaderSettings:

@@ -1,19 +1,30 @@
 """OpenAI-compatible chat client: vLLM in production, the embedded llama.cpp server by default.
 
-Retries with exponential backoff on connection errors and 5xx come from the `openai` client
-(`max_retries`); slots bound the requests this process has in flight to the reader, so one
-replica cannot queue more work on the GPU server than it was sized for, and a smaller bound per
-tenant keeps one tenant's burst from taking every slot (generation/slots.py).
+Every request is streamed, `complete` included: closing a stream is the one way to stop a
+generation on both servers (vLLM aborts on disconnect; llama.cpp's Python server stops at the next
+token, while a plain request runs to its end in the server's thread pool). So a request that
+times out is closed before anything else happens, and the reader is free for the next one.
+
+Time limits come from the reader's measured speed (ReaderSettings): `timeout_s` for the first
+token, then `max_tokens / min_tokens_per_s` for the rest. Connection errors and 5xx before the
+first token are retried with exponential backoff; a timeout is not (its generation is cancelled
+and the caller gets a 503: on a one-slot CPU reader a retry would only wait again).
+
+Slots bound the requests this process has in flight to the reader (one for the managed
+llama.cpp server), with a smaller bound per tenant (generation/slots.py). A question that finds
+no free slot within `slot_wait_s` gets `ReaderBusyError` at once (503 with `Retry-After`)
+instead of queueing for minutes behind the reader.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import openai
 from openai import OpenAI
 from openai.types.chat import ChatCompletionMessageParam
@@ -21,11 +32,24 @@ from openai.types.chat import ChatCompletionMessageParam
 from core.settings import ReaderSettings
 from generation.slots import NoSlotError, TenantSlots
 
-_UNAVAILABLE = (openai.APIConnectionError, openai.APITimeoutError, openai.InternalServerError)
+_RETRYABLE = (openai.APIConnectionError, openai.InternalServerError)
+_BACKOFF_S = 0.5
 
 
 class ReaderUnavailableError(RuntimeError):
     """The reader could not be reached, timed out or failed; the API answers 503."""
+
+
+class ReaderBusyError(ReaderUnavailableError):
+    """No reader slot freed up within `slot_wait_s`; the API answers 503 with `Retry-After`."""
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class ReaderTimeoutError(ReaderUnavailableError):
+    """The reader missed its time budget; its generation was cancelled (stream closed)."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +88,7 @@ DEFAULT_OPTIONS = GenerationOptions()
 @dataclass(frozen=True)
 class ChatResult:
     text: str
+    # None where the server reports no usage on a stream (llama.cpp's Python server; vLLM does).
     prompt_tokens: int | None
     completion_tokens: int | None
     ttft_ms: float | None = None
@@ -77,6 +102,7 @@ class StreamStats:
     ttft_ms: float | None = None
     generation_ms: float | None = None
     completion_tokens: int = 0
+    prompt_tokens: int | None = None
     text_parts: list[str] = field(default_factory=list)
 
     @property
@@ -96,13 +122,15 @@ class ChatClient:
         self._client = OpenAI(
             base_url=settings.base_url,
             api_key=settings.api_key.get_secret_value(),
+            # Bounds each wait (connecting, then every chunk, the first one included); the whole
+            # request's deadline is checked between chunks.
             timeout=settings.timeout_s,
-            max_retries=settings.max_retries,
+            max_retries=0,  # retried here, only before the first token (module docstring)
         )
         self._slots = TenantSlots(
-            total=settings.max_concurrency,
-            per_tenant=min(settings.max_concurrency_per_tenant, settings.max_concurrency),
-            timeout_s=settings.timeout_s,
+            total=settings.slots,
+            per_tenant=min(settings.max_concurrency_per_tenant, settings.slots),
+            timeout_s=settings.slot_wait_s,
         )
 
     @property
@@ -121,21 +149,19 @@ class ChatClient:
         tenant_id: str | None = None,
         options: GenerationOptions = DEFAULT_OPTIONS,
     ) -> ChatResult:
-        started = time.perf_counter()
-        fields = options.request_fields(self._settings)
-        if max_tokens is not None:
-            fields["max_tokens"] = max_tokens
-        with self._slot(tenant_id), _request_errors():
-            response = self._client.chat.completions.create(
-                model=self._settings.model, messages=messages, **fields
-            )
-        usage = response.usage
-        elapsed_ms = (time.perf_counter() - started) * 1000
+        """The whole answer (streamed upstream, so a timeout cancels the generation)."""
+        stats = StreamStats()
+        chunks = self.stream(
+            messages, stats, max_tokens=max_tokens, tenant_id=tenant_id, options=options
+        )
+        for _ in chunks:
+            pass
         return ChatResult(
-            text=response.choices[0].message.content or "",
-            prompt_tokens=usage.prompt_tokens if usage else None,
-            completion_tokens=usage.completion_tokens if usage else None,
-            generation_ms=round(elapsed_ms, 2),
+            text=stats.text,
+            prompt_tokens=stats.prompt_tokens,
+            completion_tokens=stats.completion_tokens,
+            ttft_ms=stats.ttft_ms,
+            generation_ms=stats.generation_ms,
         )
 
     def stream(
@@ -143,49 +169,75 @@ class ChatClient:
         messages: list[ChatCompletionMessageParam],
         stats: StreamStats,
         *,
+        max_tokens: int | None = None,
         tenant_id: str | None = None,
         options: GenerationOptions = DEFAULT_OPTIONS,
     ) -> Iterator[str]:
-        """Yield text deltas as the reader writes them; closing the iterator cancels upstream."""
-        started = time.perf_counter()
+        """Yield text deltas as the reader writes them; closing the iterator cancels upstream.
+
+        Raises ReaderBusyError (no slot within `slot_wait_s`), ReaderTimeoutError (first token
+        later than `timeout_s`, or the answer not done by `ReaderSettings.deadline_s`), and
+        ReaderUnavailableError (unreachable after the retries, refused, broken mid-stream).
+        """
+        tokens = max_tokens or options.max_tokens or self._settings.max_tokens
         with self._slot(tenant_id):
-            with _request_errors():
-                upstream = self._client.chat.completions.create(
-                    model=self._settings.model,
-                    messages=messages,
-                    stream=True,
-                    **options.request_fields(self._settings),
-                )
+            fields = options.request_fields(self._settings)
+            fields["max_tokens"] = tokens
+            started = time.perf_counter()
+            deadline = started + self._settings.deadline_s(tokens)
+            upstream = self._open(messages, fields)
             try:
-                for event in upstream:
-                    if not event.choices:
-                        continue
-                    delta = event.choices[0].delta.content
+                for event in _events(upstream):
+                    usage = getattr(event, "usage", None)
+                    if usage is not None and usage.prompt_tokens:
+                        stats.prompt_tokens = usage.prompt_tokens
+                    delta = event.choices[0].delta.content if event.choices else None
+                    now = time.perf_counter()
+                    if now > deadline:
+                        raise ReaderTimeoutError(
+                            f"reader timed out: the answer was not done within "
+                            f"{self._settings.deadline_s(tokens):.0f} s (generation cancelled)"
+                        )
                     if not delta:
                         continue
-                    now = time.perf_counter()
                     if stats.ttft_ms is None:
                         stats.ttft_ms = round((now - started) * 1000, 2)
                     stats.completion_tokens += 1
                     stats.text_parts.append(delta)
                     stats.generation_ms = round((now - started) * 1000, 2)
                     yield delta
-            except (*_UNAVAILABLE, openai.APIError) as exc:
-                raise ReaderUnavailableError(
-                    f"reader failed mid-stream: {type(exc).__name__}"
-                ) from exc
-            except Exception as exc:  # a broken connection surfaces as an httpx error
-                import httpx
-
-                if isinstance(exc, httpx.HTTPError):
-                    raise ReaderUnavailableError(
-                        f"reader failed mid-stream: {type(exc).__name__}"
-                    ) from exc
-                raise
             finally:
                 # Closing the HTTP response tells the server to stop generating (vLLM aborts the
-                # request on disconnect), so an abandoned stream does not hold the GPU.
+                # request on disconnect, llama.cpp stops at its next token), so an abandoned or
+                # timed-out request does not hold the reader.
                 upstream.close()
+
+    def _open(self, messages: list[ChatCompletionMessageParam], fields: dict[str, Any]) -> Any:
+        """The upstream stream, once its response headers came; retried before any token."""
+        attempt = 0
+        while True:
+            try:
+                with _request_errors():
+                    return self._create(messages, fields)
+            except ReaderUnavailableError as exc:
+                retryable = isinstance(exc.__cause__, _RETRYABLE) and not isinstance(
+                    exc.__cause__, openai.APITimeoutError
+                )
+                if not retryable or attempt >= self._settings.max_retries:
+                    raise
+            time.sleep(_BACKOFF_S * 2**attempt)
+            attempt += 1
+
+    def _create(self, messages: list[ChatCompletionMessageParam], fields: dict[str, Any]) -> Any:
+        """`fields`: the sampling settings (GenerationOptions.request_fields)."""
+        request: Callable[..., Any] = self._client.chat.completions.create
+        return request(
+            model=self._settings.model,
+            messages=messages,
+            stream=True,
+            stream_options={"include_usage": True},
+            **fields,
+        )
 
     @contextmanager
     def _slot(self, tenant_id: str | None) -> Iterator[None]:
@@ -193,10 +245,24 @@ class ChatClient:
             with self._slots.hold(tenant_id):
                 yield
         except NoSlotError as exc:
-            raise ReaderUnavailableError(str(exc)) from exc
+            raise ReaderBusyError(
+                str(exc), retry_after_s=self._settings.busy_retry_after_s
+            ) from exc
 
     def close(self) -> None:
         self._client.close()
+
+
+def _events(upstream: Any) -> Iterator[Any]:
+    """The stream's events; a failure while reading them becomes a ReaderUnavailableError."""
+    try:
+        yield from upstream
+    except openai.APITimeoutError as exc:
+        raise ReaderTimeoutError("reader timed out waiting for the next token") from exc
+    except httpx.TimeoutException as exc:
+        raise ReaderTimeoutError("reader timed out waiting for the next token") from exc
+    except (openai.APIError, httpx.HTTPError) as exc:
+        raise ReaderUnavailableError(f"reader failed mid-stream: {type(exc).__name__}") from exc
 
 
 @contextmanager
@@ -204,7 +270,16 @@ def _request_errors() -> Iterator[None]:
     """Any way the reader can fail to take a request becomes ReaderUnavailableError (503)."""
     try:
         yield
-    except _UNAVAILABLE as exc:
+    except openai.APITimeoutError as exc:
+        raise ReaderTimeoutError("reader timed out before the first token") from exc
+    except openai.APIConnectionError as exc:
         raise ReaderUnavailableError(f"reader unavailable: {type(exc).__name__}") from exc
     except openai.APIStatusError as exc:
         raise ReaderUnavailableError(f"reader refused the request: {exc.status_code}") from exc
+
+
+def unavailable_headers(exc: ReaderUnavailableError) -> dict[str, str]:
+    """The 503's headers: `Retry-After` when the reader was busy (no slot in time)."""
+    if isinstance(exc, ReaderBusyError):
+        return {"Retry-After": str(exc.retry_after_s)}
+    return {}

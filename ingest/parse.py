@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import PurePosixPath
 
 from ingest import formats, office_legacy
+from ingest.docx_pages import with_docx_pages
 from ingest.elements import ElementKind, ParsedDocument, ParsedElement, ParseError
 from ingest.heuristics import cap_heuristics
 from ingest.markdown import parse_markdown
@@ -159,7 +160,8 @@ def _parse_office(suffix: str, data: bytes) -> list[ParsedElement]:
         if suffix == ".docx":
             from unstructured.partition.docx import partition_docx
 
-            return formats.from_unstructured(partition_docx(file=io.BytesIO(data), languages=[""]))
+            elements = partition_docx(file=io.BytesIO(data), languages=[""])
+            return with_docx_pages(formats.from_unstructured(elements), data)
         if suffix == ".pptx":
             return formats.parse_pptx(data)
         if suffix == ".xlsx":

@@ -314,7 +314,8 @@ def _embed(prepared: Sequence[_Prepared], deps: IngestDependencies) -> list[list
     # sorts by length inside the call.
     unique = list(dict.fromkeys(texts))
     with span("embed", {"gen_ai.operation.name": "embeddings", "ragkb.texts": len(unique)}):
-        by_text = dict(zip(unique, deps.embedder.embed_passages(unique), strict=True))
+        vectors_of = deps.embedder.embed_passages(unique, background=True)
+        by_text = dict(zip(unique, vectors_of, strict=True))
     vectors = [by_text[text] for text in texts]
     per_file: list[list[list[float]]] = []
     offset = 0

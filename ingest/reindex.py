@@ -98,7 +98,7 @@ def reembed(
         return []
     texts = [embedding_text_of(p.payload) for p in points]
     unique = list(dict.fromkeys(texts))
-    by_text = dict(zip(unique, embedder.embed_passages(unique), strict=True))
+    by_text = dict(zip(unique, embedder.embed_passages(unique, background=True), strict=True))
     versions: dict[tuple[str, str], list[ChunkPoint]] = {}
     for point, text in zip(points, texts, strict=True):
         chunk = point.as_chunk(by_text[text])

@@ -20,6 +20,7 @@ from core.vectorstore import (
     SparseVector,
     VectorStore,
 )
+from retrieval.evidence import EvidenceThresholds, coverage, has_evidence, term_weights
 from retrieval.expansion import QueryExpander, fuse_rankings
 from retrieval.idf_cache import UNKNOWN, IdfCache, corpus_key
 from retrieval.rerank import NoReranker, Reranker, RerankUnavailableError
@@ -44,6 +45,9 @@ class RetrievedChunk:
     dense_score: float | None = None
     rerank_score: float | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    # Share of the question's IDF-weighted terms in this chunk's text (retrieval/evidence.py);
+    # set where the evidence gate measured it.
+    coverage: float | None = None
 
     @classmethod
     def from_hit(cls, hit: SearchHit) -> RetrievedChunk:
@@ -77,8 +81,9 @@ class RetrievalOptions:
 
     mode: RetrievalMode | None = None
     rerank: bool = True
-    # Drop chunks whose dense cosine is below the calibrated evidence threshold (answers do;
-    # a plain search returns the ranking as it is).
+    # Drop chunks whose dense cosine is below the calibrated evidence threshold, and all of them
+    # when none covers enough of the question's terms (answers do; a plain search returns the
+    # ranking as it is).
     evidence_gate: bool = True
     # The configured query expansion (multi-query, HyDE) when there is one.
     expand: bool = True
@@ -95,6 +100,7 @@ class Retriever:
         settings: RetrievalSettings,
         rerank_candidates: int,
         min_score: float,
+        min_coverage: float = 0.0,
         expanders: Mapping[QueryExpansion, QueryExpander] | None = None,
         idf_cache: IdfCache | None = None,
     ) -> None:
@@ -105,6 +111,7 @@ class Retriever:
         self._settings = settings
         self._rerank_candidates = rerank_candidates
         self._min_score = min_score
+        self._min_coverage = min_coverage
         self._expanders = dict(expanders or {})
         self._idf_cache = idf_cache or IdfCache(
             ttl_s=settings.idf_cache_ttl_s, max_entries=settings.idf_cache_size
@@ -113,6 +120,10 @@ class Retriever:
     @property
     def min_score(self) -> float:
         return self._min_score
+
+    @property
+    def evidence_thresholds(self) -> EvidenceThresholds:
+        return EvidenceThresholds(min_dense=self._min_score, min_coverage=self._min_coverage)
 
     @property
     def settings(self) -> RetrievalSettings:
@@ -128,6 +139,7 @@ class Retriever:
             settings=settings,
             rerank_candidates=self._rerank_candidates,
             min_score=self._min_score,
+            min_coverage=self._min_coverage,
             expanders=self._expanders,
             idf_cache=self._idf_cache,
         )
@@ -179,6 +191,16 @@ class Retriever:
             chunks = [
                 c for c in chunks if c.dense_score is None or c.dense_score >= self._min_score
             ]
+            if chunks and self._min_coverage > 0:
+                started = time.perf_counter()
+                chunks = self.with_coverage(
+                    tenant_id, query, chunks, filters.principals if filters else None
+                )
+                scored = [(c.dense_score, c.coverage) for c in chunks]
+                if not has_evidence(scored, self.evidence_thresholds):
+                    chunks = []
+                    stages.append("no_term_coverage")
+                timings["evidence_ms"] = _ms_since(started)
         stages.insert(0, mode.value)
 
         if chunks and reranking:
@@ -199,6 +221,24 @@ class Retriever:
                 stages.append(f"rerank:{self._reranker.name}")
             timings["rerank_ms"] = _ms_since(started)
         return RetrievalResult(chunks=chunks[:top_k], stages=stages, timings_ms=timings)
+
+    def with_coverage(
+        self,
+        tenant_id: str,
+        query: str,
+        chunks: list[RetrievedChunk],
+        principals: tuple[str, ...] | None = None,
+    ) -> list[RetrievedChunk]:
+        """The chunks with their share of the query's IDF-weighted terms (retrieval/evidence.py),
+        the IDF counted over what the caller (`principals`) may read, like the search's."""
+        terms = self._lexical.encode_query(query)
+        if not terms:
+            return [replace(c, coverage=1.0) for c in chunks]
+        weights = term_weights(terms.indices, self._idf(tenant_id, principals, terms))
+        return [
+            replace(c, coverage=coverage(weights, self._lexical.encode_query(c.text).indices))
+            for c in chunks
+        ]
 
     def _search(
         self,

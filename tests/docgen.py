@@ -62,6 +62,27 @@ def make_docx(path: Path, sections: list[tuple[str, list[str]]]) -> Path:
     return path
 
 
+def make_paged_docx(path: Path, pages: list[list[str]], *, rendered: bool = False) -> Path:
+    """A DOCX whose pages are separated the way Word records them: an explicit page break
+    (`w:br w:type="page"`) or, with `rendered`, the break Word writes where it laid out a new
+    page (`w:lastRenderedPageBreak`, here at the start of each new page's first paragraph)."""
+    import docx
+    from docx.enum.text import WD_BREAK
+    from docx.oxml import OxmlElement
+
+    document = docx.Document()
+    for number, paragraphs in enumerate(pages, start=1):
+        for index, text in enumerate(paragraphs):
+            paragraph = document.add_paragraph()
+            run = paragraph.add_run(text)
+            if rendered and number > 1 and index == 0:
+                run._r.insert(0, OxmlElement("w:lastRenderedPageBreak"))
+        if not rendered and number < len(pages):
+            document.add_paragraph().add_run().add_break(WD_BREAK.PAGE)
+    document.save(str(path))
+    return path
+
+
 def make_pptx(path: Path, slides: list[tuple[str, str]]) -> Path:
     """One (title, body) per slide."""
     from pptx import Presentation

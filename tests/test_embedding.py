@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import math
+import threading
+import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -91,3 +94,51 @@ def test_a_model_of_another_chain_is_encoded_by_sentence_transformers(
     transformer = embedder.model[0]
     cls_pooled = SentenceTransformer(modules=[transformer, Pooling(384, pooling_mode="cls")])
     assert MeanPoolingForward.of(cls_pooled) is None
+
+
+@pytest.mark.parametrize("model", ["all-MiniLM-L6-v2", "multilingual-e5-small"])
+def test_a_query_is_served_before_queued_ingest_slices(model: str, embedder: LocalEmbedder) -> None:
+    """Questions first: a query submitted while ingest slices are queued runs before them."""
+    from core.encoder_queue import Priority
+
+    local = (
+        embedder
+        if model == embedder.model_name
+        else create_embedder(EmbeddingSettings(model=model))
+    )
+    encoder = local.encoder
+    texts = [f"Passage {i}: the Rotterdam warehouse shipped {i * 100} parcels." for i in range(40)]
+    expected_passages = local.embed_passages(texts)
+    expected_query = local.embed_query("How many parcels did Rotterdam ship?")
+
+    release = threading.Event()
+    blocker = encoder.submit(Priority.INGEST, lambda: release.wait(60))  # a slice being encoded
+    ingested: list[list[list[float]]] = []
+    ingest = threading.Thread(
+        target=lambda: ingested.append(local.embed_passages(texts, background=True))
+    )
+    ingest.start()
+    slices = math.ceil(len(texts) / EmbeddingSettings().ingest_slice)
+    _wait_for(lambda: encoder.pending(Priority.INGEST) == slices)
+    # What a query finds when it runs: every ingest slice still waiting behind it.
+    probe = encoder.submit(Priority.QUERY, lambda: encoder.pending(Priority.INGEST))
+    queried: list[list[float]] = []
+    query = threading.Thread(
+        target=lambda: queried.append(local.embed_query("How many parcels did Rotterdam ship?"))
+    )
+    query.start()
+    _wait_for(lambda: encoder.pending(Priority.QUERY) == 2)
+    release.set()
+    assert probe.result(30) == slices
+    query.join(30)
+    ingest.join(60)
+    blocker.result(1)
+    assert np.allclose(queried[0], expected_query, atol=1e-5)
+    assert np.allclose(ingested[0], expected_passages, atol=1e-4)
+
+
+def _wait_for(condition: Callable[[], bool], timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from ingest.chunk import chunk_document
 from ingest.elements import ElementKind
 from ingest.formats import ocr_languages
 from ingest.parse import ParseError, parse_document
@@ -13,6 +14,7 @@ from tests.docgen import (
     make_docx,
     make_eml,
     make_encrypted_office,
+    make_paged_docx,
     make_pdf,
     make_pptx,
     make_scanned_pdf,
@@ -113,3 +115,25 @@ def test_password_protected_office_files_are_refused_with_a_reason(
 def test_bad_input_fails_with_a_reason(name: str, data: bytes, reason: str) -> None:
     with pytest.raises(ParseError, match=reason):
         parse_document(name, data)
+
+
+@pytest.mark.parametrize("rendered", [False, True], ids=["explicit-break", "rendered-break"])
+def test_docx_chunks_carry_their_page_numbers(tmp_path: Path, rendered: bool) -> None:
+    pages = [
+        ["The handbook covers the Rotterdam and Lyon offices.", "Badges are issued at reception."],
+        ["Vacation requests go to the team lead two weeks ahead."],
+        ["The Lyon office closes at 17:00 on Fridays.", "Parking is free for visitors."],
+    ]
+    path = make_paged_docx(tmp_path / "handbook.docx", pages, rendered=rendered)
+    doc = parse_document("handbook.docx", path.read_bytes())
+    found = {e.text: e.page for e in doc.elements}
+    assert found["The handbook covers the Rotterdam and Lyon offices."] == 1
+    assert found["Vacation requests go to the team lead two weeks ahead."] == 2
+    assert found["The Lyon office closes at 17:00 on Fridays."] == 3
+    assert found["Parking is free for visitors."] == 3
+    chunks = chunk_document(
+        doc, max_tokens=50, overlap_tokens=5, count_tokens=lambda t: len(t.split())
+    )
+    lyon = [c for c in chunks if "Lyon office closes" in c.text]
+    assert lyon
+    assert all(c.page == 3 for c in lyon)

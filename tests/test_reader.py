@@ -15,7 +15,14 @@ from core.vectorstore import ChunkPoint
 from core.vectorstore.edge import EdgeVectorStore
 from generation import tokens
 from generation.answer import AnswerService
-from generation.client import ChatClient, ReaderUnavailableError, StreamStats
+from generation.client import (
+    ChatClient,
+    ReaderBusyError,
+    ReaderTimeoutError,
+    ReaderUnavailableError,
+    StreamStats,
+    unavailable_headers,
+)
 from generation.prompt import build_messages
 from generation.reader_model import EXPECTED_SHA256, EXPECTED_SIZE, is_verified
 from generation.reader_server import ReaderServer
@@ -56,8 +63,7 @@ def test_chat_completion_cites_the_right_source(reader_url: str) -> None:
     )
     assert "48,200" in result.text or "48200" in result.text
     assert "[2]" in result.text
-    assert result.prompt_tokens
-    assert result.completion_tokens
+    assert result.completion_tokens  # (prompt tokens: only where a stream reports usage)
 
 
 def test_unreachable_reader_raises_reader_unavailable() -> None:
@@ -74,6 +80,53 @@ def test_timeout_raises_reader_unavailable(reader_url: str) -> None:
     )
     with pytest.raises(ReaderUnavailableError):
         client.complete([{"role": "user", "content": "Write a long story about a cat."}])
+
+
+def test_a_timeout_cancels_the_generation_before_anything_else(reader_url: str) -> None:
+    """A request past its deadline is closed upstream, so the one-slot reader stops generating it
+    and the next request starts at once instead of waiting for the abandoned answer."""
+    # First token within 20 s, then 400 tokens at 1000 tokens/s: the deadline passes mid-answer.
+    hurried = ChatClient(
+        ReaderSettings(
+            base_url=reader_url, max_tokens=400, temperature=0.7, timeout_s=20,
+            min_tokens_per_s=1000, max_retries=2,
+        )
+    )  # fmt: skip
+    stats = StreamStats()
+    with pytest.raises(ReaderTimeoutError, match="timed out"):
+        for _ in hurried.stream(
+            [{"role": "user", "content": "Write a very long story about a lighthouse keeper."}],
+            stats,
+        ):
+            pass
+    assert stats.completion_tokens < 400
+    short = ChatClient(ReaderSettings(base_url=reader_url, max_tokens=3, temperature=0))
+    started = time.perf_counter()
+    short.complete([{"role": "user", "content": "Say yes."}])
+    # The rest of 400 tokens at ~15-20 tokens/s would hold the server for 15+ s.
+    assert time.perf_counter() - started < 12
+
+
+def test_a_question_without_a_free_slot_gets_a_fast_busy_error(reader_url: str) -> None:
+    """One-slot reader: while an answer is being written, the next question does not queue for
+    minutes; it is refused after `slot_wait_s` with a Retry-After."""
+    settings = ReaderSettings(base_url=reader_url, max_tokens=300, slot_wait_s=0.2)
+    assert settings.slots == 1  # the managed llama.cpp server serves one request at a time
+    client = ChatClient(settings)
+    writing = client.stream(
+        [{"role": "user", "content": "Write a long story about a ship."}], StreamStats()
+    )
+    next(writing)  # the slot is held while the answer is written
+    try:
+        with pytest.raises(ReaderBusyError, match="reader busy") as refused:
+            client.complete([{"role": "user", "content": "Say yes."}], tenant_id="other")
+        assert refused.value.retry_after_s == settings.busy_retry_after_s
+        assert unavailable_headers(refused.value) == {
+            "Retry-After": str(settings.busy_retry_after_s)
+        }
+    finally:
+        writing.close()  # type: ignore[attr-defined]
+    assert client.complete([{"role": "user", "content": "Say yes."}]).text  # the slot is free
 
 
 def test_answer_service_maps_citations_to_sources(

@@ -26,7 +26,7 @@ from api.schemas import (
 )
 from core.audit import AuditAction, Outcome, record_by
 from generation.answer import AnswerResult
-from generation.client import GenerationOptions, ReaderUnavailableError
+from generation.client import GenerationOptions, ReaderUnavailableError, unavailable_headers
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 
@@ -175,7 +175,9 @@ def chat_completions(
             details={**audit_details, "reason": "reader_unavailable"},
         )  # fmt: skip
         session.commit()
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), headers=unavailable_headers(exc)
+        ) from exc
     return {
         "id": completion_id,
         "object": "chat.completion",

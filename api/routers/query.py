@@ -25,7 +25,7 @@ from api.schemas import (
 )
 from core.audit import AuditAction, Outcome, record_by
 from generation.answer import AnswerResult
-from generation.client import ReaderUnavailableError
+from generation.client import ReaderUnavailableError, unavailable_headers
 from generation.conversations import (
     ConversationNotFoundError,
     append_exchange,
@@ -141,7 +141,9 @@ def query(body: QueryRequest, tenant: QueryCaller, runtime: RuntimeDep, session:
             target=conversation_id, details={**audit_details, "reason": "reader_unavailable"},
         )  # fmt: skip
         session.commit()
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), headers=unavailable_headers(exc)
+        ) from exc
     remember(result)
     return to_response(result, conversation_id)
 
@@ -167,7 +169,10 @@ def _sse(events: Iterator[Any], conversation_id: str, remember: Any) -> Iterator
                 data = to_response(event.data, conversation_id).model_dump()
             yield f"event: {event.kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
     except ReaderUnavailableError as exc:
-        yield f"event: error\ndata: {json.dumps({'detail': str(exc)})}\n\n"
+        # A busy reader's Retry-After travels in the event (the 200 was already sent).
+        retry = unavailable_headers(exc).get("Retry-After")
+        error = {"detail": str(exc), **({"retry_after_s": int(retry)} if retry else {})}
+        yield f"event: error\ndata: {json.dumps(error)}\n\n"
     finally:
         # Runs on client disconnect too: closing the generator closes the reader's stream.
         close = getattr(events, "close", None)

@@ -1,0 +1,199 @@
+"""`/v1/search` latency while a 1,000-file ingest runs, against the same searches idle.
+
+The app is served by uvicorn on a loopback port (as `ragkb serve` does, with its Celery worker
+threads in-process: the embedded default), with a base of SciFact documents indexed first. Then
+searches (SciFact claims, `POST /v1/search`, keep-alive `http.client`) are timed one after
+another while idle, and again while `--docs` other SciFact documents (Markdown files, uploaded in
+jobs of 100 over HTTP) are ingested. Run once per `--slice` (texts per ingest encode job,
+`RAGKB_EMBEDDING__INGEST_SLICE`): a slice as large as a whole task is the old behaviour, where a
+question's encode waited behind every ingest batch queued before it.
+
+    python bench/query_during_ingest.py --docs 1000 --slice 8 --slice 1024
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from search_latency import served
+
+from api.eval_answers import throwaway_service
+from core.settings import EmbeddingSettings, ReaderSettings
+
+
+class _Searcher:
+    """Keep-alive searches; a connection the server closed (uvicorn drops keep-alive ones idle
+    for 5 s) is opened again, outside the timed span."""
+
+    def __init__(self, port: int, headers: dict[str, str]) -> None:
+        self._port = port
+        self._headers = {**headers, "Content-Type": "application/json"}
+        self._connection = http.client.HTTPConnection("127.0.0.1", port)
+
+    def __call__(self, text: str) -> float:
+        try:
+            return self._timed(text)
+        except (ConnectionError, http.client.HTTPException):
+            self._connection.close()
+            self._connection = http.client.HTTPConnection("127.0.0.1", self._port)
+            self._connection.connect()
+            return self._timed(text)
+
+    def _timed(self, text: str) -> float:
+        body = json.dumps({"query": text, "top_k": 10, "rerank": False})
+        started = time.perf_counter()
+        self._connection.request("POST", "/v1/search", body=body, headers=self._headers)
+        response = self._connection.getresponse()
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"search answered {response.status}")
+        return (time.perf_counter() - started) * 1000
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+def _upload(port: int, headers: dict[str, str], docs: list[dict[str, Any]]) -> list[str]:
+    """Upload the documents in jobs of 100 files (multipart over HTTP); the job ids."""
+    import httpx
+
+    job_ids = []
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as client:
+        for start in range(0, len(docs), 100):
+            files = [
+                ("files", (f"ingest/{d['_id']}.md", f"# {d['title']}\n\n{d['text']}\n".encode()))
+                for d in docs[start : start + 100]
+            ]
+            response = client.post("/v1/ingest/jobs", headers=headers, files=files)
+            response.raise_for_status()
+            job_ids.append(response.json()["id"])
+    return job_ids
+
+
+def _jobs_done(port: int, headers: dict[str, str], job_ids: list[str]) -> tuple[bool, int]:
+    import httpx
+
+    done, chunks = True, 0
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+        for job_id in job_ids:
+            body = client.get(
+                f"/v1/ingest/jobs/{job_id}?include_files=false", headers=headers
+            ).json()
+            done = done and body["status"].startswith("completed")
+            chunks += body["progress"]["chunks_indexed"]
+    return done, chunks
+
+
+def measure(
+    corpus: list[dict[str, Any]], claims: list[str], *, docs: int, base: int, idle: int,
+    slice_size: int,
+) -> dict[str, Any]:  # fmt: skip
+    base_docs, ingest_docs = corpus[:base], corpus[base : base + docs]
+    with throwaway_service(
+        reader=ReaderSettings(managed=False, base_url="http://127.0.0.1:9/v1"),
+        embedding=EmbeddingSettings(ingest_slice=slice_size),
+    ) as service:
+        headers = {**service.headers}
+        with served(service.runtime) as port:
+            job_ids = _upload(port, headers, base_docs)
+            while not _jobs_done(port, headers, job_ids)[0]:
+                time.sleep(0.5)
+            search = _Searcher(port, headers)
+            for text in claims[:5]:  # warm-up
+                search(text)
+            idle_ms = [search(t) for t in claims[5 : 5 + idle]]
+
+            started = time.perf_counter()
+            uploaded: list[str] = []
+            uploader = threading.Thread(
+                target=lambda: uploaded.extend(_upload(port, headers, ingest_docs))
+            )
+            uploader.start()
+            busy_ms: list[float] = []
+            chunks = 0
+            n = 5 + idle
+            last_check = 0.0
+            while True:
+                busy_ms.append(search(claims[n % len(claims)]))
+                n += 1
+                time.sleep(0.05)  # a question every ~50 ms plus its own time
+                if time.perf_counter() - last_check > 2 and not uploader.is_alive():
+                    last_check = time.perf_counter()
+                    finished, chunks = _jobs_done(port, headers, uploaded)
+                    if finished:
+                        break
+            ingest_s = time.perf_counter() - started
+            search.close()
+    idle_p95 = float(np.percentile(idle_ms, 95))
+    busy_p95 = float(np.percentile(busy_ms, 95))
+    return {
+        "ingest_slice": slice_size,
+        "files_ingested": len(ingest_docs),
+        "chunks_ingested": chunks,
+        "ingest_seconds": round(ingest_s, 1),
+        "ingest_chunks_per_s": round(chunks / ingest_s, 1),
+        "idle_searches": len(idle_ms),
+        "idle_p50_ms": round(statistics.median(idle_ms), 1),
+        "idle_p95_ms": round(idle_p95, 1),
+        "busy_searches": len(busy_ms),
+        "busy_p50_ms": round(statistics.median(busy_ms), 1),
+        "busy_p95_ms": round(busy_p95, 1),
+        "busy_max_ms": round(max(busy_ms), 1),
+        "p95_ratio_busy_to_idle": round(busy_p95 / idle_p95, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/scifact"))
+    parser.add_argument("--docs", type=int, default=1000)
+    parser.add_argument("--base", type=int, default=300)
+    parser.add_argument("--idle", type=int, default=100)
+    parser.add_argument("--slice", type=int, action="append", dest="slices")
+    parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/query-during-ingest.json"))
+    args = parser.parse_args()
+    slices = args.slices or [8]
+    corpus = [json.loads(line) for line in (args.data / "corpus.jsonl").read_text().splitlines()]
+    random.Random(args.seed).shuffle(corpus)
+    claims = [
+        json.loads(line)["text"] for line in (args.data / "queries.jsonl").read_text().splitlines()
+    ]
+    rows = [
+        measure(corpus, claims, docs=args.docs, base=args.base, idle=args.idle, slice_size=s)
+        for s in slices
+    ]
+    result = {
+        "machine": {"cores": os.cpu_count(), "load_average_1min_at_end": os.getloadavg()[0]},
+        "embedding_model": "all-MiniLM-L6-v2",
+        "rows": rows,
+        "command": f"python bench/query_during_ingest.py --docs {args.docs} --base {args.base} "
+        + " ".join(f"--slice {s}" for s in slices),
+    }
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print("| ingest slice | idle p50 / p95 ms | during ingest p50 / p95 / max ms | p95 ratio | "
+          "ingest chunks/s |")  # fmt: skip
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['ingest_slice']} | {r['idle_p50_ms']} / {r['idle_p95_ms']} | "
+            f"{r['busy_p50_ms']} / {r['busy_p95_ms']} / {r['busy_max_ms']} | "
+            f"{r['p95_ratio_busy_to_idle']} | {r['ingest_chunks_per_s']} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""Refusing what the sources do not say: the English default evidence gate, real model, store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.embedding import LocalEmbedder
+from core.lexical import LexicalEncoder
+from core.metrics import Metrics
+from core.settings import LexicalSettings, ReaderSettings, RetrievalSettings
+from core.vectorstore import ChunkPoint
+from core.vectorstore.edge import EdgeVectorStore
+from generation.answer import AnswerService
+from generation.client import ChatClient
+from generation.verify import CitationVerifier
+from ingest.identity import point_id_for
+from retrieval.rerank import NoReranker
+from retrieval.retriever import Retriever
+from tests.services import free_port
+
+HANDBOOK = {
+    "hr/vacation.md": "Employees receive 25 days of paid vacation per year. Unused days carry "
+    "over to the first quarter of the next year and then lapse.",
+    "hr/sick.md": "Sick leave needs a doctor's note from the third day of absence. Report "
+    "absence to your team lead before 9:00.",
+    "it/passwords.md": "Passwords must be at least 14 characters long and are rotated once a "
+    "year. Multi-factor authentication is required for remote access.",
+    "ops/rotterdam.md": "The Rotterdam warehouse shipped 48,200 parcels in September, up from "
+    "41,500 in August, after the second packaging line opened.",
+    "ops/lyon.md": "The Lyon office closes at 17:00 on Fridays. Visitors sign in at reception "
+    "and wear a badge at all times.",
+    "finance/expenses.md": "Travel expenses are reimbursed within 30 days when the receipts are "
+    "uploaded to the expense tool. Business class is allowed on flights over six hours.",
+}
+
+
+@pytest.fixture
+def retriever(embedder: LocalEmbedder, tmp_path: Path) -> Retriever:
+    if embedder.model_name != "all-MiniLM-L6-v2":
+        pytest.skip("the English default model is the one under test")
+    lexical = LexicalEncoder(LexicalSettings())
+    store = EdgeVectorStore(path=tmp_path / "store", dimension=embedder.dimension, lexical=lexical)
+    store.upsert(
+        [
+            ChunkPoint(
+                point_id=point_id_for("t", path, "v1", 0),
+                tenant_id="t",
+                document_id=f"doc-{path}",
+                version="v1",
+                dense_vector=embedder.embed_query(text),
+                payload={"path": path, "text": text, "char_start": 0, "char_end": len(text)},
+            )
+            for path, text in HANDBOOK.items()
+        ]
+    )
+    settings = RetrievalSettings()  # the default thresholds of the default model
+    return Retriever(
+        store=store, embedder=embedder, lexical=lexical, reranker=NoReranker(),
+        settings=settings, rerank_candidates=20,
+        min_score=settings.min_score_for(embedder.model_name),
+        min_coverage=settings.min_coverage_for(embedder.model_name),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Who won the 2014 FIFA World Cup?",
+        "What is the maximum takeoff weight of a Boeing 747-400?",
+        "What is the boiling point of ethanol?",
+        "What was Apple's revenue in 2022?",
+    ],
+)
+def test_an_out_of_corpus_question_is_refused_without_calling_the_reader(
+    retriever: Retriever, embedder: LocalEmbedder, question: str
+) -> None:
+    # A reader nobody listens on: the refusal must come before any reader call.
+    unreachable = ReaderSettings(base_url=f"http://127.0.0.1:{free_port()}/v1", max_retries=0)
+    service = AnswerService(
+        retriever=retriever, chat_client=ChatClient(unreachable),
+        verifier=CitationVerifier(embedder=embedder, lexical_threshold=0.65,
+                                  semantic_threshold=0.5),
+        count_tokens=lambda text: len(text.split()), reader_settings=unreachable,
+        metrics=Metrics(),
+    )  # fmt: skip
+    result = service.answer(tenant_id="t", question=question, top_k=4)
+    assert "no_evidence" in result.stages
+    assert not result.answered
+    assert result.citations == []
+
+
+@pytest.mark.parametrize(
+    ("question", "path"),
+    [
+        ("How many days of paid vacation do employees get?", "hr/vacation.md"),
+        ("How many parcels did the Rotterdam warehouse ship in September?", "ops/rotterdam.md"),
+        ("When does the Lyon office close on Fridays?", "ops/lyon.md"),
+        ("How long must a password be?", "it/passwords.md"),
+    ],
+)
+def test_an_answerable_question_keeps_its_evidence(
+    retriever: Retriever, question: str, path: str
+) -> None:
+    chunks = retriever.retrieve(tenant_id="t", query=question, top_k=4).chunks
+    assert path in [c.path for c in chunks]
