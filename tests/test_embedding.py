@@ -51,7 +51,7 @@ def test_unknown_model_is_refused_with_the_known_ones() -> None:
 
 def test_evidence_threshold_is_per_model() -> None:
     settings = RetrievalSettings()
-    assert settings.min_score_for("all-MiniLM-L6-v2") == 0.25
+    assert settings.min_score_for("all-MiniLM-L6-v2") == 0.293
     assert settings.min_score_for("multilingual-e5-small") > 0.8
     assert RetrievalSettings(min_score=0.5).min_score_for("multilingual-e5-small") == 0.5
 
