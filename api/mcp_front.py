@@ -80,20 +80,26 @@ class McpFront:
             name="ragkb", instructions=INSTRUCTIONS, version="0.1.0"
         )
         self._register_tools()
+        self.session_manager: StreamableHTTPSessionManager | None = None
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """A session manager's task group for one lifespan of the app (a manager runs once, and
+        an app object may be started again, e.g. by a second test client)."""
         # Bearer keys are not ambient credentials (no cookies), so the SDK's DNS-rebinding
         # guard (Host/Origin allow-lists) would only refuse real deployments' host names.
-        self.session_manager = StreamableHTTPSessionManager(
+        manager = StreamableHTTPSessionManager(
             app=self.server._lowlevel_server,
             json_response=True,
             stateless=True,
             security_settings=TransportSecuritySettings(enable_dns_rebinding_protection=False),
         )
-
-    @asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        """The session manager's task group, for the app's lifespan."""
-        async with self.session_manager.run():
-            yield
+        async with manager.run():
+            self.session_manager = manager
+            try:
+                yield
+            finally:
+                self.session_manager = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """`/mcp`: 401 without a valid key (before any MCP message), else the MCP transport."""
@@ -105,6 +111,11 @@ class McpFront:
                 {"detail": str(exc)}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
             )
             await response(scope, receive, send)
+            return
+        if self.session_manager is None:
+            await JSONResponse({"detail": "the MCP front is not running"}, status_code=503)(
+                scope, receive, send
+            )
             return
         await self.session_manager.handle_request(scope, receive, send)
 

@@ -52,7 +52,9 @@ def run_service(
     if database_url is not None:
         extra["RAGKB_DATABASE_URL"] = database_url
     if broker_url is not None:
-        extra["RAGKB_BROKER_URL"] = broker_url
+        # A Redis database of its own: the service's worker takes from every shard queue of its
+        # broker, and must not take the tasks of the in-process apps of later tests.
+        extra["RAGKB_BROKER_URL"] = broker_url.rsplit("/", 1)[0] + "/15"
     env = {
         **os.environ,
         "RAGKB_DATA_DIR": str(tmp_path / "data"),
