@@ -259,6 +259,7 @@ def bind_index(
         store=store,
         embedder=embedder,
         chunking=settings.ingest.chunking,
+        keep_failed_files=settings.ingest.keep_failed_files_h > 0,
         still_active=lambda: is_active(session_factory, spec.collection),
     )
     return IndexBinding(spec, embedder, store, retriever, answer_service, ingest)

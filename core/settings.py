@@ -97,6 +97,13 @@ class IngestSettings(BaseModel):
         description='Folders on the server that `POST /v1/ingest/jobs {"path": ...}` may read '
         "(and their subfolders). Empty: server-side folder jobs are off.",
     )
+    keep_failed_files_h: float = Field(
+        24.0,
+        ge=0,
+        description="Hours a failed file's uploaded bytes are kept so that "
+        "`POST /v1/ingest/jobs/{id}/retry` can queue it again without a new upload. 0: deleted "
+        "as soon as the file fails (as every indexed file's bytes are once it is indexed).",
+    )
     chunking: ChunkingSettings = ChunkingSettings()
 
 

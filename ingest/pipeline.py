@@ -49,6 +49,8 @@ class IngestDependencies:
     # Asked right before the upsert: is `store` still the active index? After `ragkb reindex`
     # switched models, vectors of the old model must not land anywhere; the task is retried.
     still_active: Callable[[], bool] | None = None
+    # A failed file's staged bytes stay on disk (for a retry without a new upload).
+    keep_failed_files: bool = False
 
 
 class IndexSwitchedError(ConnectionError):
@@ -285,12 +287,18 @@ def _record(
                     document_id=outcome.document_id,
                     chunk_count=outcome.chunk_count,
                 )
+                if _keeps_bytes(deps, outcome.state):
+                    continue
                 if job_file.staged_path:
                     staged_paths.append(job_file.staged_path)
                 job_file.staged_path = None
         session.commit()
     for staged in staged_paths:
         Path(staged).unlink(missing_ok=True)
+
+
+def _keeps_bytes(deps: IngestDependencies, state: FileState) -> bool:
+    return state == FileState.FAILED and deps.keep_failed_files
 
 
 def embedding_text(chunk: Chunk) -> str:
@@ -315,6 +323,8 @@ def fail_job_files(file_ids: Sequence[str], deps: IngestDependencies, *, reason:
             if FileState(job_file.state).finished:
                 continue
             mark_finished(job_file, FileState.FAILED, error=reason)
+            if _keeps_bytes(deps, FileState.FAILED):
+                continue
             if job_file.staged_path:
                 staged_paths.append(job_file.staged_path)
             job_file.staged_path = None
