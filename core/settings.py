@@ -346,6 +346,11 @@ class HttpSettings(BaseModel):
         description="Serve the MCP front (stateless Streamable HTTP at `/mcp`, the same API keys "
         "and scopes as `/v1`); false removes the route.",
     )
+    console_enabled: bool = Field(
+        True,
+        description="Serve the web console at `/console` (static pages whose script calls only "
+        "the public `/v1` API with the signed-in key); false removes its routes.",
+    )
 
 
 class TelemetrySettings(BaseModel):

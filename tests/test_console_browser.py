@@ -1,0 +1,256 @@
+"""The web console in a real browser: Debian's headless Chromium driven by Selenium, against the
+session's running `ragkb serve` with the real reader. Screenshots go to
+$RAGKB_CONSOLE_SCREENSHOTS (docs/console/ when refreshing the README's pictures)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import NoAlertPresentException
+from selenium.webdriver.chrome.service import Service as ChromeService
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.docgen import make_pdf
+from tests.e2e_service import Service
+
+pytestmark = [pytest.mark.e2e, pytest.mark.reader]
+
+FACT = "4471"
+XSS = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[WebDriver]:
+    """One headless Chromium for the module (Debian's chromium and chromium-driver)."""
+    binary, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    assert binary, "apt-get install chromium (scripts/bootstrap.sh)"
+    assert driver_path, "apt-get install chromium-driver (scripts/bootstrap.sh)"
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                     "--window-size=1280,900", "--disable-gpu"):  # fmt: skip
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=ChromeService(executable_path=driver_path))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = os.environ.get("RAGKB_CONSOLE_SCREENSHOTS")
+    path = Path(folder) if folder else tmp_path_factory.mktemp("console-shots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def admin_key(service: Service) -> str:
+    return service.new_tenant(
+        "console", "--scope", "admin", "--scope", "read", "--scope", "ingest", "--scope", "query"
+    )
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three files, one of them corrupt; the fact is on page 2 of the PDF."""
+    root = tmp_path_factory.mktemp("upload") / "kb"
+    (root / "offices").mkdir(parents=True)
+    make_pdf(
+        root / "offices" / "lisbon.pdf",
+        [
+            ("Lisbon office", ["The Lisbon office opened in 2019 on Rua Augusta."]),
+            ("Access", [f"The door code of the Lisbon office is {FACT}.", "Change it yearly."]),
+        ],
+    )
+    (root / "handbook.md").write_text("# Handbook\n\n## Travel\n\nBook trains under 500 km.\n")
+    (root / "broken.pdf").write_bytes(b"this is not a PDF at all")
+    return root
+
+
+def wait(driver: WebDriver, timeout: float = 30) -> WebDriverWait[WebDriver]:
+    return WebDriverWait(driver, timeout)
+
+
+def visible(driver: WebDriver, css: str, timeout: float = 30) -> WebElement:
+    found: WebElement = wait(driver, timeout).until(
+        ec.visibility_of_element_located((By.CSS_SELECTOR, css))
+    )
+    return found
+
+
+def no_csp_violations(driver: WebDriver) -> None:
+    errors = [e["message"] for e in driver.get_log("browser") if "Content Security" in e["message"]]
+    assert errors == []
+
+
+def sign_in(driver: WebDriver, url: str, key: str) -> None:
+    driver.get(f"{url}/console")
+    visible(driver, "#api-key").send_keys(key)
+    driver.find_element(By.CSS_SELECTOR, "#signin-form button").click()
+    wait(driver).until(ec.url_contains("/console/documents"))
+
+
+def test_console_pages_carry_a_strict_csp(service: Service) -> None:
+    for path in ("/console", "/console/documents", "/console/static/console.js"):
+        response = httpx.get(service.url + path)
+        assert response.status_code == 200
+        csp = response.headers["content-security-policy"]
+        assert "script-src 'self';" in csp
+        assert "'unsafe-inline'" not in csp
+        assert "frame-ancestors 'none'" in csp
+
+
+def test_sign_in_upload_a_folder_and_read_the_corrupt_files_reason(
+    browser: WebDriver, service: Service, admin_key: str, folder: Path, shots: Path
+) -> None:
+    browser.get(f"{service.url}/console")
+    browser.save_screenshot(str(shots / "signin.png"))
+    sign_in(browser, service.url, admin_key)
+    visible(browser, "#upload-folder").send_keys(str(folder))
+    browser.find_element(By.CSS_SELECTOR, "#upload-form button[type=submit]").click()
+    wait(browser, 300).until(
+        lambda d: (
+            d.find_element(By.ID, "job-status").get_attribute("data-status") or ""
+        ).startswith("completed")
+    )
+    status = browser.find_element(By.ID, "job-status").text
+    assert "3/3 files" in status
+    assert "1 failed" in status
+    failed = browser.find_elements(By.CSS_SELECTOR, "#failed-files li")
+    assert [li.get_attribute("data-path") for li in failed] == ["kb/broken.pdf"]
+    assert failed[0].find_element(By.CSS_SELECTOR, ".reason").text.strip()
+    wait(browser).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#documents tbody tr")) == 2)
+    browser.save_screenshot(str(shots / "documents.png"))
+    no_csp_violations(browser)
+
+
+def test_a_documents_chunks_and_text(browser: WebDriver, service: Service, shots: Path) -> None:
+    browser.get(f"{service.url}/console/documents")
+    visible(browser, "#documents tbody a")
+    link = next(
+        a for a in browser.find_elements(By.CSS_SELECTOR, "#documents tbody a")
+        if a.text == "kb/offices/lisbon.pdf"
+    )  # fmt: skip
+    link.click()
+    visible(browser, "#chunks li")
+    heads = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "#chunks .chunk-head")]
+    assert any("page 2" in h for h in heads), heads
+    wait(browser).until(lambda d: FACT in d.find_element(By.ID, "doc-text").text)
+    browser.save_screenshot(str(shots / "document.png"))
+    no_csp_violations(browser)
+
+
+def test_ask_then_open_the_cited_span(browser: WebDriver, service: Service, shots: Path) -> None:
+    browser.get(f"{service.url}/console/ask")
+    visible(browser, "#question").send_keys("What is the door code of the Lisbon office?")
+    browser.find_element(By.CSS_SELECTOR, "#ask-form button[type=submit]").click()
+    cite = visible(browser, "#conversation a.cite", timeout=240)
+    assert FACT in browser.find_element(By.CSS_SELECTOR, "#conversation .answer").text
+    cite.click()
+    mark = visible(browser, "#source-text mark#quote")
+    assert mark.text.strip()
+    where = browser.find_element(By.ID, "source-where").text
+    assert "kb/offices/lisbon.pdf" in where
+    assert "page 2" in where
+    assert FACT in browser.find_element(By.ID, "source-text").text
+    browser.save_screenshot(str(shots / "ask.png"))
+    no_csp_violations(browser)
+
+
+def test_search_shows_scores_and_timings(browser: WebDriver, service: Service, shots: Path) -> None:
+    browser.get(f"{service.url}/console/search")
+    visible(browser, "#search-query").send_keys("door code Lisbon")
+    browser.find_element(By.CSS_SELECTOR, "#search-form button[type=submit]").click()
+    first = visible(browser, "#hits li")
+    assert "fused" in first.text
+    assert "ms" in browser.find_element(By.ID, "search-timings").text
+    browser.save_screenshot(str(shots / "search.png"))
+
+
+def test_a_hostile_document_renders_as_inert_text(
+    browser: WebDriver, service: Service, admin_key: str, shots: Path
+) -> None:
+    # No double quote in the name: multipart clients percent-encode it.
+    name = "x<img src=x onerror=window.__xss=3>.md"
+    body = f'# {XSS}\n\n{XSS} [click](javascript:window.__xss=4) <a href="javascript:1">a</a>\n'
+    response = httpx.post(
+        f"{service.url}/v1/ingest/jobs",
+        headers={"Authorization": f"Bearer {admin_key}"},
+        files=[("files", (name, body.encode()))],
+        timeout=60,
+    )
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+    browser.get(f"{service.url}/console/documents")
+    visible(browser, f"#jobs button[aria-label='Show job {job_id}']").click()
+    wait(browser, 120).until(
+        lambda d: (
+            d.find_element(By.ID, "job-status").get_attribute("data-status") or ""
+        ).startswith("completed")
+    )
+    link = wait(browser).until(
+        lambda d: next(
+            (a for a in d.find_elements(By.CSS_SELECTOR, "#documents a") if "onerror" in a.text),
+            None,
+        )
+    )
+    assert link.text == name
+    link.click()
+    wait(browser).until(lambda d: "<script>" in d.find_element(By.ID, "doc-text").text)
+    for _ in ("list", "page"):
+        with pytest.raises(NoAlertPresentException):
+            _ = browser.switch_to.alert.text
+        assert browser.execute_script("return window.__xss === undefined") is True
+        injected = "main script, main img, main a[href^='javascript']"
+        assert browser.execute_script(f'return document.querySelectorAll("{injected}").length') == 0
+        browser.get(f"{service.url}/console/documents")
+        visible(browser, "#documents tbody a")
+    assert "<script>" in browser.find_element(By.ID, "documents").text
+
+
+def test_revoking_the_key_sends_the_console_back_to_sign_in(
+    browser: WebDriver, service: Service, shots: Path
+) -> None:
+    browser.get(f"{service.url}/console/admin")
+    visible(browser, "#key-name").send_keys("second")
+    browser.find_element(By.CSS_SELECTOR, "#key-form button").click()
+    assert "shown once" in visible(browser, "#new-key").text
+    visible(browser, "#audit tbody tr")
+    browser.save_screenshot(str(shots / "admin.png"))
+    # Revoke the key this console is signed in with: the next call is refused.
+    own = browser.find_element(By.CSS_SELECTOR, "#keys tr button[aria-label='Revoke key default']")
+    own.click()
+    browser.switch_to.alert.accept()
+    browser.get(f"{service.url}/console/documents")
+    wait(browser).until(ec.url_to_be(f"{service.url}/console"))
+    reason = visible(browser, "#signin-reason").text
+    assert "revoked" in reason
+    assert browser.execute_script("return sessionStorage.getItem('ragkb.key')") is None
+
+
+def test_narrow_window_keeps_the_page_inside_the_viewport(
+    browser: WebDriver, service: Service
+) -> None:
+    browser.set_window_size(400, 800)
+    try:
+        browser.get(f"{service.url}/console")
+        visible(browser, "#api-key")
+        overflow = browser.execute_script(
+            "return document.documentElement.scrollWidth - window.innerWidth"
+        )
+        assert overflow <= 0
+    finally:
+        browser.set_window_size(1280, 900)
