@@ -279,3 +279,25 @@ def requeue_failed(
         )
     session.flush()
     return requeued
+
+
+def purge_expired_failed(
+    session: Session, *, tenant_id: str, kept_for: timedelta, now: datetime | None = None
+) -> int:
+    """Delete the kept bytes of the tenant's files that failed more than `kept_for` ago; the
+    number of files purged. Run at each new job of the tenant, so kept bytes never outlive the
+    setting by more than the time until the tenant's next upload."""
+    cutoff = (now or utcnow()) - kept_for
+    rows = session.scalars(
+        select(JobFile).where(
+            JobFile.tenant_id == tenant_id,
+            JobFile.state == FileState.FAILED,
+            JobFile.staged_path.is_not(None),
+            JobFile.finished_at < cutoff,
+        )
+    ).all()
+    for job_file in rows:
+        if job_file.staged_path:
+            Path(job_file.staged_path).unlink(missing_ok=True)
+        job_file.staged_path = None
+    return len(rows)

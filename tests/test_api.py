@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from api.app import create_app
 from api.runtime import Runtime
@@ -484,7 +485,19 @@ def test_retry_of_a_corrupt_file_fails_again_and_without_bytes_is_refused(api: H
     second = files_by_path(wait_for_job(api.client, job["id"], api.key_a))
     assert second["broken.pdf"]["error"] == reason
     # The bytes are kept only so long: past it the retry is refused with the reason.
+    kept = [f.staged_path for f in _job_files(api, job["id"]) if f.staged_path]
+    assert len(kept) == 1
+    assert Path(kept[0]).is_file()
     api.runtime.settings.ingest.keep_failed_files_h = 0
+    upload(api, api.key_a, {"next.md": HANDBOOK})  # the tenant's next upload purges them
+    assert not Path(kept[0]).exists()
     gone = api.client.post(f"/v1/ingest/jobs/{job['id']}/retry", headers=auth(api.key_a))
     assert gone.status_code == 409
     assert "no longer kept" in gone.json()["detail"]
+
+
+def _job_files(api: Harness, job_id: str) -> list[Any]:
+    from core.models import JobFile
+
+    with api.runtime.session_factory() as session:
+        return list(session.scalars(select(JobFile).where(JobFile.job_id == job_id)))

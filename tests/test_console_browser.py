@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service as ChromeService
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -81,7 +81,8 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def wait(driver: WebDriver, timeout: float = 30) -> WebDriverWait[WebDriver]:
-    return WebDriverWait(driver, timeout)
+    # The console redraws lists as data arrives: an element found a moment ago may be replaced.
+    return WebDriverWait(driver, timeout, ignored_exceptions=[StaleElementReferenceException])
 
 
 def visible(driver: WebDriver, css: str, timeout: float = 30) -> WebElement:
@@ -89,6 +90,13 @@ def visible(driver: WebDriver, css: str, timeout: float = 30) -> WebElement:
         ec.visibility_of_element_located((By.CSS_SELECTOR, css))
     )
     return found
+
+
+def job_finished(driver: WebDriver, timeout: float) -> None:
+    """Wait for the followed job to finish (read in one script call: the progress block is
+    redrawn every second, so a found element may be gone by the time it is read)."""
+    status = "return (document.getElementById('job-status') || {dataset: {}}).dataset.status"
+    wait(driver, timeout).until(lambda d: str(d.execute_script(status)).startswith("completed"))
 
 
 def no_csp_violations(driver: WebDriver) -> None:
@@ -121,11 +129,7 @@ def test_sign_in_upload_a_folder_and_read_the_corrupt_files_reason(
     sign_in(browser, service.url, admin_key)
     visible(browser, "#upload-folder").send_keys(str(folder))
     browser.find_element(By.CSS_SELECTOR, "#upload-form button[type=submit]").click()
-    wait(browser, 300).until(
-        lambda d: (
-            d.find_element(By.ID, "job-status").get_attribute("data-status") or ""
-        ).startswith("completed")
-    )
+    job_finished(browser, 300)
     status = browser.find_element(By.ID, "job-status").text
     assert "3/3 files" in status
     assert "1 failed" in status
@@ -196,19 +200,15 @@ def test_a_hostile_document_renders_as_inert_text(
     job_id = response.json()["id"]
     browser.get(f"{service.url}/console/documents")
     visible(browser, f"#jobs button[aria-label='Show job {job_id}']").click()
-    wait(browser, 120).until(
-        lambda d: (
-            d.find_element(By.ID, "job-status").get_attribute("data-status") or ""
-        ).startswith("completed")
+    job_finished(browser, 120)
+    # Read in one script call: the list is redrawn when the job finishes.
+    find = (
+        "const a = [...document.querySelectorAll('#documents a')]"
+        ".find((a) => a.textContent.includes('onerror')); return a ? [a.textContent, a.href] : null"
     )
-    link = wait(browser).until(
-        lambda d: next(
-            (a for a in d.find_elements(By.CSS_SELECTOR, "#documents a") if "onerror" in a.text),
-            None,
-        )
-    )
-    assert link.text == name
-    link.click()
+    text, href = wait(browser).until(lambda d: d.execute_script(find))
+    assert text == name
+    browser.get(href)
     wait(browser).until(lambda d: "<script>" in d.find_element(By.ID, "doc-text").text)
     for _ in ("list", "page"):
         with pytest.raises(NoAlertPresentException):

@@ -47,6 +47,7 @@ from ingest.jobs import (
     get_job,
     job_progress,
     list_jobs,
+    purge_expired_failed,
     requeue_failed,
 )
 from ingest.paths import UnsafePathError, normalize_relative_path
@@ -280,7 +281,10 @@ def _folder_job(
 def _new_job(
     session: Session, tenant: TenantContext, access: DocumentAccessIn, runtime: Runtime
 ) -> tuple[IngestJob, Path]:
-    """The job row (with the upload's access list) and the folder its files are staged in."""
+    """The job row (with the upload's access list) and the folder its files are staged in; the
+    tenant's failed files kept past `ingest.keep_failed_files_h` are purged on the way."""
+    kept_for = timedelta(hours=runtime.settings.ingest.keep_failed_files_h)
+    purge_expired_failed(session, tenant_id=tenant.tenant_id, kept_for=kept_for)
     job = create_job(
         session,
         tenant_id=tenant.tenant_id,
