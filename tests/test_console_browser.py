@@ -241,16 +241,19 @@ def test_revoking_the_key_sends_the_console_back_to_sign_in(
     assert browser.execute_script("return sessionStorage.getItem('ragkb.key')") is None
 
 
-def test_narrow_window_keeps_the_page_inside_the_viewport(
+def test_narrow_window_keeps_the_pages_inside_the_viewport(
     browser: WebDriver, service: Service
 ) -> None:
     browser.set_window_size(400, 800)
+    overflow = "return document.documentElement.scrollWidth - window.innerWidth"
     try:
         browser.get(f"{service.url}/console")
         visible(browser, "#api-key")
-        overflow = browser.execute_script(
-            "return document.documentElement.scrollWidth - window.innerWidth"
-        )
-        assert overflow <= 0
+        assert browser.execute_script(overflow) <= 0
+        sign_in(browser, service.url, service.new_tenant("console-narrow"))
+        for page in ("documents", "ask", "search"):
+            browser.get(f"{service.url}/console/{page}")
+            visible(browser, "nav a")
+            assert browser.execute_script(overflow) <= 0, page
     finally:
         browser.set_window_size(1280, 900)

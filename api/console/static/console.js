@@ -198,9 +198,13 @@ function progressLine(job) {
   return parts.join(" · ");
 }
 
+let followedJob = null;
+
 async function followJob(jobId) {
   const box = $("job-progress");
+  followedJob = jobId;
   for (;;) {
+    if (followedJob !== jobId) return; // another job was opened since
     const job = await api("GET", "/v1/ingest/jobs/" + encodeURIComponent(jobId));
     const failed = job.files.filter((f) => f.state === "failed");
     box.replaceChildren(
