@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.docgen import make_pdf
-from tests.e2e_service import Service
+from tests.e2e_service import Service, ragkb
 
 pytestmark = [pytest.mark.e2e, pytest.mark.reader]
 
@@ -257,3 +258,34 @@ def test_narrow_window_keeps_the_pages_inside_the_viewport(
             assert browser.execute_script(overflow) <= 0, page
     finally:
         browser.set_window_size(1280, 900)
+
+
+def test_quota_and_rate_limit_refusals_say_why_and_when(
+    browser: WebDriver, service: Service, tmp_path: Path
+) -> None:
+    name = f"console-quota-{uuid.uuid4().hex[:8]}"
+    ragkb(service.env, "tenant", "create", name)
+    ragkb(service.env, "tenant", "limits", name, "--max-documents", "1",
+          "--queries-per-minute", "1")  # fmt: skip
+    key = ragkb(service.env, "key", "create", "--tenant", name).splitlines()[-1]
+    sign_in(browser, service.url, key)
+    files = [tmp_path / "one.md", tmp_path / "two.md"]
+    for path in files:
+        path.write_text("# A note\n\nSome text.\n")
+    visible(browser, "#upload-files").send_keys("\n".join(str(p) for p in files))
+    browser.find_element(By.CSS_SELECTOR, "#upload-form button[type=submit]").click()
+    wait(browser).until(lambda d: "quota" in d.find_element(By.ID, "notice").text)
+    assert "413" not in browser.find_element(By.ID, "notice").text  # the reason, not a code
+    # Spend the query bucket's burst (1 a minute refills it), then search in the console.
+    for _ in range(40):
+        spent = httpx.post(
+            f"{service.url}/v1/search", json={}, headers={"Authorization": f"Bearer {key}"}
+        )
+        if spent.status_code == 429:
+            break
+    assert spent.status_code == 429
+    browser.get(f"{service.url}/console/search")
+    visible(browser, "#search-query").send_keys("note")
+    browser.find_element(By.CSS_SELECTOR, "#search-form button[type=submit]").click()
+    wait(browser).until(lambda d: "retry in" in d.find_element(By.ID, "notice").text)
+    assert "Too many requests" in browser.find_element(By.ID, "notice").text
