@@ -248,6 +248,39 @@ async function retryJob(jobId) {
   }
 }
 
+// Files dropped on the drop zone, each with its path relative to what was dropped.
+let dropped = [];
+
+// Every file under a dropped entry (a folder is read recursively), with its relative path.
+async function entryFiles(entry, prefix) {
+  if (entry.isFile) {
+    const file = await new Promise((resolve, reject) => entry.file(resolve, reject));
+    return [{ file, path: prefix + entry.name }];
+  }
+  const reader = entry.createReader();
+  const children = [];
+  for (;;) {
+    const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+    if (!batch.length) break;
+    children.push(...batch);
+  }
+  const nested = await Promise.all(children.map((c) => entryFiles(c, prefix + entry.name + "/")));
+  return nested.flat();
+}
+
+async function onDrop(event) {
+  event.preventDefault();
+  $("drop-zone").classList.remove("over");
+  const items = [...event.dataTransfer.items];
+  const entries = items.map((item) => (item.webkitGetAsEntry ? item.webkitGetAsEntry() : null));
+  if (entries.length && entries.every(Boolean)) {
+    dropped = (await Promise.all(entries.map((e) => entryFiles(e, "")))).flat();
+  } else {
+    dropped = [...event.dataTransfer.files].map((file) => ({ file, path: file.name }));
+  }
+  $("dropped").textContent = `${dropped.length} file(s) ready to upload.`;
+}
+
 function parseMetadata(text) {
   const metadata = {};
   for (const pair of commaList(text)) {
@@ -262,13 +295,15 @@ async function upload(event) {
   event.preventDefault();
   notice("");
   const form = new FormData();
-  const files = [...$("upload-files").files, ...$("upload-folder").files];
+  // A folder's files keep their paths relative to the folder chosen (or dropped).
+  const files = [...$("upload-files").files, ...$("upload-folder").files]
+    .map((file) => ({ file, path: file.webkitRelativePath || file.name }))
+    .concat(dropped);
   if (!files.length) {
-    notice("Choose files or a folder first.");
+    notice("Choose or drop files or a folder first.");
     return;
   }
-  // A folder's files keep their paths relative to the folder chosen.
-  for (const file of files) form.append("files", file, file.webkitRelativePath || file.name);
+  for (const { file, path } of files) form.append("files", file, path);
   const principals = commaList($("upload-principals").value);
   if (principals.length) form.append("principals", JSON.stringify(principals));
   try {
@@ -276,6 +311,8 @@ async function upload(event) {
     if (Object.keys(metadata).length) form.append("metadata", JSON.stringify(metadata));
     const job = await api("POST", "/v1/ingest/jobs", { form });
     $("upload-form").reset();
+    dropped = [];
+    $("dropped").textContent = "";
     await followJob(job.id);
   } catch (error) {
     report(error);
@@ -284,6 +321,13 @@ async function upload(event) {
 
 function initDocuments() {
   $("upload-form").addEventListener("submit", upload);
+  const zone = $("drop-zone");
+  zone.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    zone.classList.add("over");
+  });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (event) => onDrop(event).catch(report));
   $("doc-filter").addEventListener("submit", (event) => {
     event.preventDefault();
     loadDocuments(false).catch(report);

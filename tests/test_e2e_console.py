@@ -1,6 +1,10 @@
 """The web console in a real browser: Debian's headless Chromium driven by Selenium, against the
 session's running `ragkb serve` with the real reader. Screenshots go to
-$RAGKB_CONSOLE_SCREENSHOTS (docs/console/ when refreshing the README's pictures)."""
+$RAGKB_CONSOLE_SCREENSHOTS (docs/console/ when refreshing the README's pictures).
+
+Named to sort right after test_e2e.py, where the shared service starts anyway: on the Redis
+broker the service's worker consumes every shard queue, so an in-process test that runs after
+it and waits for its own jobs can see them taken by the service's worker."""
 
 from __future__ import annotations
 
@@ -289,3 +293,23 @@ def test_quota_and_rate_limit_refusals_say_why_and_when(
     browser.find_element(By.CSS_SELECTOR, "#search-form button[type=submit]").click()
     wait(browser).until(lambda d: "retry in" in d.find_element(By.ID, "notice").text)
     assert "Too many requests" in browser.find_element(By.ID, "notice").text
+
+
+def test_files_dropped_on_the_page_are_uploaded(browser: WebDriver, service: Service) -> None:
+    sign_in(browser, service.url, service.new_tenant("console-drop"))
+    visible(browser, "#drop-zone")
+    browser.execute_script(
+        """const data = new DataTransfer();
+        data.items.add(new File(["# Dropped\\n\\nA dropped note.\\n"], "dropped.md"));
+        const zone = document.getElementById("drop-zone");
+        zone.dispatchEvent(new DragEvent("drop", {dataTransfer: data, bubbles: true}));"""
+    )
+    wait(browser).until(lambda d: "1 file" in d.find_element(By.ID, "dropped").text)
+    browser.find_element(By.CSS_SELECTOR, "#upload-form button[type=submit]").click()
+    job_finished(browser, 120)
+    wait(browser).until(
+        lambda d: (
+            [a.text for a in d.find_elements(By.CSS_SELECTOR, "#documents tbody a")]
+            == ["dropped.md"]
+        )
+    )
