@@ -142,6 +142,7 @@ def test_sign_in_upload_a_folder_and_read_the_corrupt_files_reason(
     assert [li.get_attribute("data-path") for li in failed] == ["kb/broken.pdf"]
     assert failed[0].find_element(By.CSS_SELECTOR, ".reason").text.strip()
     wait(browser).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#documents tbody tr")) == 2)
+    browser.execute_script("document.getElementById('jobs-h').scrollIntoView()")
     browser.save_screenshot(str(shots / "documents.png"))
     no_csp_violations(browser)
 
