@@ -89,6 +89,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(openai_compat.router)
     app.include_router(metrics.router)
     app.include_router(admin.router)
+    if settings.http.console_enabled:
+        from api import console
+
+        console.mount(app)
     mcp_front = None
     if settings.http.mcp_enabled:
         from api.mcp_front import MCP_PATH, McpFront

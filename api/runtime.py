@@ -269,6 +269,7 @@ def bind_index(
         store=store,
         embedder=embedder,
         chunking=settings.ingest.chunking,
+        keep_failed_files=settings.ingest.keep_failed_files_h > 0,
         still_active=lambda: is_active(session_factory, spec.collection),
         parse=parser_for(settings),
         parse_attempts=settings.ingest.parse_attempts,

@@ -65,6 +65,13 @@ class JobOut(BaseModel):
     files: list[FileOut]
 
 
+class JobList(BaseModel):
+    jobs: list[JobOut] = Field(description="Newest first; each without its files (read a job).")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page."
+    )
+
+
 class DocumentOut(BaseModel):
     id: str
     path: str

@@ -126,6 +126,13 @@ class IngestSettings(BaseModel):
         "the worker (a restart re-queues running files) is failed after this many, instead of "
         "being started again at every restart.",
     )
+    keep_failed_files_h: float = Field(
+        24.0,
+        ge=0,
+        description="Hours a failed file's uploaded bytes are kept so that "
+        "`POST /v1/ingest/jobs/{id}/retry` can queue it again without a new upload. 0: deleted "
+        "as soon as the file fails (as every indexed file's bytes are once it is indexed).",
+    )
     chunking: ChunkingSettings = ChunkingSettings()
 
 
@@ -470,6 +477,11 @@ class HttpSettings(BaseModel):
         True,
         description="Serve the MCP front (stateless Streamable HTTP at `/mcp`, the same API keys "
         "and scopes as `/v1`); false removes the route.",
+    )
+    console_enabled: bool = Field(
+        True,
+        description="Serve the web console at `/console` (static pages whose script calls only "
+        "the public `/v1` API with the signed-in key); false removes its routes.",
     )
 
 

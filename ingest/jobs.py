@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, selectinload
@@ -204,3 +206,117 @@ def requeue_unfinished(session: Session) -> dict[str, list[str]]:
     for tenant_id, file_id in rows:
         by_tenant.setdefault(tenant_id, []).append(file_id)
     return by_tenant
+
+
+@dataclass(frozen=True)
+class JobPage:
+    jobs: list[IngestJob]
+    next_cursor: str | None
+
+
+class InvalidJobCursorError(ValueError):
+    """A page cursor that this service did not hand out."""
+
+
+def list_jobs(
+    session: Session, *, tenant_id: str, limit: int, cursor: str | None = None
+) -> JobPage:
+    """The tenant's jobs, newest first; `cursor` is the `next_cursor` of the page before.
+
+    Ordered by (created_at, id) descending, so jobs created in the same instant keep one order.
+    Raises InvalidJobCursorError for a cursor this module did not hand out."""
+    query = select(IngestJob).where(IngestJob.tenant_id == tenant_id)
+    if cursor is not None:
+        created_at, job_id = _decode_job_cursor(cursor)
+        query = query.where(
+            or_(
+                IngestJob.created_at < created_at,
+                (IngestJob.created_at == created_at) & (IngestJob.id < job_id),
+            )
+        )
+    rows = list(
+        session.scalars(
+            query.order_by(IngestJob.created_at.desc(), IngestJob.id.desc())
+            .limit(limit + 1)
+            .options(selectinload(IngestJob.files))
+        )
+    )
+    page, more = rows[:limit], len(rows) > limit
+    return JobPage(page, _encode_job_cursor(page[-1]) if more and page else None)
+
+
+def _encode_job_cursor(job: IngestJob) -> str:
+    raw = f"{_aware(job.created_at).isoformat()}|{job.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_job_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, job_id = raw.split("|", 1)
+        created_at = datetime.fromisoformat(stamp)
+    except ValueError as exc:
+        raise InvalidJobCursorError("not a cursor from this API; start again without one") from exc
+    return _aware(created_at), job_id
+
+
+class NothingToRetryError(ValueError):
+    """The job has no failed file whose bytes are still kept (the reason says which)."""
+
+
+def requeue_failed(
+    session: Session, job: IngestJob, *, kept_for: timedelta, now: datetime | None = None
+) -> list[JobFile]:
+    """Set the job's failed files back to `queued` from their staged bytes; the caller commits
+    and enqueues them. A failed file whose bytes are gone, or older than `kept_for`, stays
+    failed (its expired bytes are deleted here).
+
+    Raises NothingToRetryError when no failed file can be queued again."""
+    now = now or utcnow()
+    failed = [f for f in job.files if FileState(f.state) == FileState.FAILED]
+    if not failed:
+        raise NothingToRetryError("the job has no failed files")
+    requeued: list[JobFile] = []
+    for job_file in failed:
+        staged = Path(job_file.staged_path) if job_file.staged_path else None
+        expired = job_file.finished_at is not None and now - _aware(job_file.finished_at) > kept_for
+        if staged is not None and expired:
+            staged.unlink(missing_ok=True)
+            job_file.staged_path = None
+            continue
+        if staged is None or not staged.is_file():
+            continue
+        job_file.state = FileState.QUEUED
+        job_file.error = None
+        job_file.started_at = None
+        job_file.finished_at = None
+        requeued.append(job_file)
+    if not requeued:
+        raise NothingToRetryError(
+            "the failed files' uploaded bytes are no longer kept (refused at upload, or older "
+            f"than {kept_for.total_seconds() / 3600:g} h); upload them again"
+        )
+    session.flush()
+    return requeued
+
+
+def purge_expired_failed(
+    session: Session, *, tenant_id: str, kept_for: timedelta, now: datetime | None = None
+) -> int:
+    """Delete the kept bytes of the tenant's files that failed more than `kept_for` ago; the
+    number of files purged. Run at each new job of the tenant, so kept bytes never outlive the
+    setting by more than the time until the tenant's next upload."""
+    cutoff = (now or utcnow()) - kept_for
+    rows = session.scalars(
+        select(JobFile).where(
+            JobFile.tenant_id == tenant_id,
+            JobFile.state == FileState.FAILED,
+            JobFile.staged_path.is_not(None),
+            JobFile.finished_at < cutoff,
+        )
+    ).all()
+    for job_file in rows:
+        if job_file.staged_path:
+            Path(job_file.staged_path).unlink(missing_ok=True)
+        job_file.staged_path = None
+    return len(rows)

@@ -74,6 +74,8 @@ class IngestDependencies:
     # services; `parse_document` in this process where nothing else shares it (tests, tools).
     parse: Parser = parse_document
     parse_attempts: int = 3
+    # A failed file's staged bytes stay on disk (for a retry without a new upload).
+    keep_failed_files: bool = False
 
 
 class IndexSwitchedError(ConnectionError):
@@ -561,6 +563,8 @@ def _apply(
                     document_id=outcome.document_id,
                     chunk_count=outcome.chunk_count,
                 )
+                if _keeps_bytes(deps, outcome.state):
+                    continue
                 if job_file_row.staged_path:
                     staged_paths.append(job_file_row.staged_path)
                 job_file_row.staged_path = None
@@ -603,6 +607,10 @@ def _already_applied(session: Session, document_id: str) -> _Outcome:
     )
 
 
+def _keeps_bytes(deps: IngestDependencies, state: FileState) -> bool:
+    return state == FileState.FAILED and deps.keep_failed_files
+
+
 def embedding_text(chunk: Chunk) -> str:
     return section_and_text(chunk.section, chunk.text)
 
@@ -625,6 +633,8 @@ def fail_job_files(file_ids: Sequence[str], deps: IngestDependencies, *, reason:
             if FileState(job_file.state).finished:
                 continue
             mark_finished(job_file, FileState.FAILED, error=reason)
+            if _keeps_bytes(deps, FileState.FAILED):
+                continue
             if job_file.staged_path:
                 staged_paths.append(job_file.staged_path)
             job_file.staged_path = None

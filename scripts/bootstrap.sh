@@ -19,6 +19,9 @@ compgen -G "/usr/share/tesseract-ocr/*/tessdata/osd.traineddata" >/dev/null || m
 command -v catppt >/dev/null 2>&1 || missing+=(catdoc)
 # A Chinese font, only for drawing the Chinese scan that tests/test_pdf.py reads back with OCR.
 [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=(fonts-wqy-microhei)
+# Headless Chromium and its WebDriver, for the console's browser tests (tests/test_e2e_console.py).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> apt-get install ${missing[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from api.app import create_app
 from api.runtime import Runtime
@@ -411,3 +413,91 @@ def test_ocr_force_reads_scans_whose_text_layer_is_wrong(api: Harness, tmp_path:
             json={"query": "invoice total", "mode": "lexical"},
         ).json()["hits"]
         assert expected in hits[0]["text"]
+
+
+def test_jobs_list_newest_first_in_pages_and_per_tenant(api: Harness) -> None:
+    ids = [upload(api, api.key_a, {f"j{i}.md": HANDBOOK})["id"] for i in range(3)]
+    other = upload(api, api.key_b, {"b.md": HANDBOOK})["id"]
+    first = api.client.get("/v1/ingest/jobs?limit=2", headers=auth(api.key_a)).json()
+    assert [j["id"] for j in first["jobs"]] == ids[::-1][:2]
+    assert first["jobs"][0]["files"] == []
+    assert first["jobs"][0]["progress"]["total"] == 1
+    second = api.client.get(
+        "/v1/ingest/jobs", params={"limit": 2, "cursor": first["next_cursor"]},
+        headers=auth(api.key_a),
+    ).json()  # fmt: skip
+    assert [j["id"] for j in second["jobs"]] == [ids[0]]
+    assert second["next_cursor"] is None
+    seen_by_b = api.client.get("/v1/ingest/jobs", headers=auth(api.key_b)).json()["jobs"]
+    assert [j["id"] for j in seen_by_b] == [other]
+    bad = api.client.get("/v1/ingest/jobs?cursor=zz", headers=auth(api.key_a))
+    assert bad.status_code == 422
+    assert "cursor" in bad.json()["detail"]
+    for job_id in ids:
+        wait_for_job(api.client, job_id, api.key_a)
+
+
+def test_retry_indexes_a_failed_file_from_its_kept_bytes(api: Harness, tmp_path: Path) -> None:
+    from ingest.jobs import add_job_file, create_job
+    from ingest.pipeline import fail_job_files
+    from ingest.staging import stage_stream
+
+    # A file that failed for a passing reason (a worker's internal error), its bytes kept.
+    with api.runtime.session_factory() as session:
+        job = create_job(session, tenant_id=api.tenant_a)
+        staged = stage_stream(
+            io.BytesIO(HANDBOOK), api.runtime.settings.uploads_dir / "retry.md", max_bytes=10**6
+        )
+        job_file = add_job_file(
+            session, job=job, position=0, path="retry.md", staged_path=str(staged.staged_path),
+            size_bytes=staged.size_bytes, sha256=staged.sha256,
+        )  # fmt: skip
+        session.commit()
+        job_id, file_id = job.id, job_file.id
+    fail_job_files([file_id], api.runtime.binding.ingest, reason="internal error (OSError)")
+    failed = api.client.get(f"/v1/ingest/jobs/{job_id}", headers=auth(api.key_a)).json()
+    assert failed["files"][0]["error"] == "internal error (OSError)"
+
+    assert (
+        api.client.post(f"/v1/ingest/jobs/{job_id}/retry", headers=auth(api.key_b)).status_code
+        == 404
+    )
+    retried = api.client.post(f"/v1/ingest/jobs/{job_id}/retry", headers=auth(api.key_a))
+    assert retried.status_code == 202, retried.text
+    done = wait_for_job(api.client, job_id, api.key_a)
+    assert done["status"] == "completed"
+    assert done["files"][0]["document_id"]
+    assert not staged.staged_path.exists()  # indexed: its bytes are deleted as usual
+    again = api.client.post(f"/v1/ingest/jobs/{job_id}/retry", headers=auth(api.key_a))
+    assert again.status_code == 409
+    assert "no failed files" in again.json()["detail"]
+
+
+def test_retry_of_a_corrupt_file_fails_again_and_without_bytes_is_refused(api: Harness) -> None:
+    job = upload(api, api.key_a, {"broken.pdf": b"not a pdf at all", "ok.md": HANDBOOK})
+    first = files_by_path(wait_for_job(api.client, job["id"], api.key_a))
+    reason = first["broken.pdf"]["error"]
+    assert first["broken.pdf"]["state"] == "failed"
+    assert reason
+    retried = api.client.post(f"/v1/ingest/jobs/{job['id']}/retry", headers=auth(api.key_a))
+    assert retried.status_code == 202
+    assert files_by_path(retried.json())["ok.md"]["state"] == "done"  # left alone
+    second = files_by_path(wait_for_job(api.client, job["id"], api.key_a))
+    assert second["broken.pdf"]["error"] == reason
+    # The bytes are kept only so long: past it the retry is refused with the reason.
+    kept = [f.staged_path for f in _job_files(api, job["id"]) if f.staged_path]
+    assert len(kept) == 1
+    assert Path(kept[0]).is_file()
+    api.runtime.settings.ingest.keep_failed_files_h = 0
+    upload(api, api.key_a, {"next.md": HANDBOOK})  # the tenant's next upload purges them
+    assert not Path(kept[0]).exists()
+    gone = api.client.post(f"/v1/ingest/jobs/{job['id']}/retry", headers=auth(api.key_a))
+    assert gone.status_code == 409
+    assert "no longer kept" in gone.json()["detail"]
+
+
+def _job_files(api: Harness, job_id: str) -> list[Any]:
+    from core.models import JobFile
+
+    with api.runtime.session_factory() as session:
+        return list(session.scalars(select(JobFile).where(JobFile.job_id == job_id)))

@@ -41,6 +41,7 @@ def create_worker_app(settings: Settings) -> Celery:
                 store=indexes.store(spec),
                 embedder=indexes.embedder(spec),
                 chunking=settings.ingest.chunking,
+                keep_failed_files=settings.ingest.keep_failed_files_h > 0,
                 still_active=lambda: is_active(session_factory, spec.collection),
                 parse=parser_for(settings),
                 parse_attempts=settings.ingest.parse_attempts,

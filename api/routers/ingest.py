@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import Field, ValidationError
 from sqlalchemy.orm import Session
 
-from api.deps import ReadCaller, RuntimeDep, SessionDep, UploadCaller
+from api.deps import IngestCaller, ReadCaller, RuntimeDep, SessionDep, UploadCaller
 from api.runtime import Runtime
 from api.schemas import (
     AUTH_ERRORS,
@@ -23,6 +24,7 @@ from api.schemas import (
     DocumentAccessIn,
     FileOut,
     IdPath,
+    JobList,
     JobOut,
     ProgressOut,
     error_responses,
@@ -48,7 +50,18 @@ from core.quotas import (
 )
 from core.tenancy import TenantContext
 from ingest.folders import FolderRefusedError, resolve_folder, walk_folder
-from ingest.jobs import add_job_file, create_job, get_job, job_progress, number_versions
+from ingest.jobs import (
+    InvalidJobCursorError,
+    NothingToRetryError,
+    add_job_file,
+    create_job,
+    get_job,
+    job_progress,
+    list_jobs,
+    number_versions,
+    purge_expired_failed,
+    requeue_failed,
+)
 from ingest.paths import UnsafePathError, normalize_relative_path, repeated_paths
 from ingest.staging import FileTooLargeError, stage_stream
 from workers.celery_app import enqueue_ingest
@@ -321,7 +334,10 @@ def _folder_job(
 def _new_job(
     session: Session, tenant: TenantContext, access: DocumentAccessIn, runtime: Runtime
 ) -> tuple[IngestJob, Path]:
-    """The job row (with the upload's access list) and the folder its files are staged in."""
+    """The job row (with the upload's access list) and the folder its files are staged in; the
+    tenant's failed files kept past `ingest.keep_failed_files_h` are purged on the way."""
+    kept_for = timedelta(hours=runtime.settings.ingest.keep_failed_files_h)
+    purge_expired_failed(session, tenant_id=tenant.tenant_id, kept_for=kept_for)
     job = create_job(
         session,
         tenant_id=tenant.tenant_id,
@@ -381,6 +397,68 @@ def _commit_and_enqueue(
     )  # fmt: skip
     session.commit()
     enqueue_ingest(runtime.celery_app, queued_ids, tenant_id=tenant.tenant_id)
+    session.refresh(job)
+    return _job_out(job)
+
+
+@router.get(
+    "/jobs",
+    response_model=JobList,
+    responses=error_responses(*AUTH_ERRORS, 422),
+    summary="The tenant's ingest jobs, newest first (scope `read`)",
+)
+def list_ingest_jobs(
+    tenant: ReadCaller,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100, description="Jobs per page.")] = 20,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=200, description="`next_cursor` of the page before; omitted: newest."),
+    ] = None,
+) -> JobList:
+    """Each job's status and progress (files and chunks done/total, rate, ETA), without its
+    files: `GET /v1/ingest/jobs/{id}` gives each file's state and reason. 422 for a cursor this
+    API did not hand out."""
+    try:
+        page = list_jobs(session, tenant_id=tenant.tenant_id, limit=limit, cursor=cursor)
+    except InvalidJobCursorError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    return JobList(
+        jobs=[_job_out(job, include_files=False) for job in page.jobs],
+        next_cursor=page.next_cursor,
+    )
+
+
+@router.post(
+    "/jobs/{job_id}/retry",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobOut,
+    responses=error_responses(*AUTH_ERRORS, 404, 409),
+    summary="Queue a job's failed files again from their kept bytes (scope `ingest`)",
+)
+def retry_ingest_job(
+    job_id: IdPath, tenant: IngestCaller, session: SessionDep, runtime: RuntimeDep
+) -> JobOut:
+    """The job's failed files go back to `queued` and are indexed again from the bytes uploaded
+    with the job (kept `RAGKB_INGEST__KEEP_FAILED_FILES_H` hours after a file failed, default
+    24), with the job's access list and metadata; no new upload. Files already indexed are left
+    alone. 404 for another tenant's job; 409 with the reason when no failed file's bytes are
+    kept (refused at upload, expired, or the job has no failed files)."""
+    job = get_job(session, tenant_id=tenant.tenant_id, job_id=job_id)
+    if job is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such job")
+    kept_for = timedelta(hours=runtime.settings.ingest.keep_failed_files_h)
+    try:
+        requeued = requeue_failed(session, job, kept_for=kept_for)
+    except NothingToRetryError as exc:
+        session.commit()  # expired bytes deleted
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    record_by(
+        session, tenant, AuditAction.INGEST, target=job.id,
+        details={"retry": True, "queued": len(requeued)},
+    )  # fmt: skip
+    session.commit()
+    enqueue_ingest(runtime.celery_app, [f.id for f in requeued], tenant_id=tenant.tenant_id)
     session.refresh(job)
     return _job_out(job)
 

@@ -1,0 +1,611 @@
+// ragkb console. Calls only the public /v1 API with the signed-in key as a Bearer header.
+// Everything that comes from a document, a file name or metadata is inserted as text
+// (textContent / text nodes), never as HTML.
+"use strict";
+
+const KEY = "ragkb.key";
+const SCOPES = "ragkb.scopes";
+const REASON = "ragkb.reason";
+const PROBE_ID = "00000000-0000-0000-0000-000000000000";
+
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+function $(id) {
+  return document.getElementById(id);
+}
+
+// An element with attributes and children; strings become text nodes.
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name === "text") node.textContent = String(value);
+    else if (name === "className") node.className = value;
+    else if (name === "onclick") node.addEventListener("click", value);
+    else node.setAttribute(name, String(value));
+  }
+  for (const child of children) {
+    if (child === null || child === undefined) continue;
+    node.append(typeof child === "string" ? document.createTextNode(child) : child);
+  }
+  return node;
+}
+
+function notice(message) {
+  const box = $("notice");
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+function signOut(reason) {
+  sessionStorage.removeItem(KEY);
+  sessionStorage.removeItem(SCOPES);
+  if (reason) sessionStorage.setItem(REASON, reason);
+  window.location.assign("/console");
+}
+
+function detailOf(body, fallback) {
+  if (body && typeof body.detail === "string") return body.detail;
+  if (body && body.detail !== undefined) return JSON.stringify(body.detail);
+  return fallback;
+}
+
+// One call to the /v1 API. 401 ends the session (back to sign-in with the reason); 429 says
+// when to retry; any other error is thrown with the server's reason.
+async function api(method, path, { json, form, key, raw } = {}) {
+  const headers = { Authorization: "Bearer " + (key || sessionStorage.getItem(KEY) || "") };
+  let body;
+  if (json !== undefined) {
+    headers["Content-Type"] = "application/json";
+    body = JSON.stringify(json);
+  } else if (form !== undefined) {
+    body = form;
+  }
+  const response = await fetch(path, { method, headers, body, credentials: "omit" });
+  if (raw && response.ok) return response;
+  if (response.status === 204) return null;
+  const text = await response.text();
+  let parsed = null;
+  try {
+    parsed = text ? JSON.parse(text) : null;
+  } catch (_) {
+    parsed = null;
+  }
+  if (response.ok) return parsed;
+  const detail = detailOf(parsed, response.statusText);
+  if (response.status === 401 && !key) {
+    signOut("Signed out: " + detail);
+    throw new ApiError(401, detail);
+  }
+  if (response.status === 429) {
+    const after = response.headers.get("Retry-After");
+    throw new ApiError(429, "Too many requests: retry in " + (after || "a few") + " s. " + detail);
+  }
+  if (response.status === 413) throw new ApiError(413, "Refused (quota or size): " + detail);
+  if (response.status === 403) throw new ApiError(403, "Not allowed for this key: " + detail);
+  throw new ApiError(response.status, detail);
+}
+
+function report(error) {
+  if (error instanceof ApiError && error.status === 401) return;
+  notice(error.message || String(error));
+}
+
+function commaList(value) {
+  return value.split(",").map((s) => s.trim()).filter(Boolean);
+}
+
+function when(iso) {
+  return iso ? new Date(iso).toLocaleString() : "";
+}
+
+function documentHref(id) {
+  return "/console/documents/" + encodeURIComponent(id);
+}
+
+// ---- sign-in ----------------------------------------------------------------------------
+
+async function probeScopes(key) {
+  const scopes = [];
+  const status = async (method, path, json) => {
+    const response = await fetch(path, {
+      method,
+      credentials: "omit",
+      headers: { Authorization: "Bearer " + key, "Content-Type": "application/json" },
+      body: json === undefined ? undefined : JSON.stringify(json),
+    });
+    if (response.status === 401) {
+      const body = await response.json().catch(() => null);
+      throw new ApiError(401, detailOf(body, "the key was refused"));
+    }
+    return response.status;
+  };
+  if ((await status("GET", "/v1/ingest/jobs?limit=1")) === 200) scopes.push("read");
+  // A job id that does not exist: 404 means the key may ingest, 403 that it may not.
+  if ((await status("POST", "/v1/ingest/jobs/" + PROBE_ID + "/retry")) === 404) scopes.push("ingest");
+  // An empty search is refused as invalid (422) only once the scope has been checked.
+  if ((await status("POST", "/v1/search", {})) === 422) scopes.push("query");
+  if ((await status("GET", "/v1/admin/keys")) === 200) scopes.push("admin");
+  return scopes;
+}
+
+function initSignIn() {
+  const reason = sessionStorage.getItem(REASON);
+  if (reason) {
+    $("signin-reason").textContent = reason;
+    $("signin-reason").hidden = false;
+    sessionStorage.removeItem(REASON);
+  }
+  $("signin-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const key = $("api-key").value.trim();
+    try {
+      const scopes = await probeScopes(key);
+      sessionStorage.setItem(KEY, key);
+      sessionStorage.setItem(SCOPES, JSON.stringify(scopes));
+      const first = scopes.includes("read") ? "documents" : scopes.includes("query") ? "ask" : "admin";
+      window.location.assign("/console/" + first);
+    } catch (error) {
+      $("signin-reason").textContent = "Sign-in failed: " + error.message;
+      $("signin-reason").hidden = false;
+    }
+  });
+}
+
+// ---- documents --------------------------------------------------------------------------
+
+let documentsCursor = null;
+
+async function loadDocuments(append) {
+  const params = new URLSearchParams({ limit: "50" });
+  const prefix = $("filter-prefix").value.trim();
+  const contains = $("filter-contains").value.trim();
+  if (prefix) params.set("path_prefix", prefix);
+  if (contains) params.set("path_contains", contains);
+  if (append && documentsCursor) params.set("cursor", documentsCursor);
+  const page = await api("GET", "/v1/documents?" + params);
+  const body = $("documents").tBodies[0];
+  if (!append) body.replaceChildren();
+  for (const d of page.documents) {
+    body.append(
+      el("tr", {},
+        el("td", {}, el("a", { href: documentHref(d.id), text: d.path })),
+        el("td", { text: d.title || "" }),
+        el("td", { text: d.content_type }),
+        el("td", { text: d.chunk_count }),
+        el("td", { text: when(d.updated_at) })));
+  }
+  documentsCursor = page.next_cursor;
+  $("docs-more").hidden = !documentsCursor;
+}
+
+function progressLine(job) {
+  const p = job.progress;
+  const parts = [
+    job.status,
+    `${p.done + p.failed + p.skipped}/${p.total} files`,
+    `${p.done} indexed`,
+    `${p.failed} failed`,
+    `${p.chunks_indexed} chunks`,
+  ];
+  if (p.files_per_s) parts.push(`${p.files_per_s} files/s`);
+  if (p.eta_s !== null && p.eta_s !== undefined && p.eta_s > 0) parts.push(`ETA ${p.eta_s} s`);
+  return parts.join(" · ");
+}
+
+let followedJob = null;
+
+async function followJob(jobId) {
+  const box = $("job-progress");
+  followedJob = jobId;
+  for (;;) {
+    if (followedJob !== jobId) return; // another job was opened since
+    const job = await api("GET", "/v1/ingest/jobs/" + encodeURIComponent(jobId));
+    const failed = job.files.filter((f) => f.state === "failed");
+    box.replaceChildren(
+      el("p", { id: "job-status", "data-job": job.id, "data-status": job.status,
+                text: "Job " + job.id.slice(0, 8) + ": " + progressLine(job) }),
+      el("progress", { max: job.progress.total, value: job.progress.total - job.progress.queued - job.progress.running,
+                       "aria-label": "Job progress" }),
+      el("ul", { id: "failed-files" },
+        ...failed.map((f) => el("li", { className: "failed", "data-path": f.path },
+          el("strong", { text: f.path }), ": ", el("span", { className: "reason", text: f.error || "failed" })))));
+    if (job.status.startsWith("completed")) break;
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+  await Promise.all([loadJobs(), loadDocuments(false)]);
+}
+
+async function loadJobs() {
+  const page = await api("GET", "/v1/ingest/jobs?limit=10");
+  const canIngest = hasScope("ingest");
+  $("jobs").tBodies[0].replaceChildren(
+    ...page.jobs.map((job) =>
+      el("tr", {},
+        el("td", {}, el("button", { type: "button", className: "link", text: job.id.slice(0, 8),
+                                    "aria-label": "Show job " + job.id,
+                                    onclick: () => followJob(job.id).catch(report) })),
+        el("td", { text: job.status }),
+        el("td", { text: `${job.progress.done}/${job.progress.total} (${job.progress.failed} failed)` }),
+        el("td", { text: job.progress.chunks_indexed }),
+        el("td", { text: when(job.created_at) }),
+        el("td", {}, canIngest && job.progress.failed
+          ? el("button", { type: "button", text: "Retry failed", onclick: () => retryJob(job.id) })
+          : null))));
+}
+
+async function retryJob(jobId) {
+  try {
+    await api("POST", "/v1/ingest/jobs/" + encodeURIComponent(jobId) + "/retry");
+    await followJob(jobId);
+  } catch (error) {
+    report(error);
+  }
+}
+
+// Files dropped on the drop zone, each with its path relative to what was dropped.
+let dropped = [];
+
+// Every file under a dropped entry (a folder is read recursively), with its relative path.
+async function entryFiles(entry, prefix) {
+  if (entry.isFile) {
+    const file = await new Promise((resolve, reject) => entry.file(resolve, reject));
+    return [{ file, path: prefix + entry.name }];
+  }
+  const reader = entry.createReader();
+  const children = [];
+  for (;;) {
+    const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+    if (!batch.length) break;
+    children.push(...batch);
+  }
+  const nested = await Promise.all(children.map((c) => entryFiles(c, prefix + entry.name + "/")));
+  return nested.flat();
+}
+
+async function onDrop(event) {
+  event.preventDefault();
+  $("drop-zone").classList.remove("over");
+  const items = [...event.dataTransfer.items];
+  const entries = items.map((item) => (item.webkitGetAsEntry ? item.webkitGetAsEntry() : null));
+  if (entries.length && entries.every(Boolean)) {
+    dropped = (await Promise.all(entries.map((e) => entryFiles(e, "")))).flat();
+  } else {
+    dropped = [...event.dataTransfer.files].map((file) => ({ file, path: file.name }));
+  }
+  $("dropped").textContent = `${dropped.length} file(s) ready to upload.`;
+}
+
+function parseMetadata(text) {
+  const metadata = {};
+  for (const pair of commaList(text)) {
+    const at = pair.indexOf("=");
+    if (at < 1) throw new Error("metadata must be key=value pairs: " + pair);
+    metadata[pair.slice(0, at).trim()] = pair.slice(at + 1).trim();
+  }
+  return metadata;
+}
+
+async function upload(event) {
+  event.preventDefault();
+  notice("");
+  const form = new FormData();
+  // A folder's files keep their paths relative to the folder chosen (or dropped).
+  const files = [...$("upload-files").files, ...$("upload-folder").files]
+    .map((file) => ({ file, path: file.webkitRelativePath || file.name }))
+    .concat(dropped);
+  if (!files.length) {
+    notice("Choose or drop files or a folder first.");
+    return;
+  }
+  for (const { file, path } of files) form.append("files", file, path);
+  const principals = commaList($("upload-principals").value);
+  if (principals.length) form.append("principals", JSON.stringify(principals));
+  try {
+    const metadata = parseMetadata($("upload-metadata").value);
+    if (Object.keys(metadata).length) form.append("metadata", JSON.stringify(metadata));
+    const job = await api("POST", "/v1/ingest/jobs", { form });
+    $("upload-form").reset();
+    dropped = [];
+    $("dropped").textContent = "";
+    await followJob(job.id);
+  } catch (error) {
+    report(error);
+  }
+}
+
+function initDocuments() {
+  $("upload-form").addEventListener("submit", upload);
+  const zone = $("drop-zone");
+  zone.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    zone.classList.add("over");
+  });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (event) => onDrop(event).catch(report));
+  $("doc-filter").addEventListener("submit", (event) => {
+    event.preventDefault();
+    loadDocuments(false).catch(report);
+  });
+  $("docs-more").addEventListener("click", () => loadDocuments(true).catch(report));
+  loadDocuments(false).catch(report);
+  loadJobs().catch(report);
+}
+
+// ---- one document -----------------------------------------------------------------------
+
+async function initDocument() {
+  const id = decodeURIComponent(window.location.pathname.split("/").pop());
+  const base = "/v1/documents/" + encodeURIComponent(id);
+  let offset = 0;
+  const loadChunks = async () => {
+    const page = await api("GET", `${base}/chunks?limit=100&offset=${offset}`);
+    for (const c of page.chunks) {
+      const where = [`#${c.chunk_index}`, c.page ? `page ${c.page}` : null, c.section,
+                     `chars ${c.char_start}–${c.char_end}`].filter(Boolean).join(" · ");
+      $("chunks").append(el("li", { className: "chunk" },
+        el("div", { className: "chunk-head", text: where }), el("div", { className: "chunk-text", text: c.text })));
+    }
+    offset = page.next_offset || 0;
+    $("chunks-more").hidden = page.next_offset === null;
+  };
+  $("chunks-more").addEventListener("click", () => loadChunks().catch(report));
+  try {
+    const doc = await api("GET", base);
+    $("doc-title").textContent = doc.title || doc.path;
+    const rows = [["Path", doc.path], ["Type", doc.content_type], ["Size", `${doc.size_bytes} bytes`],
+                  ["Chunks", doc.chunk_count], ["Updated", when(doc.updated_at)],
+                  ["Readable by", doc.principals ? doc.principals.join(", ") : "everyone in the tenant"],
+                  ["Metadata", JSON.stringify(doc.metadata || {})], ["Version", doc.version_sha256]];
+    $("doc-meta").replaceChildren(...rows.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
+    $("doc-delete").addEventListener("click", async () => {
+      if (!window.confirm("Delete " + doc.path + " and its chunks? This cannot be undone.")) return;
+      try {
+        await api("DELETE", base);
+        window.location.assign("/console/documents");
+      } catch (error) {
+        report(error);
+      }
+    });
+    await loadChunks();
+    const text = await api("GET", `${base}/text?max_chars=100000`);
+    $("doc-text").textContent = text.text + (text.next_char_start ? "\n…" : "");
+  } catch (error) {
+    report(error);
+  }
+}
+
+// ---- ask --------------------------------------------------------------------------------
+
+let conversationId = null;
+
+// Server-sent events from a fetch body: yields {event, data} per message.
+async function* sseEvents(response) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const message = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let event = "message";
+      const data = [];
+      for (const line of message.split("\n")) {
+        if (line.startsWith("event:")) event = line.slice(6).trim();
+        else if (line.startsWith("data:")) data.push(line.slice(5).trimStart());
+      }
+      yield { event, data: data.length ? JSON.parse(data.join("\n")) : null };
+    }
+  }
+}
+
+async function openSource(cite) {
+  const start = Math.max(0, cite.char_start - 1500);
+  const path = `/v1/documents/${encodeURIComponent(cite.document_id)}/text?char_start=${start}&char_end=${cite.char_end + 1500}`;
+  try {
+    const text = await api("GET", path);
+    const from = cite.char_start - text.char_start;
+    const to = cite.char_end - text.char_start;
+    const mark = el("mark", { id: "quote", text: text.text.slice(from, to) });
+    $("source-text").replaceChildren(text.text.slice(0, from), mark, text.text.slice(to));
+    const where = [cite.path, cite.page ? "page " + cite.page : null, cite.section].filter(Boolean).join(" · ");
+    const state = cite.verified === undefined ? "" : cite.verified ? "verified citation" : "unverified citation";
+    $("source-where").replaceChildren(
+      el("a", { href: documentHref(cite.document_id), text: where }), state ? " — " + state : "");
+    mark.scrollIntoView({ block: "center" });
+  } catch (error) {
+    report(error);
+  }
+}
+
+function renderAnswer(box, result) {
+  const byNumber = new Map();
+  for (const s of result.sources) byNumber.set(s.number, { ...s, verified: undefined });
+  for (const c of result.citations) if (!byNumber.has(-c.number)) byNumber.set(-c.number, c);
+  const nodes = [];
+  if (!result.answered) nodes.push(el("strong", { text: "Not in the sources. " }));
+  result.answer.split(/(\[\d+\])/).forEach((part) => {
+    const m = /^\[(\d+)\]$/.exec(part);
+    const cite = m && (byNumber.get(-Number(m[1])) || byNumber.get(Number(m[1])));
+    if (!cite) {
+      nodes.push(part);
+      return;
+    }
+    const verified = cite.verified === true;
+    nodes.push(el("a", { href: "#", className: "cite " + (verified ? "verified" : "unverified"),
+                         "data-number": m[1], title: (verified ? "Verified: " : "Not verified: ") + cite.path,
+                         onclick: (event) => { event.preventDefault(); openSource(cite); } }, part));
+  });
+  box.className = "answer" + (result.answered ? "" : " refusal");
+  box.dataset.answered = String(result.answered);
+  box.replaceChildren(...nodes);
+  box.append(el("div", {}, el("span", { className: "badge " + (result.verified ? "ok" : "warn"),
+    text: result.verified ? "verified" : result.answered ? "not verified" : "refused" })));
+}
+
+async function ask(event) {
+  event.preventDefault();
+  notice("");
+  const question = $("question").value.trim();
+  if (!question) return;
+  const body = { question, stream: true };
+  if (conversationId) body.conversation_id = conversationId;
+  const principals = commaList($("ask-principals").value);
+  if (principals.length) body.principals = principals;
+  const answer = el("div", { className: "answer", "aria-busy": "true" });
+  $("conversation").append(el("div", { className: "question", text: question }), answer);
+  $("question").value = "";
+  try {
+    const response = await api("POST", "/v1/query", { json: body, raw: true });
+    let streamed = "";
+    for await (const { event: kind, data } of sseEvents(response)) {
+      if (kind === "sources") conversationId = data.conversation_id;
+      else if (kind === "token") {
+        streamed += data.text;
+        answer.textContent = streamed;
+      } else if (kind === "done") {
+        conversationId = data.conversation_id;
+        renderAnswer(answer, data);
+      } else if (kind === "error") throw new Error(data.detail);
+    }
+  } catch (error) {
+    report(error);
+  } finally {
+    answer.removeAttribute("aria-busy");
+  }
+}
+
+function initAsk() {
+  $("ask-form").addEventListener("submit", ask);
+  $("new-conversation").addEventListener("click", () => {
+    conversationId = null;
+    $("conversation").replaceChildren();
+  });
+}
+
+// ---- search -----------------------------------------------------------------------------
+
+function fixed(value) {
+  return value === null || value === undefined ? "–" : Number(value).toFixed(3);
+}
+
+async function search(event) {
+  event.preventDefault();
+  notice("");
+  const body = { query: $("search-query").value.trim(), top_k: Number($("search-topk").value) || 10 };
+  if ($("search-mode").value) body.mode = $("search-mode").value;
+  if ($("search-rerank").value) body.rerank = $("search-rerank").value === "true";
+  if ($("search-prefix").value.trim()) body.filters = { path_prefix: $("search-prefix").value.trim() };
+  const principals = commaList($("search-principals").value);
+  if (principals.length) body.principals = principals;
+  try {
+    const result = await api("POST", "/v1/search", { json: body });
+    $("search-timings").textContent = "Stages: " + result.stages.join(" → ") + " · " +
+      Object.entries(result.timings_ms).map(([k, v]) => `${k} ${Number(v).toFixed(1)} ms`).join(", ");
+    $("hits").replaceChildren(...result.hits.map((h) =>
+      el("li", {},
+        el("a", { href: documentHref(h.document_id),
+                  text: [h.path, h.page ? "page " + h.page : null, h.section].filter(Boolean).join(" · ") }),
+        el("div", { className: "chunk-head",
+                    text: `fused ${fixed(h.score)} · dense ${fixed(h.dense_score)} · rerank ${fixed(h.rerank_score)}` }),
+        el("div", { className: "chunk-text", text: h.text }))));
+  } catch (error) {
+    report(error);
+  }
+}
+
+function initSearch() {
+  $("search-form").addEventListener("submit", search);
+}
+
+// ---- admin ------------------------------------------------------------------------------
+
+let auditOffset = 0;
+
+async function loadKeys() {
+  const page = await api("GET", "/v1/admin/keys");
+  $("keys").tBodies[0].replaceChildren(...page.keys.map((k) =>
+    el("tr", { "data-key-id": k.id },
+      el("td", { text: k.name }), el("td", { text: k.scopes.join(", ") }),
+      el("td", { text: when(k.created_at) }), el("td", { text: when(k.expires_at) }),
+      el("td", { text: when(k.revoked_at) }),
+      el("td", {}, k.revoked_at ? null : el("button", { type: "button", className: "danger", text: "Revoke",
+        "aria-label": "Revoke key " + k.name, onclick: () => revokeKey(k) })))));
+}
+
+async function revokeKey(k) {
+  if (!window.confirm("Revoke the key " + k.name + "? Every caller using it is refused at once.")) return;
+  try {
+    await api("DELETE", "/v1/admin/keys/" + encodeURIComponent(k.id));
+    await loadKeys();
+  } catch (error) {
+    report(error);
+  }
+}
+
+async function loadAudit(append) {
+  if (!append) auditOffset = 0;
+  const page = await api("GET", `/v1/admin/audit?limit=50&offset=${auditOffset}`);
+  const body = $("audit").tBodies[0];
+  if (!append) body.replaceChildren();
+  for (const e of page.events) {
+    body.append(el("tr", {}, el("td", { text: when(e.at) }), el("td", { text: e.action }),
+      el("td", { text: e.outcome }), el("td", { text: e.target || "" })));
+  }
+  auditOffset = page.next_offset || 0;
+  $("audit-more").hidden = page.next_offset === null;
+}
+
+function initAdmin() {
+  $("key-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      const issued = await api("POST", "/v1/admin/keys",
+        { json: { name: $("key-name").value.trim(), scopes: commaList($("key-scopes").value) } });
+      $("new-key").textContent = "New key (shown once, copy it now): " + issued.key;
+      $("new-key").hidden = false;
+      await loadKeys();
+    } catch (error) {
+      report(error);
+    }
+  });
+  $("audit-more").addEventListener("click", () => loadAudit(true).catch(report));
+  loadKeys().catch(report);
+  loadAudit(false).catch(report);
+}
+
+// ---- shell ------------------------------------------------------------------------------
+
+function hasScope(scope) {
+  return JSON.parse(sessionStorage.getItem(SCOPES) || "[]").includes(scope);
+}
+
+function init() {
+  const page = document.body.dataset.page;
+  if (page === "signin") {
+    initSignIn();
+    return;
+  }
+  if (!sessionStorage.getItem(KEY)) {
+    signOut("Sign in first.");
+    return;
+  }
+  $("nav").hidden = false;
+  for (const node of document.querySelectorAll("[data-scope], [data-needs]")) {
+    if (!hasScope(node.dataset.scope || node.dataset.needs)) node.hidden = true;
+  }
+  $("sign-out").addEventListener("click", () => signOut(""));
+  const pages = { documents: initDocuments, document: initDocument, ask: initAsk, search: initSearch, admin: initAdmin };
+  if (pages[page]) pages[page]();
+}
+
+document.addEventListener("DOMContentLoaded", init);
