@@ -146,7 +146,7 @@ def read_own_tenant(caller: AdminCaller, session: SessionDep, settings: Settings
 @router.put(
     "/tenant/settings",
     response_model=TenantOut,
-    responses=error_responses(*AUTH_ERRORS, 422),
+    responses=error_responses(*AUTH_ERRORS, *BODY_ERRORS),
     summary="Change the caller's tenant's own settings (require end-user principals)",
 )
 def put_own_tenant_settings(
