@@ -77,24 +77,23 @@ def test_client_search_documents_text_and_answer(tenants: Tenants) -> None:
         ]
 
         hits = kb.search(FACT_QUESTION, top_k=3).hits
-        assert hits[0].path == "offices/lisbon.pdf"
-        assert hits[0].page == 2
-        assert FACT in hits[0].text
+        fact = next(h for h in hits[:2] if FACT in h.text)
+        assert fact.path == "offices/lisbon.pdf"
+        assert fact.page == 2
 
-        text = kb.document_text(hits[0].document_id)
-        assert text.text[hits[0].char_start : hits[0].char_end] == hits[0].text
-        page_two = kb.document_text(hits[0].document_id, page=2)
+        text = kb.document_text(fact.document_id)
+        assert text.text[fact.char_start : fact.char_end] == fact.text
+        page_two = kb.document_text(fact.document_id, page=2)
         assert FACT in page_two.text
         assert "Rua Augusta" not in page_two.text
-        cut = kb.document_text(hits[0].document_id, max_chars=10)
+        cut = kb.document_text(fact.document_id, max_chars=10)
         assert len(cut.text) == 10
         assert cut.next_char_start == 10
 
         answer = kb.query(FACT_QUESTION)
         assert FACT in answer.answer
         assert answer.citations
-        assert answer.citations[0].path == "offices/lisbon.pdf"
-        assert answer.citations[0].page == 2
+        assert {(c.path, c.page) for c in answer.citations} >= {("offices/lisbon.pdf", 2)}
 
         events = list(kb.query_stream(FACT_QUESTION))
         kinds = [e.kind for e in events]
@@ -126,7 +125,7 @@ def test_async_client_searches_and_streams(tenants: Tenants) -> None:
         return [h.path for h in hits], kinds
 
     paths, kinds = asyncio.run(run())
-    assert paths[0] == "offices/lisbon.pdf"
+    assert "offices/lisbon.pdf" in paths
     assert kinds[0] == "sources"
     assert kinds[-1] == "done"
 
@@ -143,9 +142,10 @@ def test_langchain_chain_answers_with_the_files_path_and_page(
 
     retriever = RagkbRetriever(base_url=tenants.url, api_key=tenants.owner, top_k=2)
     documents = retriever.invoke(FACT_QUESTION)
-    assert documents[0].metadata["path"] == "offices/lisbon.pdf"
-    assert documents[0].metadata["page"] == 2
-    assert {"document_id", "char_start", "char_end", "score"} <= set(documents[0].metadata)
+    fact = next(d for d in documents if FACT in d.page_content)
+    assert fact.metadata["path"] == "offices/lisbon.pdf"
+    assert fact.metadata["page"] == 2
+    assert {"document_id", "char_start", "char_end", "score"} <= set(fact.metadata)
 
     prompt = ChatPromptTemplate.from_messages(
         [
@@ -188,9 +188,9 @@ def test_llamaindex_query_engine_answers_with_the_files_path_and_page(
     engine = RetrieverQueryEngine.from_args(retriever, llm=llm)
     response = engine.query(FACT_QUESTION)
     assert FACT in str(response)
-    top = response.source_nodes[0]
-    assert top.node.metadata["path"] == "offices/lisbon.pdf"
-    assert top.node.metadata["page"] == 2
+    fact = next(n for n in response.source_nodes if FACT in n.node.get_content())
+    assert fact.node.metadata["path"] == "offices/lisbon.pdf"
+    assert fact.node.metadata["page"] == 2
 
     stranger = RagkbLlamaRetriever(tenants.url, tenants.stranger, top_k=2)
     assert stranger.retrieve(FACT_QUESTION) == []
@@ -239,9 +239,9 @@ def test_mcp_tools_search_read_and_list_within_the_tenant(tenants: Tenants) -> N
     names = {t.name for t in out["tools"].tools}
     assert names == {"search", "ask", "list_documents", "read_document"}
     hits = _structured(out["results"][0])["hits"]
-    assert hits[0]["path"] == "offices/lisbon.pdf"
-    assert hits[0]["page"] == 2
-    assert FACT in hits[0]["snippet"]
+    fact = next(h for h in hits[:2] if FACT in h["snippet"])
+    assert fact["path"] == "offices/lisbon.pdf"
+    assert fact["page"] == 2
     listing = _structured(out["results"][1])
     assert len(listing["documents"]) == 1
     assert listing["next_cursor"]
@@ -249,7 +249,7 @@ def test_mcp_tools_search_read_and_list_within_the_tenant(tenants: Tenants) -> N
     read = _mcp(
         tenants.url,
         tenants.owner,
-        [("read_document", {"document_id": hits[0]["document_id"], "page": 2})],
+        [("read_document", {"document_id": fact["document_id"], "page": 2})],
     )
     assert FACT in _structured(read["results"][0])["text"]
 
@@ -280,7 +280,7 @@ def test_mcp_ask_answers_with_verified_citations(tenants: Tenants) -> None:
     out = _mcp(tenants.url, tenants.owner, [("ask", {"question": FACT_QUESTION})])
     answer = _structured(out["results"][0])
     assert FACT in answer["answer"]
-    assert answer["citations"][0]["path"] == "offices/lisbon.pdf"
+    assert "offices/lisbon.pdf" in {c["path"] for c in answer["citations"]}
     assert answer["conversation_id"]
 
 
