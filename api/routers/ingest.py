@@ -422,7 +422,7 @@ def list_ingest_jobs(
     try:
         page = list_jobs(session, tenant_id=tenant.tenant_id, limit=limit, cursor=cursor)
     except InvalidJobCursorError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+        raise invalid_request(("query", "cursor"), str(exc)) from exc
     return JobList(
         jobs=[_job_out(job, include_files=False) for job in page.jobs],
         next_cursor=page.next_cursor,
