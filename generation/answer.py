@@ -143,11 +143,14 @@ class AnswerService:
         messages = build_messages(prepared.standalone, prepared.sources, datamark=self._datamark)
         with span("read", self._read_attributes(options), tenant_id=tenant_id) as reading:
             result = self._chat.complete(messages, tenant_id=tenant_id, options=options)
-            _record_usage(reading, result.prompt_tokens, result.completion_tokens, result.text)
+            # llama.cpp reports no usage on a stream: the prompt is counted with its tokenizer.
+            usage = TokenUsage(
+                result.prompt_tokens or self._count_messages(messages),
+                result.completion_tokens or 0,
+            )
+            _record_usage(reading, usage.prompt_tokens, usage.completion_tokens, result.text)
         prepared.timings_ms["generate_ms"] = _ms_since(started)
-        prepared.usage += TokenUsage(
-            result.prompt_tokens or self._count_messages(messages), result.completion_tokens or 0
-        )
+        prepared.usage += usage
         if result.completion_tokens and result.generation_ms:
             self._metrics.reader_tokens_per_second.observe(
                 result.completion_tokens / (result.generation_ms / 1000)

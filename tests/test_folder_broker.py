@@ -67,10 +67,12 @@ def _race(folder: Path, transport: type[Any]) -> tuple[list[int], list[BaseExcep
     return received, errors
 
 
-def test_every_message_arrives_whole_and_in_order(tmp_path: Path) -> None:
+def test_every_message_arrives_whole_exactly_once(tmp_path: Path) -> None:
     received, errors = _race(tmp_path, Transport)
     assert errors == []
-    assert received == list(range(MESSAGES))
+    # Exactly once, not in order: kombu names a message by the millisecond it was put, and two
+    # put within one millisecond (a loaded machine's scheduling) sort by their random suffix.
+    assert sorted(received) == list(range(MESSAGES))
     assert not list(tmp_path.rglob(f"*{PARTIAL_SUFFIX}"))
 
 

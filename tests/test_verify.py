@@ -8,7 +8,7 @@ from core.lexical import LexicalEncoder
 from core.metrics import Metrics
 from core.settings import LexicalSettings, ReaderSettings, RetrievalSettings
 from core.vectorstore.edge import EdgeVectorStore
-from generation.answer import AnswerResult, AnswerService, _Prepared
+from generation.answer import AnswerResult, AnswerService, TokenUsage, _Prepared
 from generation.client import ChatClient
 from generation.verify import CitationVerifier, content_tokens, lexical_support
 from retrieval.rerank import NoReranker
@@ -130,7 +130,9 @@ def test_reader_output_with_no_or_nonsense_citations_is_flagged_not_failed(
     )  # fmt: skip
 
     def finish(text: str) -> AnswerResult:
-        prepared = _Prepared("q", "q", [source], ["hybrid"], {}, time.perf_counter())
+        prepared = _Prepared(
+            "q", "q", [source], ["hybrid"], {}, time.perf_counter(), TokenUsage(0, 0)
+        )
         return service._finish(prepared, text)
 
     uncited = finish("It shipped many parcels.")
