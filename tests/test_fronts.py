@@ -291,7 +291,7 @@ def test_examples_in_readme_run(tenants: Tenants, reader_url: str, tmp_path: Pat
         readme.index("## Plugging in apps and agents") : readme.index("## Quality and speed")
     ]
     blocks = [b.split("```", 1)[0] for b in section.split("```python\n")[1:]]
-    assert len(blocks) == 4
+    assert len(blocks) == 5
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "hr.md").write_text("# HR\n\nEmployees get 25 vacation days a year.\n")
     namespace: dict[str, Any] = {
