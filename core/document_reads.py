@@ -17,9 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.models import Document
-from core.vectorstore import VectorStore
-
-PUBLIC_MARK = "*"
+from core.principals import may_read
+from core.vectorstore import PUBLIC_PRINCIPAL, VectorStore
 
 
 class DocumentNotFoundError(LookupError):
@@ -62,10 +61,9 @@ def decode_cursor(cursor: str) -> str:
 def readable_by(document: Document, principals: Sequence[str] | None) -> bool:
     """None: no end-user context, every document of the tenant. Otherwise the document has no
     access list, or lists one of the principals."""
-    if principals is None or document.principals is None:
-        return True
-    allowed = set(document.principals)
-    return PUBLIC_MARK in allowed or bool(allowed.intersection(principals))
+    # A list holding the payload's public mark predates the principal rule: public, as in search.
+    legacy_public = PUBLIC_PRINCIPAL in (document.principals or ())
+    return may_read(principals, document.principals) or legacy_public
 
 
 def list_documents(
