@@ -85,17 +85,19 @@ def test_timeout_raises_reader_unavailable(reader_url: str) -> None:
 def test_a_timeout_cancels_the_generation_before_anything_else(reader_url: str) -> None:
     """A request past its deadline is closed upstream, so the one-slot reader stops generating it
     and the next request starts at once instead of waiting for the abandoned answer."""
-    # First token within 20 s, then 400 tokens at 1000 tokens/s: the deadline passes mid-answer.
+    # The deadline is 6 s after sending (min_tokens_per_s so high that it adds nothing); counting
+    # to 500 needs far more than 400 tokens, so the answer cannot end (EOS) before the deadline,
+    # and 400 tokens take 20+ s even on 2 idle cores (15-20 tokens/s, docs/reader.md).
     hurried = ChatClient(
         ReaderSettings(
-            base_url=reader_url, max_tokens=400, temperature=0.7, timeout_s=20,
-            min_tokens_per_s=1000, max_retries=2,
+            base_url=reader_url, max_tokens=400, temperature=0, timeout_s=6,
+            min_tokens_per_s=1e9, max_retries=2,
         )
     )  # fmt: skip
     stats = StreamStats()
     with pytest.raises(ReaderTimeoutError, match="timed out"):
         for _ in hurried.stream(
-            [{"role": "user", "content": "Write a very long story about a lighthouse keeper."}],
+            [{"role": "user", "content": "Count from 1 to 500, one number per line."}],
             stats,
         ):
             pass
