@@ -31,6 +31,7 @@ from api.routers import (
 )
 from api.runtime import Runtime
 from core.db import run_migrations
+from core.embedding_service import EmbeddingServiceError, EmbeddingUnavailableError
 from core.settings import Settings
 from core.telemetry import configure_tracing
 
@@ -112,6 +113,16 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             status_code=503,
             headers={"Retry-After": "5"},
         )
+
+    @app.exception_handler(EmbeddingUnavailableError)
+    async def embedding_unavailable(request: Request, exc: Exception) -> Response:
+        # Every front that embeds a question (search, MCP and CLI through it) fails the same
+        # way the reader's outage does: 503 with the reason, never a 500.
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
+
+    @app.exception_handler(EmbeddingServiceError)
+    async def embedding_misconfigured(request: Request, exc: Exception) -> Response:
+        return JSONResponse({"detail": str(exc)}, status_code=502)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:

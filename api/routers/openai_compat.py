@@ -25,8 +25,14 @@ from api.schemas import (
     invalid_request,
 )
 from core.audit import AuditAction, Outcome, record_by
+from core.embedding_service import EmbeddingUnavailableError
 from generation.answer import AnswerResult
-from generation.client import GenerationOptions, ReaderUnavailableError, unavailable_headers
+from generation.client import (
+    GenerationOptions,
+    ReaderUnavailableError,
+    unavailable_headers,
+    unavailable_reason,
+)
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 
@@ -169,10 +175,10 @@ def chat_completions(
             filters=filters,
             options=options,
         )
-    except ReaderUnavailableError as exc:
+    except (ReaderUnavailableError, EmbeddingUnavailableError) as exc:
         record_by(
             session, tenant, AuditAction.CHAT, Outcome.FAILED,
-            details={**audit_details, "reason": "reader_unavailable"},
+            details={**audit_details, "reason": unavailable_reason(exc)},
         )  # fmt: skip
         session.commit()
         raise HTTPException(
@@ -266,8 +272,8 @@ def _chunks(
                     }
                     yield f"data: {json.dumps(usage)}\n\n"
         yield "data: [DONE]\n\n"
-    except ReaderUnavailableError as exc:
-        error = {"error": {"message": str(exc), "type": "reader_unavailable"}}
+    except (ReaderUnavailableError, EmbeddingUnavailableError) as exc:
+        error = {"error": {"message": str(exc), "type": unavailable_reason(exc)}}
         yield f"data: {json.dumps(error)}\n\n"
     finally:
         close = getattr(events, "close", None)

@@ -24,8 +24,9 @@ from api.schemas import (
     error_responses,
 )
 from core.audit import AuditAction, Outcome, record_by
+from core.embedding_service import EmbeddingUnavailableError
 from generation.answer import AnswerResult
-from generation.client import ReaderUnavailableError, unavailable_headers
+from generation.client import ReaderUnavailableError, unavailable_headers, unavailable_reason
 from generation.conversations import (
     ConversationNotFoundError,
     append_exchange,
@@ -135,10 +136,10 @@ def query(body: QueryRequest, tenant: QueryCaller, runtime: RuntimeDep, session:
             history=history.turns,
             filters=filters,
         )
-    except ReaderUnavailableError as exc:
+    except (ReaderUnavailableError, EmbeddingUnavailableError) as exc:
         record_by(
             session, tenant, AuditAction.QUERY, Outcome.FAILED,
-            target=conversation_id, details={**audit_details, "reason": "reader_unavailable"},
+            target=conversation_id, details={**audit_details, "reason": unavailable_reason(exc)},
         )  # fmt: skip
         session.commit()
         raise HTTPException(
@@ -168,7 +169,7 @@ def _sse(events: Iterator[Any], conversation_id: str, remember: Any) -> Iterator
                 remember(event.data)
                 data = to_response(event.data, conversation_id).model_dump()
             yield f"event: {event.kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
-    except ReaderUnavailableError as exc:
+    except (ReaderUnavailableError, EmbeddingUnavailableError) as exc:
         # A busy reader's Retry-After travels in the event (the 200 was already sent).
         retry = unavailable_headers(exc).get("Retry-After")
         error = {"detail": str(exc), **({"retry_after_s": int(retry)} if retry else {})}
