@@ -186,6 +186,19 @@ def claim_file(
     return bool(getattr(result, "rowcount", 0))
 
 
+def give_back_attempts(session: Session, file_ids: Sequence[str]) -> None:
+    """Uncount the claim of files whose task ended on a transient fault (a service outage): the
+    attempt limit is for files whose processing stops the worker, and an outage longer than
+    a few task retries must not fail every file it caught."""
+    session.execute(
+        update(JobFile)
+        .where(
+            JobFile.id.in_(file_ids), JobFile.state == FileState.RUNNING, JobFile.attempts > 0
+        )
+        .values(attempts=JobFile.attempts - 1)
+    )
+
+
 def requeue_unfinished(session: Session) -> dict[str, list[str]]:
     """Files left queued or running by a process that stopped: all are queued again.
 

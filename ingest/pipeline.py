@@ -39,7 +39,7 @@ from core.vectorstore import (
 )
 from ingest.chunk import Chunk, chunk_document
 from ingest.identity import document_id_for, point_id_for
-from ingest.jobs import claim_file, mark_finished
+from ingest.jobs import claim_file, give_back_attempts, mark_finished
 from ingest.parse import ParsedDocument, ParseError, parse_document
 from ingest.pdf import OcrMode
 from ingest.versions import forget_deletes, lock_documents, newest_sequences, next_sequences
@@ -620,6 +620,17 @@ def section_and_text(section: object, text: str) -> str:
     if section and not text.startswith(str(section)):
         return f"{section}\n{text}"
     return text
+
+
+def release_after_transient_fault(file_ids: Sequence[str], deps: IngestDependencies) -> None:
+    """The task's claims stop counting as attempts (ingest.jobs.give_back_attempts); best
+    effort: when the database itself is the fault, the claims stay counted."""
+    try:
+        with deps.session_factory() as session:
+            give_back_attempts(session, file_ids)
+            session.commit()
+    except (OperationalError, ConnectionError, TimeoutError) as exc:
+        logger.warning("could not give back the attempts of %d files: %s", len(file_ids), exc)
 
 
 def fail_job_files(file_ids: Sequence[str], deps: IngestDependencies, *, reason: str) -> None:

