@@ -8,7 +8,7 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from core.settings import Settings, VectorStoreKind
+from core.settings import EmbeddingProvider, Settings, VectorStoreKind
 
 CheckRow = tuple[str, bool, str]
 
@@ -19,6 +19,7 @@ def run_checks(settings: Settings) -> list[CheckRow]:
     rows.append(_run("broker", _check_broker, settings))
     rows.append(_run("vector store", _check_vector_store, settings))
     rows.append(_run("reader", _check_reader, settings))
+    rows.append(_run("embedding", _check_embedding, settings))
     return rows
 
 
@@ -90,3 +91,16 @@ def _check_reader(settings: Settings) -> str:
     if settings.reader.model not in served:
         raise RuntimeError(f"model {settings.reader.model!r} not served (served: {served})")
     return f"{settings.reader.model} at {settings.reader.base_url}"
+
+
+def _check_embedding(settings: Settings) -> str:
+    embedding = settings.embedding
+    if embedding.provider is EmbeddingProvider.LOCAL:
+        return f"{embedding.model} in-process"
+    from core.embedding_service import ServedEmbedder
+
+    # One request, no retries: a probe of the vector length, as each process does at start.
+    served = ServedEmbedder(embedding.model_copy(update={"max_retries": 0, "timeout_s": 10}))
+    served.warm_up()
+    vector = served.embed_query("ragkb check")
+    return f"{embedding.model} at {embedding.base_url} ({len(vector)} dimensions)"

