@@ -133,6 +133,24 @@ class IngestSettings(BaseModel):
         "`POST /v1/ingest/jobs/{id}/retry` can queue it again without a new upload. 0: deleted "
         "as soon as the file fails (as every indexed file's bytes are once it is indexed).",
     )
+    keep_originals: bool = Field(
+        True,
+        description="Keep each indexed file's original bytes (its current version only) under "
+        "`<data_dir>/originals`, for `GET /v1/documents/{id}/file`. Deleted with the document, "
+        "or when a newer version replaces it. false: only the extracted chunks are kept.",
+    )
+    keep_originals_max_bytes: int = Field(
+        0,
+        ge=0,
+        description="Keep originals up to this size in bytes (larger ones: chunks only). 0: "
+        "every file the upload accepts (`max_file_bytes`).",
+    )
+    keep_originals_days: float = Field(
+        0.0,
+        ge=0,
+        description="Days an original is kept after its upload (deleted when next asked for, "
+        "or at the tenant's next upload). 0: as long as the document.",
+    )
     chunking: ChunkingSettings = ChunkingSettings()
 
 
@@ -638,6 +656,10 @@ class Settings(BaseSettings):
     @property
     def uploads_dir(self) -> Path:
         return self.data_dir / "uploads"
+
+    @property
+    def originals_dir(self) -> Path:
+        return self.data_dir / "originals"
 
     @property
     def vector_store_path(self) -> Path:

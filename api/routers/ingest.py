@@ -62,6 +62,7 @@ from ingest.jobs import (
     purge_expired_failed,
     requeue_failed,
 )
+from ingest.originals import originals_for
 from ingest.paths import UnsafePathError, normalize_relative_path, repeated_paths
 from ingest.staging import FileTooLargeError, stage_stream
 from workers.celery_app import enqueue_ingest
@@ -335,9 +336,11 @@ def _new_job(
     session: Session, tenant: TenantContext, access: DocumentAccessIn, runtime: Runtime
 ) -> tuple[IngestJob, Path]:
     """The job row (with the upload's access list) and the folder its files are staged in; the
-    tenant's failed files kept past `ingest.keep_failed_files_h` are purged on the way."""
+    tenant's failed files kept past `ingest.keep_failed_files_h`, and originals past
+    `ingest.keep_originals_days`, are purged on the way."""
     kept_for = timedelta(hours=runtime.settings.ingest.keep_failed_files_h)
     purge_expired_failed(session, tenant_id=tenant.tenant_id, kept_for=kept_for)
+    originals_for(runtime.settings).purge_expired(tenant_id=tenant.tenant_id)
     job = create_job(
         session,
         tenant_id=tenant.tenant_id,
