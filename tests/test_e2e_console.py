@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -331,7 +333,8 @@ def test_revoking_the_key_sends_the_console_back_to_sign_in(
     assert "No reindex running" in browser.find_element(By.ID, "reindex").text
     assert not browser.find_element(By.ID, "tenants-card").is_displayed()  # not the operator
     # Revoke the key this console is signed in with: the next call is refused.
-    own = browser.find_element(By.CSS_SELECTOR, "#keys tr button[aria-label='Revoke key default']")
+    browser.get(f"{service.url}/console/admin")
+    own = visible(browser, "#keys tr button[aria-label='Revoke key default']")
     own.click()
     browser.switch_to.alert.accept()
     browser.get(f"{service.url}/console/documents")
@@ -362,6 +365,24 @@ def test_an_operator_key_sees_system_health_and_the_tenants(
     assert "queued" in browser.find_element(By.ID, "queue").text
     browser.save_screenshot(str(shots / "system.png"))
     no_csp_violations(browser)
+
+
+def test_an_expired_key_returns_to_sign_in_with_the_reason(
+    browser: WebDriver, service: Service
+) -> None:
+    admin = service.new_tenant("console-expiry", "--scope", "admin", "--scope", "read")
+    soon = datetime.now(UTC) + timedelta(seconds=6)
+    issued = httpx.post(
+        f"{service.url}/v1/admin/keys",
+        headers={"Authorization": f"Bearer {admin}"},
+        json={"name": "brief", "scopes": ["read"], "expires_at": soon.isoformat()},
+    )
+    assert issued.status_code == 201, issued.text
+    sign_in(browser, service.url, issued.json()["key"])
+    time.sleep(max(0.0, (soon - datetime.now(UTC)).total_seconds()) + 0.5)
+    browser.get(f"{service.url}/console/documents")
+    wait(browser).until(ec.url_to_be(f"{service.url}/console"))
+    assert "expired" in visible(browser, "#signin-reason").text
 
 
 def test_narrow_window_keeps_the_pages_inside_the_viewport(
