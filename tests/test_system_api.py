@@ -14,7 +14,8 @@ from api.runtime import Runtime
 from core.db import run_migrations
 from core.embedding import LocalEmbedder
 from core.settings import Settings
-from core.tenancy import ALL_SCOPES, Scope, create_tenant, issue_api_key
+from core.tenancy import ALL_SCOPES, Scope, create_tenant, issue_api_key, list_tenants
+from ingest.jobs import add_job_file, create_job
 from tests.apihelpers import auth
 
 
@@ -68,7 +69,18 @@ def test_system_shows_health_index_and_queue_with_details_for_the_operator(
     assert body["queue"] == {"files_queued": 0, "files_running": 0}
     assert body["queue_all_tenants"] == {"files_queued": 0, "files_running": 0}
     assert body["operator"] is True
+    # A file queued for the tenant (straight in SQL: no worker takes it) shows in its queue.
+    runtime: Runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    with runtime.session_factory() as session:
+        acme = next(t for t in list_tenants(session) if t.name == "acme")
+        job = create_job(session, tenant_id=acme.id)
+        add_job_file(session, job=job, position=0, path="q.md", staged_path="/nonexistent")
+        session.commit()
     tenant = client.get("/v1/admin/system", headers=auth(keys.tenant_admin)).json()
+    assert tenant["queue"] == {"files_queued": 1, "files_running": 0}
+    operator_view = client.get("/v1/admin/system", headers=auth(keys.operator)).json()
+    assert operator_view["queue"] == {"files_queued": 0, "files_running": 0}  # ops' own
+    assert operator_view["queue_all_tenants"] == {"files_queued": 1, "files_running": 0}
     assert tenant["operator"] is False
     assert tenant["queue_all_tenants"] is None
     assert all(c["detail"] is None for c in tenant["checks"])
