@@ -91,6 +91,21 @@ class Originals:
             return None
         return path
 
+    def stale_files(self, *, tenant_id: str, document_id: str, version: str | None) -> list[Path]:
+        """The document's kept files that are not `version`'s (None: all of them): what a
+        writer that died between storing a version and committing it can leave behind."""
+        folder = self.folder(tenant_id, document_id)
+        if not folder.is_dir():
+            return []
+        return sorted(p for p in folder.iterdir() if p.name != version)
+
+    def document_ids(self, *, tenant_id: str) -> list[str]:
+        """The ids of the tenant's documents that have a folder of kept files."""
+        tenant_folder = self.root / _part(tenant_id)
+        if not tenant_folder.is_dir():
+            return []
+        return sorted(p.name for p in tenant_folder.iterdir() if p.is_dir())
+
     def purge_expired(self, *, tenant_id: str) -> int:
         """Delete the tenant's kept files older than `max_age`; how many were deleted."""
         if self.max_age is None:
