@@ -226,7 +226,7 @@ def test_the_document_list_filters_by_type_folder_text_and_time(
                 "document.getElementById(arguments[0]).value = arguments[1]", field, value
             )
         browser.find_element(By.CSS_SELECTOR, "#doc-filter button[type=submit]").click()
-        wait(browser).until(lambda d, want=expected: _listed(d) == want)
+        wait(browser).until(lambda d, want=expected: _listed(d) == want, str(fields))
     browser.execute_script("document.getElementById('docs-h').scrollIntoView()")
     browser.save_screenshot(str(shots / "documents-filtered.png"))
 

@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -18,6 +18,8 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.routers.documents import attachment
 from api.runtime import Runtime
+from client import RagkbClient
+from client.errors import NotFoundError
 from core.db import run_migrations
 from core.embedding import LocalEmbedder
 from core.settings import Settings
@@ -125,6 +127,14 @@ def test_principals_decide_who_may_download(api: Harness) -> None:
     assert hr.content == b"# Pay\n\nsalaries\n"
     other = api.client.get(url, params={"principals": "group:sales"}, headers=auth(api.key_a))
     assert other.status_code == 404
+    # The Python client: the same bytes, the same refusal.
+    kb = RagkbClient("http://testserver", api.key_a, http_client=api.client)
+    assert kb.document_file(ids["hr/pay.md"], principals=["group:hr"]) == b"# Pay\n\nsalaries\n"
+    with pytest.raises(NotFoundError):
+        kb.document_file(ids["hr/pay.md"], principals=["group:sales"])
+    listed = kb.list_documents(updated_since=datetime.now(UTC) - timedelta(hours=1))
+    assert [d.path for d in listed.documents] == ["hr/pay.md"]
+    assert kb.list_documents(updated_since=datetime.now(UTC) + timedelta(hours=1)).documents == []
 
 
 def test_a_file_not_kept_is_a_404_that_says_so(api: Harness) -> None:

@@ -177,8 +177,11 @@ function initSignIn() {
 // ---- documents --------------------------------------------------------------------------
 
 let documentsCursor = null;
+// Each load's number: a slower, older answer (filters changed meanwhile) is not drawn.
+let documentsLoad = 0;
 
 async function loadDocuments(append) {
+  const mine = ++documentsLoad;
   const params = new URLSearchParams({ limit: "50" });
   const prefix = $("filter-prefix").value.trim();
   const contains = $("filter-contains").value.trim();
@@ -190,6 +193,7 @@ async function loadDocuments(append) {
   if (since) params.set("updated_since", since);
   if (append && documentsCursor) params.set("cursor", documentsCursor);
   const page = await api("GET", "/v1/documents?" + params);
+  if (mine !== documentsLoad) return;
   const body = $("documents").tBodies[0];
   if (!append) body.replaceChildren();
   if (!append && !page.documents.length) {
@@ -581,6 +585,7 @@ function initSearch() {
 // ---- admin ------------------------------------------------------------------------------
 
 let auditOffset = 0;
+let auditLoad = 0;
 
 async function loadKeys() {
   const page = await api("GET", "/v1/admin/keys");
@@ -628,6 +633,7 @@ async function revokeKey(k) {
 }
 
 async function loadAudit(append) {
+  const mine = ++auditLoad;
   if (!append) auditOffset = 0;
   const params = new URLSearchParams({ limit: "50", offset: String(auditOffset) });
   if ($("audit-action").value) params.set("action", $("audit-action").value);
@@ -636,6 +642,7 @@ async function loadAudit(append) {
   if (since) params.set("since", since);
   if (until) params.set("until", until);
   const page = await api("GET", "/v1/admin/audit?" + params);
+  if (mine !== auditLoad) return;
   const body = $("audit").tBodies[0];
   if (!append) body.replaceChildren();
   if (!append && !page.events.length) {
