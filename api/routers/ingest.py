@@ -64,6 +64,7 @@ from ingest.jobs import (
 )
 from ingest.paths import UnsafePathError, normalize_relative_path, repeated_paths
 from ingest.staging import FileTooLargeError, stage_stream
+from ingest.versions import prune_tombstones
 from workers.celery_app import enqueue_ingest
 
 router = APIRouter(prefix="/v1/ingest", tags=["ingest"])
@@ -335,9 +336,11 @@ def _new_job(
     session: Session, tenant: TenantContext, access: DocumentAccessIn, runtime: Runtime
 ) -> tuple[IngestJob, Path]:
     """The job row (with the upload's access list) and the folder its files are staged in; the
-    tenant's failed files kept past `ingest.keep_failed_files_h` are purged on the way."""
+    tenant's failed files kept past `ingest.keep_failed_files_h` and its tombstones no
+    accepted upload can outlive any more are purged on the way."""
     kept_for = timedelta(hours=runtime.settings.ingest.keep_failed_files_h)
     purge_expired_failed(session, tenant_id=tenant.tenant_id, kept_for=kept_for)
+    prune_tombstones(session, tenant_id=tenant.tenant_id)
     job = create_job(
         session,
         tenant_id=tenant.tenant_id,
