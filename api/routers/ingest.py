@@ -37,6 +37,7 @@ from api.uploads import (
     UploadRefusedError,
     content_length_allowance,
     receive_upload,
+    sweep_abandoned_uploads,
 )
 from core.audit import AuditAction, Outcome, record_by
 from core.models import FileState, IngestJob, JobFile
@@ -337,10 +338,12 @@ def _new_job(
 ) -> tuple[IngestJob, Path]:
     """The job row (with the upload's access list) and the folder its files are staged in; the
     tenant's failed files kept past `ingest.keep_failed_files_h` and its tombstones no
-    accepted upload can outlive any more are purged on the way."""
+    accepted upload can outlive any more are purged on the way, and so are the staging folders
+    of uploads a killed process abandoned."""
     kept_for = timedelta(hours=runtime.settings.ingest.keep_failed_files_h)
     purge_expired_failed(session, tenant_id=tenant.tenant_id, kept_for=kept_for)
     prune_tombstones(session, tenant_id=tenant.tenant_id)
+    sweep_abandoned_uploads(runtime.settings.uploads_dir / tenant.tenant_id)
     job = create_job(
         session,
         tenant_id=tenant.tenant_id,
