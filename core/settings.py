@@ -65,7 +65,18 @@ class EmbeddingSettings(BaseModel):
         le=1024,
         description="Texts per ingest encode job. Questions run before queued ingest jobs on the "
         "one encoder thread, so a question waits for at most one slice (2 chunks of <=128 "
-        "tokens: ~50 ms on 2 idle cores; bench/results/query-during-ingest.json).",
+        "tokens: ~50 ms on 2 idle cores; bench/results/query-during-ingest.json). Used only "
+        "when ingest shares the question encoder (ingest_nice = 0).",
+    )
+    ingest_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="Ingest encodes on a thread of its own (with its own copy of the model, "
+        "~90 MB for MiniLM) whose CPU niceness is raised by this much (Linux, per thread), so "
+        "a question neither waits for an ingest slice nor shares the cores evenly with it "
+        "(bench/results/query-during-ingest.json). 0: one encoder thread for both, questions "
+        "first, ingest in slices of `ingest_slice`.",
     )
 
 

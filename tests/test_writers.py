@@ -371,3 +371,63 @@ def _check(service: Service, model: _Model, step: int) -> None:
             assert store.count(tenant_id=tenant, document_id=gone) == 0, (step, path)
             assert not (service.runtime.settings.originals_dir / tenant / gone).exists()
     assert not reconcile_drift(service), f"step {step}"
+
+
+def test_tombstones_are_pruned_once_no_accepted_upload_can_outlive_them(service: Service) -> None:
+    """A tombstone stays while a file numbered below it may still apply (queued, running, or
+    failed with its bytes kept for a retry) and for an hour after its delete; then it goes."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from core.models import DocumentTombstone, utcnow
+    from ingest.versions import TOMBSTONE_SETTLE, prune_tombstones
+
+    def tombstones() -> list[int]:
+        with service.runtime.session_factory() as session:
+            rows = session.scalars(
+                select(DocumentTombstone.sequence).where(
+                    DocumentTombstone.tenant_id == service.tenant_id
+                )
+            )
+            return sorted(rows)
+
+    def prune() -> int:
+        with service.runtime.session_factory() as session:
+            pruned = prune_tombstones(session, tenant_id=service.tenant_id)
+            session.commit()
+        return pruned
+
+    settled = utcnow() - TOMBSTONE_SETTLE - timedelta(minutes=1)
+    with service.runtime.session_factory() as session:
+        for number, (sequence, deleted_at) in enumerate(
+            [(10, settled), (30, settled), (40, utcnow())]
+        ):
+            session.add(
+                DocumentTombstone(
+                    document_id=f"tomb-{number}", tenant_id=service.tenant_id,
+                    sequence=sequence, deleted_at=deleted_at,
+                )
+            )  # fmt: skip
+        job = create_job(session, tenant_id=service.tenant_id)
+        waiting = add_job_file(session, job=job, position=0, path="late.md")
+        waiting.sequence = 20  # accepted before the deletes numbered 30 and 40, not yet applied
+        session.commit()
+        waiting_id = waiting.id
+    assert prune() == 1
+    assert tombstones() == [30, 40]
+    with service.runtime.session_factory() as session:
+        file = session.get(JobFile, waiting_id)
+        assert file is not None
+        file.state = FileState.FAILED
+        file.staged_path = "/kept/for/a/retry"
+        session.commit()
+    assert prune() == 0  # a retry of the failed file may still apply it
+    assert tombstones() == [30, 40]
+    with service.runtime.session_factory() as session:
+        file = session.get(JobFile, waiting_id)
+        assert file is not None
+        file.staged_path = None  # its kept bytes expired: it can never be applied
+        session.commit()
+    assert prune() == 1
+    assert tombstones() == [40]  # the young one stays whatever the files say
