@@ -488,7 +488,7 @@ def sweep(
 ) -> dict[str, Any]:
     """Throughput against replicas for the plot: ingest vs N at G = 0, 1, 4 (2 Qdrant nodes);
     questions vs R (8 workers, 1 embedding GPU) with 4 and 16 API replicas."""
-    workers = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+    workers = [2**i for i in range(13)]
     ingest = {
         str(g): [ingest_projection(costs, deployment(n, 4, g, 1, 1, 2), work) for n in workers]
         for g in (0, 1, 4)
