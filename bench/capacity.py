@@ -4,7 +4,8 @@ reader GPUs (R) grow.
 
     # measure what this machine can (stage costs; 1 and 2 worker threads; the embedding server
     # vs the in-process encoder), then project; writes bench/results/capacity.{json,png}
-    python bench/capacity.py measure --data ../shared/data/scifact --docs 150
+    # (~30 min on a shared 2-core machine; results saved after each step)
+    python bench/capacity.py measure --data ../shared/data/scifact --docs 48 --rounds 2
     python bench/capacity.py project
     # one deployment of your own:
     python bench/capacity.py project --workers 16 --threads 4 --gpus 2 --readers 4 \
@@ -19,7 +20,8 @@ The model (why these choices):
 - Ingest is a pipeline of resource pools, each with a capacity in documents/s; the slowest pool
   is the throughput and the bottleneck (a utilisation bound: ingest is a batch, not latency-bound,
   so queueing delay does not matter, only which pool saturates first). The pools: worker threads
-  (N x threads, each holding one file from parse to upsert), each worker's one encoder thread
+  (N x threads, each holding one file from parse to upsert, plus the per-file remainder outside
+  the stages, fitted on the measured 1-thread ingest run), each worker's one encoder thread
   (every local encode of a process runs on one thread, core/encoder_queue.py), worker CPU cores,
   the embedding GPUs (when G > 0 the encode leaves the workers), and the vector store's writes.
 - Questions are an open arrival stream (many independent users: Poisson), each served by two
