@@ -542,20 +542,20 @@ def plot(projection: dict[str, Any], path: Path) -> None:
 
     data = projection["sweep"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5))
-    for g, rows in data["ingest"].items():
+    for index, (g, rows) in enumerate(data["ingest"].items()):
         rates = [r["docs_per_s"] for r in rows]
         left.plot(data["workers"], rates, marker="o", label=f"G = {g} embedding GPUs")
-        _annotate(left, data["workers"], rates, [r["bottleneck"] for r in rows])
+        _annotate(left, data["workers"], rates, [r["bottleneck"] for r in rows], index)
     left.set_xscale("log", base=2)
     left.set_yscale("log")
-    left.set_xlabel("worker replicas N (4 threads each)")
+    left.set_xlabel("worker replicas N (4 threads each; 2 Qdrant nodes)")
     left.set_ylabel("ingest documents/s")
     left.set_title("Ingest: labels mark where the bottleneck moves")
     left.legend(fontsize=8)
-    for a, rows in data["questions"].items():
+    for index, (a, rows) in enumerate(data["questions"].items()):
         rates = [r["questions_per_s"] for r in rows]
         right.plot(data["readers"], rates, marker="o", label=f"{a} API replicas")
-        _annotate(right, data["readers"], rates, [r["bottleneck"] for r in rows])
+        _annotate(right, data["readers"], rates, [r["bottleneck"] for r in rows], index)
     right.set_xscale("log", base=2)
     right.set_xlabel("reader GPUs R (vLLM, 8B model)")
     right.set_ylabel(f"questions/s at p95 <= {projection['workload']['p95_target_s']:g} s")
@@ -569,11 +569,22 @@ def plot(projection: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def _annotate(ax: Any, xs: list[int], ys: list[float], labels: list[str]) -> None:
+def _annotate(ax: Any, xs: list[int], ys: list[float], labels: list[str], series: int) -> None:
     previous = None
     for x, y, label in zip(xs, ys, labels, strict=True):
         if label != previous:
-            ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, -12), fontsize=7)
+            # Each series' labels a line apart from the previous one's, in its colour, so labels
+            # at equal points stay legible.
+            step = 10 * series
+            offset = (4, 6 + step) if x == xs[0] else (-60 if x == xs[-1] else 4, -12 - step)
+            ax.annotate(
+                label,
+                (x, y),
+                textcoords="offset points",
+                xytext=offset,
+                fontsize=7,
+                color=f"C{series}",
+            )
             ax.plot([x], [y], marker="s", color="black", markersize=4)
         previous = label
 
