@@ -22,7 +22,7 @@ The model (why these choices):
   so queueing delay does not matter, only which pool saturates first). The pools: worker threads
   (N x threads, each holding one file from parse to upsert, plus the per-file remainder outside
   the stages, fitted on the measured 1-thread ingest run), each worker's one encoder thread
-  (every local encode of a process runs on one thread, core/encoder_queue.py), worker CPU cores,
+  (every ingest encode of a process runs on one thread, core/encoder_queue.py), worker CPU cores,
   the embedding GPUs (when G > 0 the encode leaves the workers), and the vector store's writes.
 - Questions are an open arrival stream (many independent users: Poisson), each served by two
   stations in turn: an API replica (auth, SQL, embed the question on its encoder thread, search)
