@@ -28,6 +28,7 @@ from api.routers import (
     openai_compat,
     query,
     search,
+    system,
 )
 from api.runtime import Runtime
 from core.db import run_migrations
@@ -90,6 +91,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(openai_compat.router)
     app.include_router(metrics.router)
     app.include_router(admin.router)
+    app.include_router(system.router)
     if settings.http.console_enabled:
         from api import console
 

@@ -23,6 +23,12 @@ def run_checks(settings: Settings) -> list[CheckRow]:
     return rows
 
 
+def service_checks(settings: Settings) -> list[CheckRow]:
+    """The dependencies a running service talks to besides its database and store: the broker
+    and the reader (each with a few seconds' timeout)."""
+    return [_run("broker", _check_broker, settings), _run("reader", _check_reader, settings)]
+
+
 def _run(name: str, check: Callable[[Settings], str], settings: Settings) -> CheckRow:
     try:
         return (name, True, check(settings))

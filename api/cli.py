@@ -359,6 +359,7 @@ def reconcile(
     """
     from core.db import create_db_engine, create_session_factory
     from core.index_set import IndexSet
+    from ingest.originals import originals_for
     from ingest.reconcile import reconcile as run_reconcile
 
     settings = get_settings()
@@ -367,13 +368,16 @@ def reconcile(
         indexes = IndexSet(settings, create_session_factory(create_db_engine(settings)))
         try:
             store = indexes.store(indexes.active())
-            report = run_reconcile(session, store, fix=not dry_run)
+            report = run_reconcile(
+                session, store, fix=not dry_run, originals=originals_for(settings)
+            )
         finally:
             indexes.close()
     console.print(
         f"{report.documents_checked} documents checked, "
         f"{report.stale_points_deleted} stale points and "
-        f"{report.orphan_points_deleted} points of documents with no row "
+        f"{report.orphan_points_deleted} points of documents with no row, "
+        f"{report.stale_originals_deleted} kept original files of no current version "
         + ("found" if dry_run else "deleted")
     )
     for tenant_id, path, expected, stored in report.missing_or_partial:

@@ -89,11 +89,19 @@ class World:
             raise AssertionError(f"delete refused: {response.status_code} {response.text}")
 
     def try_foreign_delete(self, tenant: str, victim: str) -> None:
-        """Deleting another tenant's document by its id must fail and change nothing."""
+        """Reading or deleting another tenant's document by its id must fail (404, as for an
+        id that does not exist) and change nothing."""
         theirs = [d for d in self.documents.values() if d.tenant == victim]
         if not theirs or victim == tenant:
             return
         target = random.choice(theirs)
+        # Nor may it read the document, its chunks, text or original file.
+        for part in ("", "/chunks", "/text", "/file"):
+            read = self.client.get(
+                f"/v1/documents/{target.document_id}{part}", headers=self._headers(tenant)
+            )
+            if read.status_code != 404:
+                self.leaks.append(f"{tenant} reading {victim}'s document{part}: {read.status_code}")
         response = self.client.delete(
             f"/v1/documents/{target.document_id}", headers=self._headers(tenant)
         )

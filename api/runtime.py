@@ -27,6 +27,7 @@ from generation.client import ChatClient
 from generation.tokens import ReaderTokenCounter
 from generation.verify import CitationVerifier
 from ingest.jobs import requeue_unfinished
+from ingest.originals import originals_for
 from ingest.pipeline import IngestDependencies
 from ingest.reindex import run_reindex
 from ingest.sandbox import parser_for
@@ -270,6 +271,7 @@ def bind_index(
         embedder=embedder,
         chunking=settings.ingest.chunking,
         keep_failed_files=settings.ingest.keep_failed_files_h > 0,
+        originals=originals_for(settings),
         still_active=lambda: is_active(session_factory, spec.collection),
         parse=parser_for(settings),
         parse_attempts=settings.ingest.parse_attempts,

@@ -519,3 +519,43 @@ class AuditEventOut(BaseModel):
 class AuditPage(BaseModel):
     events: list[AuditEventOut]
     next_offset: int | None = Field(description="Pass as `offset` for the next page; null: end.")
+
+
+class CheckOut(BaseModel):
+    name: str = Field(description="database, vector_store, broker or reader.")
+    ok: bool
+    detail: str | None = Field(
+        None,
+        description="What answered (server, version, model) or why it failed; shown to the "
+        "operator tenant's admins only, others see `ok` alone.",
+    )
+
+
+class IndexOut(BaseModel):
+    collection: str
+    model_name: str = Field(description="The embedding model that fills and queries it.")
+    dimension: int
+    state: str = Field(description="active, building (a running reindex) or standby.")
+    created_at: UtcDatetime
+    activated_at: UtcDatetime | None
+    points_copied: int = Field(description="Points re-embedded so far by a reindex into it.")
+    runner: str | None = Field(description="host:pid running its build; null: none (yet).")
+    error: str | None = Field(description="Why its build failed, if it did.")
+
+
+class QueueOut(BaseModel):
+    files_queued: int = Field(description="Job files waiting for a worker.")
+    files_running: int = Field(description="Job files a worker holds now.")
+
+
+class SystemOut(BaseModel):
+    status: str = Field(description="`ready` when every check is ok, else `degraded`.")
+    checks: list[CheckOut]
+    active_index: IndexOut | None
+    reindex: IndexOut | None = Field(description="The index a reindex is building; null: none.")
+    indexes: list[IndexOut] = Field(description="Every registered index, oldest first.")
+    queue: QueueOut = Field(description="The caller's tenant's ingest queue.")
+    queue_all_tenants: QueueOut | None = Field(
+        None, description="Every tenant's (operator tenant's admins only)."
+    )
+    operator: bool = Field(description="The caller is an admin of the operator tenant.")

@@ -6,8 +6,11 @@ most that limit's bytes, never after the whole body has been spooled.
 from __future__ import annotations
 
 import hashlib
+import shutil
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -59,6 +62,31 @@ class ReceivedUpload:
     @property
     def total_bytes(self) -> int:
         return sum(f.staged.size_bytes for f in self.files)
+
+
+# An upload's staging folder (`.incoming-*`) is removed when its request ends, however it ends;
+# only a process killed mid-upload leaves one behind. One untouched this long is such a leftover:
+# a live upload writes to its folder continuously (an upload of the largest allowed size at
+# 1 MB/s takes well under this).
+ABANDONED_AFTER = timedelta(hours=6)
+
+
+def sweep_abandoned_uploads(tenant_uploads: Path, *, now: float | None = None) -> int:
+    """Remove the `.incoming-*` folders under `tenant_uploads` that nothing wrote to for
+    `ABANDONED_AFTER`; the number removed. Run at each new job of the tenant."""
+    if not tenant_uploads.is_dir():
+        return 0
+    cutoff = (now if now is not None else time.time()) - ABANDONED_AFTER.total_seconds()
+    removed = 0
+    for folder in tenant_uploads.glob(".incoming-*"):
+        try:
+            touched = max([folder.stat().st_mtime, *(p.stat().st_mtime for p in folder.rglob("*"))])
+        except FileNotFoundError:  # its request just ended and removed it
+            continue
+        if touched < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 def content_length_allowance(max_body_bytes: int, max_files: int) -> int:

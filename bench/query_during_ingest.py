@@ -99,12 +99,12 @@ def _jobs_done(port: int, headers: dict[str, str], job_ids: list[str]) -> tuple[
 
 def measure(
     corpus: list[dict[str, Any]], claims: list[str], *, docs: int, base: int, idle: int,
-    slice_size: int,
+    slice_size: int, ingest_nice: int, model: str,
 ) -> dict[str, Any]:  # fmt: skip
     base_docs, ingest_docs = corpus[:base], corpus[base : base + docs]
     with throwaway_service(
         reader=ReaderSettings(managed=False, base_url="http://127.0.0.1:9/v1"),
-        embedding=EmbeddingSettings(ingest_slice=slice_size),
+        embedding=EmbeddingSettings(model=model, ingest_slice=slice_size, ingest_nice=ingest_nice),
     ) as service:
         headers = {**service.headers}
         with served(service.runtime) as port:
@@ -140,7 +140,9 @@ def measure(
     idle_p95 = float(np.percentile(idle_ms, 95))
     busy_p95 = float(np.percentile(busy_ms, 95))
     return {
+        "layout": _layout(slice_size, ingest_nice),
         "ingest_slice": slice_size,
+        "ingest_nice": ingest_nice,
         "files_ingested": len(ingest_docs),
         "chunks_ingested": chunks,
         "ingest_seconds": round(ingest_s, 1),
@@ -156,40 +158,64 @@ def measure(
     }
 
 
+def _parse_layout(text: str) -> tuple[int, int]:
+    """`shared:SLICE` → (SLICE, 0); `separate:NICE` → (2, NICE)."""
+    kind, _, value = text.partition(":")
+    if kind == "shared":
+        return int(value), 0
+    if kind == "separate":
+        return 2, int(value)
+    raise SystemExit(f"unknown layout {text!r}: shared:SLICE or separate:NICE")
+
+
+def _layout(slice_size: int, ingest_nice: int) -> str:
+    return f"separate:{ingest_nice}" if ingest_nice else f"shared:{slice_size}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=Path("../shared/data/scifact"))
     parser.add_argument("--docs", type=int, default=1000)
     parser.add_argument("--base", type=int, default=300)
     parser.add_argument("--idle", type=int, default=100)
-    parser.add_argument("--slice", type=int, action="append", dest="slices")
+    parser.add_argument(
+        "--layout",
+        action="append",
+        dest="layouts",
+        help="`shared:SLICE` (one encoder thread, ingest in slices of SLICE texts) or "
+        "`separate:NICE` (ingest on its own thread, niceness +NICE); repeatable",
+    )
+    parser.add_argument("--model", default="all-MiniLM-L6-v2")
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("bench/results/query-during-ingest.json"))
     args = parser.parse_args()
-    slices = args.slices or [8]
+    layouts = [_parse_layout(text) for text in args.layouts or ["separate:10", "shared:2"]]
     corpus = [json.loads(line) for line in (args.data / "corpus.jsonl").read_text().splitlines()]
     random.Random(args.seed).shuffle(corpus)
     claims = [
         json.loads(line)["text"] for line in (args.data / "queries.jsonl").read_text().splitlines()
     ]
     rows = [
-        measure(corpus, claims, docs=args.docs, base=args.base, idle=args.idle, slice_size=s)
-        for s in slices
-    ]
+        measure(
+            corpus, claims, docs=args.docs, base=args.base, idle=args.idle,
+            slice_size=slice_size, ingest_nice=nice, model=args.model,
+        )
+        for slice_size, nice in layouts
+    ]  # fmt: skip
     result = {
         "machine": {"cores": os.cpu_count(), "load_average_1min_at_end": os.getloadavg()[0]},
-        "embedding_model": "all-MiniLM-L6-v2",
+        "embedding_model": args.model,
         "rows": rows,
         "command": f"python bench/query_during_ingest.py --docs {args.docs} --base {args.base} "
-        + " ".join(f"--slice {s}" for s in slices),
+        f"--model {args.model} " + " ".join(f"--layout {_layout(*x)}" for x in layouts),
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print("| ingest slice | idle p50 / p95 ms | during ingest p50 / p95 / max ms | p95 ratio | "
+    print("| layout | idle p50 / p95 ms | during ingest p50 / p95 / max ms | p95 ratio | "
           "ingest chunks/s |")  # fmt: skip
     print("|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r['ingest_slice']} | {r['idle_p50_ms']} / {r['idle_p95_ms']} | "
+            f"| {r['layout']} | {r['idle_p50_ms']} / {r['idle_p95_ms']} | "
             f"{r['busy_p50_ms']} / {r['busy_p95_ms']} / {r['busy_max_ms']} | "
             f"{r['p95_ratio_busy_to_idle']} | {r['ingest_chunks_per_s']} |"
         )

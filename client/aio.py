@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import ExitStack
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -199,6 +200,7 @@ class AsyncRagkbClient:
         path_prefix: str | None = None,
         path_contains: str | None = None,
         file_type: str | None = None,
+        updated_since: datetime | None = None,
         principals: Sequence[str] | None = None,
     ) -> DocumentList:
         """A page of the tenant's documents by path (scope `read`); pass `next_cursor` back as
@@ -209,6 +211,7 @@ class AsyncRagkbClient:
             path_prefix=path_prefix,
             path_contains=path_contains,
             file_type=file_type,
+            updated_since=updated_since,
             principals=principals,
         )
         return DocumentList.model_validate((await self._send(call)).json())
@@ -234,6 +237,14 @@ class AsyncRagkbClient:
             principals=principals,
         )
         return DocumentTextOut.model_validate((await self._send(call)).json())
+
+    async def document_file(
+        self, document_id: str, *, principals: Sequence[str] | None = None
+    ) -> bytes:
+        """The document's original file as uploaded (scope `read`); NotFoundError where it is
+        not kept (`ingest.keep_originals` and its limits) or the document is not readable."""
+        response = await self._send(calls.document_file(document_id, principals=principals))
+        return response.content
 
     async def delete_document(self, document_id: str) -> None:
         """Delete a document and all its chunks."""

@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -147,6 +148,7 @@ def list_documents(
     path_prefix: str | None = None,
     path_contains: str | None = None,
     file_type: str | None = None,
+    updated_since: datetime | None = None,
     principals: Sequence[str] | None = None,
 ) -> Call:
     """`GET /v1/documents`: one page."""
@@ -156,6 +158,7 @@ def list_documents(
         "path_prefix": path_prefix,
         "path_contains": path_contains,
         "file_type": file_type,
+        "updated_since": updated_since.isoformat() if updated_since is not None else None,
     }
     return Call(
         "GET",
@@ -181,6 +184,11 @@ def document_text(
         params=[(k, str(v)) for k, v in params.items() if v is not None]
         + _principal_params(principals),
     )
+
+
+def document_file(document_id: str, *, principals: Sequence[str] | None = None) -> Call:
+    """`GET /v1/documents/{id}/file`: the original bytes, where kept."""
+    return Call("GET", f"/v1/documents/{document_id}/file", params=_principal_params(principals))
 
 
 def delete_document(document_id: str) -> Call:

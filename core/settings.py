@@ -159,7 +159,18 @@ class EmbeddingSettings(BaseModel):
         le=1024,
         description="Texts per ingest encode job. Questions run before queued ingest jobs on the "
         "one encoder thread, so a question waits for at most one slice (2 chunks of <=128 "
-        "tokens: ~50 ms on 2 idle cores; bench/results/query-during-ingest.json).",
+        "tokens: ~50 ms on 2 idle cores; bench/results/query-during-ingest.json). Used only "
+        "when ingest shares the question encoder (ingest_nice = 0).",
+    )
+    ingest_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="Ingest encodes on a thread of its own (with its own copy of the model, "
+        "~90 MB for MiniLM) whose CPU niceness is raised by this much (Linux, per thread), so "
+        "a question neither waits for an ingest slice nor shares the cores evenly with it "
+        "(bench/results/query-during-ingest.json). 0: one encoder thread for both, questions "
+        "first, ingest in slices of `ingest_slice`.",
     )
 
     @model_validator(mode="after")
@@ -232,6 +243,24 @@ class IngestSettings(BaseModel):
         description="Hours a failed file's uploaded bytes are kept so that "
         "`POST /v1/ingest/jobs/{id}/retry` can queue it again without a new upload. 0: deleted "
         "as soon as the file fails (as every indexed file's bytes are once it is indexed).",
+    )
+    keep_originals: bool = Field(
+        True,
+        description="Keep each indexed file's original bytes (its current version only) under "
+        "`<data_dir>/originals`, for `GET /v1/documents/{id}/file`. Deleted with the document, "
+        "or when a newer version replaces it. false: only the extracted chunks are kept.",
+    )
+    keep_originals_max_bytes: int = Field(
+        0,
+        ge=0,
+        description="Keep originals up to this size in bytes (larger ones: chunks only). 0: "
+        "every file the upload accepts (`max_file_bytes`).",
+    )
+    keep_originals_days: float = Field(
+        0.0,
+        ge=0,
+        description="Days an original is kept after its upload (deleted when next asked for, "
+        "or at the tenant's next upload). 0: as long as the document.",
     )
     chunking: ChunkingSettings = ChunkingSettings()
 
@@ -738,6 +767,10 @@ class Settings(BaseSettings):
     @property
     def uploads_dir(self) -> Path:
         return self.data_dir / "uploads"
+
+    @property
+    def originals_dir(self) -> Path:
+        return self.data_dir / "originals"
 
     @property
     def vector_store_path(self) -> Path:

@@ -40,6 +40,7 @@ from core.vectorstore import (
 from ingest.chunk import Chunk, chunk_document
 from ingest.identity import document_id_for, point_id_for
 from ingest.jobs import claim_file, give_back_attempts, mark_finished
+from ingest.originals import Originals
 from ingest.parse import ParsedDocument, ParseError, parse_document
 from ingest.pdf import OcrMode
 from ingest.versions import forget_deletes, lock_documents, newest_sequences, next_sequences
@@ -76,6 +77,8 @@ class IngestDependencies:
     parse_attempts: int = 3
     # A failed file's staged bytes stay on disk (for a retry without a new upload).
     keep_failed_files: bool = False
+    # Where each stored version's original bytes are kept (None: not kept).
+    originals: Originals | None = None
 
 
 class IndexSwitchedError(ConnectionError):
@@ -533,6 +536,11 @@ def _apply(
                 # The same version, accepted again: the row takes the newer number, so a
                 # version accepted in between cannot overwrite it later.
                 existing.sequence = job_file.sequence
+                if deps.originals is not None:
+                    deps.originals.keep_same_version(
+                        tenant_id=job_file.tenant_id, document_id=document_id,
+                        version=job_file.version, staged=_path_or_none(job_file.staged_path),
+                    )  # fmt: skip
                 results[job_file.file_id] = replace(
                     _UNCHANGED, document_id=document_id, chunk_count=existing.chunk_count
                 )
@@ -544,6 +552,12 @@ def _apply(
             deps.store.replace_documents([version for _, version in to_store])
         forget_deletes(session, [item.document_id for item, _ in to_store])
         for item, _ in to_store:
+            if deps.originals is not None:
+                # Under the same locks as the points: the bytes dropped are never the newest's.
+                deps.originals.store_version(
+                    tenant_id=item.file.tenant_id, document_id=item.document_id,
+                    version=item.file.version, staged=_path_or_none(item.file.staged_path),
+                )  # fmt: skip
             _record_version(session, item)
             results[item.file.file_id] = _Outcome(
                 FileState.DONE,
@@ -572,6 +586,10 @@ def _apply(
     for staged in staged_paths:
         Path(staged).unlink(missing_ok=True)
     return redo, results
+
+
+def _path_or_none(path: str | None) -> Path | None:
+    return Path(path) if path else None
 
 
 def _record_version(session: Session, item: _Prepared) -> None:

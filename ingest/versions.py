@@ -17,11 +17,17 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import and_, delete, func, or_, select, text
 from sqlalchemy.orm import Session
 
-from core.models import Document, DocumentTombstone, utcnow
+from core.models import Document, DocumentTombstone, FileState, JobFile, utcnow
+
+# A tombstone younger than this is kept whatever the job files say: an upload numbered before
+# the delete may still be in its (uncommitted) transaction, invisible to the check below. An
+# upload's transaction lasts seconds; an hour leaves a wide margin.
+TOMBSTONE_SETTLE = timedelta(hours=1)
 
 
 def next_sequences(session: Session, count: int) -> list[int]:
@@ -98,6 +104,30 @@ def forget_deletes(session: Session, document_ids: Sequence[str]) -> None:
     for start in range(0, len(document_ids), _IN_BATCH):
         part = document_ids[start : start + _IN_BATCH]
         session.execute(delete(DocumentTombstone).where(DocumentTombstone.document_id.in_(part)))
+
+
+def prune_tombstones(session: Session, *, tenant_id: str, now: datetime | None = None) -> int:
+    """Delete the tenant's tombstones that no accepted upload can outlive any more; the number
+    deleted. A tombstone is needed while a file numbered below it may still be applied: queued,
+    running, or failed with its bytes kept for a retry (a retry keeps its number). Without
+    pruning, every delete would leave a row forever. Run at each new job of the tenant."""
+    open_files = select(func.min(JobFile.sequence)).where(
+        JobFile.tenant_id == tenant_id,
+        JobFile.sequence.is_not(None),
+        or_(
+            JobFile.state.in_([FileState.QUEUED, FileState.RUNNING]),
+            and_(JobFile.state == FileState.FAILED, JobFile.staged_path.is_not(None)),
+        ),
+    )
+    oldest_open = session.execute(open_files).scalar_one_or_none()
+    conditions = [
+        DocumentTombstone.tenant_id == tenant_id,
+        DocumentTombstone.deleted_at < (now or utcnow()) - TOMBSTONE_SETTLE,
+    ]
+    if oldest_open is not None:
+        conditions.append(DocumentTombstone.sequence < oldest_open)
+    result = session.execute(delete(DocumentTombstone).where(*conditions))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 # Ids per IN list: well under SQLite's bound on query parameters.

@@ -18,6 +18,7 @@ import httpx
 from tests.services import create_database, free_port
 
 RAGKB = str(Path(sys.executable).with_name("ragkb"))
+OPERATOR_TENANT = "operator"
 
 
 @dataclass
@@ -63,6 +64,9 @@ def run_service(
         "RAGKB_READER__BASE_URL": reader_url,
         "RAGKB_READER__TEMPERATURE": "0",
         "RAGKB_READER__MAX_TOKENS": "400",
+        # Whose admin keys see every tenant (the console's System page); made by the tests
+        # that need it.
+        "RAGKB_OPERATOR_TENANT": OPERATOR_TENANT,
         **extra,
     }
     ragkb(env, "tenant", "create", "acme")
@@ -93,4 +97,4 @@ def run_service(
         log.close()
 
 
-__all__ = ["RAGKB", "Service", "create_database", "ragkb", "run_service"]
+__all__ = ["OPERATOR_TENANT", "RAGKB", "Service", "create_database", "ragkb", "run_service"]

@@ -11,7 +11,7 @@ from core.settings import Settings
 def test_console_pages_are_static_shells_with_a_strict_csp(settings: Settings) -> None:
     client = TestClient(create_app(settings))  # no lifespan: the pages need no runtime
     for path in ("/console", "/console/documents", "/console/ask", "/console/search",
-                 "/console/admin", "/console/documents/abc"):  # fmt: skip
+                 "/console/admin", "/console/system", "/console/documents/abc"):  # fmt: skip
         response = client.get(path)
         assert response.status_code == 200, path
         assert response.headers["content-type"].startswith("text/html")

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -23,10 +25,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.docgen import make_pdf
-from tests.e2e_service import Service, ragkb
+from tests.e2e_service import OPERATOR_TENANT, Service, ragkb
 
 pytestmark = [pytest.mark.e2e, pytest.mark.reader]
 
@@ -35,7 +37,12 @@ XSS = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[WebDriver]:
+def downloads(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("downloads")
+
+
+@pytest.fixture(scope="module")
+def browser(downloads: Path) -> Iterator[WebDriver]:
     """One headless Chromium for the module (Debian's chromium and chromium-driver)."""
     binary, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
     assert binary, "apt-get install chromium (scripts/bootstrap.sh)"
@@ -46,7 +53,15 @@ def browser() -> Iterator[WebDriver]:
                      "--window-size=1280,900", "--disable-gpu"):  # fmt: skip
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    options.add_experimental_option(
+        "prefs",
+        {"download.default_directory": str(downloads), "download.prompt_for_download": False},
+    )
     driver = webdriver.Chrome(options=options, service=ChromeService(executable_path=driver_path))
+    # Headless Chromium saves downloads only when told where.
+    driver.execute_cdp_cmd(
+        "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+    )
     try:
         yield driver
     finally:
@@ -163,6 +178,59 @@ def test_a_documents_chunks_and_text(browser: WebDriver, service: Service, shots
     no_csp_violations(browser)
 
 
+def test_the_original_file_downloads_from_the_document_page(
+    browser: WebDriver, service: Service, folder: Path, downloads: Path
+) -> None:
+    browser.get(f"{service.url}/console/documents")
+    wait(browser).until(
+        lambda d: d.execute_script(
+            "const a = [...document.querySelectorAll('#documents tbody a')]"
+            ".find((a) => a.textContent === 'kb/offices/lisbon.pdf'); if (a) a.click(); return !!a"
+        )
+    )
+    visible(browser, "#chunks li")
+    browser.find_element(By.ID, "doc-download").click()
+    saved = downloads / "lisbon.pdf"
+    wait(browser).until(lambda _: saved.is_file() and saved.stat().st_size > 0)
+    assert saved.read_bytes() == (folder / "offices" / "lisbon.pdf").read_bytes()
+    no_csp_violations(browser)
+
+
+def _listed(driver: WebDriver) -> list[str] | None:
+    """The paths listed, or None while the list is being redrawn."""
+    rows = driver.execute_script(
+        "return [...document.querySelectorAll('#documents tbody tr')].map("
+        "(r) => r.classList.contains('empty') ? '' : r.querySelector('a').textContent)"
+    )
+    return None if rows is None else [str(r) for r in rows]
+
+
+def test_the_document_list_filters_by_type_folder_text_and_time(
+    browser: WebDriver, service: Service, shots: Path
+) -> None:
+    browser.get(f"{service.url}/console/documents")
+    both = ["kb/handbook.md", "kb/offices/lisbon.pdf"]
+    wait(browser).until(lambda d: sorted(_listed(d) or []) == both)
+    cases = [
+        ({"filter-type": "pdf"}, ["kb/offices/lisbon.pdf"]),
+        ({"filter-prefix": "kb/offices"}, ["kb/offices/lisbon.pdf"]),
+        ({"filter-contains": "handb"}, ["kb/handbook.md"]),
+        ({"filter-since": "2999-01-01T00:00"}, [""]),
+        ({"filter-since": "2000-01-01T00:00", "filter-type": "md"}, ["kb/handbook.md"]),
+    ]
+    for fields, expected in cases:
+        browser.find_element(By.ID, "filter-clear").click()
+        for field, value in fields.items():
+            # Set as the page's own inputs would hold them (datetime-local typing is locale-bound).
+            browser.execute_script(
+                "document.getElementById(arguments[0]).value = arguments[1]", field, value
+            )
+        browser.find_element(By.CSS_SELECTOR, "#doc-filter button[type=submit]").click()
+        wait(browser).until(lambda d, want=expected: _listed(d) == want, str(fields))
+    browser.execute_script("document.getElementById('docs-h').scrollIntoView()")
+    browser.save_screenshot(str(shots / "documents-filtered.png"))
+
+
 def test_ask_then_open_the_cited_span(browser: WebDriver, service: Service, shots: Path) -> None:
     browser.get(f"{service.url}/console/ask")
     visible(browser, "#question").send_keys("What is the door code of the Lisbon office?")
@@ -232,12 +300,41 @@ def test_revoking_the_key_sends_the_console_back_to_sign_in(
 ) -> None:
     browser.get(f"{service.url}/console/admin")
     visible(browser, "#key-name").send_keys("second")
+    browser.execute_script("document.getElementById('key-expires').value = '2999-12-31T12:00'")
     browser.find_element(By.CSS_SELECTOR, "#key-form button").click()
-    assert "shown once" in visible(browser, "#new-key").text
-    visible(browser, "#audit tbody tr")
+    issued = visible(browser, "#new-key").text
+    assert "shown once" in issued
+    assert "expires" in issued
+    assert "2999" in browser.find_element(By.CSS_SELECTOR, "#keys tbody").text
+    # Limits beside usage: the two documents of the folder upload and the hostile one.
+    used = visible(browser, "#limits tr[data-limit='max_documents'] td:nth-child(3)")
+    assert used.text == "3"
+    # The audit log filtered by action.
+    Select(browser.find_element(By.ID, "audit-action")).select_by_visible_text("key.create")
+    browser.find_element(By.CSS_SELECTOR, "#audit-filter button").click()
+    wait(browser).until(
+        lambda d: (
+            {r.text for r in d.find_elements(By.CSS_SELECTOR, "#audit tbody td:nth-child(2)")}
+            == {"key.create"}
+        )
+    )
     browser.save_screenshot(str(shots / "admin.png"))
+    # The System page: every dependency's state, the active index.
+    browser.get(f"{service.url}/console/system")
+    status = visible(browser, "#system-status")
+    wait(browser).until(lambda _: status.get_attribute("data-status"))
+    states = {
+        r.get_attribute("data-check"): r.find_element(By.CSS_SELECTOR, ".state").text
+        for r in browser.find_elements(By.CSS_SELECTOR, "#health tbody tr")
+    }
+    assert set(states) == {"database", "vector_store", "broker", "reader"}
+    assert states["database"] == states["vector_store"] == "ok"
+    assert "Embedding model" in browser.find_element(By.ID, "active-index").text
+    assert "No reindex running" in browser.find_element(By.ID, "reindex").text
+    assert not browser.find_element(By.ID, "tenants-card").is_displayed()  # not the operator
     # Revoke the key this console is signed in with: the next call is refused.
-    own = browser.find_element(By.CSS_SELECTOR, "#keys tr button[aria-label='Revoke key default']")
+    browser.get(f"{service.url}/console/admin")
+    own = visible(browser, "#keys tr button[aria-label='Revoke key default']")
     own.click()
     browser.switch_to.alert.accept()
     browser.get(f"{service.url}/console/documents")
@@ -245,6 +342,47 @@ def test_revoking_the_key_sends_the_console_back_to_sign_in(
     reason = visible(browser, "#signin-reason").text
     assert "revoked" in reason
     assert browser.execute_script("return sessionStorage.getItem('ragkb.key')") is None
+
+
+def test_an_operator_key_sees_system_health_and_the_tenants(
+    browser: WebDriver, service: Service, shots: Path
+) -> None:
+    ragkb(service.env, "tenant", "create", OPERATOR_TENANT)
+    key = ragkb(service.env, "key", "create", "--tenant", OPERATOR_TENANT, "--scope", "admin",
+                "--scope", "read").splitlines()[-1]  # fmt: skip
+    sign_in(browser, service.url, key)
+    browser.get(f"{service.url}/console/system")
+    visible(browser, "#tenants tbody tr[data-tenant='acme']")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#health tbody tr")
+    assert {r.get_attribute("data-check") for r in rows} == {
+        "database",
+        "vector_store",
+        "broker",
+        "reader",
+    }
+    # The operator sees what answered.
+    assert all(r.find_elements(By.CSS_SELECTOR, "td")[2].text for r in rows)
+    assert "queued" in browser.find_element(By.ID, "queue").text
+    browser.save_screenshot(str(shots / "system.png"))
+    no_csp_violations(browser)
+
+
+def test_an_expired_key_returns_to_sign_in_with_the_reason(
+    browser: WebDriver, service: Service
+) -> None:
+    admin = service.new_tenant("console-expiry", "--scope", "admin", "--scope", "read")
+    soon = datetime.now(UTC) + timedelta(seconds=6)
+    issued = httpx.post(
+        f"{service.url}/v1/admin/keys",
+        headers={"Authorization": f"Bearer {admin}"},
+        json={"name": "brief", "scopes": ["read"], "expires_at": soon.isoformat()},
+    )
+    assert issued.status_code == 201, issued.text
+    sign_in(browser, service.url, issued.json()["key"])
+    time.sleep(max(0.0, (soon - datetime.now(UTC)).total_seconds()) + 0.5)
+    browser.get(f"{service.url}/console/documents")
+    wait(browser).until(ec.url_to_be(f"{service.url}/console"))
+    assert "expired" in visible(browser, "#signin-reason").text
 
 
 def test_narrow_window_keeps_the_pages_inside_the_viewport(

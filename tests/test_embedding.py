@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -97,16 +98,13 @@ def test_a_model_of_another_chain_is_encoded_by_sentence_transformers(
 
 
 @pytest.mark.parametrize("model", ["all-MiniLM-L6-v2", "multilingual-e5-small"])
-def test_a_query_is_served_before_queued_ingest_slices(model: str, embedder: LocalEmbedder) -> None:
+def test_a_query_is_served_before_queued_ingest_slices(model: str) -> None:
     """Questions first: a query submitted while ingest slices are queued runs before them."""
     from core.encoder_queue import Priority
 
-    local = (
-        embedder
-        if model == embedder.model_name
-        else create_embedder(EmbeddingSettings(model=model))
-    )
+    local = create_embedder(EmbeddingSettings(model=model, ingest_nice=0))
     encoder = local.encoder
+    assert local.ingest_encoder is encoder  # one thread for both: questions first
     texts = [f"Passage {i}: the Rotterdam warehouse shipped {i * 100} parcels." for i in range(40)]
     expected_passages = local.embed_passages(texts)
     expected_query = local.embed_query("How many parcels did Rotterdam ship?")
@@ -135,6 +133,45 @@ def test_a_query_is_served_before_queued_ingest_slices(model: str, embedder: Loc
     blocker.result(1)
     assert np.allclose(queried[0], expected_query, atol=1e-5)
     assert np.allclose(ingested[0], expected_passages, atol=1e-4)
+
+
+@pytest.mark.parametrize("model", ["all-MiniLM-L6-v2", "multilingual-e5-small"])
+def test_ingest_encodes_on_its_own_lower_priority_thread(model: str) -> None:
+    """`ingest_nice` > 0: a question is answered while an ingest encode is still running, the
+    ingest thread (and what its encode starts) runs at the raised niceness, and both threads'
+    vectors are the model's."""
+    from core.encoder_queue import Priority
+
+    local = create_embedder(EmbeddingSettings(model=model, ingest_nice=7))
+    shared = create_embedder(EmbeddingSettings(model=model, ingest_nice=0))
+    assert local.ingest_encoder is not local.encoder
+    texts = [f"Passage {i}: the Rotterdam warehouse shipped {i * 100} parcels." for i in range(6)]
+    question = "How many parcels did Rotterdam ship?"
+
+    release = threading.Event()
+    niceness: list[int] = []
+
+    def hold_the_ingest_thread() -> None:
+        niceness.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        release.wait(60)
+
+    blocker = local.ingest_encoder.submit(Priority.INGEST, hold_the_ingest_thread)
+    ingested: list[list[list[float]]] = []
+    ingest = threading.Thread(
+        target=lambda: ingested.append(local.embed_passages(texts, background=True))
+    )
+    ingest.start()
+    _wait_for(lambda: local.ingest_encoder.pending(Priority.INGEST) >= 1)
+    # The ingest thread is busy, the question is not behind it.
+    query_vector = local.embed_query(question)
+    assert ingest.is_alive()
+    assert not ingested
+    release.set()
+    ingest.join(60)
+    blocker.result(1)
+    assert niceness == [min(19, os.getpriority(os.PRIO_PROCESS, 0) + 7)]
+    assert np.allclose(query_vector, shared.embed_query(question), atol=1e-5)
+    assert np.allclose(ingested[0], shared.embed_passages(texts), atol=1e-4)
 
 
 def _wait_for(condition: Callable[[], bool], timeout_s: float = 30) -> None:

@@ -174,6 +174,31 @@ def test_an_upload_within_its_limits_is_staged_as_it_streams(api: Api) -> None:
     assert not list(api.settings.uploads_dir.rglob(".incoming-*"))
 
 
+def test_staging_folders_a_killed_process_left_are_swept_at_the_next_job(api: Api) -> None:
+    """A process killed mid-upload leaves its `.incoming-*` folder; the tenant's next job
+    removes it once nothing wrote to it for `ABANDONED_AFTER`, and leaves a live one alone."""
+    import os
+    import time
+
+    from api.uploads import ABANDONED_AFTER
+
+    tenant_uploads = api.settings.uploads_dir / api.tenant_id
+    abandoned = tenant_uploads / ".incoming-abandoned"
+    live = tenant_uploads / ".incoming-live"
+    for folder in (abandoned, live):
+        folder.mkdir(parents=True)
+        (folder / "part").write_bytes(b"half an upload")
+    old = time.time() - ABANDONED_AFTER.total_seconds() - 60
+    for path in (abandoned / "part", abandoned):
+        os.utime(path, (old, old))
+    response = api.client.post(
+        "/v1/ingest/jobs", files=[("files", ("docs/c.md", b"gamma"))], headers=auth(api.key)
+    )
+    assert response.status_code == 202, response.text
+    assert not abandoned.exists()
+    assert (live / "part").read_bytes() == b"half an upload"
+
+
 def test_a_json_body_that_is_not_utf8_is_a_400_with_the_reason_on_every_json_route(
     api: Api,
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Iterator
@@ -173,6 +174,7 @@ def test_ten_thousand_tiny_files_in_one_job(service: Service) -> None:
 
 def test_reconcile_deletes_stale_versions_and_reports_missing_points(service: Service) -> None:
     from core.vectorstore import ChunkPoint
+    from ingest.originals import originals_for
     from ingest.reconcile import reconcile
 
     job = _upload(service, {"a.md": b"# A\n\nAlpha text.\n", "b.md": b"# B\n\nBeta text.\n"})
@@ -188,17 +190,31 @@ def test_reconcile_deletes_stale_versions_and_reports_missing_points(service: Se
     store.upsert([ChunkPoint(point_id="00000000-0000-4000-8000-000000000002", tenant_id=tenant,
                              document_id="orphan", version="v", dense_vector=[0.1] * 384,
                              payload={"text": "orphan"})])  # fmt: skip
+    # Kept originals drift the same way: an old version's file, a document with no row.
+    originals = originals_for(service.runtime.settings)
+    kept_a = originals.folder(tenant, a_id)
+    (kept_a / "old").write_bytes(b"old bytes")
+    orphan_folder = originals.folder(tenant, "orphan")
+    orphan_folder.mkdir(parents=True)
+    (orphan_folder / "v").write_bytes(b"orphan bytes")
     with service.runtime.session_factory() as session:
-        dry = reconcile(session, store, fix=False)
+        dry = reconcile(session, store, fix=False, originals=originals)
         assert dry.orphan_points_deleted == 1
         assert dry.stale_points_deleted == 1
+        assert dry.stale_originals_deleted == 2
         assert dry.drift
         assert store.count(tenant_id=tenant, document_id="orphan") == 1
-        report = reconcile(session, store)
+        assert (kept_a / "old").is_file()
+        report = reconcile(session, store, originals=originals)
         # Fixed what it could: only B's missing points are left to report.
-        after = reconcile(session, store, fix=False)
+        after = reconcile(session, store, fix=False, originals=originals)
         assert (after.stale_points_deleted, after.orphan_points_deleted) == (0, 0)
+        assert after.stale_originals_deleted == 0
         assert [path for _, path, _, _ in after.missing_or_partial] == ["b.md"]
+    # A's current version's file stays; the stale one and the orphan's are gone.
+    current = hashlib.sha256(b"# A\n\nAlpha text.\n").hexdigest()
+    assert [p.name for p in kept_a.iterdir()] == [current]
+    assert not orphan_folder.exists()
     assert report.documents_checked == 2
     assert report.stale_points_deleted == 1
     assert report.orphan_points_deleted == 1

@@ -30,6 +30,7 @@ from core.tenancy import create_tenant, issue_api_key
 from core.vectorstore import VERSION_FIELD
 from ingest.identity import document_id_for
 from ingest.jobs import add_job_file, create_job, number_versions
+from ingest.originals import originals_for
 from ingest.pipeline import IngestDependencies, process_job_files
 from ingest.reconcile import reconcile
 from ingest.staging import stage_stream
@@ -151,7 +152,16 @@ def _deps(service: Service) -> IngestDependencies:
         store=runtime.store,
         embedder=runtime.binding.embedder,
         chunking=runtime.settings.ingest.chunking,
+        originals=originals_for(runtime.settings),
     )
+
+
+def _original(service: Service, document_id: str) -> bytes:
+    folder = service.runtime.settings.originals_dir / service.tenant_id / document_id
+    assert len(list(folder.iterdir())) == 1, document_id
+    response = service.client.get(f"/v1/documents/{document_id}/file", headers=auth(service.key))
+    assert response.status_code == 200, response.text
+    return response.content
 
 
 def _error(service: Service, file_id: str) -> str:
@@ -176,6 +186,7 @@ def test_a_batch_holding_two_versions_of_a_path_keeps_the_newest(
     texts = _texts(service, document["id"])
     assert texts
     assert all("pears" in text and "apples" not in text for text in texts)
+    assert _original(service, document["id"]) == newer
     assert not reconcile_drift(service)
 
 
@@ -225,6 +236,7 @@ def test_an_older_version_finishing_last_does_not_win(service: Service) -> None:
     document = _listed(service)["race/budget.txt"]
     assert document["version_sha256"] == hashlib.sha256(b"Budget: 999").hexdigest()
     assert _texts(service, document["id"]) == ["Budget: 999"]
+    assert _original(service, document["id"]) == b"Budget: 999"
     assert not reconcile_drift(service)
 
 
@@ -241,6 +253,7 @@ def test_a_delete_wins_over_an_upload_accepted_before_it(service: Service) -> No
     assert file["error"].startswith("superseded")
     assert "gone/doc.md" not in _listed(service)
     assert service.runtime.store.count(tenant_id=service.tenant_id, document_id=document_id) == 0
+    assert not (service.runtime.settings.originals_dir / service.tenant_id / document_id).exists()
     # An upload accepted after the delete brings the document back.
     wait_for_job(service.client, _start(service, [("gone/doc.md", b"version three")]), service.key)
     assert _texts(service, _listed(service)["gone/doc.md"]["id"]) == ["version three"]
@@ -339,6 +352,8 @@ def _check(service: Service, model: _Model, step: int) -> None:
         )
         all_points = store.count(tenant_id=tenant, document_id=document_id)
         assert version_points == all_points == document["chunk_count"] > 0, (step, path)
+        # The kept original is the newest version's bytes, and the only file kept for it.
+        assert _original(service, document_id) == model.contents[path], (step, path)
         if path in model.tokens:
             points, _ = store.scroll(tenant_id=tenant, document_id=document_id, limit=100)
             assert {p.payload[VERSION_FIELD] for p in points} == {document["version_sha256"]}
@@ -354,4 +369,65 @@ def _check(service: Service, model: _Model, step: int) -> None:
         if model.contents.get(path) is None:
             gone = document_id_for(tenant, path)
             assert store.count(tenant_id=tenant, document_id=gone) == 0, (step, path)
+            assert not (service.runtime.settings.originals_dir / tenant / gone).exists()
     assert not reconcile_drift(service), f"step {step}"
+
+
+def test_tombstones_are_pruned_once_no_accepted_upload_can_outlive_them(service: Service) -> None:
+    """A tombstone stays while a file numbered below it may still apply (queued, running, or
+    failed with its bytes kept for a retry) and for an hour after its delete; then it goes."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from core.models import DocumentTombstone, utcnow
+    from ingest.versions import TOMBSTONE_SETTLE, prune_tombstones
+
+    def tombstones() -> list[int]:
+        with service.runtime.session_factory() as session:
+            rows = session.scalars(
+                select(DocumentTombstone.sequence).where(
+                    DocumentTombstone.tenant_id == service.tenant_id
+                )
+            )
+            return sorted(rows)
+
+    def prune() -> int:
+        with service.runtime.session_factory() as session:
+            pruned = prune_tombstones(session, tenant_id=service.tenant_id)
+            session.commit()
+        return pruned
+
+    settled = utcnow() - TOMBSTONE_SETTLE - timedelta(minutes=1)
+    with service.runtime.session_factory() as session:
+        for number, (sequence, deleted_at) in enumerate(
+            [(10, settled), (30, settled), (40, utcnow())]
+        ):
+            session.add(
+                DocumentTombstone(
+                    document_id=f"tomb-{number}", tenant_id=service.tenant_id,
+                    sequence=sequence, deleted_at=deleted_at,
+                )
+            )  # fmt: skip
+        job = create_job(session, tenant_id=service.tenant_id)
+        waiting = add_job_file(session, job=job, position=0, path="late.md")
+        waiting.sequence = 20  # accepted before the deletes numbered 30 and 40, not yet applied
+        session.commit()
+        waiting_id = waiting.id
+    assert prune() == 1
+    assert tombstones() == [30, 40]
+    with service.runtime.session_factory() as session:
+        file = session.get(JobFile, waiting_id)
+        assert file is not None
+        file.state = FileState.FAILED
+        file.staged_path = "/kept/for/a/retry"
+        session.commit()
+    assert prune() == 0  # a retry of the failed file may still apply it
+    assert tombstones() == [30, 40]
+    with service.runtime.session_factory() as session:
+        file = session.get(JobFile, waiting_id)
+        assert file is not None
+        file.staged_path = None  # its kept bytes expired: it can never be applied
+        session.commit()
+    assert prune() == 1
+    assert tombstones() == [40]  # the young one stays whatever the files say

@@ -16,6 +16,7 @@ from core.index_set import IndexSet
 from core.indexes import active_index
 from core.settings import Settings, VectorStoreKind
 from core.telemetry import configure_tracing
+from ingest.originals import originals_for
 from ingest.pipeline import IngestDependencies
 from ingest.sandbox import parser_for
 from workers.celery_app import create_celery_app
@@ -42,6 +43,7 @@ def create_worker_app(settings: Settings) -> Celery:
                 embedder=indexes.embedder(spec),
                 chunking=settings.ingest.chunking,
                 keep_failed_files=settings.ingest.keep_failed_files_h > 0,
+                originals=originals_for(settings),
                 still_active=lambda: is_active(session_factory, spec.collection),
                 parse=parser_for(settings),
                 parse_attempts=settings.ingest.parse_attempts,

@@ -12,6 +12,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from core.audit import AuditAction
+
 HERE = Path(__file__).parent
 # Jinja2Templates turns autoescape on for .html templates.
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -22,6 +24,7 @@ PAGES: dict[str, tuple[str, str, str]] = {
     "ask": ("ask.html", "Ask", "query"),
     "search": ("search.html", "Search", "query"),
     "admin": ("admin.html", "Admin", "admin"),
+    "system": ("system.html", "System", "admin"),
 }
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -53,7 +56,8 @@ def named_page(request: Request, page: str) -> HTMLResponse:
     found = PAGES.get(page)
     if found is None:
         return _page(request, "signin.html", "signin")
-    return _page(request, found[0], page)
+    # The audit filter offers every action there is (a fixed list, not tenant data).
+    return _page(request, found[0], page, audit_actions=sorted(a.value for a in AuditAction))
 
 
 def mount(app: FastAPI) -> None:

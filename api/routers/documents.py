@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Annotated
+from pathlib import PurePosixPath
+from typing import Annotated, BinaryIO
+from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
 from api.deps import IngestCaller, ReadCaller, RuntimeDep, SessionDep
@@ -25,6 +30,7 @@ from core import document_reads
 from core.audit import AuditAction, Outcome, record_by
 from core.models import Document
 from core.redaction import redact_turns_drawing_on
+from ingest.originals import originals_for
 from ingest.versions import lock_documents, next_sequences, record_delete
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
@@ -200,6 +206,69 @@ def read_text(
     )
 
 
+@router.get(
+    "/{document_id}/file",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "The original bytes, as an attachment named after the path's last "
+            "part (`filename*`, RFC 6266, for names beyond ASCII)",
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        },
+        **error_responses(*AUTH_ERRORS, 404, 422),
+    },
+    summary="The document's original file, where it is kept",
+)
+def read_file(
+    document_id: IdPath,
+    tenant: ReadCaller,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    principals: PrincipalsQuery = None,
+) -> StreamingResponse:
+    """The bytes of the document's current version as uploaded (scope `read`), with its content
+    type. Kept per `ingest.keep_originals` (and its size and age limits): a document whose
+    original is not kept, or no longer, is a 404 that says so (its chunks and text remain)."""
+    document = _readable(session, tenant.tenant_id, document_id, principals)
+    found = originals_for(runtime.settings).find(
+        tenant_id=document.tenant_id, document_id=document.id, version=document.version_sha256
+    )
+    try:
+        # Opened now: a delete or a newer version meanwhile cannot cut the download short.
+        handle = found.open("rb") if found is not None else None
+    except OSError:
+        handle = None
+    if handle is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            "the original file of this document is not kept (RAGKB_INGEST__KEEP_ORIGINALS, its "
+            "size or age limit); its extracted text is at /text",
+        )
+    size = str(os.fstat(handle.fileno()).st_size)
+    return StreamingResponse(
+        _read_blocks(handle),
+        media_type=document.content_type or "application/octet-stream",
+        headers={"Content-Disposition": attachment(document.path), "Content-Length": size},
+    )
+
+
+def attachment(path: str) -> str:
+    """A Content-Disposition that saves the file under the path's last part: `filename` an
+    ASCII stand-in (quotes, backslashes and controls replaced), `filename*` the exact name
+    (RFC 6266, RFC 8187 UTF-8 percent-encoding)."""
+    name = PurePosixPath(path).name or "document"
+    fallback = "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in name)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+def _read_blocks(handle: BinaryIO) -> Iterator[bytes]:
+    with handle:
+        while block := handle.read(1024 * 1024):
+            yield block
+
+
 @router.delete(
     "/{document_id}",
     status_code=status.HTTP_204_NO_CONTENT,
@@ -210,11 +279,11 @@ def read_text(
 def delete_document(
     document_id: IdPath, tenant: IngestCaller, session: SessionDep, runtime: RuntimeDep
 ) -> Response:
-    """Remove all of the document's points (every version), check none is left, then its row
-    (scope `ingest`), and redact the conversation answers that drew on it (their text is
-    replaced by a fixed notice; the audit event counts them). The delete wins over uploads of
-    the path accepted before it that are still queued (they end `skipped` as superseded); an
-    upload accepted after it creates the document again."""
+    """Remove all of the document's points (every version), check none is left, then its kept
+    original file and its row (scope `ingest`), and redact the conversation answers that drew
+    on it (their text is replaced by a fixed notice; the audit event counts them). The delete
+    wins over uploads of the path accepted before it that are still queued (they end `skipped`
+    as superseded); an upload accepted after it creates the document again."""
     # Numbered and applied under the document's write lock, like an upload's version
     # (ingest.versions): no worker can store a version of it meanwhile.
     (sequence,) = next_sequences(session, 1)
@@ -238,6 +307,10 @@ def delete_document(
         )
     # The row goes first (locking it in PostgreSQL), then the answers that drew on it: an answer
     # being stored meanwhile either sees the row gone or is seen here (generation.conversations).
+    # Still under the document's lock: no version of it can be stored meanwhile.
+    originals_for(runtime.settings).drop_document(
+        tenant_id=tenant.tenant_id, document_id=document_id
+    )
     session.delete(document)
     record_delete(session, tenant_id=tenant.tenant_id, document_id=document_id, sequence=sequence)
     session.flush()

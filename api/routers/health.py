@@ -6,6 +6,7 @@ from fastapi import APIRouter, Response, status
 from sqlalchemy import text
 
 from api.deps import RuntimeDep
+from api.runtime import Runtime
 
 router = APIRouter(tags=["health"])
 
@@ -30,6 +31,15 @@ def healthz() -> dict[str, str]:
     },
 )
 def readyz(runtime: RuntimeDep, response: Response) -> dict[str, str]:
+    checks = readiness_checks(runtime)
+    ready = all(v == "ok" for v in checks.values())
+    if not ready:
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    return {"status": "ready" if ready else "not ready", **checks}
+
+
+def readiness_checks(runtime: Runtime) -> dict[str, str]:
+    """`ok`, or `error: <exception type>`, for the database and the vector store."""
     checks: dict[str, str] = {}
     try:
         with runtime.engine.connect() as connection:
@@ -42,7 +52,4 @@ def readyz(runtime: RuntimeDep, response: Response) -> dict[str, str]:
         checks["vector_store"] = "ok"
     except Exception as exc:
         checks["vector_store"] = f"error: {type(exc).__name__}"
-    ready = all(v == "ok" for v in checks.values())
-    if not ready:
-        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    return {"status": "ready" if ready else "not ready", **checks}
+    return checks

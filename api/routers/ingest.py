@@ -37,6 +37,7 @@ from api.uploads import (
     UploadRefusedError,
     content_length_allowance,
     receive_upload,
+    sweep_abandoned_uploads,
 )
 from core.audit import AuditAction, Outcome, record_by
 from core.models import FileState, IngestJob, JobFile
@@ -62,8 +63,10 @@ from ingest.jobs import (
     purge_expired_failed,
     requeue_failed,
 )
+from ingest.originals import originals_for
 from ingest.paths import UnsafePathError, normalize_relative_path, repeated_paths
 from ingest.staging import FileTooLargeError, stage_stream
+from ingest.versions import prune_tombstones
 from workers.celery_app import enqueue_ingest
 
 router = APIRouter(prefix="/v1/ingest", tags=["ingest"])
@@ -335,9 +338,14 @@ def _new_job(
     session: Session, tenant: TenantContext, access: DocumentAccessIn, runtime: Runtime
 ) -> tuple[IngestJob, Path]:
     """The job row (with the upload's access list) and the folder its files are staged in; the
-    tenant's failed files kept past `ingest.keep_failed_files_h` are purged on the way."""
+    tenant's failed files kept past `ingest.keep_failed_files_h`, originals past
+    `ingest.keep_originals_days`, and its tombstones no accepted upload can outlive any more are
+    purged on the way, and so are the staging folders of uploads a killed process abandoned."""
     kept_for = timedelta(hours=runtime.settings.ingest.keep_failed_files_h)
     purge_expired_failed(session, tenant_id=tenant.tenant_id, kept_for=kept_for)
+    originals_for(runtime.settings).purge_expired(tenant_id=tenant.tenant_id)
+    prune_tombstones(session, tenant_id=tenant.tenant_id)
+    sweep_abandoned_uploads(runtime.settings.uploads_dir / tenant.tenant_id)
     job = create_job(
         session,
         tenant_id=tenant.tenant_id,

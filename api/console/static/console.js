@@ -104,6 +104,23 @@ function when(iso) {
   return iso ? new Date(iso).toLocaleString() : "";
 }
 
+// A datetime-local field's value (local time) as an ISO 8601 instant, or "" when empty.
+function isoFrom(input) {
+  return input.value ? new Date(input.value).toISOString() : "";
+}
+
+function bytes(n) {
+  if (n === null || n === undefined) return "";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = Number(n);
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return (unit ? value.toFixed(1) : String(value)) + " " + units[unit];
+}
+
 function documentHref(id) {
   return "/console/documents/" + encodeURIComponent(id);
 }
@@ -160,17 +177,28 @@ function initSignIn() {
 // ---- documents --------------------------------------------------------------------------
 
 let documentsCursor = null;
+// Each load's number: a slower, older answer (filters changed meanwhile) is not drawn.
+let documentsLoad = 0;
 
 async function loadDocuments(append) {
+  const mine = ++documentsLoad;
   const params = new URLSearchParams({ limit: "50" });
   const prefix = $("filter-prefix").value.trim();
   const contains = $("filter-contains").value.trim();
   if (prefix) params.set("path_prefix", prefix);
   if (contains) params.set("path_contains", contains);
+  const fileType = $("filter-type").value.trim().replace(/^\./, "");
+  if (fileType) params.set("file_type", fileType);
+  const since = isoFrom($("filter-since"));
+  if (since) params.set("updated_since", since);
   if (append && documentsCursor) params.set("cursor", documentsCursor);
   const page = await api("GET", "/v1/documents?" + params);
+  if (mine !== documentsLoad) return;
   const body = $("documents").tBodies[0];
   if (!append) body.replaceChildren();
+  if (!append && !page.documents.length) {
+    body.append(el("tr", { className: "empty" }, el("td", { colspan: 5, text: "No documents match." })));
+  }
   for (const d of page.documents) {
     body.append(
       el("tr", {},
@@ -332,6 +360,10 @@ function initDocuments() {
     event.preventDefault();
     loadDocuments(false).catch(report);
   });
+  $("doc-filter").addEventListener("reset", () => {
+    // After the form has cleared its fields.
+    setTimeout(() => loadDocuments(false).catch(report), 0);
+  });
   $("docs-more").addEventListener("click", () => loadDocuments(true).catch(report));
   loadDocuments(false).catch(report);
   loadJobs().catch(report);
@@ -363,6 +395,7 @@ async function initDocument() {
                   ["Readable by", doc.principals ? doc.principals.join(", ") : "everyone in the tenant"],
                   ["Metadata", JSON.stringify(doc.metadata || {})], ["Version", doc.version_sha256]];
     $("doc-meta").replaceChildren(...rows.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
+    $("doc-download").addEventListener("click", () => downloadOriginal(base, doc.path).catch(report));
     $("doc-delete").addEventListener("click", async () => {
       if (!window.confirm("Delete " + doc.path + " and its chunks? This cannot be undone.")) return;
       try {
@@ -378,6 +411,28 @@ async function initDocument() {
   } catch (error) {
     report(error);
   }
+}
+
+// The original file, fetched with the key (a plain link could not carry it) and saved under
+// the last part of its path.
+async function downloadOriginal(base, path) {
+  notice("");
+  let response;
+  try {
+    response = await api("GET", base + "/file", { raw: true });
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) {
+      notice("The original file is not kept for this document: " + error.message);
+      return;
+    }
+    throw error;
+  }
+  const url = URL.createObjectURL(await response.blob());
+  const link = el("a", { href: url, download: path.split("/").pop() || "document", hidden: true });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
 }
 
 // ---- ask --------------------------------------------------------------------------------
@@ -530,16 +585,41 @@ function initSearch() {
 // ---- admin ------------------------------------------------------------------------------
 
 let auditOffset = 0;
+let auditLoad = 0;
 
 async function loadKeys() {
   const page = await api("GET", "/v1/admin/keys");
   $("keys").tBodies[0].replaceChildren(...page.keys.map((k) =>
     el("tr", { "data-key-id": k.id },
       el("td", { text: k.name }), el("td", { text: k.scopes.join(", ") }),
-      el("td", { text: when(k.created_at) }), el("td", { text: when(k.expires_at) }),
+      el("td", { text: when(k.created_at) }),
+      el("td", { className: expired(k) ? "failed" : "",
+                 text: k.expires_at ? when(k.expires_at) + (expired(k) ? " (expired)" : "") : "never" }),
       el("td", { text: when(k.revoked_at) }),
       el("td", {}, k.revoked_at ? null : el("button", { type: "button", className: "danger", text: "Revoke",
         "aria-label": "Revoke key " + k.name, onclick: () => revokeKey(k) })))));
+}
+
+function expired(k) {
+  return Boolean(k.expires_at) && new Date(k.expires_at) <= new Date();
+}
+
+// The tenant's effective limits beside what it uses now (GET /v1/admin/tenant).
+async function loadLimits() {
+  const tenant = await api("GET", "/v1/admin/tenant");
+  const l = tenant.limits;
+  const source = (name) => (tenant.overrides[name] === null ? "default" : "this tenant");
+  const rows = [
+    ["Documents", l.max_documents, tenant.documents, "max_documents"],
+    ["Stored bytes", bytes(l.max_stored_bytes), bytes(tenant.stored_bytes), "max_stored_bytes"],
+    ["Queries per minute", l.queries_per_minute, "", "queries_per_minute"],
+    ["Query burst", l.query_burst, "", "query_burst"],
+    ["Uploads per minute", l.ingest_per_minute, "", "ingest_per_minute"],
+    ["Upload burst", l.ingest_burst, "", "ingest_burst"],
+  ];
+  $("limits").tBodies[0].replaceChildren(...rows.map(([label, value, used, name]) =>
+    el("tr", { "data-limit": name }, el("td", { text: label }), el("td", { text: value }),
+       el("td", { text: used }), el("td", { text: source(name) }))));
 }
 
 async function revokeKey(k) {
@@ -553,10 +633,21 @@ async function revokeKey(k) {
 }
 
 async function loadAudit(append) {
+  const mine = ++auditLoad;
   if (!append) auditOffset = 0;
-  const page = await api("GET", `/v1/admin/audit?limit=50&offset=${auditOffset}`);
+  const params = new URLSearchParams({ limit: "50", offset: String(auditOffset) });
+  if ($("audit-action").value) params.set("action", $("audit-action").value);
+  const since = isoFrom($("audit-since"));
+  const until = isoFrom($("audit-until"));
+  if (since) params.set("since", since);
+  if (until) params.set("until", until);
+  const page = await api("GET", "/v1/admin/audit?" + params);
+  if (mine !== auditLoad) return;
   const body = $("audit").tBodies[0];
   if (!append) body.replaceChildren();
+  if (!append && !page.events.length) {
+    body.append(el("tr", { className: "empty" }, el("td", { colspan: 4, text: "No events match." })));
+  }
   for (const e of page.events) {
     body.append(el("tr", {}, el("td", { text: when(e.at) }), el("td", { text: e.action }),
       el("td", { text: e.outcome }), el("td", { text: e.target || "" })));
@@ -569,18 +660,73 @@ function initAdmin() {
   $("key-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     try {
-      const issued = await api("POST", "/v1/admin/keys",
-        { json: { name: $("key-name").value.trim(), scopes: commaList($("key-scopes").value) } });
-      $("new-key").textContent = "New key (shown once, copy it now): " + issued.key;
+      const json = { name: $("key-name").value.trim(), scopes: commaList($("key-scopes").value) };
+      const expires = isoFrom($("key-expires"));
+      if (expires) json.expires_at = expires;
+      const issued = await api("POST", "/v1/admin/keys", { json });
+      $("new-key").textContent = "New key (shown once, copy it now): " + issued.key +
+        (issued.expires_at ? " — expires " + when(issued.expires_at) : " — does not expire");
       $("new-key").hidden = false;
       await loadKeys();
     } catch (error) {
       report(error);
     }
   });
+  $("audit-filter").addEventListener("submit", (event) => {
+    event.preventDefault();
+    loadAudit(false).catch(report);
+  });
   $("audit-more").addEventListener("click", () => loadAudit(true).catch(report));
   loadKeys().catch(report);
+  loadLimits().catch(report);
   loadAudit(false).catch(report);
+}
+
+// ---- system -----------------------------------------------------------------------------
+
+async function loadSystem() {
+  $("system-status").textContent = "Checking…";
+  const system = await api("GET", "/v1/admin/system");
+  $("system-status").textContent = system.status === "ready"
+    ? "Every dependency answers." : "Degraded: a dependency does not answer (below).";
+  $("system-status").dataset.status = system.status;
+  $("health").tBodies[0].replaceChildren(...system.checks.map((c) =>
+    el("tr", { "data-check": c.name, className: c.ok ? "" : "failed" },
+      el("td", { text: c.name.replace("_", " ") }), el("td", { className: "state", text: c.ok ? "ok" : "failing" }),
+      el("td", { text: c.detail || "" }))));
+  const active = system.active_index;
+  $("active-index").replaceChildren(...(active ? [
+    ["Collection", active.collection], ["Embedding model", active.model_name],
+    ["Dimension", active.dimension], ["Active since", when(active.activated_at)],
+  ] : [["Active index", "none"]]).flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
+  const building = system.reindex;
+  $("reindex").textContent = building
+    ? `Reindex running into ${building.collection} (${building.model_name}): ${building.points_copied} points re-embedded` +
+      (building.runner ? ` by ${building.runner}` : " (waiting for the serving process to take it)") +
+      (building.error ? ". Failed: " + building.error : "")
+    : "No reindex running.";
+  $("indexes").tBodies[0].replaceChildren(...system.indexes.map((i) =>
+    el("tr", {}, el("td", { text: i.collection }), el("td", { text: i.model_name }),
+      el("td", { text: i.dimension }), el("td", { text: i.state }), el("td", { text: i.points_copied }),
+      el("td", { text: i.error || "" }))));
+  const q = system.queue;
+  const all = system.queue_all_tenants;
+  $("queue").textContent = `This tenant: ${q.files_queued} files queued, ${q.files_running} being processed.` +
+    (all ? ` All tenants: ${all.files_queued} queued, ${all.files_running} being processed.` : "");
+  $("tenants-card").hidden = !system.operator;
+  if (system.operator) {
+    const page = await api("GET", "/v1/admin/tenants");
+    $("tenants").tBodies[0].replaceChildren(...page.tenants.map((t) =>
+      el("tr", { "data-tenant": t.name },
+        el("td", { text: t.name }), el("td", { text: t.documents }), el("td", { text: bytes(t.stored_bytes) }),
+        el("td", { text: t.limits.max_documents }), el("td", { text: bytes(t.limits.max_stored_bytes) }),
+        el("td", { text: t.limits.queries_per_minute }), el("td", { text: when(t.created_at) }))));
+  }
+}
+
+function initSystem() {
+  $("system-refresh").addEventListener("click", () => loadSystem().catch(report));
+  loadSystem().catch(report);
 }
 
 // ---- shell ------------------------------------------------------------------------------
@@ -604,7 +750,8 @@ function init() {
     if (!hasScope(node.dataset.scope || node.dataset.needs)) node.hidden = true;
   }
   $("sign-out").addEventListener("click", () => signOut(""));
-  const pages = { documents: initDocuments, document: initDocument, ask: initAsk, search: initSearch, admin: initAdmin };
+  const pages = { documents: initDocuments, document: initDocument, ask: initAsk, search: initSearch,
+                  admin: initAdmin, system: initSystem };
   if (pages[page]) pages[page]();
 }
 
