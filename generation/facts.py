@@ -227,11 +227,13 @@ def negations(text: str) -> list[str]:
     return [m.group(0) for m in _NEGATION.finditer(_NOT_NEGATION.sub(" ", text))]
 
 
-def missing_facts(claim: str, span: str, *, context: str = "") -> str | None:
+def missing_facts(claim: str, span: str, *, context: str = "", chunk: str = "") -> str | None:
     """Why `span` does not state the facts of `claim`, or None when it does.
 
-    Numbers, dates and negation must be in the span itself; names may also be in `context`
-    (the rest of a prose chunk, or the header row of a table whose row is the span).
+    Numbers, dates, names and negation must be in the span itself (names may also be in
+    `context`: the header row of a table whose row is the span). A name, or a run of CJK text,
+    that the rest of `chunk` holds but the span does not is reported as such: it belongs to
+    another statement of the source ("the answer to another question about the same passage").
     """
     reasons: list[str] = []
     span_quantities = quantities(span, claim=False)
@@ -249,13 +251,104 @@ def missing_facts(claim: str, span: str, *, context: str = "") -> str | None:
             said = f"; the source says {', '.join(dict.fromkeys(others[:3]))}" if others else ""
             what = quantity.written if quantity.kind == "month" else f"number {quantity.written}"
             reasons.append(f"{what} not in the source{said}")
-    span_words = _word_forms(f"{context}\n{span}")
+    stated = f"{context}\n{span}"
+    span_words = _word_forms(stated)
     for name in dict.fromkeys(names(claim)):
-        if not _word_forms(name) <= span_words:
-            reasons.append(f"{name!r} not in the source")
+        if not _name_found(name, span_words, stated):
+            elsewhere = chunk and _name_found(name, _word_forms(chunk), chunk)
+            reasons.append(
+                f"{name!r} not in the quoted span (the source names it elsewhere)"
+                if elsewhere
+                else f"{name!r} not in the source"
+            )
+    for run, instead in displaced_runs(claim, stated, chunk):
+        said = f"; the source says {instead!r}" if instead else ""
+        reasons.append(f"{run!r} not in the quoted span (the source has it elsewhere){said}")
     if conflict := negation_conflict(claim, span):
         reasons.append(conflict)
     return "; ".join(reasons) or None
+
+
+def _name_found(name: str, forms: set[str], text: str) -> bool:
+    """Whether `text` (its word `forms`) names `name`: its name-like parts, or spelled out."""
+    parts = [part for part in re.split(r"[-'’]", name) if part]
+    # In a compound only the name-like parts are names: "Sf1-expressing", "RecQ-class".
+    key = [p for p in parts if _IDENTIFIER.search(p) or p[:1].isupper() or p.isdigit()] or parts
+    if all(_form(part) in forms for part in key):
+        return True
+    return _abbreviates(name, text)
+
+
+_ACRONYM = re.compile(r"([A-Za-z]*[A-Z][A-Za-z]*?)s?-?(\d*)")
+_SPELLED = re.compile(r"[A-Za-z]+|\d+")
+
+
+def _abbreviates(name: str, text: str) -> bool:
+    """True when `text` spells out the acronym `name`: "SREBP2" for "Sterol Regulatory
+    Element-Binding Protein-2", "mTECs" for "medullary thymic epithelial cells"."""
+    match = _ACRONYM.fullmatch(name)
+    if not match or sum(c.isupper() for c in match.group(1)) < 2:
+        return False
+    letters, digits = match.group(1).lower(), match.group(2)
+    words = _SPELLED.findall(text)
+    for i in range(len(words) - len(letters) + 1):
+        run = words[i : i + len(letters)]
+        if all(w[0].lower() == c and w.isalpha() for w, c in zip(run, letters, strict=True)):
+            after = words[i + len(letters)] if i + len(letters) < len(words) else ""
+            if not digits or after == digits:
+                return True
+    return False
+
+
+_CJK_TEXT = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaffA-Za-z0-9]+")
+_MIN_RUN = 2
+
+
+def displaced_runs(claim: str, span: str, chunk: str) -> list[tuple[str, str]]:
+    """Runs of a CJK claim that the span does not hold but the rest of the chunk does.
+
+    A character is covered when a two-character string around it is in the span; an uncovered
+    run of two or more characters that occurs elsewhere in the chunk is another statement's
+    (a name swapped for one from the next sentence). With it comes what the span says in its
+    place, when the covered text on both sides of the run is found in the span.
+    """
+    if not chunk or not _CJK_CHAR.search(claim):
+        return []
+    covered = [False] * len(claim)
+    for i in range(len(claim) - 1):
+        if claim[i : i + 2] in span:
+            covered[i] = covered[i + 1] = True
+    found: list[tuple[str, str]] = []
+    i = 0
+    while i < len(claim):
+        if covered[i]:
+            i += 1
+            continue
+        j = i
+        while j < len(claim) and not covered[j]:
+            j += 1
+        for match in _CJK_TEXT.finditer(claim, i, j):
+            run = match.group(0)
+            if len(run) >= _MIN_RUN and run not in span and run in chunk and _CJK_CHAR.search(run):
+                found.append((run, _in_place_of(claim, i, j, span)))
+        i = j
+    return found
+
+
+_CJK_CHAR = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+def _in_place_of(claim: str, start: int, end: int, span: str) -> str:
+    left, right = claim[max(0, start - 2) : start], claim[end : end + 2]
+    if len(left) < 2 or not right:
+        return ""
+    at = span.find(left)
+    if at < 0:
+        return ""
+    after = span.find(right, at + 2)
+    if after < 0 or after - (at + 2) > 20:
+        return ""
+    return span[at + 2 : after].strip()
 
 
 _SCOPE_SKIP_TEXT = """
@@ -269,12 +362,14 @@ _WORD_OR_CUE = re.compile(r"[a-z]+n't|[a-z]+|[\u3400-\u9fff]", re.IGNORECASE)
 def negation_conflict(claim: str, span: str) -> str | None:
     """Where claim and span disagree on a negation, or None.
 
-    A negation cue's scope is the next two content words (the next two characters in CJK). When
-    the other side holds those words, a cue must stand within four words before them; when it
-    does not (a paraphrase), a negated claim needs some negation in the span, and a negation in
-    the span about words the claim does not use is none of the claim's business.
+    A negation cue's scope is the next two content words (in CJK, the next characters as a
+    string: "不足的" in "较不足的人"). When the other side holds that scope, a cue must stand
+    just before it there (four words, three CJK characters). When it does not (a paraphrase), a
+    negated claim needs a negation in the span whose scope shares a word with the claim; a
+    negation in the span about words the claim does not use is none of the claim's business.
     """
     claim_tokens, span_tokens = _negation_tokens(claim), _negation_tokens(span)
+    masked = {"claim": _NOT_NEGATION.sub(" ", claim), "source": _NOT_NEGATION.sub(" ", span)}
     for tokens, other, side, other_side in (
         (claim_tokens, span_tokens, "claim", "source"),
         (span_tokens, claim_tokens, "source", "claim"),
@@ -282,13 +377,45 @@ def negation_conflict(claim: str, span: str) -> str | None:
         for index, (word, cue) in enumerate(tokens):
             if not cue:
                 continue
-            scope = _scope(tokens, index)
-            hits = [j for j, (w, c) in enumerate(other) if not c and _stem(w) in scope]
-            if hits and not any(c for j in hits for _, c in other[max(0, j - 4) : j]):
+            if _CJK_CHAR.fullmatch(word):
+                held = _cjk_scope_held(tokens, index, masked[other_side])
+            else:
+                scope = _scope(tokens, index)
+                hits = [j for j, (w, c) in enumerate(other) if not c and _stem(w) in scope]
+                held = (
+                    None if not hits else any(c for j in hits for _, c in other[max(0, j - 4) : j])
+                )
+            if held is False:
                 return f"the {side} says {word!r}, the {other_side} does not"
-            if not hits and side == "claim" and not any(c for _, c in other):
+            if held is None and side == "claim" and not _negation_about(other, claim_tokens):
                 return f"the claim says {word!r}, the source does not"
     return None
+
+
+def _cjk_scope_held(tokens: list[tuple[str, bool]], index: int, other: str) -> bool | None:
+    """None when the other text lacks the characters after the cue; else whether a cue stands
+    within three characters before one of their occurrences there."""
+    following = "".join(w for w, c in tokens[index + 1 : index + 4] if not c and _CJK_CHAR.match(w))
+    for size in (3, 2):
+        scope = following[:size]
+        if len(scope) < size:
+            continue
+        starts = [m.start() for m in re.finditer(re.escape(scope), other)]
+        if starts:
+            return any(_NEGATION.search(other[max(0, at - 3) : at]) for at in starts)
+    return None
+
+
+def _negation_about(tokens: list[tuple[str, bool]], claim_tokens: list[tuple[str, bool]]) -> bool:
+    """Whether some negation in `tokens` has in its scope a word (CJK: character) of the claim."""
+    claim_words = {_stem(w) for w, c in claim_tokens if not c and w.lower() not in _SCOPE_SKIP}
+    for index, (_, cue) in enumerate(tokens):
+        if cue:
+            scope = [w for w, c in tokens[index + 1 : index + 8] if not c]
+            scope = [w for w in scope if w.lower() not in _SCOPE_SKIP][:4]
+            if any(_stem(w) in claim_words for w in scope):
+                return True
+    return False
 
 
 def _negation_tokens(text: str) -> list[tuple[str, bool]]:
@@ -308,6 +435,11 @@ def _stem(word: str) -> str:
     return word.lower()[:5]
 
 
+def holds(text: str, quantity: Quantity) -> bool:
+    """Whether `text` states `quantity` (normalised as in `quantities`)."""
+    return any(_same(quantity, q) for q in quantities(text, claim=False))
+
+
 def _same(a: Quantity, b: Quantity) -> bool:
     if a.kind != "number" and a.kind != b.kind:
         return False  # "20 %" is not "20 août", "May" is not the 5th
@@ -317,10 +449,15 @@ def _same(a: Quantity, b: Quantity) -> bool:
 def _word_forms(text: str) -> set[str]:
     forms: set[str] = set()
     for word in _LATIN_TOKEN.findall(text):
-        for part in re.split(r"[-'’]", word.lower()):
-            if part and part != "s":
-                forms.add(part[:-1] if len(part) > 3 and part.endswith("s") else part)
+        for part in re.split(r"[-'’]", word):
+            if part and part.lower() != "s":
+                forms.add(_form(part))
     return forms
+
+
+def _form(word: str) -> str:
+    word = word.lower()
+    return word[:-1] if len(word) > 3 and word.endswith("s") else word
 
 
 def _cjk_value(numeral: str) -> float | None:
