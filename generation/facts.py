@@ -252,7 +252,7 @@ def missing_facts(claim: str, span: str, *, context: str = "", chunk: str = "") 
             what = quantity.written if quantity.kind == "month" else f"number {quantity.written}"
             reasons.append(f"{what} not in the source{said}")
     stated = f"{context}\n{span}"
-    span_words = _word_forms(stated)
+    span_words = _word_forms(f"{heading(chunk)}\n{stated}")
     for name in dict.fromkeys(names(claim)):
         if not _name_found(name, span_words, stated):
             elsewhere = chunk and _name_found(name, _word_forms(chunk), chunk)
@@ -269,12 +269,22 @@ def missing_facts(claim: str, span: str, *, context: str = "", chunk: str = "") 
     return "; ".join(reasons) or None
 
 
+def heading(chunk: str) -> str:
+    """The chunk's first line when it is a heading or title (it names what the rest is about)."""
+    first, newline, _ = chunk.partition("\n")
+    return first if newline and len(first) <= _HEADING_CHARS else ""
+
+
+_HEADING_CHARS = 200
+
+
 def _name_found(name: str, forms: set[str], text: str) -> bool:
     """Whether `text` (its word `forms`) names `name`: its name-like parts, or spelled out."""
+    name = _DASHES.sub("-", name)
     parts = [part for part in re.split(r"[-'’]", name) if part]
     # In a compound only the name-like parts are names: "Sf1-expressing", "RecQ-class".
     key = [p for p in parts if _IDENTIFIER.search(p) or p[:1].isupper() or p.isdigit()] or parts
-    if all(_form(part) in forms for part in key):
+    if all(_form(part) in forms for part in key) or _form(re.sub(r"[-'’]", "", name)) in forms:
         return True
     return _abbreviates(name, text)
 
@@ -314,6 +324,7 @@ def displaced_runs(claim: str, span: str, chunk: str) -> list[tuple[str, str]]:
     """
     if not chunk or not _CJK_CHAR.search(claim):
         return []
+    title = heading(chunk)
     covered = [False] * len(claim)
     for i in range(len(claim) - 1):
         if claim[i : i + 2] in span:
@@ -329,7 +340,13 @@ def displaced_runs(claim: str, span: str, chunk: str) -> list[tuple[str, str]]:
             j += 1
         for match in _CJK_TEXT.finditer(claim, i, j):
             run = match.group(0)
-            if len(run) >= _MIN_RUN and run not in span and run in chunk and _CJK_CHAR.search(run):
+            if (
+                len(run) >= _MIN_RUN
+                and _CJK_CHAR.search(run)
+                and run not in span
+                and run not in title
+                and run in chunk
+            ):
                 found.append((run, _in_place_of(claim, i, j, span)))
         i = j
     return found
@@ -368,6 +385,10 @@ def negation_conflict(claim: str, span: str) -> str | None:
     negated claim needs a negation in the span whose scope shares a word with the claim; a
     negation in the span about words the claim does not use is none of the claim's business.
     """
+    if cue := dropped_cue(span, claim):
+        return f"the source says {cue!r}, the claim does not"
+    if cue := dropped_cue(claim, span):
+        return f"the claim says {cue!r}, the source does not"
     claim_tokens, span_tokens = _negation_tokens(claim), _negation_tokens(span)
     masked = {"claim": _NOT_NEGATION.sub(" ", claim), "source": _NOT_NEGATION.sub(" ", span)}
     for tokens, other, side, other_side in (
@@ -382,13 +403,58 @@ def negation_conflict(claim: str, span: str) -> str | None:
             else:
                 scope = _scope(tokens, index)
                 hits = [j for j, (w, c) in enumerate(other) if not c and _stem(w) in scope]
-                held = (
-                    None if not hits else any(c for j in hits for _, c in other[max(0, j - 4) : j])
+                # The occurrence that states this part of the claim is the one whose
+                # neighbourhood shares most words with the cue's ("no association with 8
+                # cancers" does not negate "associated with pancreatic cancer" further on).
+                near = {_stem(w) for w, _ in tokens[max(0, index - 6) : index + 8]}
+                best = max(
+                    hits,
+                    key=lambda j: len(near & {_stem(w) for w, _ in other[max(0, j - 6) : j + 6]}),
+                    default=None,
                 )
+                held = None if best is None else any(c for _, c in other[max(0, best - 4) : best])
             if held is False:
                 return f"the {side} says {word!r}, the {other_side} does not"
             if held is None and side == "claim" and not _negation_about(other, claim_tokens):
                 return f"the claim says {word!r}, the source does not"
+    return None
+
+
+_CUE_CHARS = re.compile("[不没未无非否勿]")
+_EN_CUE = re.compile(r"(?i)\b(?:not|no|never)\b|n't\b")
+
+
+def dropped_cue(with_cue: str, without: str) -> str | None:
+    """A negation that `without` leaves out of text it otherwise copies from `with_cue`.
+
+    "道德感较不足的人" → "道德感较足的人", "does not reduce costs" → "does reduce costs": the
+    words on both sides of the cue are in `without`, side by side, the cue between them is not.
+    Words that hold a negation character count too: "不同以往" is not "同以往".
+    """
+    for match in _CUE_CHARS.finditer(with_cue):
+        left = with_cue[max(0, match.start() - 2) : match.start()]
+        right = with_cue[match.end() : match.end() + 2]
+        if (
+            len(left) == 2
+            and len(right) == 2
+            and all(_CJK_CHAR.match(c) for c in left + right)
+            and left + right in without
+        ):
+            return match.group(0)
+    words = re.findall(r"[a-z]+(?:n't)?", with_cue.lower())
+    plain = f" {' '.join(re.findall(r'[a-z]+', without.lower()))} "
+    for i, word in enumerate(words):
+        if not _EN_CUE.fullmatch(word) and not word.endswith("n't"):
+            continue
+        before = words[i - 1] if i else ""
+        if word.endswith("n't"):
+            before, word = word[:-3] if word != "can't" else "can", "n't"
+        after = words[i + 1] if i + 1 < len(words) else ""
+        if before and after and f" {before} {after} " in plain:
+            return word
+        # "does not reduce" copied as "reduces": the word before the auxiliary, then the verb.
+        if before in ("do", "does", "did") and i >= 2 and f" {words[i - 2]} {after[:5]}" in plain:
+            return word
     return None
 
 
@@ -447,12 +513,17 @@ def _same(a: Quantity, b: Quantity) -> bool:
 
 
 def _word_forms(text: str) -> set[str]:
+    """Lower-cased words and their hyphen-separated parts ("A-769662" → a, 769662, a769662)."""
     forms: set[str] = set()
-    for word in _LATIN_TOKEN.findall(text):
+    for word in _LATIN_TOKEN.findall(_DASHES.sub("-", text)):
         for part in re.split(r"[-'’]", word):
             if part and part.lower() != "s":
                 forms.add(_form(part))
+        forms.add(_form(re.sub(r"[-'’]", "", word)))
     return forms
+
+
+_DASHES = re.compile("[\u2010-\u2015\u2212]")  # an en dash in "miR-142-5p" is a hyphen
 
 
 def _form(word: str) -> str:
