@@ -376,10 +376,18 @@ class CachedEmbedder:
         self._vectors: dict[str, list[float]] = {}
         if cache is not None and cache.exists():
             self._vectors = json.loads(cache.read_text())
+        self._saved = len(self._vectors)
+
+    @property
+    def cached(self) -> set[str]:
+        return set(self._vectors)
 
     def save(self) -> None:
-        if self._cache is not None:
-            self._cache.write_text(json.dumps(self._vectors))
+        if self._cache is not None and len(self._vectors) != self._saved:
+            partial = self._cache.with_suffix(".partial")
+            partial.write_text(json.dumps(self._vectors))
+            partial.replace(self._cache)  # a run stopped while saving leaves the cache whole
+            self._saved = len(self._vectors)
 
     @property
     def model_name(self) -> str:
@@ -564,7 +572,7 @@ def prefetch(embedder: CachedEmbedder, pairs: Sequence[Pair]) -> None:
             f"{s.context}\n{source[s.start : s.end]}" if s.context else source[s.start : s.end]
             for s in candidate_spans(source)
         )
-    missing = sorted(set(texts), key=len)
+    missing = sorted({t for t in texts if t not in embedder.cached}, key=len)
     for start in range(0, len(missing), 256):
         embedder.embed_passages(missing[start : start + 256])
         embedder.save()
@@ -572,6 +580,12 @@ def prefetch(embedder: CachedEmbedder, pairs: Sequence[Pair]) -> None:
 
 
 def verifier_for(embedder: Embedder, settings: CitationSettings, model: str) -> CitationVerifier:
+    if not hasattr(settings, "cjk_semantic_threshold_for"):  # an older checkout: "before"
+        return CitationVerifier(
+            embedder=embedder,
+            lexical_threshold=settings.lexical_threshold,
+            semantic_threshold=settings.semantic_threshold_for(model),
+        )
     return CitationVerifier(
         embedder=embedder,
         lexical_threshold=settings.lexical_threshold,

@@ -347,7 +347,7 @@ def displaced_runs(claim: str, span: str, chunk: str) -> list[tuple[str, str]]:
                 and run not in title
                 and run in chunk
             ):
-                found.append((run, _in_place_of(claim, i, j, span)))
+                found.append((run, _in_place_of(claim, match.start(), match.end(), span)))
         i = j
     return found
 

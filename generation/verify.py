@@ -178,15 +178,17 @@ class CitationVerifier:
             if facts[i] is None and similar[i] and score[i] >= score[top] - self._rank_margin
         ]
         verified = bool(passing)
-        best = top
+
+        def inside_top(i: int) -> bool:
+            return spans[top].start <= spans[i].start <= spans[i].end <= spans[top].end
+
+        # The quote: the narrowest span inside the best-matching one that states the claim, or
+        # failing that, the narrowest there that fails the same way (the sentence to blame).
         if verified:
-            # The quote: the narrowest passing span, inside the best-matching one if possible.
-            inside = [
-                i
-                for i in passing
-                if spans[top].start <= spans[i].start <= spans[i].end <= spans[top].end
-            ]
-            best = max(inside or passing, key=lambda i: (-width(i), score[i]))
+            pool = [i for i in passing if inside_top(i)] or passing
+        else:
+            pool = [i for i in range(len(spans)) if inside_top(i) and similar[i] and facts[i]]
+        best = max(pool or [top], key=lambda i: (-width(i), score[i]))
         reason = None
         if not verified:
             reason = facts[best] or (

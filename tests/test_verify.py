@@ -176,14 +176,21 @@ def test_an_answer_from_elsewhere_in_the_chunk_is_not_verified(embedder: LocalEm
     swapped = verifier.support("2011年12月15日，戈登在CP3交易案中被送到NBA休士顿火箭。", GORDON)
     assert not swapped.verified
     assert swapped.reason is not None
-    # "NBA" is in the quoted span too ("NBA选秀"): the rest of the swapped name is not.
-    assert "'休士顿火箭' not in the quoted span (the source has it elsewhere)" in swapped.reason
+    assert GORDON[swapped.span_start : swapped.span_end] == (
+        "2011年12月15日，戈登在CP3交易案中被送到纽奥良黄蜂。"
+    )
+    assert swapped.reason == (
+        "'NBA' not in the quoted span (the source names it elsewhere); 'NBA休士顿火箭' not in the "
+        "quoted span (the source has it elsewhere); the source says '纽奥良黄蜂'"
+    )
     source = (
         "Initech Corporation was founded in Austin. Its chief executive is Bill Lumbergh. The "
         "company sells printers and staplers to offices. Globex Corporation reported revenue of "
         "$4.2 billion in fiscal 2023."
     )
-    english = verifier.support("Initech reported revenue of $4.2 billion in fiscal 2023.", source)
+    english = verifier.support(
+        "Initech Corporation reported revenue of $4.2 billion in fiscal 2023.", source
+    )
     assert not english.verified
     assert english.reason == "'Initech' not in the quoted span (the source names it elsewhere)"
 
@@ -196,14 +203,18 @@ HALT = (
 
 def test_a_negation_added_or_removed_is_not_verified(embedder: LocalEmbedder) -> None:
     verifier = CitationVerifier(embedder=embedder, lexical_threshold=0.65, semantic_threshold=0.513)
-    assert verifier.support("The new policy does not reduce costs for small clinics.", HALT).verified
+    assert verifier.support(
+        "The new policy does not reduce costs for small clinics.", HALT
+    ).verified
     removed = verifier.support("The new policy reduces costs for small clinics.", HALT)
     assert not removed.verified
     assert removed.reason == "the source says 'not', the claim does not"
     assert HALT[removed.span_start : removed.span_end] == (
         "The new policy does not reduce costs for small clinics."
     )
-    added = verifier.support("Larger hospitals did not report savings of 12% in the first year.", HALT)
+    added = verifier.support(
+        "Larger hospitals did not report savings of 12% in the first year.", HALT
+    )
     assert not added.verified
     assert added.reason == "the claim says 'not', the source does not"
     zh = "调查显示，道德感较不足的人很可能与新来的第三个人发生恋爱关系。这种关系称为三角关系。"
