@@ -542,6 +542,7 @@ def main() -> None:
             f"python bench/verification.py --data {args.data} --per-language {args.per_language} "
             f"--model {args.model} --seed {args.seed} --out {args.out}"
             + (f" --split {args.split}" if args.split else "")
+            + (" --no-old" if args.no_old else "")
         ),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
