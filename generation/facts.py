@@ -385,10 +385,10 @@ def negation_conflict(claim: str, span: str) -> str | None:
     negated claim needs a negation in the span whose scope shares a word with the claim; a
     negation in the span about words the claim does not use is none of the claim's business.
     """
-    if cue := dropped_cue(span, claim):
-        return f"the source says {cue!r}, the claim does not"
-    if cue := dropped_cue(claim, span):
-        return f"the claim says {cue!r}, the source does not"
+    if dropped := dropped_cue(span, claim):
+        return f"the source says {dropped!r}, the claim does not"
+    if added := dropped_cue(claim, span):
+        return f"the claim says {added!r}, the source does not"
     claim_tokens, span_tokens = _negation_tokens(claim), _negation_tokens(span)
     masked = {"claim": _NOT_NEGATION.sub(" ", claim), "source": _NOT_NEGATION.sub(" ", span)}
     for tokens, other, side, other_side in (
@@ -441,19 +441,20 @@ def dropped_cue(with_cue: str, without: str) -> str | None:
             and left + right in without
         ):
             return match.group(0)
-    words = re.findall(r"[a-z]+(?:n't)?", with_cue.lower())
+    words: list[str] = re.findall(r"[a-z]+n't|[a-z]+", with_cue.lower())
     plain = f" {' '.join(re.findall(r'[a-z]+', without.lower()))} "
     for i, word in enumerate(words):
         if not _EN_CUE.fullmatch(word) and not word.endswith("n't"):
             continue
         before = words[i - 1] if i else ""
+        subject = words[i - 2] if i >= 2 else ""
         if word.endswith("n't"):
-            before, word = word[:-3] if word != "can't" else "can", "n't"
+            before, subject, word = word[:-3] if word != "can't" else "can", before, "n't"
         after = words[i + 1] if i + 1 < len(words) else ""
         if before and after and f" {before} {after} " in plain:
             return word
         # "does not reduce" copied as "reduces": the word before the auxiliary, then the verb.
-        if before in ("do", "does", "did") and i >= 2 and f" {words[i - 2]} {after[:5]}" in plain:
+        if before in ("do", "does", "did") and subject and f" {subject} {after[:5]}" in plain:
             return word
     return None
 
