@@ -355,6 +355,43 @@ def displaced_runs(claim: str, span: str, chunk: str) -> list[tuple[str, str]]:
 _CJK_CHAR = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
+def scattered(claim: str, span: str) -> bool:
+    """Whether the parts of a CJK claim that the span holds lie far apart in it.
+
+    The parts are the claim's longest substrings found in the span (two characters or more);
+    they are together when one occurrence of each lies within the claim's length (plus a
+    clause) of one anchor. "芙蓉洞位于1994年" is not stated by "芙蓉洞位于…江畔。…1994年对游人开放".
+    """
+    if not _CJK_CHAR.search(claim):
+        return False
+    parts: list[str] = []
+    i = 0
+    while i < len(claim) - 1:
+        size = 2
+        if claim[i : i + 2] not in span:
+            i += 1
+            continue
+        while i + size < len(claim) and claim[i : i + size + 1] in span:
+            size += 1
+        if _CJK_CHAR.search(claim[i : i + size]):
+            parts.append(claim[i : i + size])
+        i += size
+    if len(parts) < 2:
+        return False
+    reach = len(claim) + _CLAUSE
+    places = [[m.start() for m in re.finditer(re.escape(part), span)] for part in parts]
+    for anchor in (p for positions in places for p in positions):
+        if all(any(abs(p - anchor) <= reach for p in positions) for positions in places):
+            return False
+    return True
+
+
+# Characters beyond the claim's length its parts may spread over. On the calibration half of
+# bench/verification.py (MiniLM, Chinese): off 0.833 precision at 0.800 recall; 10: 0.930 at
+# 0.707; 30: 0.889 at 0.747; twice the claim's length: 0.891 at 0.760.
+_CLAUSE = 10
+
+
 def _in_place_of(claim: str, start: int, end: int, span: str) -> str:
     left, right = claim[max(0, start - 2) : start], claim[end : end + 2]
     if len(left) < 2 or not right:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from core.embedding import Embedder
-from generation.facts import holds, missing_facts, quantities
+from generation.facts import holds, missing_facts, quantities, scattered
 from generation.sentences import sentence_spans
 
 _WORD = re.compile(r"[^\W\d_]+|\d+(?:[.,]\d+)*", re.UNICODE)
@@ -214,6 +214,9 @@ class CitationVerifier:
             # Widget row's 150.
             row = f"the row is about {label!r}, which the claim does not name"
             reason = f"{reason}; {row}" if reason else row
+        if scattered(claim, text):
+            far = "the claim's parts are far apart in the source"
+            reason = f"{reason}; {far}" if reason else far
         if len(span.sentences) > 1 and (misplaced := _misplaced_number(claim, source, span)):
             reason = f"{reason}; {misplaced}" if reason else misplaced
         return reason
