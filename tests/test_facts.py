@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from generation.facts import missing_facts, negations, quantities
+from generation.facts import missing_facts, negations, quantities, scattered
 from generation.sentences import split_sentences
 
 
@@ -105,3 +105,14 @@ def test_a_negation_dropped_from_copied_text_is_a_contradiction() -> None:
         == "the source says '不', the claim does not"
     )
     assert missing_facts("造型上不同以往。", "造型上不同以往。") is None
+
+
+def test_a_chinese_claim_is_stated_only_where_its_parts_stand_together() -> None:
+    source = (
+        "芙蓉洞位于重庆武隆县江口镇的芙蓉江畔，距武隆县城20公里。"
+        "芙蓉洞于1993被发现，1994年对游人开放。"
+    )
+    assert scattered("芙蓉洞位于1994年地方。", source)
+    assert not scattered("芙蓉洞于1994年对游人开放。", source)
+    assert not scattered("芙蓉洞位于芙蓉江畔。", source)
+    assert not scattered("The cave opened in 1994.", source)  # not a CJK claim
