@@ -1,12 +1,14 @@
 """Check that a cited source states the sentence that cites it, and find the span that does.
 
-A span verifies a claim when it states the claim's facts and is about the claim. Facts
-(`generation.facts`): every number, date, capitalised name and negation of the claim is in the
-span — similarity alone verified "1 Stanley Cup" from "Maple Leafs | TOR | 13". Aboutness, either
-of two signals: lexical (the share of the claim's content words found in the span; CJK text is
-compared by character bigrams) or semantic (cosine similarity of claim and span with the embedding
-model), so paraphrases still verify. The similarity thresholds come from
-`bench/citation_threshold.py`; the whole rule is measured by `bench/verification.py`.
+The span that states a claim is the best-matching window (1-3 sentences, or a table row) of the
+cited chunk; it verifies the claim when it states the claim's facts and is about the claim. Facts
+(`generation.facts`): every number, date, capitalised name and negation of the claim is in that
+span, not merely elsewhere in the chunk — similarity alone verified "1 Stanley Cup" from "Maple
+Leafs | TOR | 13". Aboutness, either of two signals: lexical (the share of the claim's content
+words found in the span; CJK text is compared by character bigrams) or semantic (cosine similarity
+of claim and span with the embedding model; for a CJK claim only under a model that reads CJK), so
+paraphrases still verify. The similarity thresholds come from `bench/citation_threshold.py`; the
+whole rule is measured by `bench/verification.py`.
 """
 
 from __future__ import annotations
@@ -135,7 +137,8 @@ class CitationVerifier:
         the claim is verified by a span that states its facts, is similar enough, and matches
         nearly as well as the best one (within `rank_margin`): a sentence that merely shares the
         claim's numbers further away does not verify a claim its best match contradicts. The
-        quote is that span; when none, the best-matching span with the reason it fails.
+        quote is the narrowest passing span inside the best-matching one; when none passes, the
+        narrowest failing span there, with the reason it fails.
         """
         if not claim.strip():
             return Support(0.0, 0.0, 0, 0, verified=False, reason="no claim sentence to check")
@@ -192,10 +195,14 @@ class CitationVerifier:
         best = max(pool or [top], key=lambda i: (-width(i), score[i]))
         reason = None
         if not verified:
+            similarity = (
+                f", similarity {semantic[best]:.2f} < {semantic_threshold:.2f}"
+                if semantic_threshold <= 1
+                else ""  # similarity cannot verify this claim: a CJK claim under MiniLM
+            )
             reason = facts[best] or (
                 f"the source does not state the claim (word overlap {lexical[best]:.2f} < "
-                f"{lexical_threshold:.2f}, similarity {semantic[best]:.2f} < "
-                f"{semantic_threshold:.2f})"
+                f"{lexical_threshold:.2f}{similarity})"
             )
         return Support(
             lexical=round(lexical[best], 4),
