@@ -13,9 +13,12 @@ false by changing one fact, in English and Chinese.
   negation (added or removed).
 - Hand-written cases from the reports that led to this check (a Stanley Cups table, a French
   transport plan, decimals, number words), true and false.
-The old verifier (similarity alone, sentences cut at every ".") is run beside the new one.
+The old verifier (similarity alone, sentences cut at every ".") is run beside the new one unless
+`--no-old`. Pairs are split by a hash of their source into a calibration half (where rules and
+margins were chosen) and a held-out half; every figure is reported per half, language and kind.
+`--cache FILE` keeps span vectors between runs (all spans are embedded first, in large batches).
 
-    python bench/verification.py --per-language 150 --model all-MiniLM-L6-v2
+    python bench/verification.py --per-language 150 --model all-MiniLM-L6-v2 --no-old
 """
 
 from __future__ import annotations
