@@ -509,6 +509,13 @@ class CitationSettings(BaseModel):
         {"all-MiniLM-L6-v2": 0.513, "multilingual-e5-small": 0.873},
         description="Cosine of claim and span that verifies a citation, per embedding model.",
     )
+    cjk_semantic_thresholds: dict[str, float] = Field(
+        {"multilingual-e5-small": 0.873},
+        description="Cosine that verifies a claim written in Chinese/Japanese, per model that "
+        "reads those scripts; under any other model (all-MiniLM-L6-v2 reads English only) such "
+        "a claim is verified by its character overlap with the span alone "
+        "(bench/results/verification.json).",
+    )
 
     def semantic_threshold_for(self, model_name: str) -> float:
         if self.semantic_threshold is not None:
@@ -519,6 +526,10 @@ class CitationSettings(BaseModel):
                 "--model and set RAGKB_CITATIONS__SEMANTIC_THRESHOLD"
             )
         return self.semantic_thresholds[model_name]
+
+    def cjk_semantic_threshold_for(self, model_name: str) -> float | None:
+        """The cosine that verifies a CJK claim under `model_name`; None: similarity cannot."""
+        return self.cjk_semantic_thresholds.get(model_name)
 
 
 class DatabaseSettings(BaseModel):

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from generation.facts import missing_facts, negations, quantities
+from generation.facts import missing_facts, negations, quantities, scattered
 from generation.sentences import split_sentences
 
 
@@ -71,3 +71,48 @@ def test_sentences_split_where_a_reader_means_them() -> None:
     ]  # fmt: skip
     assert split_sentences("账面价值9.82亿元。第二句！") == ["账面价值9.82亿元。", "第二句！"]
     assert split_sentences("Team | Cups\nMaple Leafs | 13") == ["Team | Cups", "Maple Leafs | 13"]
+
+
+def test_names_are_looked_for_in_the_span_not_anywhere_in_the_chunk() -> None:
+    chunk = "Globex is based in Springfield. Its rival Initech reported revenue of $4.2 billion."
+    span = "Its rival Initech reported revenue of $4.2 billion."
+    assert missing_facts("Revenue at Globex was $4.2 billion.", span, chunk=chunk) == (
+        "'Globex' not in the quoted span (the source names it elsewhere)"
+    )
+    # A heading names what the whole chunk is about.
+    titled = "Globex annual report\n" + span
+    assert missing_facts("Revenue at Globex was $4.2 billion.", span, chunk=titled) is None
+    # Written differently, still the same name.
+    assert missing_facts("C2 acts with A-769662.", "C2 acts with the drug A769662.") is None
+    assert (
+        missing_facts("It lowers SREBP2.", "It lowers Sterol Regulatory Element-Binding Protein-2.")
+        is None
+    )
+    assert missing_facts(
+        "It lowers SREBP1.", "It lowers Sterol Regulatory Element-Binding Protein-2."
+    ) == ("'SREBP1' not in the source")
+
+
+def test_a_negation_dropped_from_copied_text_is_a_contradiction() -> None:
+    assert missing_facts("The policy reduces costs.", "The policy does not reduce costs.") == (
+        "the source says 'not', the claim does not"
+    )
+    assert missing_facts("The policy doesn't reduce costs.", "The policy does reduce costs.") == (
+        'the claim says "n\'t", the source does not'
+    )
+    assert (
+        missing_facts("造型上同以往。", "造型上不同以往。")
+        == "the source says '不', the claim does not"
+    )
+    assert missing_facts("造型上不同以往。", "造型上不同以往。") is None
+
+
+def test_a_chinese_claim_is_stated_only_where_its_parts_stand_together() -> None:
+    source = (
+        "芙蓉洞位于重庆武隆县江口镇的芙蓉江畔，距武隆县城20公里。"
+        "芙蓉洞于1993被发现，1994年对游人开放。"
+    )
+    assert scattered("芙蓉洞位于1994年地方。", source)
+    assert not scattered("芙蓉洞于1994年对游人开放。", source)
+    assert not scattered("芙蓉洞位于芙蓉江畔。", source)
+    assert not scattered("The cave opened in 1994.", source)  # not a CJK claim

@@ -155,3 +155,92 @@ def test_reader_output_with_no_or_nonsense_citations_is_flagged_not_failed(
     assert quote.quote == SOURCE[: SOURCE.index(" Staff")]
     assert SOURCE[quote.char_start - 100 : quote.char_end - 100] == quote.quote
     store.close()
+
+
+GORDON = (
+    "小艾瑞克·高登（Eric Gordon, Jr.），美国职业篮球运动员，现效力于NBA休士顿火箭。"
+    "高登身高1.93米，场上位置得分后卫。"
+    "2008年，戈登宣布弃学进入NBA，在当年的NBA选秀中以第一轮第7顺位被快艇选中。"
+    "2011年12月15日，戈登在CP3交易案中被送到纽奥良黄蜂。"
+)
+
+
+def test_an_answer_from_elsewhere_in_the_chunk_is_not_verified(embedder: LocalEmbedder) -> None:
+    """The swapped entity is in the chunk, but not in the span that states the claim."""
+    verifier = CitationVerifier(embedder=embedder, lexical_threshold=0.65, semantic_threshold=0.513)
+    right = verifier.support("2011年12月15日，戈登在CP3交易案中被送到纽奥良黄蜂。", GORDON)
+    assert right.verified, right
+    assert GORDON[right.span_start : right.span_end] == (
+        "2011年12月15日，戈登在CP3交易案中被送到纽奥良黄蜂。"
+    )
+    swapped = verifier.support("2011年12月15日，戈登在CP3交易案中被送到NBA休士顿火箭。", GORDON)
+    assert not swapped.verified
+    assert swapped.reason is not None
+    assert GORDON[swapped.span_start : swapped.span_end] == (
+        "2011年12月15日，戈登在CP3交易案中被送到纽奥良黄蜂。"
+    )
+    assert swapped.reason == (
+        "'NBA' not in the quoted span (the source names it elsewhere); 'NBA休士顿火箭' not in the "
+        "quoted span (the source has it elsewhere); the source says '纽奥良黄蜂'"
+    )
+    source = (
+        "Initech Corporation was founded in Austin. Its chief executive is Bill Lumbergh. The "
+        "company sells printers and staplers to offices. Globex Corporation reported revenue of "
+        "$4.2 billion in fiscal 2023."
+    )
+    english = verifier.support(
+        "Initech Corporation reported revenue of $4.2 billion in fiscal 2023.", source
+    )
+    assert not english.verified
+    assert english.reason == "'Initech' not in the quoted span (the source names it elsewhere)"
+
+
+HALT = (
+    "The committee reviewed the proposal in March. The new policy does not reduce costs for "
+    "small clinics. Larger hospitals reported savings of 12% in the first year."
+)
+
+
+def test_a_negation_added_or_removed_is_not_verified(embedder: LocalEmbedder) -> None:
+    verifier = CitationVerifier(embedder=embedder, lexical_threshold=0.65, semantic_threshold=0.513)
+    assert verifier.support(
+        "The new policy does not reduce costs for small clinics.", HALT
+    ).verified
+    removed = verifier.support("The new policy reduces costs for small clinics.", HALT)
+    assert not removed.verified
+    assert removed.reason == "the source says 'not', the claim does not"
+    assert HALT[removed.span_start : removed.span_end] == (
+        "The new policy does not reduce costs for small clinics."
+    )
+    added = verifier.support(
+        "Larger hospitals did not report savings of 12% in the first year.", HALT
+    )
+    assert not added.verified
+    assert added.reason == "the claim says 'not', the source does not"
+    zh = "调查显示，道德感较不足的人很可能与新来的第三个人发生恋爱关系。这种关系称为三角关系。"
+    assert verifier.support("道德感较不足的人很可能与第三个人发生恋爱关系。", zh).verified
+    zh_removed = verifier.support("道德感较足的人很可能与第三个人发生恋爱关系。", zh)
+    assert not zh_removed.verified
+    assert zh_removed.reason == "the source says '不', the claim does not"
+
+
+def test_a_quotation_with_an_exclamation_mark_is_one_claim_and_verifies(
+    embedder: LocalEmbedder,
+) -> None:
+    source = 'At the crossing the sign says "Stop!" and drivers must halt. Cyclists may pass.'
+    verifier = CitationVerifier(embedder=embedder, lexical_threshold=0.65, semantic_threshold=0.513)
+    support = verifier.support('The sign says "Stop!" and drivers must halt.', source)
+    assert support.verified, support
+    assert source[support.span_start : support.span_end] == (
+        'At the crossing the sign says "Stop!" and drivers must halt.'
+    )
+
+
+def test_a_table_row_verifies_only_a_claim_about_its_subject(embedder: LocalEmbedder) -> None:
+    table = "Product | Units | Price\nWidget | 150 | 9.99\nGadget | 75 | 24.50"
+    verifier = CitationVerifier(embedder=embedder, lexical_threshold=0.65, semantic_threshold=0.513)
+    assert verifier.support("Widgets sold 150 units.", table).verified
+    wrong = verifier.support("Gadgets sold 150 units.", table)
+    assert not wrong.verified
+    assert wrong.reason is not None
+    assert "the row is about 'Widget', which the claim does not name" in wrong.reason
