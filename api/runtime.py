@@ -260,6 +260,9 @@ def bind_index(
             embedder=embedder,
             lexical_threshold=settings.citations.lexical_threshold,
             semantic_threshold=settings.citations.semantic_threshold_for(embedder.model_name),
+            cjk_semantic_threshold=settings.citations.cjk_semantic_threshold_for(
+                embedder.model_name
+            ),
         ),
         count_tokens=ReaderTokenCounter(settings.reader).count,
         reader_settings=settings.reader,
