@@ -81,12 +81,19 @@ class EdgeVectorStore:
                     TENANT_FIELD, qe.KeywordIndexParams(is_tenant=True)
                 )
             )
+            # The narrowing fields get no HNSW links of their own (`enable_hnsw`): a value such
+            # as version "v1" or principal "*" covers most points, and with m=0 Qdrant would
+            # otherwise build a payload_m graph over each such block (minutes per million).
             for field in KEYWORD_FIELDS:
                 self._shard.update(
-                    qe.UpdateOperation.create_field_index(field, qe.PayloadSchemaType.Keyword)
+                    qe.UpdateOperation.create_field_index(
+                        field, qe.KeywordIndexParams(enable_hnsw=False)
+                    )
                 )
             self._shard.update(
-                qe.UpdateOperation.create_field_index(INDEXED_AT_FIELD, qe.DatetimeIndexParams())
+                qe.UpdateOperation.create_field_index(
+                    INDEXED_AT_FIELD, qe.DatetimeIndexParams(enable_hnsw=False)
+                )
             )
 
     @property

@@ -150,12 +150,17 @@ class QdrantServerVectorStore:
             TENANT_FIELD,
             models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True),
         )
+        # Narrowing fields get no HNSW links of their own (see the embedded store).
         for field in KEYWORD_FIELDS:
             self._client.create_payload_index(
-                self._collection, field, models.PayloadSchemaType.KEYWORD
+                self._collection,
+                field,
+                models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, enable_hnsw=False),
             )
         self._client.create_payload_index(
-            self._collection, INDEXED_AT_FIELD, models.PayloadSchemaType.DATETIME
+            self._collection,
+            INDEXED_AT_FIELD,
+            models.DatetimeIndexParams(type=models.DatetimeIndexType.DATETIME, enable_hnsw=False),
         )
 
     def _ensure_fallback_shard(self) -> None:
