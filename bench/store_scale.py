@@ -136,16 +136,49 @@ def percentiles(values: list[float]) -> dict[str, float]:
     }
 
 
+def plot(results: Path) -> Path:
+    """RSS and disk against chunks stored during the fill, with the per-million slope carried
+    to 10M chunks; written beside the results as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = json.loads(results.read_text())
+    chunks = [row["chunks"] / 1e6 for row in data["fill"]]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key, label in (("rss_mib", "RSS"), ("disk_mib", "on disk")):
+        values = [row[key] / 1024 for row in data["fill"]]
+        ax.plot(chunks, values, "o-", label=f"{label} (measured)")
+        slope = (values[-1] - values[0]) / (chunks[-1] - chunks[0])
+        ax.plot([chunks[-1], 10], [values[-1], values[-1] + slope * (10 - chunks[-1])], "--",
+                label=f"{label}: {slope:.2f} GiB per million, extrapolated")  # fmt: skip
+    ax.set_xlabel("chunks stored (millions)")
+    ax.set_ylabel("GiB")
+    ax.set_title(f"qdrant-edge, {data['tenants']} tenants, 384-d + sparse, default layout")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = results.with_suffix(".png")
+    fig.savefig(out, dpi=110)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--plot", type=Path, help="Only draw the PNG of a results file.")
     parser.add_argument("--chunks", type=int, default=1_000_000)
     parser.add_argument("--tenants", type=int, default=1000)
     parser.add_argument("--tenant-chunks", type=int, default=20_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--batch", type=int, default=5000)
     parser.add_argument("--folder", type=Path, default=None, help="Default: a temporary folder.")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if args.plot:
+        print(plot(args.plot))
+        return
+    if args.out is None:
+        parser.error("--out is required")
 
     rng = np.random.default_rng(7)
     folder = args.folder or Path(tempfile.mkdtemp(prefix="store-scale-"))
@@ -314,6 +347,7 @@ def main() -> None:
         },
     }
     args.out.write_text(json.dumps(out, indent=2) + "\n")
+    plot(args.out)
     print(json.dumps(out["memory"]), json.dumps(out["tenant"]), file=sys.stderr)
 
 
