@@ -150,6 +150,30 @@ def test_local_mode_accepts_the_collection_request_and_searches(tmp_path: Path) 
     client.close()
 
 
+def test_every_call_of_a_tiered_store_is_well_formed_for_qdrant_client(tmp_path: Path) -> None:
+    """Local mode takes (and ignores) shard key selectors: every read and write path of a
+    tiered store runs through qdrant-client's request models here; the routing itself is the
+    server's."""
+    client = QdrantClient(path=str(tmp_path / "local"))
+    tiered = CollectionSettings(tiered_multitenancy=True)
+    store = QdrantServerVectorStore(
+        collection="c", dimension=DIM, lexical=LEXICAL, client=client, layout=tiered
+    )
+    store.ensure_collection()
+    points = [_point("a", i) for i in range(4)] + [_point("b", i) for i in range(3)]
+    store.upsert(points)
+    assert store.count(tenant_id="a") == 4
+    assert store.document_counts(tenant_id="b") == {"doc0": 1, "doc1": 1, "doc2": 1}
+    assert len(store.scroll(tenant_id="a")[0]) == 4
+    terms = LEXICAL.encode_query("chunk")
+    query = HybridQuery(limit=2, dense=points[0].dense_vector, sparse=terms)
+    assert {h.payload["tenant_id"] for h in store.search(tenant_id="a", query=query)} == {"a"}
+    assert store.idf(tenant_id="a", terms=terms)
+    store.delete_document(tenant_id="a", document_id="doc0")
+    assert store.count(tenant_id="a") == 3
+    client.close()
+
+
 def test_a_tenant_is_routed_to_its_own_shard_key_with_the_shared_one_as_fallback() -> None:
     selector = shard_key_of("acme")
     assert (selector.target, selector.fallback) == ("tenant-acme", FALLBACK_SHARD_KEY)

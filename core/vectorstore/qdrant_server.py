@@ -128,8 +128,10 @@ class QdrantServerVectorStore:
             self._client = QdrantClient(url=url, api_key=api_key)
         else:
             self._client = QdrantClient(path=str(path))
-        # Local mode searches exactly and warns on any search parameter but IDF's.
-        self._dense_params = None if _is_local(self._client) else dense_search_params(self._layout)
+        # Local mode searches exactly and warns on any search parameter but IDF's; it takes
+        # shard key selectors but has no shard keys (it ignores them).
+        self._local = _is_local(self._client)
+        self._dense_params = None if self._local else dense_search_params(self._layout)
 
     @_outage_is_unavailable
     def ensure_collection(self) -> None:
@@ -143,7 +145,7 @@ class QdrantServerVectorStore:
                 # Another replica may have created it between our check and our call.
                 if not self._client.collection_exists(self._collection):
                     raise
-            if self._tiered:
+            if self._tiered and not self._local:
                 self._ensure_fallback_shard()
         self._client.create_payload_index(
             self._collection,
