@@ -18,6 +18,7 @@ def run_checks(settings: Settings) -> list[CheckRow]:
     rows.append(_run("database", _check_database, settings))
     rows.append(_run("broker", _check_broker, settings))
     rows.append(_run("vector store", _check_vector_store, settings))
+    rows.append(_run("collection parameters", _check_collections, settings))
     rows.append(_run("reader", _check_reader, settings))
     rows.append(_run("embedding", _check_embedding, settings))
     return rows
@@ -33,7 +34,7 @@ def _run(name: str, check: Callable[[Settings], str], settings: Settings) -> Che
     try:
         return (name, True, check(settings))
     except Exception as exc:
-        return (name, False, f"{type(exc).__name__}: {exc}"[:300])
+        return (name, False, f"{type(exc).__name__}: {exc}"[:800])
 
 
 def _check_database(settings: Settings) -> str:
@@ -87,6 +88,54 @@ def _check_vector_store(settings: Settings) -> str:
     )
     require_per_tenant_idf(version)
     return f"qdrant server {version} at {settings.vector_store.url}"
+
+
+def _check_collections(settings: Settings) -> str:
+    """Each existing collection against `vector_store.collection`; a difference fails the row.
+
+    Parameters apply when a collection is created, so a setting changed afterwards would
+    otherwise be silently ignored."""
+    from core.vectorstore.layout import desired_layout, drift, edge_layout
+
+    layout = settings.vector_store.collection
+    prefix = settings.vector_store.collection_prefix + "__"
+    found: dict[str, dict[str, object]] = {}
+    if settings.vector_store.kind is VectorStoreKind.EMBEDDED:
+        root = settings.vector_store_path
+        for folder in sorted(root.glob(prefix + "*")) if root.exists() else []:
+            stored = edge_layout(folder)
+            if stored is not None:
+                found[folder.name] = stored
+        desired = desired_layout(layout, server=False)
+    elif not settings.vector_store.url:
+        return "qdrant-client local mode keeps no collection parameters (server only)"
+    else:
+        from qdrant_client import QdrantClient
+
+        from core.vectorstore.qdrant_server import server_layout
+
+        api_key = settings.vector_store.api_key
+        client = QdrantClient(
+            url=settings.vector_store.url,
+            api_key=api_key.get_secret_value() if api_key else None,
+            timeout=5,
+        )
+        try:
+            for collection in client.get_collections().collections:
+                if collection.name.startswith(prefix):
+                    found[collection.name] = server_layout(client.get_collection(collection.name))
+        finally:
+            client.close()
+        desired = desired_layout(layout, server=True)
+    problems = [
+        f"{name}: {line}" for name, stored in found.items() for line in drift(desired, stored)
+    ]
+    if problems:
+        raise RuntimeError(
+            "; ".join(problems) + " (RAGKB_VECTOR_STORE__COLLECTION__* apply only when a "
+            "collection is created: set them back, or `ragkb reindex` to a new collection)"
+        )
+    return f"{len(found)} collection(s) as configured" if found else "no collection yet"
 
 
 def _check_reader(settings: Settings) -> str:

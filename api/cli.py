@@ -139,6 +139,68 @@ def tenant_settings(
     console.print(f"{name}: end-user principals {'required' if require_principals else 'optional'}")
 
 
+@tenant_app.command("promote")
+def tenant_promote(
+    name: str,
+    shards: Annotated[int, typer.Option(min=1, help="Shards of the tenant's shard key.")] = 1,
+    replication_factor: Annotated[
+        int | None, typer.Option(min=1, help="Replicas per shard (default: the collection's).")
+    ] = None,
+    timeout_s: Annotated[
+        float, typer.Option(help="How long to wait for Qdrant to finish the copy.")
+    ] = 3600.0,
+) -> None:
+    """Move a large tenant from the shared shard key to a shard key of its own, in the active
+    collection (tiered multitenancy; a Qdrant server >= 1.16 and a collection created with
+    RAGKB_VECTOR_STORE__COLLECTION__TIERED_MULTITENANCY=true). Reads and writes follow without
+    a restart: Qdrant routes every request to the tenant's key once it is active. Exits 1 on
+    the embedded store or local mode, which have no shard keys."""
+    from core.settings import VectorStoreKind
+    from core.tenancy import TenantNotFoundError, get_tenant_by_name
+    from core.vectorstore.tiers import TieringUnsupported, promote_tenant, refuse_unless_server
+
+    settings = get_settings()
+    store = settings.vector_store
+    try:
+        refuse_unless_server(
+            url=store.url if store.kind is VectorStoreKind.QDRANT else None,
+            tiered=store.collection.tiered_multitenancy,
+        )
+    except TieringUnsupported as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    from qdrant_client import QdrantClient
+
+    from core.db import create_db_engine, create_session_factory
+    from core.index_set import IndexSet
+
+    with _session(settings) as session:
+        try:
+            tenant_id = get_tenant_by_name(session, name=name).id
+        except TenantNotFoundError as exc:
+            err_console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from exc
+    indexes = IndexSet(settings, create_session_factory(create_db_engine(settings)))
+    collection = indexes.active().collection
+    indexes.close()
+    api_key = store.api_key.get_secret_value() if store.api_key else None
+    client = QdrantClient(url=store.url, api_key=api_key)
+    try:
+        promotion = promote_tenant(
+            client, collection, tenant_id, shards=shards,
+            replication_factor=replication_factor, timeout_s=timeout_s,
+        )  # fmt: skip
+    except (TieringUnsupported, ValueError, TimeoutError) as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    finally:
+        client.close()
+    console.print(
+        f"tenant {name}: {promotion.points_moved} points moved to shard key "
+        f"{promotion.shard_key!r} of {collection} in {promotion.seconds:.1f} s"
+    )
+
+
 @key_app.command("create")
 def key_create(
     tenant: Annotated[str, typer.Option(help="Tenant name.")],

@@ -22,6 +22,111 @@ class RerankBackend(StrEnum):
     REMOTE = "remote"
 
 
+class Quantization(StrEnum):
+    NONE = "none"
+    INT8 = "int8"
+
+
+class CollectionSettings(BaseModel):
+    """How a collection is laid out, applied when it is created (`ragkb reindex` creates a new
+    one); `ragkb check` reports an existing collection whose parameters differ. Measured figures:
+    docs/operations.md and bench/results/quantization.json."""
+
+    shards: int = Field(
+        1,
+        ge=1,
+        description="Shards of the collection (server; with tiered multitenancy, shards per "
+        "shard key). Raise it to spread one collection over several Qdrant nodes: about one per "
+        "node, or 2x nodes to leave room to grow. Fixed at creation. Ignored by the embedded "
+        "store (one shard).",
+    )
+    replication_factor: int = Field(
+        1,
+        ge=1,
+        description="Copies of each shard (server). 2 or more once the cluster has that many "
+        "nodes, so a node loss loses no data and reads keep answering.",
+    )
+    write_consistency_factor: int = Field(
+        1,
+        ge=1,
+        description="Replicas that must confirm a write before it returns (server; at most "
+        "replication_factor). Raise it with replication when a write must survive a node loss "
+        "the moment it is acknowledged; each step adds a replica's latency to every upsert.",
+    )
+    vectors_on_disk: bool = Field(
+        True,
+        description="Keep the original float32 vectors memory-mapped on disk (the OS caches "
+        "them while RAM is free) instead of pinned in RAM. With int8 quantization searches "
+        "walk the in-RAM int8 copy (388 B per 384-d chunk against 1,536) and read originals "
+        "only to rescore the oversampled candidates. Turn off for the lowest latency when RAM "
+        "holds every vector twice over, or when quantization is `none` (every search would "
+        "read the disk).",
+    )
+    payload_on_disk: bool = Field(
+        True,
+        description="Keep payloads (chunk text, metadata) on disk; only indexed fields are in "
+        "RAM. Turn off only for a small collection where every byte of latency matters.",
+    )
+    hnsw_m: int = Field(
+        0,
+        ge=0,
+        description="Edges per node of the collection-wide HNSW graph. 0 (Qdrant's multitenancy "
+        "recipe): no global graph, since every ragkb search filters by tenant; graphs are "
+        "built per tenant (`hnsw_payload_m`). Set 16 only if searches ever span tenants.",
+    )
+    hnsw_payload_m: int = Field(
+        16,
+        ge=0,
+        description="Edges per node of the per-tenant HNSW graphs (built on the tenant_id "
+        "is_tenant index). Raise to 32 for tenants of millions of chunks if recall@10 drops; "
+        "each step doubles the graph's memory.",
+    )
+    hnsw_ef_construct: int = Field(
+        100,
+        ge=4,
+        description="Candidates kept while building the graph: higher gives a better graph "
+        "for slower indexing. Raise to 200-400 only if recall measured against exact search "
+        "falls short.",
+    )
+    quantization: Quantization = Field(
+        Quantization.INT8,
+        description="`int8`: Qdrant scalar quantization of the dense vectors (388 bytes per "
+        "384-d chunk in RAM against 1,536; with rescoring nDCG@10 unchanged on SciFact train, "
+        "0.8009 both, bench/results/quantization.json). `none`: float32 only.",
+    )
+    quantization_quantile: float = Field(
+        0.99,
+        gt=0.5,
+        le=1.0,
+        description="Share of vector components inside the int8 range; the rest are clipped. "
+        "Qdrant's recommended 0.99; 1.0 keeps outliers at the cost of resolution.",
+    )
+    quantization_always_ram: bool = Field(
+        True,
+        description="Keep the int8 vectors in RAM (with originals on disk this is where the "
+        "memory saving comes from). Off only when even int8 does not fit.",
+    )
+    rescore: bool = Field(
+        True,
+        description="Re-rank the quantized candidates with the original vectors (search-time; "
+        "no effect without quantization).",
+    )
+    oversampling: float = Field(
+        2.0,
+        ge=1.0,
+        description="Quantized candidates fetched per result before rescoring (search-time). "
+        "1, 2 and 3 all matched float32 on the SciFact sample; 2 leaves a margin for large "
+        "tenants searched through their graph. Raise it if a quality check shows loss.",
+    )
+    tiered_multitenancy: bool = Field(
+        False,
+        description="Server only, fixed at creation: custom sharding with a shared fallback "
+        "shard key, so `ragkb tenants promote` can move a large tenant to its own shard key "
+        "(Qdrant >= 1.16). Every read and write then names the tenant's shard key with the "
+        "shared one as fallback; Qdrant routes it.",
+    )
+
+
 class VectorStoreSettings(BaseModel):
     kind: VectorStoreKind = Field(
         VectorStoreKind.EMBEDDED,
@@ -43,6 +148,10 @@ class VectorStoreSettings(BaseModel):
         gt=0,
         description="How often each process checks which index (embedding model) is active, "
         "so `ragkb reindex` switches models without a restart.",
+    )
+    collection: CollectionSettings = Field(
+        default_factory=CollectionSettings,
+        description="Collection layout (shards, replication, on-disk, HNSW, quantization).",
     )
     reindex_batch: int = Field(256, ge=1, description="Points re-embedded per batch by reindex.")
     reindex_settle_s: float = Field(

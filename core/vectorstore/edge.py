@@ -11,6 +11,7 @@ from typing import Any
 import qdrant_edge as qe
 
 from core.lexical import LexicalEncoder, SparseVector
+from core.settings import CollectionSettings, Quantization
 from core.vectorstore import (
     DENSE_VECTOR,
     DOCUMENT_FIELD,
@@ -34,15 +35,25 @@ from core.vectorstore import (
     dense_scores,
     one_version_each,
 )
+from core.vectorstore.layout import FULL_SCAN_THRESHOLD_KB, edge_dimension
 
 
 class EdgeVectorStore:
     """qdrant-edge shard; it locks its folder, so exactly one process may own it."""
 
-    def __init__(self, *, path: Path, dimension: int, lexical: LexicalEncoder) -> None:
+    def __init__(
+        self,
+        *,
+        path: Path,
+        dimension: int,
+        lexical: LexicalEncoder,
+        layout: CollectionSettings | None = None,
+    ) -> None:
         self._path = path
         self._dimension = dimension
         self._lexical = lexical
+        self._layout = layout or CollectionSettings()
+        self._dense_params = dense_search_params(self._layout)
         self._shard: Any = None
         # The shard serialises updates itself; the lock keeps open/close and bulk writes atomic.
         self._lock = threading.RLock()
@@ -51,29 +62,38 @@ class EdgeVectorStore:
         with self._lock:
             if self._shard is not None:
                 return
-            config = qe.EdgeConfig(
-                vectors={DENSE_VECTOR: qe.EdgeVectorParams(self._dimension, qe.Distance.Cosine)},
-                # Qdrant computes IDF over the points at query time: the BM25 weights stay exact
-                # as documents come and go, with no corpus statistics kept by ragkb. Every
-                # query narrows the IDF corpus to the caller's readable points (`_corpus`).
-                sparse_vectors={SPARSE_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
-            )
             if (self._path / "segments").exists() or any(self._path.glob("*")):
-                self._shard = qe.EdgeShard.load(str(self._path), config)
+                stored = edge_dimension(self._path, DENSE_VECTOR)
+                if stored is not None and stored != self._dimension:
+                    raise ValueError(
+                        f"{self._path} holds {stored}-d vectors, not {self._dimension}-d"
+                    )
+                # Loaded as created: a config given here would be written over the stored one
+                # and reach new segments only. A changed setting is reported by `ragkb check`.
+                self._shard = qe.EdgeShard.load(str(self._path))
             else:
                 self._path.mkdir(parents=True, exist_ok=True)
-                self._shard = qe.EdgeShard.create(str(self._path), config)
+                self._shard = qe.EdgeShard.create(
+                    str(self._path), edge_config(self._dimension, self._layout)
+                )
             self._shard.update(
                 qe.UpdateOperation.create_field_index(
                     TENANT_FIELD, qe.KeywordIndexParams(is_tenant=True)
                 )
             )
+            # The narrowing fields get no HNSW links of their own (`enable_hnsw`): a value such
+            # as version "v1" or principal "*" covers most points, and with m=0 Qdrant would
+            # otherwise build a payload_m graph over each such block (minutes per million).
             for field in KEYWORD_FIELDS:
                 self._shard.update(
-                    qe.UpdateOperation.create_field_index(field, qe.PayloadSchemaType.Keyword)
+                    qe.UpdateOperation.create_field_index(
+                        field, qe.KeywordIndexParams(enable_hnsw=False)
+                    )
                 )
             self._shard.update(
-                qe.UpdateOperation.create_field_index(INDEXED_AT_FIELD, qe.DatetimeIndexParams())
+                qe.UpdateOperation.create_field_index(
+                    INDEXED_AT_FIELD, qe.DatetimeIndexParams(enable_hnsw=False)
+                )
             )
 
     @property
@@ -130,7 +150,11 @@ class EdgeVectorStore:
         stages: list[tuple[Any, float, Any]] = []
         if query.dense is not None:
             stages.append(
-                (qe.Query.Nearest(list(query.dense), using=DENSE_VECTOR), query.dense_weight, None)
+                (
+                    qe.Query.Nearest(list(query.dense), using=DENSE_VECTOR),
+                    query.dense_weight,
+                    self._dense_params,
+                )
             )
         if query.sparse:
             stages.append(
@@ -270,6 +294,51 @@ class EdgeVectorStore:
                 self._shard.flush()
                 self._shard.close()
                 self._shard = None
+
+
+def edge_config(dimension: int, layout: CollectionSettings) -> Any:
+    """The qdrant-edge config of a new ragkb store under `layout` (shards and replication do
+    not apply: one local shard)."""
+    quantization = (
+        qe.ScalarQuantizationConfig(
+            qe.ScalarType.Int8,
+            quantile=layout.quantization_quantile,
+            always_ram=layout.quantization_always_ram,
+        )
+        if layout.quantization is Quantization.INT8
+        else None
+    )
+    return qe.EdgeConfig(
+        vectors={
+            DENSE_VECTOR: qe.EdgeVectorParams(
+                dimension, qe.Distance.Cosine, on_disk=layout.vectors_on_disk
+            )
+        },
+        # Qdrant computes IDF over the points at query time: the BM25 weights stay exact as
+        # documents come and go, with no corpus statistics kept by ragkb. Every query narrows
+        # the IDF corpus to the caller's readable points (`_corpus`).
+        sparse_vectors={SPARSE_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+        on_disk_payload=layout.payload_on_disk,
+        hnsw_config=qe.HnswIndexConfig(
+            m=layout.hnsw_m,
+            ef_construct=layout.hnsw_ef_construct,
+            full_scan_threshold=FULL_SCAN_THRESHOLD_KB,
+            payload_m=layout.hnsw_payload_m,
+        ),
+        quantization_config=quantization,
+    )
+
+
+def dense_search_params(layout: CollectionSettings) -> Any:
+    """Oversample the int8 candidates and rescore them with the originals (None: no
+    quantization)."""
+    if layout.quantization is Quantization.NONE:
+        return None
+    return qe.SearchParams(
+        quantization=qe.QuantizationSearchParams(
+            rescore=layout.rescore, oversampling=layout.oversampling
+        )
+    )
 
 
 def _sparse(vector: SparseVector) -> Any:

@@ -30,7 +30,10 @@ class StoreOpener:
             from core.vectorstore.edge import EdgeVectorStore
 
             return EdgeVectorStore(
-                path=settings.vector_store_path / collection, dimension=dimension, lexical=lexical
+                path=settings.vector_store_path / collection,
+                dimension=dimension,
+                lexical=lexical,
+                layout=settings.vector_store.collection,
             )
         from core.vectorstore.qdrant_server import QdrantServerVectorStore
 
@@ -47,7 +50,11 @@ class StoreOpener:
                 else QdrantClient(path=str(settings.vector_store_path))
             )
         return QdrantServerVectorStore(
-            collection=collection, dimension=dimension, lexical=lexical, client=self._client
+            collection=collection,
+            dimension=dimension,
+            lexical=lexical,
+            client=self._client,
+            layout=settings.vector_store.collection,
         )
 
     def close(self) -> None:
@@ -65,7 +72,10 @@ def create_vector_store(settings: Settings, *, model_name: str, dimension: int) 
         from core.vectorstore.edge import EdgeVectorStore
 
         return EdgeVectorStore(
-            path=settings.vector_store_path / name, dimension=dimension, lexical=lexical
+            path=settings.vector_store_path / name,
+            dimension=dimension,
+            lexical=lexical,
+            layout=settings.vector_store.collection,
         )
     from core.vectorstore.qdrant_server import QdrantServerVectorStore
 
@@ -77,7 +87,12 @@ def create_vector_store(settings: Settings, *, model_name: str, dimension: int) 
             lexical=lexical,
             url=settings.vector_store.url,
             api_key=api_key.get_secret_value() if api_key else None,
+            layout=settings.vector_store.collection,
         )
     return QdrantServerVectorStore(
-        collection=name, dimension=dimension, lexical=lexical, path=settings.vector_store_path
+        collection=name,
+        dimension=dimension,
+        lexical=lexical,
+        path=settings.vector_store_path,
+        layout=settings.vector_store.collection,
     )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import httpx
 from qdrant_client import QdrantClient, models
@@ -13,6 +14,7 @@ from qdrant_client.common.client_exceptions import ResourceExhaustedResponse
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from core.lexical import LexicalEncoder, SparseVector
+from core.settings import CollectionSettings, Quantization
 from core.vectorstore import (
     DENSE_VECTOR,
     DOCUMENT_FIELD,
@@ -37,6 +39,8 @@ from core.vectorstore import (
     dense_scores,
     one_version_each,
 )
+from core.vectorstore.layout import FULL_SCAN_THRESHOLD_KB, Layout
+from core.vectorstore.tiers import FALLBACK_SHARD_KEY, shard_key_of
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -105,12 +109,16 @@ class QdrantServerVectorStore:
         api_key: str | None = None,
         path: Path | None = None,
         client: QdrantClient | None = None,
+        layout: CollectionSettings | None = None,
     ) -> None:
         if sum(x is not None for x in (url, path, client)) != 1:
             raise ValueError("give exactly one of a Qdrant URL, a local-mode path or a client")
         self._collection = collection
         self._dimension = dimension
         self._lexical = lexical
+        self._layout = layout or CollectionSettings()
+        # With custom sharding every call names the tenant's shard key (fallback: the shared one).
+        self._tiered = self._layout.tiered_multitenancy
         # A shared client belongs to the caller (local mode locks its folder to one client, so
         # every collection of a process goes through the same one).
         self._owns_client = client is None
@@ -120,6 +128,10 @@ class QdrantServerVectorStore:
             self._client = QdrantClient(url=url, api_key=api_key)
         else:
             self._client = QdrantClient(path=str(path))
+        # Local mode searches exactly and warns on any search parameter but IDF's; it takes
+        # shard key selectors but has no shard keys (it ignores them).
+        self._local = _is_local(self._client)
+        self._dense_params = None if self._local else dense_search_params(self._layout)
 
     @_outage_is_unavailable
     def ensure_collection(self) -> None:
@@ -127,54 +139,71 @@ class QdrantServerVectorStore:
         if not self._client.collection_exists(self._collection):
             try:
                 self._client.create_collection(
-                    self._collection,
-                    vectors_config={
-                        DENSE_VECTOR: models.VectorParams(
-                            size=self._dimension, distance=models.Distance.COSINE
-                        )
-                    },
-                    # IDF is computed by Qdrant over the stored points (BM25's corpus statistic),
-                    # counted per query over the caller's readable points only (`_corpus`).
-                    sparse_vectors_config={
-                        SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)
-                    },
+                    self._collection, **create_collection_args(self._dimension, self._layout)
                 )
             except Exception:
                 # Another replica may have created it between our check and our call.
                 if not self._client.collection_exists(self._collection):
                     raise
+            if self._tiered and not self._local:
+                self._ensure_fallback_shard()
         self._client.create_payload_index(
             self._collection,
             TENANT_FIELD,
             models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True),
         )
+        # Narrowing fields get no HNSW links of their own (see the embedded store).
         for field in KEYWORD_FIELDS:
             self._client.create_payload_index(
-                self._collection, field, models.PayloadSchemaType.KEYWORD
+                self._collection,
+                field,
+                models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, enable_hnsw=False),
             )
         self._client.create_payload_index(
-            self._collection, INDEXED_AT_FIELD, models.PayloadSchemaType.DATETIME
+            self._collection,
+            INDEXED_AT_FIELD,
+            models.DatetimeIndexParams(type=models.DatetimeIndexType.DATETIME, enable_hnsw=False),
         )
+
+    def _ensure_fallback_shard(self) -> None:
+        existing = {
+            k.key for k in (self._client.list_shard_keys(self._collection).shard_keys or [])
+        }
+        if FALLBACK_SHARD_KEY not in existing:
+            # Another replica may create it first.
+            with contextlib.suppress(UnexpectedResponse):
+                self._client.create_shard_key(self._collection, FALLBACK_SHARD_KEY)
+
+    def _shard(self, tenant_id: str) -> models.ShardKeyWithFallback | None:
+        """Where a tenant's points live: its own shard key once promoted, else the shared one
+        (Qdrant picks; None without tiered multitenancy)."""
+        return shard_key_of(tenant_id) if self._tiered else None
 
     @_outage_is_unavailable
     def upsert(self, points: Sequence[ChunkPoint]) -> None:
         if not points:
             return
-        self._client.upsert(
-            self._collection,
-            points=[
-                models.PointStruct(
-                    id=p.point_id,
-                    vector={
-                        DENSE_VECTOR: list(p.dense_vector),
-                        SPARSE_VECTOR: _sparse(self._lexical.encode_document(p.lexical_text())),
-                    },
-                    payload=p.full_payload(),
-                )
-                for p in points
-            ],
-            wait=True,
-        )
+        # One request per tenant: a request has one shard key.
+        by_tenant: dict[str, list[ChunkPoint]] = {}
+        for point in points:
+            by_tenant.setdefault(point.tenant_id, []).append(point)
+        for tenant_id, tenant_points in by_tenant.items():
+            self._client.upsert(
+                self._collection,
+                points=[
+                    models.PointStruct(
+                        id=p.point_id,
+                        vector={
+                            DENSE_VECTOR: list(p.dense_vector),
+                            SPARSE_VECTOR: _sparse(self._lexical.encode_document(p.lexical_text())),
+                        },
+                        payload=p.full_payload(),
+                    )
+                    for p in tenant_points
+                ],
+                wait=True,
+                shard_key_selector=self._shard(tenant_id),
+            )
 
     @_outage_is_unavailable
     def replace_documents(self, documents: Sequence[DocumentVersion]) -> None:
@@ -208,6 +237,7 @@ class QdrantServerVectorStore:
                 self._collection,
                 points_selector=models.FilterSelector(filter=delete_filter),
                 wait=True,
+                shard_key_selector=self._shard(tenant_id),
             )
 
     @_outage_is_unavailable
@@ -224,6 +254,7 @@ class QdrantServerVectorStore:
                         using=DENSE_VECTOR,
                         limit=max(query.candidates, query.limit),
                         filter=point_filter,
+                        params=self._dense_params,
                     ),
                     query.dense_weight,
                 )
@@ -255,6 +286,7 @@ class QdrantServerVectorStore:
                 limit=query.limit,
                 with_payload=True,
                 with_vectors=[DENSE_VECTOR],
+                shard_key_selector=self._shard(tenant_id),
             )
         else:
             fusion: models.Query = (
@@ -270,6 +302,7 @@ class QdrantServerVectorStore:
                 limit=query.limit,
                 with_payload=True,
                 with_vectors=[DENSE_VECTOR],
+                shard_key_selector=self._shard(tenant_id),
             )
         points = response.points
         vectors = [_dense_of(p) for p in points]
@@ -302,6 +335,7 @@ class QdrantServerVectorStore:
                 limit=1,
                 with_payload=False,
                 with_vector=[SPARSE_VECTOR],
+                shard_key=self._shard(tenant_id),
             )
             for index in terms.indices
         ]
@@ -324,6 +358,7 @@ class QdrantServerVectorStore:
                 filter=_filter(tenant_id, document_id=document_id, except_version=keep_version)
             ),
             wait=True,
+            shard_key_selector=self._shard(tenant_id),
         )
 
     @_outage_is_unavailable
@@ -334,6 +369,7 @@ class QdrantServerVectorStore:
             self._collection,
             count_filter=_filter(tenant_id, document_id=document_id, version=version),
             exact=True,
+            shard_key_selector=self._shard(tenant_id),
         )
         return result.count
 
@@ -345,6 +381,7 @@ class QdrantServerVectorStore:
             facet_filter=_filter(tenant_id),
             limit=2**31 - 1,
             exact=True,
+            shard_key_selector=self._shard(tenant_id),
         )
         return {str(hit.value): int(hit.count) for hit in response.hits}
 
@@ -364,6 +401,7 @@ class QdrantServerVectorStore:
             limit=limit,
             with_payload=True,
             with_vectors=False,
+            shard_key_selector=self._shard(tenant_id),
         )
         points = [StoredPoint(str(r.id), dict(r.payload or {})) for r in records]
         return points, None if next_offset is None else str(next_offset)
@@ -394,9 +432,103 @@ class QdrantServerVectorStore:
             self._client.delete_collection(self._collection)
         self.close()
 
+    @_outage_is_unavailable
+    def layout(self) -> Layout | None:
+        """What the collection was created with (None if it does not exist), as
+        `core.vectorstore.layout` compares it. qdrant-client local mode keeps none of these
+        (it reports Qdrant's defaults): only a server's answer is meaningful."""
+        if not self._client.collection_exists(self._collection):
+            return None
+        return server_layout(self._client.get_collection(self._collection))
+
     def close(self) -> None:
         if self._owns_client:
             self._client.close()
+
+
+def create_collection_args(dimension: int, layout: CollectionSettings) -> dict[str, Any]:
+    """The `create_collection` arguments of a ragkb collection under `layout`: dense cosine
+    vectors and the IDF-weighted sparse vector, with the layout's shards, replication, on-disk,
+    HNSW and quantization parameters."""
+    quantization = (
+        models.ScalarQuantization(
+            scalar=models.ScalarQuantizationConfig(
+                type=models.ScalarType.INT8,
+                quantile=layout.quantization_quantile,
+                always_ram=layout.quantization_always_ram,
+            )
+        )
+        if layout.quantization is Quantization.INT8
+        else None
+    )
+    return {
+        "vectors_config": {
+            DENSE_VECTOR: models.VectorParams(
+                size=dimension, distance=models.Distance.COSINE, on_disk=layout.vectors_on_disk
+            )
+        },
+        # IDF is computed by Qdrant over the stored points (BM25's corpus statistic), counted
+        # per query over the caller's readable points only (`_corpus`).
+        "sparse_vectors_config": {
+            SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)
+        },
+        "shard_number": layout.shards,
+        "sharding_method": (models.ShardingMethod.CUSTOM if layout.tiered_multitenancy else None),
+        "replication_factor": layout.replication_factor,
+        "write_consistency_factor": layout.write_consistency_factor,
+        "on_disk_payload": layout.payload_on_disk,
+        "hnsw_config": models.HnswConfigDiff(
+            m=layout.hnsw_m,
+            ef_construct=layout.hnsw_ef_construct,
+            payload_m=layout.hnsw_payload_m,
+            full_scan_threshold=FULL_SCAN_THRESHOLD_KB,
+        ),
+        "quantization_config": quantization,
+    }
+
+
+def server_layout(info: models.CollectionInfo) -> Layout:
+    """The comparable parameters of a collection as a Qdrant server reports them."""
+    config = info.config
+    params = config.params
+    vectors = params.vectors
+    dense = vectors.get(DENSE_VECTOR) if isinstance(vectors, dict) else vectors
+    # A per-vector quantization overrides the collection's.
+    quantization = (dense.quantization_config if dense else None) or config.quantization_config
+    scalar = quantization.scalar if isinstance(quantization, models.ScalarQuantization) else None
+    return {
+        "vectors_on_disk": bool(dense.on_disk) if dense else False,
+        "payload_on_disk": params.on_disk_payload is not False,
+        "hnsw_m": config.hnsw_config.m,
+        "hnsw_payload_m": config.hnsw_config.payload_m,
+        "hnsw_ef_construct": config.hnsw_config.ef_construct,
+        "quantization": scalar.type.value if scalar else Quantization.NONE.value,
+        "quantization_quantile": scalar.quantile if scalar else None,
+        "quantization_always_ram": scalar.always_ram if scalar else None,
+        "shards": params.shard_number,
+        "replication_factor": params.replication_factor,
+        "write_consistency_factor": params.write_consistency_factor,
+        "tiered_multitenancy": params.sharding_method is models.ShardingMethod.CUSTOM,
+    }
+
+
+def dense_search_params(layout: CollectionSettings) -> models.SearchParams | None:
+    """The dense search's quantization handling: oversample the int8 candidates and rescore
+    them with the original vectors (None without quantization)."""
+    if layout.quantization is Quantization.NONE:
+        return None
+    return models.SearchParams(
+        quantization=models.QuantizationSearchParams(
+            rescore=layout.rescore, oversampling=layout.oversampling
+        )
+    )
+
+
+def _is_local(client: QdrantClient) -> bool:
+    """Whether the client is qdrant-client's local mode (an in-process brute-force engine)."""
+    from qdrant_client.local.qdrant_local import QdrantLocal
+
+    return isinstance(getattr(client, "_client", None), QdrantLocal)
 
 
 def _sparse(vector: SparseVector) -> models.SparseVector:
