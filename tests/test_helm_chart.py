@@ -57,6 +57,7 @@ OVERRIDES: dict[str, tuple[str | None, dict[str, Any]]] = {
             "worker": {"keda": {"enabled": True}},
             "serviceMonitor": {"enabled": True},
             "reindex": {"model": "multilingual-e5-small", "dropOld": True},
+            "qdrant": {"collection": {"shards": 6, "replication_factor": 2}},
             "config": {
                 "rerank": {"backend": "cross-encoder", "modelPath": "/models/rerank"},
                 "extra": {"RAGKB_RETRIEVAL__MIN_SCORE": 0.3},
@@ -553,6 +554,20 @@ def test_every_value_is_documented() -> None:
 
     check(yaml.safe_load((CHART_DIR / "values.yaml").read_text()), "")
     assert missing == []
+
+
+def test_collection_parameters_reach_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`qdrant.collection` keys become the settings' own collection parameters."""
+    from core.settings import Settings
+
+    prefix = "RAGKB_VECTOR_STORE__COLLECTION__"
+    assert not [name for name in _config("default") if name.startswith(prefix)]
+    rendered = {k: v for k, v in _config("all-optional").items() if k.startswith(prefix)}
+    assert rendered == {f"{prefix}SHARDS": "6", f"{prefix}REPLICATION_FACTOR": "2"}
+    for name, value in rendered.items():
+        monkeypatch.setenv(name, value)
+    collection = Settings().vector_store.collection
+    assert (collection.shards, collection.replication_factor) == (6, 2)
 
 
 def test_embedding_is_in_process_unless_a_service_is_set() -> None:

@@ -167,6 +167,9 @@ RAGKB_READER__MANAGED: "false"
 RAGKB_WORKER__EMBEDDED: "false"
 RAGKB_VECTOR_STORE__KIND: "qdrant"
 RAGKB_VECTOR_STORE__URL: {{ include "ragkb.vectorStoreUrl" . | quote }}
+{{- range $name, $value := .Values.qdrant.collection }}
+RAGKB_VECTOR_STORE__COLLECTION__{{ $name | upper }}: {{ $value | toString | quote }}
+{{- end }}
 RAGKB_READER__BASE_URL: {{ include "ragkb.readerBaseUrl" . | quote }}
 RAGKB_READER__MODEL: {{ .Values.reader.model | quote }}
 RAGKB_RERANK__BACKEND: {{ .Values.config.rerank.backend | quote }}
