@@ -36,9 +36,15 @@ REWRITE_PROMPT = (
     "Rewrite the user's last question so that it can be understood without the conversation. "
     "Keep its language. Reply with the rewritten question only."
 )
+# The reader's refusals in its own words: a negation ("not", "no", "doesn't", "cannot", "none
+# of", "unable to") shortly before what the sources fail to do or hold. "n't" has no word
+# boundary before it ("doesn't"), which the first version missed.
 _REFUSAL = re.compile(
-    r"\b(?:not|no|n't)\b[^.]{0,40}\b(?:mention|contain|provide|include|specif|found|answer|"
-    r"available|information)|没有|未提及|不包含|无法回答",
+    r"(?:\b(?:not|no|none|neither|nor|cannot|unable|without)\b|n't\b|n’t\b)[^.]{0,60}?"
+    r"\b(?:mention|contain|provide|include|specif|found|find|answer|available|information|"
+    r"discuss|address|state|say|give|determin|indicat|cover|refer|detail|data|relevant|"
+    r"enough|sufficient|know)"
+    r"|没有|未提及|未提到|不包含|无法回答|无法确定|未说明",
     re.IGNORECASE,
 )
 # Tokens kept free beyond the sources and the answer: chat template, question, reminder.

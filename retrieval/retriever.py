@@ -20,7 +20,15 @@ from core.vectorstore import (
     SparseVector,
     VectorStore,
 )
-from retrieval.evidence import EvidenceThresholds, coverage, has_evidence, term_weights
+from retrieval.evidence import (
+    EvidenceThresholds,
+    VectorCache,
+    best_sentence_score,
+    coverage,
+    evidence_sentences,
+    has_evidence,
+    term_weights,
+)
 from retrieval.expansion import QueryExpander, fuse_rankings
 from retrieval.idf_cache import UNKNOWN, IdfCache, corpus_key
 from retrieval.rerank import NoReranker, Reranker, RerankUnavailableError
@@ -48,6 +56,10 @@ class RetrievedChunk:
     # Share of the question's IDF-weighted terms in this chunk's text (retrieval/evidence.py);
     # set where the evidence gate measured it.
     coverage: float | None = None
+    # The best dense cosine of one of the chunk's sentences with the question, and the best
+    # coverage of one sentence (retrieval/evidence.py); set where the evidence gate measured it.
+    sentence_score: float | None = None
+    sentence_coverage: float | None = None
 
     @classmethod
     def from_hit(cls, hit: SearchHit) -> RetrievedChunk:
@@ -103,6 +115,7 @@ class Retriever:
         min_coverage: float = 0.0,
         expanders: Mapping[QueryExpansion, QueryExpander] | None = None,
         idf_cache: IdfCache | None = None,
+        sentence_vectors: VectorCache | None = None,
     ) -> None:
         self._store = store
         self._embedder = embedder
@@ -116,6 +129,7 @@ class Retriever:
         self._idf_cache = idf_cache or IdfCache(
             ttl_s=settings.idf_cache_ttl_s, max_entries=settings.idf_cache_size
         )
+        self._sentence_vectors = sentence_vectors or VectorCache(max_entries=20_000)
 
     @property
     def min_score(self) -> float:
@@ -142,6 +156,7 @@ class Retriever:
             min_coverage=self._min_coverage,
             expanders=self._expanders,
             idf_cache=self._idf_cache,
+            sentence_vectors=self._sentence_vectors,
         )
 
     def retrieve(
@@ -239,6 +254,41 @@ class Retriever:
             replace(c, coverage=coverage(weights, self._lexical.encode_query(c.text).indices))
             for c in chunks
         ]
+
+    def with_sentence_signals(
+        self,
+        tenant_id: str,
+        query: str,
+        chunks: list[RetrievedChunk],
+        principals: tuple[str, ...] | None = None,
+    ) -> list[RetrievedChunk]:
+        """The chunks with their best sentence's dense cosine and term coverage: a passage that
+        answers holds one sentence that says it, where a neighbour on the same topic only
+        shares words spread over the whole chunk. One encode of every sentence of the chunks."""
+        if not chunks:
+            return []
+        sentences = [evidence_sentences(c.text) for c in chunks]
+        flat = [s for group in sentences for s in group]
+        query_vector = self._embedder.embed_query(query)
+        vectors = self._sentence_vectors.get_or_compute(flat, self._embedder.embed_passages)
+        terms = self._lexical.encode_query(query)
+        weights = (
+            term_weights(terms.indices, self._idf(tenant_id, principals, terms)) if terms else {}
+        )
+        scored: list[RetrievedChunk] = []
+        start = 0
+        for chunk, group in zip(chunks, sentences, strict=True):
+            own = vectors[start : start + len(group)]
+            start += len(group)
+            covered = [coverage(weights, self._lexical.encode_query(s).indices) for s in group]
+            scored.append(
+                replace(
+                    chunk,
+                    sentence_score=best_sentence_score(query_vector, own),
+                    sentence_coverage=max(covered, default=0.0),
+                )
+            )
+        return scored
 
     def _search(
         self,

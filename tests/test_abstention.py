@@ -1,4 +1,5 @@
-"""Refusing what the sources do not say: the English default evidence gate, real model, store."""
+"""Refusing what the sources do not say: the English default evidence gate and the reader's own
+refusal, with the real model, store and (where marked) the real CPU reader."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from core.vectorstore import ChunkPoint
 from core.vectorstore.edge import EdgeVectorStore
 from generation.answer import AnswerService
 from generation.client import ChatClient
+from generation.prompt import NO_ANSWER
+from generation.tokens import ReaderTokenCounter
 from generation.verify import CitationVerifier
 from ingest.identity import point_id_for
 from retrieval.rerank import NoReranker
@@ -37,7 +40,7 @@ HANDBOOK = {
 
 
 @pytest.fixture
-def retriever(embedder: LocalEmbedder, tmp_path: Path) -> Retriever:
+def store(embedder: LocalEmbedder, tmp_path: Path) -> EdgeVectorStore:
     if embedder.model_name != "all-MiniLM-L6-v2":
         pytest.skip("the English default model is the one under test")
     lexical = LexicalEncoder(LexicalSettings())
@@ -55,12 +58,33 @@ def retriever(embedder: LocalEmbedder, tmp_path: Path) -> Retriever:
             for path, text in HANDBOOK.items()
         ]
     )
-    settings = RetrievalSettings()  # the default thresholds of the default model
+    return store
+
+
+def make_retriever(
+    store: EdgeVectorStore, embedder: LocalEmbedder, settings: RetrievalSettings
+) -> Retriever:
     return Retriever(
-        store=store, embedder=embedder, lexical=lexical, reranker=NoReranker(),
-        settings=settings, rerank_candidates=20,
+        store=store, embedder=embedder, lexical=LexicalEncoder(LexicalSettings()),
+        reranker=NoReranker(), settings=settings, rerank_candidates=20,
         min_score=settings.min_score_for(embedder.model_name),
         min_coverage=settings.min_coverage_for(embedder.model_name),
+    )  # fmt: skip
+
+
+@pytest.fixture
+def retriever(store: EdgeVectorStore, embedder: LocalEmbedder) -> Retriever:
+    return make_retriever(store, embedder, RetrievalSettings())  # the default model's defaults
+
+
+def answer_service(
+    retriever: Retriever, embedder: LocalEmbedder, reader: ReaderSettings
+) -> AnswerService:
+    return AnswerService(
+        retriever=retriever, chat_client=ChatClient(reader),
+        verifier=CitationVerifier(embedder=embedder, lexical_threshold=0.65,
+                                  semantic_threshold=0.5),
+        count_tokens=ReaderTokenCounter(reader).count, reader_settings=reader, metrics=Metrics(),
     )  # fmt: skip
 
 
@@ -70,6 +94,7 @@ def retriever(embedder: LocalEmbedder, tmp_path: Path) -> Retriever:
         "Who won the 2014 FIFA World Cup?",
         "What is the maximum takeoff weight of a Boeing 747-400?",
         "What is the boiling point of ethanol?",
+        "What is the boiling point of mercury?",
         "What was Apple's revenue in 2022?",
     ],
 )
@@ -105,3 +130,37 @@ def test_an_answerable_question_keeps_its_evidence(
 ) -> None:
     chunks = retriever.retrieve(tenant_id="t", query=question, top_k=4).chunks
     assert path in [c.path for c in chunks]
+
+
+@pytest.mark.reader
+def test_with_the_reader_out_of_corpus_is_refused_and_answerable_is_cited(
+    retriever: Retriever, embedder: LocalEmbedder, reader_url: str
+) -> None:
+    service = answer_service(
+        retriever, embedder, ReaderSettings(base_url=reader_url, temperature=0, max_tokens=96)
+    )
+    refused = service.answer(
+        tenant_id="t", question="What is the boiling point of mercury?", top_k=4
+    )
+    assert (refused.answered, refused.answer, refused.citations) == (False, NO_ANSWER, [])
+
+    answered = service.answer(
+        tenant_id="t", question="How many days of paid vacation do employees get?", top_k=4
+    )
+    assert answered.answered
+    assert "25" in answered.answer
+    assert "hr/vacation.md" in [c.path for c in answered.citations]
+
+
+@pytest.mark.reader
+def test_the_readers_own_refusal_is_a_refusal_without_citations(
+    store: EdgeVectorStore, embedder: LocalEmbedder, reader_url: str
+) -> None:
+    # Evidence gate off: every question reaches the reader with the handbook as its sources.
+    ungated = make_retriever(store, embedder, RetrievalSettings(min_score=-1.0, min_coverage=0.0))
+    service = answer_service(
+        ungated, embedder, ReaderSettings(base_url=reader_url, temperature=0, max_tokens=96)
+    )
+    result = service.answer(tenant_id="t", question="Who won the 2014 FIFA World Cup?", top_k=4)
+    assert "reader_refused" in result.stages
+    assert (result.answered, result.answer, result.citations) == (False, NO_ANSWER, [])
