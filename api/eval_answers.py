@@ -43,7 +43,7 @@ from api.runtime import Runtime
 from core.db import run_migrations
 from core.settings import EmbeddingSettings, LimitSettings, ReaderSettings, Settings
 from core.tenancy import create_tenant, issue_api_key
-from retrieval.evidence import EvidenceThresholds, has_evidence
+from retrieval.evidence import EvidenceScores, EvidenceThresholds, has_evidence
 from retrieval.retriever import RetrievalOptions
 
 _MARKERS = re.compile(r"\[\d+(?:\s*[,;]\s*\d+)*\]")
@@ -422,12 +422,18 @@ def evidence_rows(
     return rows
 
 
+def chunk_scores(chunk: list[Any]) -> EvidenceScores:
+    """A row's chunk as the gate reads it: (dense, coverage, best sentence's cosine); rows
+    recorded before sentence signals have no sentence score (it counts as clearing)."""
+    return (chunk[0], chunk[1], chunk[4] if len(chunk) > 4 else None)
+
+
 def evidence_rates(rows: list[Row], thresholds: EvidenceThresholds) -> dict[str, float | int]:
     """The gate's outcome on `evidence_rows`: answerable questions that keep evidence (and
     their gold passage), absent and general questions refused."""
 
     def found(row: Row) -> bool:
-        return has_evidence([(d, c) for d, c, *_ in row["chunks"]], thresholds)
+        return has_evidence([chunk_scores(chunk) for chunk in row["chunks"]], thresholds)
 
     present = [r for r in rows if not r["absent"]]
     absent = [r for r in rows if r["absent"]]
@@ -442,6 +448,8 @@ def evidence_rates(rows: list[Row], thresholds: EvidenceThresholds) -> dict[str,
         "answerable_kept": _share(kept),
         "answerable_gold_kept": _share(gold_kept),
         "absent_abstained": _share(not found(r) for r in absent),
+        # Absent because their gold passage was left out (the corpus's own field is indexed).
+        "left_out_abstained": _share(not found(r) for r in absent if not r["general"]),
         "general_abstained": _share(not found(r) for r in absent if r["general"]),
     }
 
@@ -456,6 +464,7 @@ def run_evidence_eval(
     thresholds = EvidenceThresholds(
         min_dense=retrieval.min_score_for(embedding_model),
         min_coverage=retrieval.min_coverage_for(embedding_model),
+        min_sentence=retrieval.min_sentence_for(embedding_model),
     )
     rows = evidence_rows(
         corpus_dir, embedding_model, sample=sample, absent_share=absent_share,
@@ -465,6 +474,7 @@ def run_evidence_eval(
         "embedding_model": embedding_model,
         "min_dense": thresholds.min_dense,
         "min_coverage": thresholds.min_coverage,
+        "min_sentence": thresholds.min_sentence,
         **evidence_rates(rows, thresholds),
         "rows": rows,
     }

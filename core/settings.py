@@ -256,6 +256,19 @@ class RetrievalSettings(BaseModel):
         "embedding model, chosen with the dense one by bench/abstention.py (README).",
     )
 
+    min_sentence: float | None = Field(
+        None, description="Override the per-model best-sentence threshold (dense cosine)."
+    )
+    min_sentences: dict[str, float] = Field(
+        {},
+        description="SENTENCE_DOC",
+    )
+
+    def min_sentence_for(self, model_name: str) -> float:
+        if self.min_sentence is not None:
+            return self.min_sentence
+        return self.min_sentences.get(model_name, 0.0)
+
     def min_score_for(self, model_name: str) -> float:
         if self.min_score is not None:
             return self.min_score

@@ -33,6 +33,12 @@ _DEFAULT_WEIGHT = 1.0
 class EvidenceThresholds:
     min_dense: float
     min_coverage: float
+    # The best sentence's dense cosine (0: not measured, no sentence is encoded).
+    min_sentence: float = 0.0
+
+
+# A chunk's signals: dense cosine, term coverage, best sentence's cosine (None: not measured).
+EvidenceScores = tuple[float | None, float | None, float | None]
 
 
 def term_weights(query_terms: Iterable[int], idf: Mapping[int, float]) -> dict[int, float]:
@@ -54,15 +60,14 @@ def coverage(weights: Mapping[int, float], chunk_terms: Iterable[int]) -> float:
     return sum(w for t, w in weights.items() if t in present) / total
 
 
-def has_evidence(
-    scores: Sequence[tuple[float | None, float | None]], thresholds: EvidenceThresholds
-) -> bool:
-    """Whether any (dense score, coverage) pair clears both thresholds (None: not measured,
-    counts as clearing it)."""
+def has_evidence(scores: Sequence[EvidenceScores], thresholds: EvidenceThresholds) -> bool:
+    """Whether some chunk's (dense, coverage, sentence) clears every threshold (None: not
+    measured, counts as clearing it)."""
     return any(
         (dense is None or dense >= thresholds.min_dense)
         and (cover is None or cover >= thresholds.min_coverage)
-        for dense, cover in scores
+        and (sentence is None or sentence >= thresholds.min_sentence)
+        for dense, cover, sentence in scores
     )
 
 

@@ -113,6 +113,7 @@ class Retriever:
         rerank_candidates: int,
         min_score: float,
         min_coverage: float = 0.0,
+        min_sentence: float = 0.0,
         expanders: Mapping[QueryExpansion, QueryExpander] | None = None,
         idf_cache: IdfCache | None = None,
         sentence_vectors: VectorCache | None = None,
@@ -125,6 +126,7 @@ class Retriever:
         self._rerank_candidates = rerank_candidates
         self._min_score = min_score
         self._min_coverage = min_coverage
+        self._min_sentence = min_sentence
         self._expanders = dict(expanders or {})
         self._idf_cache = idf_cache or IdfCache(
             ttl_s=settings.idf_cache_ttl_s, max_entries=settings.idf_cache_size
@@ -137,7 +139,11 @@ class Retriever:
 
     @property
     def evidence_thresholds(self) -> EvidenceThresholds:
-        return EvidenceThresholds(min_dense=self._min_score, min_coverage=self._min_coverage)
+        return EvidenceThresholds(
+            min_dense=self._min_score,
+            min_coverage=self._min_coverage,
+            min_sentence=self._min_sentence,
+        )
 
     @property
     def settings(self) -> RetrievalSettings:
@@ -154,6 +160,7 @@ class Retriever:
             rerank_candidates=self._rerank_candidates,
             min_score=self._min_score,
             min_coverage=self._min_coverage,
+            min_sentence=self._min_sentence,
             expanders=self._expanders,
             idf_cache=self._idf_cache,
             sentence_vectors=self._sentence_vectors,
@@ -206,12 +213,13 @@ class Retriever:
             chunks = [
                 c for c in chunks if c.dense_score is None or c.dense_score >= self._min_score
             ]
-            if chunks and self._min_coverage > 0:
+            if chunks and (self._min_coverage > 0 or self._min_sentence > 0):
                 started = time.perf_counter()
-                chunks = self.with_coverage(
-                    tenant_id, query, chunks, filters.principals if filters else None
-                )
-                scored = [(c.dense_score, c.coverage) for c in chunks]
+                principals = filters.principals if filters else None
+                chunks = self.with_coverage(tenant_id, query, chunks, principals)
+                if self._min_sentence > 0:
+                    chunks = self.with_sentence_signals(tenant_id, query, chunks, principals)
+                scored = [(c.dense_score, c.coverage, c.sentence_score) for c in chunks]
                 if not has_evidence(scored, self.evidence_thresholds):
                     chunks = []
                     stages.append("no_term_coverage")
