@@ -66,7 +66,7 @@ def calibrate(rows: list[Row], keep: float, signals: tuple[str, ...]) -> Evidenc
     corpora = sorted({r["corpus"] for r in rows})
     scores = _signals(rows)
     answerable = np.array([not r["absent"] for r in rows])
-    corpus_of = np.array([r["corpus"] for r in rows])
+    corpus_of: np.ndarray = np.array([r["corpus"] for r in rows])
     dense = _grid(scores[..., 0], 120) if "dense" in signals else [0.0]
     coverages = [i / 50 for i in range(51)] if "coverage" in signals else [0.0]
     sentences = _grid(scores[..., 2], 60) if "sentence" in signals else [0.0]
@@ -76,7 +76,7 @@ def calibrate(rows: list[Row], keep: float, signals: tuple[str, ...]) -> Evidenc
         for min_sentence in sentences:
             both = dense_ok & (scores[..., 2] >= min_sentence)
             for min_coverage in coverages:
-                found = (both & (scores[..., 1] >= min_coverage)).any(axis=1)
+                found: np.ndarray = (both & (scores[..., 1] >= min_coverage)).any(axis=1)
                 kept, abstained = [], []
                 for corpus in corpora:
                     mine = corpus_of == corpus
