@@ -76,7 +76,7 @@ def calibrate(rows: list[Row], keep: float, signals: tuple[str, ...]) -> Evidenc
         for min_sentence in sentences:
             both = dense_ok & (scores[..., 2] >= min_sentence)
             for min_coverage in coverages:
-                found: np.ndarray = (both & (scores[..., 1] >= min_coverage)).any(axis=1)
+                found = np.asarray((both & (scores[..., 1] >= min_coverage)).any(axis=1))
                 kept, abstained = [], []
                 for corpus in corpora:
                     mine = corpus_of == corpus
