@@ -67,9 +67,9 @@ def calibrate(rows: list[Row], keep: float, signals: tuple[str, ...]) -> Evidenc
     scores = _signals(rows)
     answerable = np.array([not r["absent"] for r in rows])
     corpus_of: np.ndarray = np.array([r["corpus"] for r in rows])
-    dense = _grid(scores[..., 0], 120) if "dense" in signals else [0.0]
+    dense = _grid(scores[..., 0], 60) if "dense" in signals else [0.0]
     coverages = [i / 50 for i in range(51)] if "coverage" in signals else [0.0]
-    sentences = _grid(scores[..., 2], 60) if "sentence" in signals else [0.0]
+    sentences = _grid(scores[..., 2], 30) if "sentence" in signals else [0.0]
     best: tuple[float, float, EvidenceThresholds] | None = None
     for min_dense in dense:
         dense_ok = scores[..., 0] >= min_dense
