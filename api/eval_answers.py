@@ -12,7 +12,8 @@ Metrics:
 - `f1`: character-level F1 of the answer (markers removed) against the best gold answer.
 - `citation_precision`: share of citations that are verified and point at a gold passage.
 - `abstain_rate_when_absent`: share of absent questions answered "not in the sources" (by the
-  evidence gate or by the reader's own refusal); `no_evidence_when_absent`: by the gate alone.
+  evidence gate or by the reader's own refusal); `no_evidence_when_absent`: by the gate alone;
+  `reader_refused_when_absent` / `_when_present`: by the reader (generation/prompt.py).
 - `answerable_kept`: share of present questions the evidence gate let through to the reader.
 
 `run_evidence_eval` (`ragkb eval answers --evidence-only`) measures the gate alone, without a
@@ -320,6 +321,7 @@ def _ask(
         # No answer text in the rows: the data set's licence stays with the data set.
         "answered": done["answered"],
         "no_evidence": "no_evidence" in done["stages"],
+        "reader_refused": "reader_refused" in done["stages"],
         "verified": done["verified"],
         "contains_answer": contains_answer(done["answer"], item.answers),
         "f1": char_f1(done["answer"], item.answers),
@@ -357,6 +359,9 @@ def _summarize(rows: list[dict[str, Any]], passages: int, ingest_s: float) -> di
         # The evidence gate alone (no reader called): refusals of absent questions, and
         # answerable questions that kept their evidence.
         "no_evidence_when_absent": _share(r["no_evidence"] for r in absent),
+        # The reader's own refusal (after the gate let the question through).
+        "reader_refused_when_absent": _share(r.get("reader_refused", False) for r in absent),
+        "reader_refused_when_present": _share(r.get("reader_refused", False) for r in present),
         "answerable_kept": _share(not r["no_evidence"] for r in present),
         "ttft_p50_ms": round(statistics.median(ttfts), 1) if ttfts else None,
         "total_p50_ms": round(statistics.median(r["total_ms"] for r in ok), 1) if ok else None,
