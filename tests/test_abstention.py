@@ -19,8 +19,9 @@ from generation.prompt import NO_ANSWER
 from generation.tokens import ReaderTokenCounter
 from generation.verify import CitationVerifier
 from ingest.identity import point_id_for
+from retrieval.evidence import evidence_sentences
 from retrieval.rerank import NoReranker
-from retrieval.retriever import Retriever
+from retrieval.retriever import RetrievalOptions, Retriever
 from tests.services import free_port
 
 HANDBOOK = {
@@ -69,6 +70,7 @@ def make_retriever(
         reranker=NoReranker(), settings=settings, rerank_candidates=20,
         min_score=settings.min_score_for(embedder.model_name),
         min_coverage=settings.min_coverage_for(embedder.model_name),
+        min_sentence=settings.min_sentence_for(embedder.model_name),
     )  # fmt: skip
 
 
@@ -152,15 +154,43 @@ def test_with_the_reader_out_of_corpus_is_refused_and_answerable_is_cited(
     assert "hr/vacation.md" in [c.path for c in answered.citations]
 
 
-@pytest.mark.reader
-def test_the_readers_own_refusal_is_a_refusal_without_citations(
-    store: EdgeVectorStore, embedder: LocalEmbedder, reader_url: str
+def test_the_best_sentence_threshold_is_applied_when_set(
+    store: EdgeVectorStore, embedder: LocalEmbedder
 ) -> None:
-    # Evidence gate off: every question reaches the reader with the handbook as its sources.
-    ungated = make_retriever(store, embedder, RetrievalSettings(min_score=-1.0, min_coverage=0.0))
-    service = answer_service(
-        ungated, embedder, ReaderSettings(base_url=reader_url, temperature=0, max_tokens=96)
+    question = "When does the Lyon office close on Fridays?"
+    chunks = (
+        make_retriever(store, embedder, RetrievalSettings())
+        .retrieve(
+            tenant_id="t", query=question, top_k=4, options=RetrievalOptions(evidence_gate=False)
+        )
+        .chunks
     )
-    result = service.answer(tenant_id="t", question="Who won the 2014 FIFA World Cup?", top_k=4)
-    assert "reader_refused" in result.stages
-    assert (result.answered, result.answer, result.citations) == (False, NO_ANSWER, [])
+    scored = make_retriever(store, embedder, RetrievalSettings()).with_sentence_signals(
+        "t", question, chunks
+    )
+    best = max(scored, key=lambda c: c.sentence_score or 0.0)
+    assert best.path == "ops/lyon.md"
+    assert best.sentence_score is not None
+    # The chunk's first sentence says it: it scores above the whole two-sentence chunk.
+    assert best.sentence_score > (best.dense_score or 0.0)
+
+    strict = RetrievalSettings(min_sentence=best.sentence_score + 0.01)
+    refused = make_retriever(store, embedder, strict).retrieve(
+        tenant_id="t", query=question, top_k=4
+    )
+    assert refused.chunks == []
+    assert "no_term_coverage" in refused.stages
+    kept = RetrievalSettings(min_sentence=best.sentence_score - 0.01)
+    found = make_retriever(store, embedder, kept).retrieve(tenant_id="t", query=question, top_k=4)
+    assert "ops/lyon.md" in [c.path for c in found.chunks]
+
+
+def test_chunks_are_cut_into_sentences_for_the_sentence_signal() -> None:
+    assert evidence_sentences(HANDBOOK["ops/lyon.md"]) == [
+        "The Lyon office closes at 17:00 on Fridays.",
+        "Visitors sign in at reception and wear a badge at all times.",
+    ]
+    # A short piece (a heading, a list number) joins the next sentence.
+    assert evidence_sentences("1.\nPasswords must be at least 14 characters long.") == [
+        "1. Passwords must be at least 14 characters long."
+    ]
