@@ -1,22 +1,27 @@
 """Calibrate "not in the sources" (the evidence gate) per embedding model, and measure it.
 
-For each corpus, a sample of questions goes through the real ingest path into a throw-away
-tenant; the gold passages of a share of them are left out ("absent": the right answer is "not in
+For each corpus, a sample of questions' passages is indexed into a throw-away tenant; the gold passages of a share of them are left out ("absent": the right answer is "not in
 the sources"), and general-knowledge questions that the corpus cannot answer
 (`bench/data/general-questions-en.json`, written before any measurement) are added to the absent
 ones of an English corpus. Each question is retrieved as `/v1/query` retrieves it (hybrid, the
-answer's top_k, evidence gate off) and every retrieved chunk's two signals are kept: its dense
-cosine and the question's term coverage (retrieval/evidence.py).
+answer's top_k, evidence gate off) and every retrieved chunk's signals are kept: its dense
+cosine, the question's term coverage, its fused score, and its best sentence's dense cosine and
+coverage (retrieval/evidence.py). Passages are indexed in-process as the ingest pipeline indexes
+them (`api.eval_answers.index_passages`: same parse, chunks, vectors and payload).
 
 Thresholds are chosen on a random half of the questions (calibration) and reported on the other
-half (held out) and on all: the pair (min dense, min coverage) that refuses the most absent
-questions while keeping evidence for at least `--keep` of the answerable ones; the dense
-threshold alone is reported beside it. Several corpora for one model are calibrated together
+half (held out) and on all, for each rule of `RULES` (dense alone; dense and coverage; dense,
+coverage and best sentence): the thresholds that refuse the most absent questions while keeping
+evidence for at least `--keep` of the answerable ones. The configured defaults are reported on
+the same halves. Several corpora for one model are calibrated together
 (one pair per model must serve them all).
 
-    python bench/abstention.py --model all-MiniLM-L6-v2 --corpus ../shared/data/scifact
+    python bench/abstention.py --model all-MiniLM-L6-v2 --corpus ../shared/data/scifact \
+        --questions 300 --absent-share 0.4 --distractors 200 --seed 11 --keep 0.9
     python bench/abstention.py --model multilingual-e5-small --corpus ../shared/data/scifact \
-        --corpus ../shared/data/cmrc2018-zh
+        --questions 200 --absent-share 0.4 --distractors 200 --seed 11 --keep 0.9
+
+The printed tables of the committed results are in bench/results/abstention-*.md.
 """
 
 from __future__ import annotations
