@@ -1,13 +1,14 @@
 """Calibrate "not in the sources" (the evidence gate) per embedding model, and measure it.
 
-For each corpus, a sample of questions' passages is indexed into a throw-away tenant; the gold passages of a share of them are left out ("absent": the right answer is "not in
-the sources"), and general-knowledge questions that the corpus cannot answer
-(`bench/data/general-questions-en.json`, written before any measurement) are added to the absent
-ones of an English corpus. Each question is retrieved as `/v1/query` retrieves it (hybrid, the
-answer's top_k, evidence gate off) and every retrieved chunk's signals are kept: its dense
-cosine, the question's term coverage, its fused score, and its best sentence's dense cosine and
-coverage (retrieval/evidence.py). Passages are indexed in-process as the ingest pipeline indexes
-them (`api.eval_answers.index_passages`: same parse, chunks, vectors and payload).
+For each corpus, a sample of questions' passages is indexed into a throw-away tenant; the gold
+passages of a share of them are left out ("absent": the right answer is "not in the sources"),
+and general-knowledge questions that the corpus cannot answer (`bench/data/general-questions-
+en.json`, written before any measurement) are added to the absent ones of an English corpus.
+Each question is retrieved as `/v1/query` retrieves it (hybrid, the answer's top_k, evidence
+gate off) and every retrieved chunk's signals are kept: its dense cosine, the question's term
+coverage, its fused score, and its best sentence's dense cosine and coverage
+(retrieval/evidence.py). Passages are indexed in-process as the ingest pipeline indexes them
+(`api.eval_answers.index_passages`: same parse, chunks, vectors and payload).
 
 Thresholds are chosen on a random half of the questions (calibration) and reported on the other
 half (held out) and on all, for each rule of `RULES` (dense alone; dense and coverage; dense,
