@@ -810,7 +810,8 @@ def eval_answers(
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     out.with_suffix(".rows.json").write_text(json.dumps(rows, indent=1, ensure_ascii=False) + "\n")
     metrics = ["exact_match", "f1", "citation_precision", "abstain_rate_when_absent",
-               "no_evidence_when_absent", "answerable_kept", "gold_passage_retrieved",
+               "no_evidence_when_absent", "reader_refused_when_absent", "answerable_kept",
+               "gold_passage_retrieved",
                "answered_with_citation", "verified_answers"]  # fmt: skip
     typer.echo("| metric | value |\n|---|---|")
     for name in [*metrics, "ttft_p50_ms", "total_p50_ms", "questions"]:

@@ -12,7 +12,8 @@ Metrics:
 - `f1`: character-level F1 of the answer (markers removed) against the best gold answer.
 - `citation_precision`: share of citations that are verified and point at a gold passage.
 - `abstain_rate_when_absent`: share of absent questions answered "not in the sources" (by the
-  evidence gate or by the reader's own refusal); `no_evidence_when_absent`: by the gate alone.
+  evidence gate or by the reader's own refusal); `no_evidence_when_absent`: by the gate alone;
+  `reader_refused_when_absent` / `_when_present`: by the reader (generation/prompt.py).
 - `answerable_kept`: share of present questions the evidence gate let through to the reader.
 
 `run_evidence_eval` (`ragkb eval answers --evidence-only`) measures the gate alone, without a
@@ -43,7 +44,7 @@ from api.runtime import Runtime
 from core.db import run_migrations
 from core.settings import EmbeddingSettings, LimitSettings, ReaderSettings, Settings
 from core.tenancy import create_tenant, issue_api_key
-from retrieval.evidence import EvidenceThresholds, has_evidence
+from retrieval.evidence import EvidenceScores, EvidenceThresholds, has_evidence
 from retrieval.retriever import RetrievalOptions
 
 _MARKERS = re.compile(r"\[\d+(?:\s*[,;]\s*\d+)*\]")
@@ -238,6 +239,63 @@ def ingest_passages(service: ThrowawayService, docs: dict[str, str]) -> None:
             time.sleep(0.5)
 
 
+def index_passages(service: ThrowawayService, docs: dict[str, str]) -> None:
+    """Index passages as the ingest pipeline does (parse, chunk, embed, payload, lexical
+    context) in this process, without the upload → Celery round trip: a calibration run needs
+    several hundred passages per model, and the job path took ~10 s a passage on a loaded
+    2-core machine. Same chunks, vectors and payload as `ingest_passages`."""
+    from core.vectorstore import ChunkPoint, DocumentVersion, with_lexical_context
+    from ingest.chunk import chunk_document
+    from ingest.identity import point_id_for
+    from ingest.parse import parse_document
+    from ingest.pipeline import embedding_text
+
+    chunking = Settings().ingest.chunking
+    embedder = service.runtime.embedder
+    parsed = {d: parse_document(f"passages/{d}.txt", text.encode()) for d, text in docs.items()}
+    chunks = {
+        d: chunk_document(
+            p,
+            max_tokens=chunking.max_tokens,
+            overlap_tokens=chunking.overlap_tokens,
+            count_tokens=embedder.count_tokens,
+        )
+        for d, p in parsed.items()
+    }
+    # One call for every chunk: batches of similar length instead of one small batch a file.
+    flat = [embedding_text(c) for d in docs for c in chunks[d]]
+    vectors = iter(embedder.embed_passages(flat))
+    versions = []
+    for doc_id in docs:
+        document_id, version = f"doc-{doc_id}", "v1"
+        points = [
+            ChunkPoint(
+                point_id=point_id_for(service.tenant_id, document_id, version, chunk.index),
+                tenant_id=service.tenant_id,
+                document_id=document_id,
+                version=version,
+                dense_vector=next(vectors),
+                payload={
+                    "path": f"passages/{doc_id}.txt",
+                    "title": parsed[doc_id].title,
+                    "content_type": parsed[doc_id].content_type,
+                    "chunk_index": chunk.index,
+                    "page": chunk.page,
+                    "section": chunk.section,
+                    "char_start": chunk.char_start,
+                    "char_end": chunk.char_end,
+                    "text": chunk.text,
+                    "meta": {},
+                    "principals": None,
+                },
+            )
+            for chunk in chunks[doc_id]
+        ]
+        points = with_lexical_context(points, chunking.lexical_neighbours)
+        versions.append(DocumentVersion(service.tenant_id, document_id, version, points))
+    service.runtime.store.replace_documents(versions)
+
+
 def _ask(
     client: TestClient, headers: dict[str, str], item: QAItem, top_k: int, is_absent: bool
 ) -> dict[str, Any]:
@@ -263,6 +321,7 @@ def _ask(
         # No answer text in the rows: the data set's licence stays with the data set.
         "answered": done["answered"],
         "no_evidence": "no_evidence" in done["stages"],
+        "reader_refused": "reader_refused" in done["stages"],
         "verified": done["verified"],
         "contains_answer": contains_answer(done["answer"], item.answers),
         "f1": char_f1(done["answer"], item.answers),
@@ -300,6 +359,9 @@ def _summarize(rows: list[dict[str, Any]], passages: int, ingest_s: float) -> di
         # The evidence gate alone (no reader called): refusals of absent questions, and
         # answerable questions that kept their evidence.
         "no_evidence_when_absent": _share(r["no_evidence"] for r in absent),
+        # The reader's own refusal (after the gate let the question through).
+        "reader_refused_when_absent": _share(r.get("reader_refused", False) for r in absent),
+        "reader_refused_when_present": _share(r.get("reader_refused", False) for r in present),
         "answerable_kept": _share(not r["no_evidence"] for r in present),
         "ttft_p50_ms": round(statistics.median(ttfts), 1) if ttfts else None,
         "total_p50_ms": round(statistics.median(r["total_ms"] for r in ok), 1) if ok else None,
@@ -333,7 +395,7 @@ def evidence_rows(
     with throwaway_service(
         embedding=EmbeddingSettings(model=embedding_model), reader=ReaderSettings(managed=False)
     ) as service:
-        ingest_passages(service, {d: passages[d] for d in picked.passage_ids})
+        index_passages(service, {d: passages[d] for d in picked.passage_ids})
         retriever = service.runtime.retriever
         for query_id, text, absent, gold in asked:
             found = retriever.retrieve(
@@ -341,6 +403,7 @@ def evidence_rows(
                 options=RetrievalOptions(evidence_gate=False),
             )  # fmt: skip
             chunks = retriever.with_coverage(service.tenant_id, text, found.chunks)
+            chunks = retriever.with_sentence_signals(service.tenant_id, text, chunks)
             gold_paths = {f"passages/{d}.txt" for d in gold}
             rows.append(
                 {
@@ -353,6 +416,9 @@ def evidence_rows(
                             round(c.dense_score or 0.0, 4),
                             round(c.coverage or 0.0, 4),
                             c.path in gold_paths,
+                            round(c.retrieval_score, 4),
+                            round(c.sentence_score or 0.0, 4),
+                            round(c.sentence_coverage or 0.0, 4),
                         ]
                         for c in chunks
                     ],
@@ -361,18 +427,24 @@ def evidence_rows(
     return rows
 
 
+def chunk_scores(chunk: list[Any]) -> EvidenceScores:
+    """A row's chunk as the gate reads it: (dense, coverage, best sentence's cosine); rows
+    recorded before sentence signals have no sentence score (it counts as clearing)."""
+    return (chunk[0], chunk[1], chunk[4] if len(chunk) > 4 else None)
+
+
 def evidence_rates(rows: list[Row], thresholds: EvidenceThresholds) -> dict[str, float | int]:
     """The gate's outcome on `evidence_rows`: answerable questions that keep evidence (and
     their gold passage), absent and general questions refused."""
 
     def found(row: Row) -> bool:
-        return has_evidence([(d, c) for d, c, _ in row["chunks"]], thresholds)
+        return has_evidence([chunk_scores(chunk) for chunk in row["chunks"]], thresholds)
 
     present = [r for r in rows if not r["absent"]]
     absent = [r for r in rows if r["absent"]]
     kept = [found(r) for r in present]
     gold_kept = [
-        k and any(d >= thresholds.min_dense and gold for d, _, gold in r["chunks"])
+        k and any(d >= thresholds.min_dense and gold for d, _, gold, *_ in r["chunks"])
         for r, k in zip(present, kept, strict=True)
     ]
     return {
@@ -381,6 +453,8 @@ def evidence_rates(rows: list[Row], thresholds: EvidenceThresholds) -> dict[str,
         "answerable_kept": _share(kept),
         "answerable_gold_kept": _share(gold_kept),
         "absent_abstained": _share(not found(r) for r in absent),
+        # Absent because their gold passage was left out (the corpus's own field is indexed).
+        "left_out_abstained": _share(not found(r) for r in absent if not r["general"]),
         "general_abstained": _share(not found(r) for r in absent if r["general"]),
     }
 
@@ -395,6 +469,7 @@ def run_evidence_eval(
     thresholds = EvidenceThresholds(
         min_dense=retrieval.min_score_for(embedding_model),
         min_coverage=retrieval.min_coverage_for(embedding_model),
+        min_sentence=retrieval.min_sentence_for(embedding_model),
     )
     rows = evidence_rows(
         corpus_dir, embedding_model, sample=sample, absent_share=absent_share,
@@ -404,6 +479,7 @@ def run_evidence_eval(
         "embedding_model": embedding_model,
         "min_dense": thresholds.min_dense,
         "min_coverage": thresholds.min_coverage,
+        "min_sentence": thresholds.min_sentence,
         **evidence_rates(rows, thresholds),
         "rows": rows,
     }

@@ -247,6 +247,7 @@ def bind_index(
         rerank_candidates=settings.rerank.candidates,
         min_score=settings.retrieval.min_score_for(embedder.model_name),
         min_coverage=settings.retrieval.min_coverage_for(embedder.model_name),
+        min_sentence=settings.retrieval.min_sentence_for(embedder.model_name),
         expanders=query_expanders(
             lambda messages, max_tokens, tenant_id: (
                 chat_client.complete(messages, max_tokens=max_tokens, tenant_id=tenant_id).text

@@ -481,8 +481,10 @@ class RetrievalSettings(BaseModel):
         description="Dense score below which a chunk is not evidence, per embedding model (cosine "
         "scales differ); with no chunk above it (and above `min_coverages`) the answer says so "
         "without calling the reader. MiniLM's with bench/abstention.py (SciFact with absent "
-        "claims plus general-knowledge questions; bench/results/abstention-all-MiniLM-L6-v2.json), "
-        "e5's with bench/evidence_threshold.py on CMRC (README).",
+        "claims plus general-knowledge questions; held out: 0.96 answerable kept, 0.49 of absent "
+        "and 0.79 of general-knowledge questions refused; bench/results/abstention-all-MiniLM-"
+        "L6-v2.json), e5's with bench/evidence_threshold.py on CMRC (README; on English SciFact "
+        "it keeps only 0.52, bench/results/abstention-multilingual-e5-small.json).",
     )
     min_coverage: float | None = Field(
         None, ge=0, le=1, description="Override the per-model term-coverage threshold."
@@ -493,6 +495,24 @@ class RetrievalSettings(BaseModel):
         "threshold must contain, or the answer says the sources do not have it (0: off); per "
         "embedding model, chosen with the dense one by bench/abstention.py (README).",
     )
+
+    min_sentence: float | None = Field(
+        None, description="Override the per-model best-sentence threshold (dense cosine)."
+    )
+    min_sentences: dict[str, float] = Field(
+        {},
+        description="Best-sentence dense cosine (the question against each sentence of a chunk "
+        "clearing the other thresholds) some chunk must reach, per embedding model (0 or absent: "
+        "off, no sentence is encoded). Off by default: on SciFact with left-out abstracts plus "
+        "general-knowledge questions it did not beat dense + coverage held out (MiniLM: 0.47 vs "
+        "0.49 of absent refused at 0.96 kept; e5: 0.54 at 0.89 kept vs dense alone 0.50 at "
+        "0.98; bench/results/abstention-*.json, `python bench/abstention.py`).",
+    )
+
+    def min_sentence_for(self, model_name: str) -> float:
+        if self.min_sentence is not None:
+            return self.min_sentence
+        return self.min_sentences.get(model_name, 0.0)
 
     def min_score_for(self, model_name: str) -> float:
         if self.min_score is not None:

@@ -269,6 +269,8 @@ class AnswerService:
     def _finish(self, prepared: _Prepared, text: str) -> AnswerResult:
         verify_started = time.perf_counter()
         parsed = parse_citations(text, source_count=len(prepared.sources))
+        if not parsed.answer or is_refusal(parsed.answer):
+            return self._reader_refused(prepared)
         with span("verify", {"ragkb.citations": len(parsed.marks)}):
             citations = [
                 self._citation(mark.number, mark.claim, prepared.sources[mark.number - 1])
@@ -284,24 +286,46 @@ class AnswerService:
             self._metrics.citations_total.labels(outcome="no_such_source").inc(
                 len(parsed.invalid_numbers)
             )
-        # Answered: the reader gave an answer rather than a refusal. Verified: it cites, and every
-        # citation is supported by its source. An uncited answer is returned, flagged unverified.
-        answered = bool(parsed.answer) and not is_refusal(parsed.answer)
         logger.info(
-            "question: answered=%s, %d sources, %d citations (%d unsupported), %.0f ms",
-            answered, len(prepared.sources), len(citations),
+            "question: answered, %d sources, %d citations (%d unsupported), %.0f ms",
+            len(prepared.sources), len(citations),
             sum(not c.verified for c in citations), prepared.timings_ms["total_ms"],
         )  # fmt: skip
         return AnswerResult(
             answer=parsed.answer,
-            answered=answered,
-            verified=answered and bool(citations) and all(c.verified for c in citations),
+            answered=True,
+            # Verified: it cites, and every citation is supported by its source. An uncited
+            # answer is returned, flagged unverified.
+            verified=bool(citations) and all(c.verified for c in citations),
             question=prepared.question,
             standalone_question=prepared.standalone,
             sources=prepared.sources,
             citations=citations,
             invalid_citation_numbers=parsed.invalid_numbers,
             stages=[*prepared.stages, f"read:{self._chat.model}", "verify"],
+            timings_ms=prepared.timings_ms,
+            usage=prepared.usage,
+        )
+
+    def _reader_refused(self, prepared: _Prepared) -> AnswerResult:
+        """The reader said the sources do not answer: the one refusal every front shows (no
+        citations: a refusal that cites would read as a sourced claim)."""
+        prepared.timings_ms["total_ms"] = _ms_since(prepared.started)
+        self._metrics.observe_stages(prepared.timings_ms)
+        logger.info(
+            "question: the reader found no answer in %d sources, %.0f ms",
+            len(prepared.sources), prepared.timings_ms["total_ms"],
+        )  # fmt: skip
+        return AnswerResult(
+            answer=NO_ANSWER,
+            answered=False,
+            verified=False,
+            question=prepared.question,
+            standalone_question=prepared.standalone,
+            sources=prepared.sources,
+            citations=[],
+            invalid_citation_numbers=[],
+            stages=[*prepared.stages, f"read:{self._chat.model}", "reader_refused"],
             timings_ms=prepared.timings_ms,
             usage=prepared.usage,
         )

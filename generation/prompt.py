@@ -36,11 +36,26 @@ REWRITE_PROMPT = (
     "Rewrite the user's last question so that it can be understood without the conversation. "
     "Keep its language. Reply with the rewritten question only."
 )
+# The reader's refusals in its own words: a negation ("not", "no", "doesn't", "cannot", "none
+# of", "unable to") shortly before what the sources fail to do or hold. "n't" has no word
+# boundary before it ("doesn't"), which the first version missed.
 _REFUSAL = re.compile(
-    r"\b(?:not|no|n't)\b[^.]{0,40}\b(?:mention|contain|provide|include|specif|found|answer|"
-    r"available|information)|没有|未提及|不包含|无法回答",
+    r"(?:\b(?:not|no|none|neither|nor|cannot|unable|without)\b|n't\b|n’t\b)[^.]{0,60}?"
+    r"\b(?:mention|contain|provide|include|specif|found|find|answer|available|information|"
+    r"discuss|address|state|say|give|determin|indicat|cover|refer|detail|data|relevant|"
+    r"enough|sufficient|know)"
+    r"|没有|无法确定",
     re.IGNORECASE,
 )
+# Phrases that are refusals whatever they speak of ("not mentioned", "cannot answer").
+_EXPLICIT_REFUSAL = re.compile(r"未提及|未提到|不包含|无法回答|未说明|未提供")
+# A refusal speaks of the sources or the answer; a negative finding speaks of its subject.
+_ABOUT_SOURCES = re.compile(
+    r"\b(?:sources?|provided|documents?|context|texts?|passages?|information|answer|question|"
+    r"details?)\b|资料|来源|文档|信息",
+    re.IGNORECASE,
+)
+_SENTENCE = re.compile(r"(?<=[.!?。！？])\s+")
 # Tokens kept free beyond the sources and the answer: chat template, question, reminder.
 _PROMPT_MARGIN_TOKENS = 64
 
@@ -116,5 +131,13 @@ def build_rewrite_messages(
 
 
 def is_refusal(answer: str) -> bool:
-    """Whether the reader said the sources do not answer the question."""
-    return bool(_REFUSAL.search(answer)) and len(answer) < 300
+    """Whether the reader said the sources do not answer the question: a refusal about the
+    sources (not "the study did not find an effect") in its first sentence, or anywhere in a
+    short answer."""
+    sentences = [s for s in _SENTENCE.split(answer.strip()) if s]
+    refusing = [
+        s
+        for s in sentences
+        if _EXPLICIT_REFUSAL.search(s) or (_REFUSAL.search(s) and _ABOUT_SOURCES.search(s))
+    ]
+    return bool(refusing) and (refusing[0] == sentences[0] or len(answer) < 300)

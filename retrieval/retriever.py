@@ -20,7 +20,15 @@ from core.vectorstore import (
     SparseVector,
     VectorStore,
 )
-from retrieval.evidence import EvidenceThresholds, coverage, has_evidence, term_weights
+from retrieval.evidence import (
+    EvidenceThresholds,
+    VectorCache,
+    best_sentence_score,
+    coverage,
+    evidence_sentences,
+    has_evidence,
+    term_weights,
+)
 from retrieval.expansion import QueryExpander, fuse_rankings
 from retrieval.idf_cache import UNKNOWN, IdfCache, corpus_key
 from retrieval.rerank import NoReranker, Reranker, RerankUnavailableError
@@ -48,6 +56,10 @@ class RetrievedChunk:
     # Share of the question's IDF-weighted terms in this chunk's text (retrieval/evidence.py);
     # set where the evidence gate measured it.
     coverage: float | None = None
+    # The best dense cosine of one of the chunk's sentences with the question, and the best
+    # coverage of one sentence (retrieval/evidence.py); set where the evidence gate measured it.
+    sentence_score: float | None = None
+    sentence_coverage: float | None = None
 
     @classmethod
     def from_hit(cls, hit: SearchHit) -> RetrievedChunk:
@@ -101,8 +113,10 @@ class Retriever:
         rerank_candidates: int,
         min_score: float,
         min_coverage: float = 0.0,
+        min_sentence: float = 0.0,
         expanders: Mapping[QueryExpansion, QueryExpander] | None = None,
         idf_cache: IdfCache | None = None,
+        sentence_vectors: VectorCache | None = None,
     ) -> None:
         self._store = store
         self._embedder = embedder
@@ -112,10 +126,12 @@ class Retriever:
         self._rerank_candidates = rerank_candidates
         self._min_score = min_score
         self._min_coverage = min_coverage
+        self._min_sentence = min_sentence
         self._expanders = dict(expanders or {})
         self._idf_cache = idf_cache or IdfCache(
             ttl_s=settings.idf_cache_ttl_s, max_entries=settings.idf_cache_size
         )
+        self._sentence_vectors = sentence_vectors or VectorCache(max_entries=20_000)
 
     @property
     def min_score(self) -> float:
@@ -123,7 +139,11 @@ class Retriever:
 
     @property
     def evidence_thresholds(self) -> EvidenceThresholds:
-        return EvidenceThresholds(min_dense=self._min_score, min_coverage=self._min_coverage)
+        return EvidenceThresholds(
+            min_dense=self._min_score,
+            min_coverage=self._min_coverage,
+            min_sentence=self._min_sentence,
+        )
 
     @property
     def settings(self) -> RetrievalSettings:
@@ -140,8 +160,10 @@ class Retriever:
             rerank_candidates=self._rerank_candidates,
             min_score=self._min_score,
             min_coverage=self._min_coverage,
+            min_sentence=self._min_sentence,
             expanders=self._expanders,
             idf_cache=self._idf_cache,
+            sentence_vectors=self._sentence_vectors,
         )
 
     def retrieve(
@@ -191,12 +213,13 @@ class Retriever:
             chunks = [
                 c for c in chunks if c.dense_score is None or c.dense_score >= self._min_score
             ]
-            if chunks and self._min_coverage > 0:
+            if chunks and (self._min_coverage > 0 or self._min_sentence > 0):
                 started = time.perf_counter()
-                chunks = self.with_coverage(
-                    tenant_id, query, chunks, filters.principals if filters else None
-                )
-                scored = [(c.dense_score, c.coverage) for c in chunks]
+                principals = filters.principals if filters else None
+                chunks = self.with_coverage(tenant_id, query, chunks, principals)
+                if self._min_sentence > 0:
+                    chunks = self.with_sentence_signals(tenant_id, query, chunks, principals)
+                scored = [(c.dense_score, c.coverage, c.sentence_score) for c in chunks]
                 if not has_evidence(scored, self.evidence_thresholds):
                     chunks = []
                     stages.append("no_term_coverage")
@@ -239,6 +262,41 @@ class Retriever:
             replace(c, coverage=coverage(weights, self._lexical.encode_query(c.text).indices))
             for c in chunks
         ]
+
+    def with_sentence_signals(
+        self,
+        tenant_id: str,
+        query: str,
+        chunks: list[RetrievedChunk],
+        principals: tuple[str, ...] | None = None,
+    ) -> list[RetrievedChunk]:
+        """The chunks with their best sentence's dense cosine and term coverage: a passage that
+        answers holds one sentence that says it, where a neighbour on the same topic only
+        shares words spread over the whole chunk. One encode of every sentence of the chunks."""
+        if not chunks:
+            return []
+        sentences = [evidence_sentences(c.text) for c in chunks]
+        flat = [s for group in sentences for s in group]
+        query_vector = self._embedder.embed_query(query)
+        vectors = self._sentence_vectors.get_or_compute(flat, self._embedder.embed_passages)
+        terms = self._lexical.encode_query(query)
+        weights = (
+            term_weights(terms.indices, self._idf(tenant_id, principals, terms)) if terms else {}
+        )
+        scored: list[RetrievedChunk] = []
+        start = 0
+        for chunk, group in zip(chunks, sentences, strict=True):
+            own = vectors[start : start + len(group)]
+            start += len(group)
+            covered = [coverage(weights, self._lexical.encode_query(s).indices) for s in group]
+            scored.append(
+                replace(
+                    chunk,
+                    sentence_score=best_sentence_score(query_vector, own),
+                    sentence_coverage=max(covered, default=0.0),
+                )
+            )
+        return scored
 
     def _search(
         self,

@@ -1,4 +1,5 @@
-"""Refusing what the sources do not say: the English default evidence gate, real model, store."""
+"""Refusing what the sources do not say: the English default evidence gate and the reader's own
+refusal, with the real model, store and (where marked) the real CPU reader."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ from core.vectorstore import ChunkPoint
 from core.vectorstore.edge import EdgeVectorStore
 from generation.answer import AnswerService
 from generation.client import ChatClient
+from generation.prompt import NO_ANSWER
+from generation.tokens import ReaderTokenCounter
 from generation.verify import CitationVerifier
 from ingest.identity import point_id_for
+from retrieval.evidence import evidence_sentences
 from retrieval.rerank import NoReranker
-from retrieval.retriever import Retriever
+from retrieval.retriever import RetrievalOptions, Retriever
 from tests.services import free_port
 
 HANDBOOK = {
@@ -37,7 +41,7 @@ HANDBOOK = {
 
 
 @pytest.fixture
-def retriever(embedder: LocalEmbedder, tmp_path: Path) -> Retriever:
+def store(embedder: LocalEmbedder, tmp_path: Path) -> EdgeVectorStore:
     if embedder.model_name != "all-MiniLM-L6-v2":
         pytest.skip("the English default model is the one under test")
     lexical = LexicalEncoder(LexicalSettings())
@@ -55,12 +59,34 @@ def retriever(embedder: LocalEmbedder, tmp_path: Path) -> Retriever:
             for path, text in HANDBOOK.items()
         ]
     )
-    settings = RetrievalSettings()  # the default thresholds of the default model
+    return store
+
+
+def make_retriever(
+    store: EdgeVectorStore, embedder: LocalEmbedder, settings: RetrievalSettings
+) -> Retriever:
     return Retriever(
-        store=store, embedder=embedder, lexical=lexical, reranker=NoReranker(),
-        settings=settings, rerank_candidates=20,
+        store=store, embedder=embedder, lexical=LexicalEncoder(LexicalSettings()),
+        reranker=NoReranker(), settings=settings, rerank_candidates=20,
         min_score=settings.min_score_for(embedder.model_name),
         min_coverage=settings.min_coverage_for(embedder.model_name),
+        min_sentence=settings.min_sentence_for(embedder.model_name),
+    )  # fmt: skip
+
+
+@pytest.fixture
+def retriever(store: EdgeVectorStore, embedder: LocalEmbedder) -> Retriever:
+    return make_retriever(store, embedder, RetrievalSettings())  # the default model's defaults
+
+
+def answer_service(
+    retriever: Retriever, embedder: LocalEmbedder, reader: ReaderSettings
+) -> AnswerService:
+    return AnswerService(
+        retriever=retriever, chat_client=ChatClient(reader),
+        verifier=CitationVerifier(embedder=embedder, lexical_threshold=0.65,
+                                  semantic_threshold=0.5),
+        count_tokens=ReaderTokenCounter(reader).count, reader_settings=reader, metrics=Metrics(),
     )  # fmt: skip
 
 
@@ -70,6 +96,7 @@ def retriever(embedder: LocalEmbedder, tmp_path: Path) -> Retriever:
         "Who won the 2014 FIFA World Cup?",
         "What is the maximum takeoff weight of a Boeing 747-400?",
         "What is the boiling point of ethanol?",
+        "What is the boiling point of mercury?",
         "What was Apple's revenue in 2022?",
     ],
 )
@@ -105,3 +132,65 @@ def test_an_answerable_question_keeps_its_evidence(
 ) -> None:
     chunks = retriever.retrieve(tenant_id="t", query=question, top_k=4).chunks
     assert path in [c.path for c in chunks]
+
+
+@pytest.mark.reader
+def test_with_the_reader_out_of_corpus_is_refused_and_answerable_is_cited(
+    retriever: Retriever, embedder: LocalEmbedder, reader_url: str
+) -> None:
+    service = answer_service(
+        retriever, embedder, ReaderSettings(base_url=reader_url, temperature=0, max_tokens=96)
+    )
+    refused = service.answer(
+        tenant_id="t", question="What is the boiling point of mercury?", top_k=4
+    )
+    assert (refused.answered, refused.answer, refused.citations) == (False, NO_ANSWER, [])
+
+    answered = service.answer(
+        tenant_id="t", question="How many days of paid vacation do employees get?", top_k=4
+    )
+    assert answered.answered
+    assert "25" in answered.answer
+    assert "hr/vacation.md" in [c.path for c in answered.citations]
+
+
+def test_the_best_sentence_threshold_is_applied_when_set(
+    store: EdgeVectorStore, embedder: LocalEmbedder
+) -> None:
+    question = "When does the Lyon office close on Fridays?"
+    chunks = (
+        make_retriever(store, embedder, RetrievalSettings())
+        .retrieve(
+            tenant_id="t", query=question, top_k=4, options=RetrievalOptions(evidence_gate=False)
+        )
+        .chunks
+    )
+    scored = make_retriever(store, embedder, RetrievalSettings()).with_sentence_signals(
+        "t", question, chunks
+    )
+    best = max(scored, key=lambda c: c.sentence_score or 0.0)
+    assert best.path == "ops/lyon.md"
+    assert best.sentence_score is not None
+    # The chunk's first sentence says it: it scores above the whole two-sentence chunk.
+    assert best.sentence_score > (best.dense_score or 0.0)
+
+    strict = RetrievalSettings(min_sentence=best.sentence_score + 0.01)
+    refused = make_retriever(store, embedder, strict).retrieve(
+        tenant_id="t", query=question, top_k=4
+    )
+    assert refused.chunks == []
+    assert "no_term_coverage" in refused.stages
+    kept = RetrievalSettings(min_sentence=best.sentence_score - 0.01)
+    found = make_retriever(store, embedder, kept).retrieve(tenant_id="t", query=question, top_k=4)
+    assert "ops/lyon.md" in [c.path for c in found.chunks]
+
+
+def test_chunks_are_cut_into_sentences_for_the_sentence_signal() -> None:
+    assert evidence_sentences(HANDBOOK["ops/lyon.md"]) == [
+        "The Lyon office closes at 17:00 on Fridays.",
+        "Visitors sign in at reception and wear a badge at all times.",
+    ]
+    # A short piece (a heading, a list number) joins the next sentence.
+    assert evidence_sentences("1.\nPasswords must be at least 14 characters long.") == [
+        "1. Passwords must be at least 14 characters long."
+    ]

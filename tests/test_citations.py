@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from generation.citations import parse_citations
 from generation.prompt import (
     DATAMARK,
@@ -48,10 +50,41 @@ def test_no_markers() -> None:
     assert parsed.answer == "No citation here."
 
 
-def test_refusals_are_recognised() -> None:
-    assert is_refusal("The CEO is not mentioned in the provided sources.")
-    assert is_refusal("The sources do not contain the answer.")
-    assert not is_refusal("Passwords must be at least 14 characters long [1].")
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "The CEO is not mentioned in the provided sources.",
+        "The sources do not contain the answer.",
+        # "n't" has no word boundary before it: the first detector missed every contraction.
+        "The sources don't mention the boiling point of mercury.",
+        "I'm sorry, but the provided sources don't contain that information.",
+        "None of the sources discuss the 2014 World Cup.",
+        "The answer cannot be determined from the sources.",
+        "Unfortunately, I couldn't find any information about this in the sources.",
+        "The sources do not provide the boiling point of mercury. Source 1 is about vacation "
+        "days, source 2 about sick leave, source 3 about passwords and source 4 about the "
+        "Rotterdam warehouse, none of which relate to chemistry or physical constants.",
+        "资料中没有提到这个信息。",
+        "文中未提及该公司的收入。",
+    ],
+)
+def test_refusals_are_recognised(answer: str) -> None:
+    assert is_refusal(answer)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "Passwords must be at least 14 characters long [1].",
+        # Negative findings and negations of the subject are answers, not refusals.
+        "The study did not find a significant association between smoking and the marker [1].",
+        "No, the warehouse did not ship more parcels in August than in September [2].",
+        "Employees cannot carry over vacation days beyond the first quarter [1].",
+        "该公司去年没有盈利[1]。",
+    ],
+)
+def test_answers_are_not_refusals(answer: str) -> None:
+    assert not is_refusal(answer)
 
 
 def _chunk(text: str) -> RetrievedChunk:

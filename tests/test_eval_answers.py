@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from api.eval_answers import load_qa
+from api.eval_answers import evidence_rates, evidence_rows, load_qa
+from retrieval.evidence import EvidenceThresholds
 
 
 def _write_set(folder: Path) -> Path:
@@ -37,3 +38,24 @@ def test_a_retrieval_set_keeps_questions_without_answers(tmp_path: Path) -> None
     _, items = load_qa(_write_set(tmp_path), require_answers=False)
     # q2's zero-score pair is not gold; q3 has no gold passage at all.
     assert [(q.query_id, q.gold_doc_ids) for q in items] == [("q1", {"d1"}), ("q2", {"d2"})]
+
+
+def test_evidence_rows_index_like_the_pipeline_and_keep_every_signal(tmp_path: Path) -> None:
+    folder = _write_set(tmp_path / "set")
+    rows = evidence_rows(
+        folder, "all-MiniLM-L6-v2", sample=2, absent_share=0.0, distractors=0, top_k=2,
+        seed=1, general=["Who won the 2014 FIFA World Cup?"],
+    )  # fmt: skip
+    by_id = {r["query_id"]: r for r in rows}
+    assert set(by_id) == {"q1", "q2", "general-0"}
+    assert by_id["general-0"]["absent"]
+    assert by_id["general-0"]["general"]
+    parcels = by_id["q1"]["chunks"]
+    # dense, coverage, gold, fused score, best sentence's cosine, best sentence's coverage
+    assert all(len(chunk) == 6 for row in rows for chunk in row["chunks"])
+    gold = [chunk for chunk in parcels if chunk[2]]
+    assert gold, parcels
+    assert gold[0][0] == max(chunk[0] for chunk in parcels)
+    assert gold[0][4] >= gold[0][0] - 0.2  # the passage's one sentence carries its meaning
+    refused = evidence_rates(rows, EvidenceThresholds(min_dense=0.0, min_coverage=0.5))
+    assert refused["general_abstained"] == 1.0
