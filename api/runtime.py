@@ -101,7 +101,11 @@ class Runtime:
 
         celery_app = create_celery_app(settings, ingest_dependencies=ingest_dependencies)
         worker = (
-            EmbeddedWorker(celery_app, concurrency=settings.worker.concurrency)
+            EmbeddedWorker(
+                celery_app,
+                concurrency=settings.worker.concurrency,
+                nice=settings.embedding.ingest_nice,
+            )
             if settings.worker.embedded
             else None
         )

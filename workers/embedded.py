@@ -12,11 +12,17 @@ from typing import Any
 from celery import Celery
 from celery.worker import WorkController
 
+from core.encoder_queue import lower_thread_priority
+
 
 class EmbeddedWorker:
-    def __init__(self, app: Celery, *, concurrency: int) -> None:
+    def __init__(self, app: Celery, *, concurrency: int, nice: int = 0) -> None:
+        """`nice`: added to the worker threads' CPU niceness (EmbeddingSettings.ingest_nice):
+        they share the process with the questions, and the threads and parse processes they
+        start inherit it (Linux keeps niceness per thread)."""
         self._app = app
         self._concurrency = concurrency
+        self._nice = nice
         self._controller: Any = None
         self._thread: threading.Thread | None = None
 
@@ -37,9 +43,14 @@ class EmbeddedWorker:
             without_gossip=True,
             loglevel="WARNING",
         )
-        self._thread = threading.Thread(
-            target=self._controller.start, name="ragkb-embedded-worker", daemon=True
-        )
+        controller, nice = self._controller, self._nice
+
+        def run() -> None:
+            if nice:
+                lower_thread_priority(nice)
+            controller.start()
+
+        self._thread = threading.Thread(target=run, name="ragkb-embedded-worker", daemon=True)
         self._thread.start()
 
     def stop(self, timeout_s: float = 30.0) -> None:
