@@ -4,11 +4,14 @@ The app is served by uvicorn on a loopback port (as `ragkb serve` does, with its
 threads in-process: the embedded default), with a base of SciFact documents indexed first. Then
 searches (SciFact claims, `POST /v1/search`, keep-alive `http.client`) are timed one after
 another while idle, and again while `--docs` other SciFact documents (Markdown files, uploaded in
-jobs of 100 over HTTP) are ingested. Run once per `--slice` (texts per ingest encode job,
-`RAGKB_EMBEDDING__INGEST_SLICE`): a slice as large as a whole task is the old behaviour, where a
-question's encode waited behind every ingest batch queued before it.
+jobs of 100 over HTTP) are ingested. Run once per `--layout`: `separate:NICE` (the default,
+`RAGKB_EMBEDDING__INGEST_NICE=NICE`: ingest encodes on its own thread, and it and the embedded
+worker's threads run at niceness +NICE) or `shared:SLICE` (`INGEST_NICE=0`: one encoder thread,
+questions first, ingest in slices of SLICE texts). A slice as large as a whole task is the
+oldest behaviour, where a question's encode waited behind every ingest batch queued before it.
 
-    python bench/query_during_ingest.py --docs 1000 --slice 8 --slice 1024
+    python bench/query_during_ingest.py --docs 1000 --base 300 \
+        --layout separate:10 --layout shared:2
 """
 
 from __future__ import annotations
