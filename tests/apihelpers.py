@@ -3,7 +3,19 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Protocol
+
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.runtime import Runtime
+from core.db import run_migrations
+from core.embedding import LocalEmbedder
+from core.settings import Settings
+from core.tenancy import create_tenant, issue_api_key
 
 
 class _Client(Protocol):
@@ -28,3 +40,31 @@ def auth(key: str) -> dict[str, str]:
 
 def files_by_path(job: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {f["path"]: f for f in job["files"]}
+
+
+@dataclass
+class Harness:
+    """An app in-process with two tenants: acme (key_a, tenant_a) and globex (key_b)."""
+
+    client: TestClient
+    runtime: Runtime
+    key_a: str
+    key_b: str
+    tenant_a: str
+
+
+@contextmanager
+def two_tenants(settings: Settings, embedder: LocalEmbedder) -> Iterator[Harness]:
+    """The app built from `settings` (migrated first), its runtime closed on the way out."""
+    run_migrations(settings)
+    runtime = Runtime.build(settings, embedder=embedder)
+    with runtime.session_factory() as session:
+        tenant_a = create_tenant(session, name="acme")
+        key_a = issue_api_key(session, tenant=tenant_a).plaintext
+        key_b = issue_api_key(session, tenant=create_tenant(session, name="globex")).plaintext
+        session.commit()
+    try:
+        with TestClient(create_app(settings, runtime)) as client:
+            yield Harness(client, runtime, key_a, key_b, tenant_a.id)
+    finally:
+        runtime.close()

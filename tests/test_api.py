@@ -6,49 +6,24 @@ import hashlib
 import io
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from api.app import create_app
-from api.runtime import Runtime
-from core.db import run_migrations
 from core.embedding import LocalEmbedder
 from core.settings import Settings
-from core.tenancy import create_tenant, issue_api_key
 from core.vectorstore import HybridQuery
-from tests.apihelpers import auth, files_by_path, wait_for_job
+from tests.apihelpers import Harness, auth, files_by_path, two_tenants, wait_for_job
 from tests.docgen import make_pdf
-
-
-@dataclass
-class Harness:
-    client: TestClient
-    runtime: Runtime
-    key_a: str
-    key_b: str
-    tenant_a: str
 
 
 @pytest.fixture
 def api(settings: Settings, embedder: LocalEmbedder) -> Iterator[Harness]:
     settings.ingest.max_file_bytes = 200_000
-    run_migrations(settings)
-    runtime = Runtime.build(settings, embedder=embedder)
-    with runtime.session_factory() as session:
-        tenant_a = create_tenant(session, name="acme")
-        key_a = issue_api_key(session, tenant=tenant_a).plaintext
-        key_b = issue_api_key(session, tenant=create_tenant(session, name="globex")).plaintext
-        session.commit()
-    try:
-        with TestClient(create_app(settings, runtime)) as client:
-            yield Harness(client, runtime, key_a, key_b, tenant_a.id)
-    finally:
-        runtime.close()
+    with two_tenants(settings, embedder) as harness:
+        yield harness
 
 
 def upload(h: Harness, key: str, files: dict[str, bytes]) -> dict[str, object]:

@@ -7,51 +7,26 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
-from fastapi.testclient import TestClient
 
-from api.app import create_app
 from api.routers.documents import attachment
-from api.runtime import Runtime
 from client import RagkbClient
 from client.errors import NotFoundError
-from core.db import run_migrations
 from core.embedding import LocalEmbedder
 from core.settings import Settings
-from core.tenancy import create_tenant, issue_api_key
 from ingest.originals import Originals
-from tests.apihelpers import auth, files_by_path, wait_for_job
+from tests.apihelpers import Harness, auth, files_by_path, two_tenants, wait_for_job
 from tests.docgen import make_pdf
-
-
-@dataclass
-class Harness:
-    client: TestClient
-    runtime: Runtime
-    key_a: str
-    key_b: str
-    tenant_a: str
 
 
 @pytest.fixture
 def api(settings: Settings, embedder: LocalEmbedder) -> Iterator[Harness]:
-    run_migrations(settings)
-    runtime = Runtime.build(settings, embedder=embedder)
-    with runtime.session_factory() as session:
-        tenant_a = create_tenant(session, name="acme")
-        key_a = issue_api_key(session, tenant=tenant_a).plaintext
-        key_b = issue_api_key(session, tenant=create_tenant(session, name="globex")).plaintext
-        session.commit()
-    try:
-        with TestClient(create_app(settings, runtime)) as client:
-            yield Harness(client, runtime, key_a, key_b, tenant_a.id)
-    finally:
-        runtime.close()
+    with two_tenants(settings, embedder) as harness:
+        yield harness
 
 
 def _ingest(
