@@ -244,11 +244,9 @@ def index_passages(service: ThrowawayService, docs: dict[str, str]) -> None:
     context) in this process, without the upload → Celery round trip: a calibration run needs
     several hundred passages per model, and the job path took ~10 s a passage on a loaded
     2-core machine. Same chunks, vectors and payload as `ingest_passages`."""
-    from core.vectorstore import ChunkPoint, DocumentVersion, with_lexical_context
     from ingest.chunk import chunk_document
-    from ingest.identity import point_id_for
     from ingest.parse import parse_document
-    from ingest.pipeline import embedding_text
+    from ingest.pipeline import document_version, embedding_text
 
     chunking = Settings().ingest.chunking
     embedder = service.runtime.embedder
@@ -264,35 +262,20 @@ def index_passages(service: ThrowawayService, docs: dict[str, str]) -> None:
     }
     # One call for every chunk: batches of similar length instead of one small batch a file.
     flat = [embedding_text(c) for d in docs for c in chunks[d]]
-    vectors = iter(embedder.embed_passages(flat))
+    vectors = embedder.embed_passages(flat)
     versions = []
+    start = 0
     for doc_id in docs:
-        document_id, version = f"doc-{doc_id}", "v1"
-        points = [
-            ChunkPoint(
-                point_id=point_id_for(service.tenant_id, document_id, version, chunk.index),
-                tenant_id=service.tenant_id,
-                document_id=document_id,
-                version=version,
-                dense_vector=next(vectors),
-                payload={
-                    "path": f"passages/{doc_id}.txt",
-                    "title": parsed[doc_id].title,
-                    "content_type": parsed[doc_id].content_type,
-                    "chunk_index": chunk.index,
-                    "page": chunk.page,
-                    "section": chunk.section,
-                    "char_start": chunk.char_start,
-                    "char_end": chunk.char_end,
-                    "text": chunk.text,
-                    "meta": {},
-                    "principals": None,
-                },
+        count = len(chunks[doc_id])
+        versions.append(
+            document_version(
+                tenant_id=service.tenant_id, document_id=f"doc-{doc_id}", version="v1",
+                path=f"passages/{doc_id}.txt", parsed=parsed[doc_id], chunks=chunks[doc_id],
+                vectors=vectors[start : start + count], metadata={}, principals=None,
+                lexical_neighbours=chunking.lexical_neighbours,
             )
-            for chunk in chunks[doc_id]
-        ]
-        points = with_lexical_context(points, chunking.lexical_neighbours)
-        versions.append(DocumentVersion(service.tenant_id, document_id, version, points))
+        )  # fmt: skip
+        start += count
     service.runtime.store.replace_documents(versions)
 
 

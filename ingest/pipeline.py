@@ -467,32 +467,55 @@ def _superseded(document_id: str) -> _Outcome:
 def _document_version(
     item: _Prepared, vectors: Sequence[list[float]], lexical_neighbours: int
 ) -> DocumentVersion:
-    tenant_id, version = item.file.tenant_id, item.file.version
+    file = item.file
+    return document_version(
+        tenant_id=file.tenant_id, document_id=item.document_id, version=file.version,
+        path=file.path, parsed=item.parsed, chunks=item.chunks, vectors=vectors,
+        metadata=file.document_metadata or {}, principals=file.principals,
+        lexical_neighbours=lexical_neighbours,
+    )  # fmt: skip
+
+
+def document_version(
+    *,
+    tenant_id: str,
+    document_id: str,
+    version: str,
+    path: str,
+    parsed: ParsedDocument,
+    chunks: Sequence[Chunk],
+    vectors: Sequence[list[float]],
+    metadata: dict[str, str],
+    principals: list[str] | None,
+    lexical_neighbours: int,
+) -> DocumentVersion:
+    """The points one version of a document is stored as: a chunk and its vector each, with
+    the payload every read path expects, and each chunk's lexical context."""
     points = [
         ChunkPoint(
-            point_id=point_id_for(tenant_id, item.document_id, version, chunk.index),
+            point_id=point_id_for(tenant_id, document_id, version, chunk.index),
             tenant_id=tenant_id,
-            document_id=item.document_id,
+            document_id=document_id,
             version=version,
             dense_vector=vector,
             payload={
-                "path": item.file.path,
-                "title": item.parsed.title,
-                "content_type": item.parsed.content_type,
+                "path": path,
+                "title": parsed.title,
+                "content_type": parsed.content_type,
                 "chunk_index": chunk.index,
                 "page": chunk.page,
                 "section": chunk.section,
                 "char_start": chunk.char_start,
                 "char_end": chunk.char_end,
                 "text": chunk.text,
-                "meta": item.file.document_metadata or {},
-                "principals": item.file.principals,
+                "meta": metadata,
+                "principals": principals,
             },
         )
-        for chunk, vector in zip(item.chunks, vectors, strict=True)
+        for chunk, vector in zip(chunks, vectors, strict=True)
     ]
     points = with_lexical_context(points, lexical_neighbours)
-    return DocumentVersion(tenant_id, item.document_id, version, points)
+    return DocumentVersion(tenant_id, document_id, version, points)
 
 
 def _apply(
