@@ -110,7 +110,7 @@ _VERBS = [
 _VERB = re.compile(r"\b(" + "|".join(_VERBS) + r")(e?s)\b")
 _EN_NEGATION = re.compile(r"\b(?:not|no|never)\s+|n't\b")
 _CJK_QUESTION = re.compile(
-    r"(多少|几)([\u4e00-\u9fff]?)|什么样的|什么|哪些|哪个|哪种|哪一|哪里|哪儿|哪|谁|何时|何地|怎样|如何|为何|为什么"
+    r"(多少|几)([\u4e00-\u9fff]?)|什么样的|什么|哪些|哪个|哪种|哪一|哪家|哪里|哪儿|哪|谁|何时|何地|怎样|如何|为何|为什么"
 )
 _CJK_NEGATABLE = [("可以", "不可以"), ("能够", "不能够"), ("是", "不是"), ("有", "没有"),
                   ("会", "不会"), ("能", "不能")]  # fmt: skip
@@ -181,13 +181,25 @@ def cmrc_claim(question: str, answer: str) -> str:
     body = question.strip().rstrip("？?")
     if match is None:
         return f"{body}：{answer}。"
-    if match.group(1) and match.group(2) and answer.endswith(match.group(2)):
-        replaced = answer  # "多少分钟" + "4分钟" → "4分钟"
-    elif match.group(1) and match.group(2):
-        replaced = answer + match.group(2)
-    else:
-        replaced = answer
-    return body[: match.start()] + replaced + body[match.end() :] + "。"
+    after = body[match.end() :]
+    if match.group(1) and match.group(2):
+        after = match.group(2) + after  # "多少分钟" + "4分钟" → "4分钟"; + "4" → "4分钟"
+    return _merged(body[: match.start()], answer, after) + "。"
+
+
+def _merged(before: str, answer: str, after: str) -> str:
+    """The frame and the answer without the words a span answer repeats from the frame.
+
+    CMRC answers are spans of the passage and often carry the question's own words ("富国银行
+    广场建于哪一年" → "建于1988年"): pasted in as they are, the claim reads "建于建于1988年年",
+    which no reader writes and which the verifier rightly finds odd.
+    """
+    overlap = next((k for k in range(len(answer), 0, -1) if before.endswith(answer[:k])), 0)
+    before = before[: len(before) - overlap]
+    tail = next((k for k in range(len(after), 0, -1) if answer.endswith(after[:k])), 0)
+    if tail == 0 and len(after) >= 2 and answer.endswith(after[-2:]):
+        tail = len(after)  # "受到哪些风格的影响" + "受到R&B音乐的影响": the answer ends it
+    return before + answer + after[tail:]
 
 
 def _first_change(

@@ -212,10 +212,14 @@ def names(text: str) -> list[str]:
         # ("Acme Corp earned", "Acme's revenue"); otherwise it is capitalised only by position.
         after = text[match.end() : match.end() + 2]
         following = tokens[index + 1].group(0) if index + 1 < len(tokens) else ""
-        run = after.startswith(("'s", "’s")) or (
-            following[:1].isupper()
-            and following[1:].islower()
-            and text[match.end() : tokens[index + 1].start()].isspace()
+        run = (
+            after.startswith(("'s", "’s"))
+            or (
+                following[:1].isupper()
+                and following[1:].islower()
+                and following.isalpha()  # "Activated Cdk5": a gene after a capitalised first word
+                and text[match.end() : tokens[index + 1].start()].isspace()
+            )
         )
         if _IDENTIFIER.search(word) or (word[0].isupper() and (not first or run)):
             found.append(word)
@@ -254,6 +258,8 @@ def missing_facts(claim: str, span: str, *, context: str = "", chunk: str = "") 
     stated = f"{context}\n{span}"
     span_words = _word_forms(f"{heading(chunk)}\n{stated}")
     for name in dict.fromkeys(names(claim)):
+        if _defined_in(name, claim):
+            continue  # "matrix metalloproteases (MMPs)": its spelled-out words are checked
         if not _name_found(name, span_words, stated):
             elsewhere = chunk and _name_found(name, _word_forms(chunk), chunk)
             reasons.append(
@@ -287,6 +293,29 @@ def _name_found(name: str, forms: set[str], text: str) -> bool:
     if all(_form(part) in forms for part in key) or _form(re.sub(r"[-'’]", "", name)) in forms:
         return True
     return _abbreviates(name, text)
+
+
+def _defined_in(name: str, claim: str) -> bool:
+    """Whether the claim itself spells out the acronym `name`, in brackets after its words.
+
+    The acronym's letters are taken in order from the words before the bracket, starting at a
+    word's first letter: "MMPs" from "matrix metalloproteases", "miRNA" from "microRNA".
+    """
+    bracketed = re.search(rf"\(\s*{re.escape(name)}\s*\)", claim)
+    letters = re.sub(r"s$", "", name).lower().replace("-", "")
+    if not bracketed or len(letters) < 2:
+        return False
+    words = _SPELLED.findall(claim[: bracketed.start()])[-6:]
+    for first in range(len(words)):
+        phrase = " ".join(words[first:]).lower()
+        if phrase[0] == letters[0] and _subsequence(letters, phrase):
+            return True
+    return False
+
+
+def _subsequence(letters: str, text: str) -> bool:
+    remaining = iter(text)
+    return all(letter in remaining for letter in letters)
 
 
 _ACRONYM = re.compile(r"([A-Za-z]*[A-Z][A-Za-z]*?)s?-?(\d*)")
@@ -379,11 +408,30 @@ def scattered(claim: str, span: str) -> bool:
     if len(parts) < 2:
         return False
     reach = len(claim) + _CLAUSE
+    # A bracketed aside (a foreign name, a former name) does not put distance between the parts
+    # it interrupts: a foreign or former name between "富国银行广场" and "位于美国明尼亚波利斯".
+    plain = _without_asides(span)
+    parts = [part for part in parts if part in plain] or parts
+    if len(parts) < 2:
+        return False
+    span = plain if all(part in plain for part in parts) else span
     places = [[m.start() for m in re.finditer(re.escape(part), span)] for part in parts]
     for anchor in (p for positions in places for p in positions):
         if all(any(abs(p - anchor) <= reach for p in positions) for positions in places):
             return False
     return True
+
+
+_ASIDE = re.compile(r"（[^（）]*）|\([^()]*\)")
+
+
+def _without_asides(text: str) -> str:
+    """`text` without bracketed asides, nested ones included."""
+    while True:
+        shorter = _ASIDE.sub("", text)
+        if shorter == text:
+            return text
+        text = shorter
 
 
 # Characters beyond the claim's length its parts may spread over. On the calibration half of
@@ -422,6 +470,7 @@ def negation_conflict(claim: str, span: str) -> str | None:
     negated claim needs a negation in the span whose scope shares a word with the claim; a
     negation in the span about words the claim does not use is none of the claim's business.
     """
+    span = _without_contrasts(span, claim)
     if dropped := dropped_cue(span, claim):
         return f"the source says {dropped!r}, the claim does not"
     if added := dropped_cue(claim, span):
@@ -455,6 +504,36 @@ def negation_conflict(claim: str, span: str) -> str | None:
             if held is None and side == "claim" and not _negation_about(other, claim_tokens):
                 return f"the claim says {word!r}, the source does not"
     return None
+
+
+# "increased Aβ in human, but not in mouse, neurons": the negation restricts a qualifier.
+_CONTRAST = re.compile(
+    r"\b(?:but|yet)\s+not\s+(?:in|with|for|among|at|on|from|during|by|under|within|between)"
+    r"\b(?P<qualifier>[^.;,:]*)",
+    re.IGNORECASE,
+)
+
+
+def _without_contrasts(span: str, claim: str) -> str:
+    """The span without "but not in X" qualifiers whose distinguishing words the claim lacks.
+
+    The negation in "in human, but not in mouse, neurons" says where the statement does not
+    hold; it contradicts a claim only when the claim is about that place (names "mouse").
+    """
+    claim_stems = {_stem(w) for w in re.findall(r"[a-z]+", claim.lower())}
+
+    def judged(match: re.Match[str]) -> str:
+        rest = span[: match.start()] + span[match.end() :]
+        rest_stems = {_stem(w) for w in re.findall(r"[a-z]+", rest.lower())}
+        own = {
+            _stem(w)
+            for w in re.findall(r"[a-z]+", match.group("qualifier").lower())
+            if w not in _SCOPE_SKIP and len(w) > 2
+        }
+        distinguishing = own - rest_stems
+        return match.group(0) if distinguishing & claim_stems else " "
+
+    return _CONTRAST.sub(judged, span)
 
 
 _CUE_CHARS = re.compile("[不没未无非否勿]")

@@ -116,3 +116,34 @@ def test_a_chinese_claim_is_stated_only_where_its_parts_stand_together() -> None
     assert not scattered("芙蓉洞于1994年对游人开放。", source)
     assert not scattered("芙蓉洞位于芙蓉江畔。", source)
     assert not scattered("The cave opened in 1994.", source)  # not a CJK claim
+
+
+def test_a_bracketed_aside_does_not_part_what_it_interrupts() -> None:
+    source = (
+        "富国银行广场（Wells Fargo Bank Plaza，前称西北银行中心（Norwest Center）），"
+        "位于美国明尼亚波利斯。"
+    )
+    assert not scattered("富国银行广场位于美国明尼亚波利斯。", source)
+    # Without the aside the parts would still be far apart: the rule stays.
+    far = "富国银行广场是一座楼高54层、高235.6米的摩天大楼，由西萨·佩里设计，位于美国明尼亚波利斯。"
+    assert scattered("富国银行广场位于美国明尼亚波利斯。", far)
+
+
+def test_an_acronym_the_claim_spells_out_is_checked_by_its_words() -> None:
+    source = "The secretion of matrix metalloproteases disassembles adhesions."
+    claim = "Secretion of matrix metalloproteases (MMPs) disassembles adhesions."
+    assert missing_facts(claim, source) is None
+    # An acronym the claim's words do not spell is a name like any other.
+    other = "Secretion of matrix proteins (TIMPs) disassembles adhesions."
+    assert missing_facts(other, source) == "'TIMPs' not in the source"
+    # A capitalised first word before an identifier is capitalised by position, not a name.
+    activated = "Activated Cdk5 regulates neuronal death."
+    assert missing_facts(activated, "Cdk5 regulates neuronal death.") is None
+
+
+def test_a_but_not_qualifier_negates_only_what_it_names() -> None:
+    source = "ApoE4 increased Aβ production in human, but not in mouse, neurons."
+    assert missing_facts("ApoE4 increased Aβ production in human neurons.", source) is None
+    assert missing_facts("ApoE4 increased Aβ production in mouse neurons.", source) == (
+        "the source says 'not', the claim does not"
+    )
