@@ -687,11 +687,13 @@ def ask(
 def format_answer(result: dict[str, Any]) -> list[str]:
     """The lines `ragkb ask` prints for a /v1/query response (plain text, no markup)."""
     if not result["answered"]:
-        why = (
-            "no passage of your documents is close enough to the question"
-            if "no_evidence" in result["stages"]
-            else "the reader found no answer in the retrieved passages"
-        )
+        stages = result["stages"]
+        if "no_evidence" in stages:
+            why = "no passage of your documents is close enough to the question"
+        elif "unsupported" in stages:
+            why = "the reader's answer is stated by none of the passages it cited"
+        else:
+            why = "the reader found no answer in the retrieved passages"
         return [result["answer"], f"NOT ANSWERED: not in the sources ({why})."]
     lines = [result["answer"], ""]
     if not result["citations"]:
@@ -745,6 +747,13 @@ def eval_answers(
         Path | None,
         typer.Option(help="JSON {questions: [...]} the corpus cannot answer (English sets)."),
     ] = None,
+    index_in_process: Annotated[
+        bool,
+        typer.Option(
+            help="Index the passages in this process as the pipeline does, without the upload "
+            "and worker round trip (large samples)."
+        ),
+    ] = False,
 ) -> None:
     """Answer correctness, citation precision and abstention on a QA set (see api/eval_answers)."""
     import shlex
@@ -794,6 +803,8 @@ def eval_answers(
             corpus, sample=sample, absent_share=absent_share, distractors=distractors,
             top_k=top_k, seed=seed, embedding_model=embedding_model, reader_url=reader_url,
             reader_model=reader_model,
+            general=json.loads(general.read_text())["questions"] if general else None,
+            index_in_process=index_in_process,
         )  # fmt: skip
     finally:
         if server is not None:
@@ -805,12 +816,16 @@ def eval_answers(
         ["ragkb", "eval", "answers", "--corpus", str(corpus), "--sample", str(sample),
          "--absent-share", str(absent_share), "--distractors", str(distractors),
          "--top-k", str(top_k), "--seed", str(seed), "--embedding-model", embedding_model]
+        + (["--general", str(general)] if general else [])
+        + (["--index-in-process"] if index_in_process else [])
     )  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     out.with_suffix(".rows.json").write_text(json.dumps(rows, indent=1, ensure_ascii=False) + "\n")
     metrics = ["exact_match", "f1", "citation_precision", "abstain_rate_when_absent",
-               "no_evidence_when_absent", "reader_refused_when_absent", "answerable_kept",
+               "no_evidence_when_absent", "reader_refused_when_absent",
+               "unsupported_when_absent", "unsupported_when_present", "answerable_kept",
+               "answered_when_present",
                "gold_passage_retrieved",
                "answered_with_citation", "verified_answers"]  # fmt: skip
     typer.echo("| metric | value |\n|---|---|")

@@ -14,7 +14,10 @@ Metrics:
 - `abstain_rate_when_absent`: share of absent questions answered "not in the sources" (by the
   evidence gate or by the reader's own refusal); `no_evidence_when_absent`: by the gate alone;
   `reader_refused_when_absent` / `_when_present`: by the reader (generation/prompt.py).
-- `answerable_kept`: share of present questions the evidence gate let through to the reader.
+- `unsupported_when_absent` / `_when_present`: answered "not in the sources" because no citation
+  of the reader's answer verified (`CitationSettings.refuse_unsupported`).
+- `answerable_kept`: share of present questions the evidence gate let through to the reader;
+  `answered_when_present`: share answered at the end (gate, reader and verification).
 
 `run_evidence_eval` (`ragkb eval answers --evidence-only`) measures the gate alone, without a
 reader, on any retrieval set (SciFact has no reference answers) plus general-knowledge questions
@@ -197,12 +200,25 @@ def run_answer_eval(
     embedding_model: str,
     reader_url: str,
     reader_model: str,
+    general: list[str] | None = None,
+    index_in_process: bool = False,
 ) -> dict[str, Any]:
-    passages, items = load_qa(corpus_dir)
+    """The sample through `POST /v1/query` with the reader (metrics: module docstring).
+
+    `general`: questions the corpus cannot answer, asked as absent ones; with them the set
+    may have no reference answers (SciFact claims: then only the abstention and citation
+    metrics mean anything). `index_in_process`: index as the pipeline does without the upload
+    → Celery round trip (`index_passages`), for large English calibration samples.
+    """
+    passages, items = load_qa(corpus_dir, require_answers=general is None)
     picked = sample_questions(
         passages, items, sample=sample, absent_share=absent_share, distractors=distractors,
         rng=random.Random(seed),
     )  # fmt: skip
+    asked = [(q, q in picked.absent) for q in picked.questions]
+    asked += [
+        (QAItem(f"general-{i}", text, [], set()), True) for i, text in enumerate(general or [])
+    ]
     with throwaway_service(
         embedding=EmbeddingSettings(model=embedding_model),
         reader=ReaderSettings(
@@ -210,12 +226,10 @@ def run_answer_eval(
         ),
     ) as service:
         ingest_started = time.perf_counter()
-        ingest_passages(service, {d: passages[d] for d in picked.passage_ids})
+        index = index_passages if index_in_process else ingest_passages
+        index(service, {d: passages[d] for d in picked.passage_ids})
         ingest_s = time.perf_counter() - ingest_started
-        rows = [
-            _ask(service.client, service.headers, q, top_k, q in picked.absent)
-            for q in picked.questions
-        ]
+        rows = [_ask(service.client, service.headers, q, top_k, absent) for q, absent in asked]
     return _summarize(rows, len(picked.passage_ids), ingest_s)
 
 
@@ -305,6 +319,8 @@ def _ask(
         "answered": done["answered"],
         "no_evidence": "no_evidence" in done["stages"],
         "reader_refused": "reader_refused" in done["stages"],
+        "unsupported": "unsupported" in done["stages"],
+        "general": item.query_id.startswith("general-"),
         "verified": done["verified"],
         "contains_answer": contains_answer(done["answer"], item.answers),
         "f1": char_f1(done["answer"], item.answers),
@@ -345,6 +361,11 @@ def _summarize(rows: list[dict[str, Any]], passages: int, ingest_s: float) -> di
         # The reader's own refusal (after the gate let the question through).
         "reader_refused_when_absent": _share(r.get("reader_refused", False) for r in absent),
         "reader_refused_when_present": _share(r.get("reader_refused", False) for r in present),
+        # No citation of the reader's answer verified (CitationSettings.refuse_unsupported).
+        "unsupported_when_absent": _share(r.get("unsupported", False) for r in absent),
+        "unsupported_when_present": _share(r.get("unsupported", False) for r in present),
+        "answered_when_present": _share(r["answered"] for r in present),
+        "abstain_rate_general": _share(not r["answered"] for r in absent if r.get("general")),
         "answerable_kept": _share(not r["no_evidence"] for r in present),
         "ttft_p50_ms": round(statistics.median(ttfts), 1) if ttfts else None,
         "total_p50_ms": round(statistics.median(r["total_ms"] for r in ok), 1) if ok else None,

@@ -272,6 +272,7 @@ def bind_index(
         count_tokens=ReaderTokenCounter(settings.reader).count,
         reader_settings=settings.reader,
         metrics=metrics,
+        refuse_unsupported=settings.citations.refuse_unsupported,
     )
     ingest = IngestDependencies(
         session_factory=session_factory,

@@ -646,6 +646,14 @@ class CitationSettings(BaseModel):
         "(bench/results/verification.json).",
     )
 
+    refuse_unsupported: bool = Field(
+        True,
+        description="Answer 'not in the sources' (stage `unsupported`, `answered: false`, no "
+        "citations) when none of the reader's citations is stated by its source, or it cited "
+        "none: the answer then comes from the reader's own knowledge or a guess. Measured with "
+        "`ragkb eval answers` (docs/reader.md, 'Not in the sources').",
+    )
+
     def semantic_threshold_for(self, model_name: str) -> float:
         if self.semantic_threshold is not None:
             return self.semantic_threshold

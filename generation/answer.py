@@ -1,4 +1,5 @@
-"""The answer use case: (rewrite) → retrieve → (no evidence: say so) → prompt → read → cite."""
+"""The answer use case: (rewrite) → retrieve → (no evidence: say so) → prompt → read → cite
+→ (nothing the answer says is stated by a source: say so)."""
 
 from __future__ import annotations
 
@@ -115,7 +116,11 @@ class AnswerService:
         count_tokens: Callable[[str], int],
         reader_settings: ReaderSettings,
         metrics: Metrics,
+        refuse_unsupported: bool = True,
     ) -> None:
+        """`refuse_unsupported`: answer "not in the sources" when no citation of the reader's
+        answer is verified (`CitationSettings.refuse_unsupported`)."""
+        self._refuse_unsupported = refuse_unsupported
         self._retriever = retriever
         self._chat = chat_client
         self._verifier = verifier
@@ -246,22 +251,32 @@ class AnswerService:
 
     def _no_evidence(self, prepared: _Prepared) -> AnswerResult:
         # Nothing relevant enough: answering anyway would invite the reader to make it up.
+        return self._refusal(prepared, "no_evidence", "no evidence among the sources")
+
+    def _refusal(self, prepared: _Prepared, stage: str, why: str) -> AnswerResult:
+        """The one "not in the sources" answer every front shows, whichever guard gave it:
+        `no_evidence` (the evidence gate, before any reader call), `reader_refused` (the reader
+        said the sources do not answer) or `unsupported` (no citation of the reader's answer
+        is stated by its source). It carries no citations: a refusal that cites would read as
+        a sourced claim."""
         prepared.timings_ms["total_ms"] = _ms_since(prepared.started)
         self._metrics.observe_stages(prepared.timings_ms)
         # Outcome and cost only: a log line must not hold the question or the sources' text.
         logger.info(
-            "question: no evidence among the sources (%.0f ms)", prepared.timings_ms["total_ms"]
-        )
+            "question: not answered (%s), %d sources, %.0f ms",
+            why, len(prepared.sources), prepared.timings_ms["total_ms"],
+        )  # fmt: skip
+        read = [] if stage == "no_evidence" else [f"read:{self._chat.model}"]
         return AnswerResult(
             answer=NO_ANSWER,
             answered=False,
             verified=False,
             question=prepared.question,
             standalone_question=prepared.standalone,
-            sources=[],
+            sources=prepared.sources if read else [],
             citations=[],
             invalid_citation_numbers=[],
-            stages=[*prepared.stages, "no_evidence"],
+            stages=[*prepared.stages, *read, stage],
             timings_ms=prepared.timings_ms,
             usage=prepared.usage,
         )
@@ -270,22 +285,21 @@ class AnswerService:
         verify_started = time.perf_counter()
         parsed = parse_citations(text, source_count=len(prepared.sources))
         if not parsed.answer or is_refusal(parsed.answer):
-            return self._reader_refused(prepared)
+            return self._refusal(prepared, "reader_refused", "the reader found no answer")
         with span("verify", {"ragkb.citations": len(parsed.marks)}):
             citations = [
                 self._citation(mark.number, mark.claim, prepared.sources[mark.number - 1])
                 for mark in parsed.marks
             ]
         prepared.timings_ms["verify_ms"] = _ms_since(verify_started)
+        if self._refuse_unsupported and not any(c.verified for c in citations):
+            # Whatever the reader wrote, no source states any of it (it cited none, or every
+            # citation failed verification): an answer from its own knowledge, or a guess.
+            self._count_citations(citations, parsed.invalid_numbers)
+            return self._refusal(prepared, "unsupported", "no citation is stated by its source")
         prepared.timings_ms["total_ms"] = _ms_since(prepared.started)
         self._metrics.observe_stages(prepared.timings_ms)
-        for citation in citations:
-            outcome = "verified" if citation.verified else "unsupported"
-            self._metrics.citations_total.labels(outcome=outcome).inc()
-        if parsed.invalid_numbers:
-            self._metrics.citations_total.labels(outcome="no_such_source").inc(
-                len(parsed.invalid_numbers)
-            )
+        self._count_citations(citations, parsed.invalid_numbers)
         logger.info(
             "question: answered, %d sources, %d citations (%d unsupported), %.0f ms",
             len(prepared.sources), len(citations),
@@ -307,28 +321,12 @@ class AnswerService:
             usage=prepared.usage,
         )
 
-    def _reader_refused(self, prepared: _Prepared) -> AnswerResult:
-        """The reader said the sources do not answer: the one refusal every front shows (no
-        citations: a refusal that cites would read as a sourced claim)."""
-        prepared.timings_ms["total_ms"] = _ms_since(prepared.started)
-        self._metrics.observe_stages(prepared.timings_ms)
-        logger.info(
-            "question: the reader found no answer in %d sources, %.0f ms",
-            len(prepared.sources), prepared.timings_ms["total_ms"],
-        )  # fmt: skip
-        return AnswerResult(
-            answer=NO_ANSWER,
-            answered=False,
-            verified=False,
-            question=prepared.question,
-            standalone_question=prepared.standalone,
-            sources=prepared.sources,
-            citations=[],
-            invalid_citation_numbers=[],
-            stages=[*prepared.stages, f"read:{self._chat.model}", "reader_refused"],
-            timings_ms=prepared.timings_ms,
-            usage=prepared.usage,
-        )
+    def _count_citations(self, citations: Sequence[Citation], invalid: Sequence[int]) -> None:
+        for citation in citations:
+            outcome = "verified" if citation.verified else "unsupported"
+            self._metrics.citations_total.labels(outcome=outcome).inc()
+        if invalid:
+            self._metrics.citations_total.labels(outcome="no_such_source").inc(len(invalid))
 
     def _citation(self, number: int, claim: str, chunk: RetrievedChunk) -> Citation:
         support = self._verifier.support(claim, chunk.text)

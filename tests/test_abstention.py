@@ -154,6 +154,34 @@ def test_with_the_reader_out_of_corpus_is_refused_and_answerable_is_cited(
     assert "hr/vacation.md" in [c.path for c in answered.citations]
 
 
+@pytest.mark.reader
+def test_an_answer_no_source_states_is_refused_as_unsupported(
+    store: EdgeVectorStore, embedder: LocalEmbedder, reader_url: str
+) -> None:
+    # The evidence gate off: the question reaches the reader with the handbook as sources, and
+    # the 1.5B reader answers from its own knowledge ("357°C [1]", citing a handbook page).
+    settings = RetrievalSettings()
+    ungated = Retriever(
+        store=store, embedder=embedder, lexical=LexicalEncoder(LexicalSettings()),
+        reranker=NoReranker(), settings=settings, rerank_candidates=20, min_score=-1.0,
+    )  # fmt: skip
+    reader = ReaderSettings(base_url=reader_url, temperature=0, max_tokens=64)
+    refused = answer_service(ungated, embedder, reader).answer(
+        tenant_id="t", question="What is the boiling point of mercury?", top_k=4
+    )
+    assert (refused.answered, refused.answer, refused.citations) == (False, NO_ANSWER, [])
+    assert refused.stages[-1] == "unsupported"
+    assert refused.sources  # the sources it was given are still shown
+
+    answered = answer_service(ungated, embedder, reader).answer(
+        tenant_id="t", question="How many parcels did the Rotterdam warehouse ship in September?",
+        top_k=4,
+    )  # fmt: skip
+    assert answered.answered
+    assert answered.stages[-1] == "verify"
+    assert any(c.verified and c.path == "ops/rotterdam.md" for c in answered.citations)
+
+
 def test_the_best_sentence_threshold_is_applied_when_set(
     store: EdgeVectorStore, embedder: LocalEmbedder
 ) -> None:

@@ -47,3 +47,12 @@ def test_ask_says_when_it_refused() -> None:
     assert reader_refused[-1] == (
         "NOT ANSWERED: not in the sources (the reader found no answer in the retrieved passages)."
     )
+    unsupported = format_answer({
+        "answer": "The sources do not contain the answer.", "answered": False, "verified": False,
+        "citations": [], "stages": ["hybrid", "read:qwen", "unsupported"],
+        "invalid_citation_numbers": [],
+    })  # fmt: skip
+    assert unsupported[-1] == (
+        "NOT ANSWERED: not in the sources (the reader's answer is stated by none of the passages "
+        "it cited)."
+    )

@@ -150,6 +150,9 @@ def echo_stack(
     settings.limits.ingest_burst = 100_000
     with EchoReader() as echo:
         settings.reader.base_url = echo.base_url
+        # The echo's answer is its prompt: shown even when no citation verifies, so that every
+        # response and stored turn shows what reached the reader.
+        settings.citations.refuse_unsupported = False
         run_migrations(settings)
         runtime = Runtime.build(settings, embedder=embedder)
         keys = {}

@@ -10,6 +10,7 @@ from core.settings import LexicalSettings, ReaderSettings, RetrievalSettings
 from core.vectorstore.edge import EdgeVectorStore
 from generation.answer import AnswerResult, AnswerService, TokenUsage, _Prepared
 from generation.client import ChatClient
+from generation.prompt import NO_ANSWER
 from generation.verify import CitationVerifier, content_tokens, lexical_support
 from retrieval.rerank import NoReranker
 from retrieval.retriever import RetrievedChunk, Retriever
@@ -102,7 +103,8 @@ def test_a_quote_must_hold_the_fact_not_just_the_topic(embedder: LocalEmbedder) 
 def test_reader_output_with_no_or_nonsense_citations_is_flagged_not_failed(
     embedder: LocalEmbedder, tmp_path: Path
 ) -> None:
-    """Whatever the reader writes, the answer comes back: unverified, never an error."""
+    """Whatever the reader writes, the answer comes back: unverified, never an error; under
+    the default (`refuse_unsupported`) an answer no source states is "not in the sources"."""
     reader_settings = ReaderSettings()
     lexical = LexicalEncoder(LexicalSettings())
     store = EdgeVectorStore(path=tmp_path / "s", dimension=embedder.dimension, lexical=lexical)
@@ -123,17 +125,18 @@ def test_reader_output_with_no_or_nonsense_citations_is_flagged_not_failed(
         count_tokens=len,
         reader_settings=reader_settings,
         metrics=Metrics(),
+        refuse_unsupported=False,
     )
     source = RetrievedChunk(
         point_id="p", document_id="d", path="a.md", title=None, page=None, section=None,
         char_start=100, char_end=100 + len(SOURCE), text=SOURCE, retrieval_score=0.8,
     )  # fmt: skip
 
-    def finish(text: str) -> AnswerResult:
+    def finish(text: str, answers: AnswerService = service) -> AnswerResult:
         prepared = _Prepared(
             "q", "q", [source], ["hybrid"], {}, time.perf_counter(), TokenUsage(0, 0)
         )
-        return service._finish(prepared, text)
+        return answers._finish(prepared, text)
 
     uncited = finish("It shipped many parcels.")
     assert uncited.answered
@@ -147,8 +150,22 @@ def test_reader_output_with_no_or_nonsense_citations_is_flagged_not_failed(
     assert nonsense.citations[0].reason is not None
     assert not nonsense.verified
 
+    refusing = AnswerService(
+        retriever=service._retriever, chat_client=service._chat, verifier=service._verifier,
+        count_tokens=len, reader_settings=reader_settings, metrics=Metrics(),
+    )  # fmt: skip
+    for unsupported in ("It shipped many parcels.", "Cats are mammals [1]."):
+        refused = finish(unsupported, refusing)
+        assert (refused.answered, refused.answer, refused.citations) == (False, NO_ANSWER, [])
+        assert refused.stages == ["hybrid", f"read:{reader_settings.model}", "unsupported"]
+        assert refused.sources == [source]
+
     good = finish("The Rotterdam warehouse shipped 48,200 parcels in September [1].")
     assert good.verified
+    assert finish(
+        "The Rotterdam warehouse shipped 48,200 parcels in September [1]. Cats purr [1].",
+        refusing,
+    ).answered  # one verified citation: the answer stands, its other claim flagged
     assert good.citations[0].reason is None
     quote = good.citations[0]
     # The claim names the warehouse (sentence 1) and the figure (sentence 2): the pair is quoted.

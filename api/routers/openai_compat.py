@@ -213,6 +213,14 @@ def message_content(result: AnswerResult) -> str:
     return result.answer + sources_footer(result)
 
 
+# Appended to a streamed answer that verification found stated by no source (stage
+# `unsupported`): its tokens are already on the client's screen.
+UNSUPPORTED_NOTICE = (
+    "Not verified: none of the above is stated by the sources, so it is withdrawn. "
+    "The sources do not contain the answer."
+)
+
+
 def sources_footer(result: AnswerResult) -> str:
     cited = sorted({c.number: c for c in result.citations}.items())
     if not cited:
@@ -254,6 +262,9 @@ def _chunks(
                 result: AnswerResult = event.data
                 if not result.sources:
                     yield chunk({"content": result.answer})
+                elif not result.answered and "unsupported" in result.stages:
+                    # The draft was streamed before it could be verified: take it back.
+                    yield chunk({"content": f"\n\n{UNSUPPORTED_NOTICE}"})
                 footer = sources_footer(result)
                 yield chunk(
                     {"content": footer} if footer else {},
