@@ -14,14 +14,13 @@ from fastapi.responses import StreamingResponse
 from api.deps import QueryCaller, RuntimeDep, SessionDep, TenantDep
 from api.end_users import end_user_principals
 from api.filters import to_search_filter
+from api.openai_errors import OpenAIErrorOut, OpenAIRequestError, openai_error_responses
 from api.openai_schemas import MODEL_ID, ChatCompletionRequest, message_text, unsupported_fields
 from api.routers.query import citations_out, validate_question
 from api.schemas import (
     AUTH_ERRORS,
     BUSY_ERRORS,
     V1_ERRORS,
-    ErrorOut,
-    error_responses,
     invalid_request,
 )
 from core.audit import AuditAction, Outcome, record_by
@@ -37,7 +36,9 @@ from generation.client import (
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 
 
-@router.get("/models", summary="Models (OpenAI-compatible)", responses=error_responses(*V1_ERRORS))
+@router.get(
+    "/models", summary="Models (OpenAI-compatible)", responses=openai_error_responses(*V1_ERRORS)
+)
 def list_models(tenant: TenantDep) -> dict[str, Any]:
     """Any valid key may list the one model, whatever its scopes."""
     return {"object": "list", "data": [_model()]}
@@ -46,12 +47,17 @@ def list_models(tenant: TenantDep) -> dict[str, Any]:
 @router.get(
     "/models/{model_id}",
     summary="One model (OpenAI-compatible)",
-    responses=error_responses(*V1_ERRORS, 404, 422),
+    responses=openai_error_responses(*V1_ERRORS, 404),
 )
 def retrieve_model(model_id: str, tenant: TenantDep) -> dict[str, Any]:
     """`ragkb`, the only model; any other id is a 404."""
     if model_id != MODEL_ID:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"model {model_id!r} does not exist")
+        raise OpenAIRequestError(
+            status.HTTP_404_NOT_FOUND,
+            f"model {model_id!r} does not exist",
+            param="model",
+            code="model_not_found",
+        )
     return _model()
 
 
@@ -91,9 +97,13 @@ def _finish_reason(result: AnswerResult, options: GenerationOptions, max_tokens:
     summary="Chat completions with RAG (OpenAI-compatible)",
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE with stream"},
-        400: {"model": ErrorOut, "description": "A field ragkb does not support (named)"},
-        404: {"model": ErrorOut, "description": "Unknown model"},
-        **error_responses(*AUTH_ERRORS, 413, 422, *BUSY_ERRORS),
+        **openai_error_responses(*AUTH_ERRORS, 413, *BUSY_ERRORS),
+        400: {
+            "model": OpenAIErrorOut,
+            "description": "Malformed, or a field ragkb does not support set (`error.param` "
+            "names the field; every problem is in the message)",
+        },
+        404: {"model": OpenAIErrorOut, "description": "Unknown model (`model_not_found`)"},
     },
 )
 def chat_completions(
@@ -126,10 +136,17 @@ def chat_completions(
     """
     problems = unsupported_fields(body)
     if problems:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "; ".join(problems))
+        raise OpenAIRequestError(
+            status.HTTP_400_BAD_REQUEST,
+            "; ".join(f"{name}: {why}" for name, why in problems),
+            param=problems[0][0],
+        )
     if body.model != MODEL_ID:
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND, f"model {body.model!r} does not exist; use {MODEL_ID!r}"
+        raise OpenAIRequestError(
+            status.HTTP_404_NOT_FOUND,
+            f"model {body.model!r} does not exist; use {MODEL_ID!r}",
+            param="model",
+            code="model_not_found",
         )
     user_turns = [i for i, m in enumerate(body.messages) if m.role == "user"]
     if not user_turns:

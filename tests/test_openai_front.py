@@ -1,0 +1,221 @@
+"""The OpenAI front as OpenAI's own SDK meets it, in-process: what real clients replay in a
+history is accepted, anything ragkb cannot honour or that is invalid is a 400 whose `param`
+names the field (OpenAI's error object), and the typed client's errors carry `Retry-After`.
+
+The reader is the echo reader (api/echo_reader.py), which answers with its whole prompt: what
+reached the prompt from a history shows in the answer. The real reader's answers, streaming and
+the framework chat models are in test_fronts.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.echo_reader import EchoReader
+from api.runtime import Runtime
+from client import AsyncRagkbClient, RagkbClient, RateLimitError
+from core.db import run_migrations
+from core.embedding import LocalEmbedder
+from core.settings import Settings
+from core.tenancy import create_tenant, issue_api_key
+from tests.apihelpers import auth, wait_for_job
+
+QUESTION = "What is the door code of the Lisbon office?"
+USER = {"role": "user", "content": QUESTION}
+
+
+@dataclass
+class Front:
+    client: TestClient
+    key: str
+    limited_key: str  # a tenant of 3 queries a minute
+
+    def openai(self, key: str | None = None) -> openai.OpenAI:
+        return openai.OpenAI(
+            base_url="http://testserver/v1",
+            api_key=key or self.key,
+            http_client=self.client,
+            max_retries=0,
+        )
+
+
+@pytest.fixture
+def front(settings: Settings, embedder: LocalEmbedder) -> Iterator[Front]:
+    settings.limits.query_burst = 1_000
+    settings.limits.queries_per_minute = 1_000
+    with EchoReader() as echo:
+        settings.reader.base_url = echo.base_url
+        run_migrations(settings)
+        runtime = Runtime.build(settings, embedder=embedder)
+        with runtime.session_factory() as session:
+            key = issue_api_key(session, tenant=create_tenant(session, name="acme")).plaintext
+            slow = create_tenant(session, name="slow")
+            slow.queries_per_minute, slow.query_burst = 3, 3
+            limited_key = issue_api_key(session, tenant=slow).plaintext
+            session.commit()
+        try:
+            with TestClient(create_app(settings, runtime)) as client:
+                doc = b"# Lisbon\n\nThe door code of the Lisbon office is 4471.\n"
+                job = client.post(
+                    "/v1/ingest/jobs", headers=auth(key), files=[("files", ("lisbon.md", doc))]
+                ).json()
+                assert wait_for_job(client, job["id"], key)["progress"]["done"] == 1
+                yield Front(client, key, limited_key)
+        finally:
+            runtime.close()
+
+
+# (extra fields or messages, the `param` the 400 names)
+REFUSED: list[tuple[dict[str, Any], str]] = [
+    ({"temperature": 3}, "temperature"),
+    ({"top_p": 1.5}, "top_p"),
+    ({"frequency_penalty": -3}, "frequency_penalty"),
+    ({"n": 0}, "n"),
+    ({"n": 2, "stream": True}, "n"),
+    ({"stream_options": {"include_usage": True}}, "stream_options"),
+    ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+    ({"metadata": {"team": "hr"}}, "metadata"),
+    ({"store": True}, "store"),
+    ({"modalities": ["text", "audio"]}, "modalities"),
+    ({"logit_bias": {"50256": -100}}, "logit_bias"),
+    ({"service_tier": "flex"}, "service_tier"),
+    ({"reasoning_effort": "low"}, "reasoning_effort"),
+    ({"tool_choice": "auto"}, "tool_choice"),
+    ({"extra_body": {"frobnicate": 1}}, "frobnicate"),
+    (
+        {
+            "messages": [
+                USER,
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "c1",
+                            "type": "function",
+                            "function": {"name": "lookup", "arguments": "{}"},
+                        }
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "c1", "content": "4471"},
+                USER,
+            ]
+        },
+        "messages[1].tool_calls",
+    ),
+    (
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "What is this?"},
+                        {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}},
+                    ],
+                }
+            ]
+        },
+        "messages[0].content[1].type",
+    ),
+    ({"messages": [{"role": "robot", "content": QUESTION}]}, "messages[0].role"),
+    ({"messages": [{"role": "system", "content": "Be brief."}]}, "messages"),
+]
+
+
+def test_invalid_and_unsupported_fields_are_400s_naming_the_param(front: Front) -> None:
+    client = front.openai()
+    for fields, param in REFUSED:
+        request: dict[str, Any] = {"model": "ragkb", "messages": [USER], **fields}
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(**request)
+        assert refused.value.status_code == 400, fields
+        assert refused.value.param == param, (fields, refused.value.body)
+        assert refused.value.type == "invalid_request_error"
+        assert param in refused.value.message
+    with pytest.raises(openai.NotFoundError) as unknown:
+        client.chat.completions.create(model="gpt-4o", messages=[USER])
+    assert unknown.value.code == "model_not_found"
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.models.retrieve("gpt-4o")
+    assert missing.value.code == "model_not_found"
+    with pytest.raises(openai.AuthenticationError) as no_key:
+        front.openai("rkb_nothing_here").models.list()
+    assert no_key.value.code == "invalid_api_key"
+
+
+def test_histories_that_clients_replay_are_accepted(front: Front) -> None:
+    """What chat UIs and the SDK send back: developer messages, names, null fields of an
+    assistant message, content as parts, an assistant's refusal part (its text is history)."""
+    completion = front.openai().chat.completions.create(
+        model="ragkb",
+        messages=[
+            {"role": "developer", "content": "Answer briefly."},
+            {"role": "user", "content": "Who may enter the Lisbon office?", "name": "ann"},
+            {
+                "role": "assistant",
+                "content": [{"type": "refusal", "refusal": "I cannot say who may enter."}],
+                "tool_calls": None,
+                "function_call": None,
+                "audio": None,
+            },
+            {"role": "user", "content": [{"type": "text", "text": "And its door code?"}]},
+        ],
+        stop="NEVER-SEEN",
+        seed=7,
+        user="ann",
+        parallel_tool_calls=False,
+        modalities=["text"],
+        response_format={"type": "text"},
+    )
+    content = completion.choices[0].message.content or ""
+    # The echo reader shows its prompt: the refusal reached the history the rewrite read.
+    assert "I cannot say who may enter." in content
+    assert "4471" in content
+    assert completion.usage is not None
+    assert completion.usage.total_tokens == (
+        completion.usage.prompt_tokens + completion.usage.completion_tokens
+    )
+
+
+def test_client_errors_carry_retry_after_on_429(front: Front) -> None:
+    """The tenant's bucket (3 queries) runs dry: the sync and async clients and the OpenAI SDK
+    each get a 429 with the reason and the seconds to wait."""
+    # Not closed: the client closes the http client it is given, and this one is the app's.
+    kb = RagkbClient("http://testserver", front.limited_key, http_client=front.client)
+    for _ in range(3):
+        kb.search(QUESTION)
+    with pytest.raises(RateLimitError) as limited:
+        kb.search(QUESTION)
+    assert limited.value.status_code == 429
+    assert "rate limit" in str(limited.value.detail)
+    assert limited.value.retry_after_s is not None
+    assert limited.value.retry_after_s > 0
+
+    async def stream() -> RateLimitError:
+        transport = httpx.ASGITransport(app=front.client.app)
+        async with (
+            httpx.AsyncClient(transport=transport) as http,
+            AsyncRagkbClient("http://testserver", front.limited_key, http_client=http) as kb,
+        ):
+            with pytest.raises(RateLimitError) as refused:
+                async for _ in kb.query_stream(QUESTION):
+                    pass
+            return refused.value
+
+    streamed = asyncio.run(stream())
+    assert streamed.retry_after_s is not None
+    assert "rate limit" in str(streamed.detail)
+
+    with pytest.raises(openai.RateLimitError) as sdk:
+        front.openai(front.limited_key).chat.completions.create(model="ragkb", messages=[USER])
+    assert sdk.value.type == "rate_limit_error"
+    assert float(sdk.value.response.headers["retry-after"]) > 0
