@@ -15,6 +15,7 @@ import httpx
 from api.schemas import (
     DocumentList,
     DocumentTextOut,
+    JobList,
     JobOut,
     QueryResponse,
     SearchFilterIn,
@@ -186,6 +187,18 @@ class RagkbClient:
         return JobOut.model_validate(
             self._send(calls.get_job(job_id, include_files=include_files)).json()
         )
+
+    def list_jobs(self, *, limit: int = 20, cursor: str | None = None) -> JobList:
+        """A page of the tenant's jobs, newest first, without their files (scope `read`); pass
+        `next_cursor` back as `cursor` for the next page."""
+        return JobList.model_validate(
+            self._send(calls.list_jobs(limit=limit, cursor=cursor)).json()
+        )
+
+    def retry_job(self, job_id: str) -> JobOut:
+        """Queue a job's failed files again from their kept bytes (scope `ingest`); 409 as
+        `APIError` when none is kept."""
+        return JobOut.model_validate(self._send(calls.retry_job(job_id)).json())
 
     def wait_for_job(
         self, job_id: str, *, poll_s: float = 0.5, timeout_s: float | None = None

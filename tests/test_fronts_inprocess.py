@@ -1,10 +1,11 @@
-"""The OpenAI front as OpenAI's own SDK meets it, in-process: what real clients replay in a
-history is accepted, anything ragkb cannot honour or that is invalid is a 400 whose `param`
-names the field (OpenAI's error object), and the typed client's errors carry `Retry-After`.
+"""The fronts in-process, as OpenAI's SDK and ragkb's typed client meet them: what real
+clients replay in a chat history is accepted, anything ragkb cannot honour or that is invalid is
+a 400 whose `param` names the field (OpenAI's error object), the typed client's errors carry the
+reason and `Retry-After`, and its job calls page and retry.
 
 The reader is the echo reader (api/echo_reader.py), which answers with its whole prompt: what
-reached the prompt from a history shows in the answer. The real reader's answers, streaming and
-the framework chat models are in test_fronts.py.
+reached the prompt from a history shows in the answer. The real reader's answers, streaming, the
+framework retrievers and chat models and the MCP client are in test_fronts.py.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.echo_reader import EchoReader
 from api.runtime import Runtime
-from client import AsyncRagkbClient, RagkbClient, RateLimitError
+from client import AsyncRagkbClient, ConflictError, RagkbClient, RateLimitError
 from core.db import run_migrations
 from core.embedding import LocalEmbedder
 from core.settings import Settings
@@ -219,3 +220,19 @@ def test_client_errors_carry_retry_after_on_429(front: Front) -> None:
         front.openai(front.limited_key).chat.completions.create(model="ragkb", messages=[USER])
     assert sdk.value.type == "rate_limit_error"
     assert float(sdk.value.response.headers["retry-after"]) > 0
+
+
+def test_client_lists_and_retries_jobs(front: Front) -> None:
+    kb = RagkbClient("http://testserver", front.key, http_client=front.client)
+    second = kb.upload([("notes.md", b"# Notes\n\nNothing here.\n")])
+    kb.wait_for_job(second.id, timeout_s=120)
+    first_page = kb.list_jobs(limit=1)
+    assert [j.id for j in first_page.jobs] == [second.id]
+    assert first_page.next_cursor is not None
+    rest = kb.list_jobs(cursor=first_page.next_cursor)
+    assert len(rest.jobs) == 1
+    assert rest.next_cursor is None
+    with pytest.raises(ConflictError) as nothing:
+        kb.retry_job(second.id)
+    assert nothing.value.status_code == 409
+    assert "failed" in str(nothing.value.detail)
