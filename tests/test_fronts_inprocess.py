@@ -11,6 +11,7 @@ framework retrievers and chat models and the MCP client are in test_fronts.py.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -236,3 +237,74 @@ def test_client_lists_and_retries_jobs(front: Front) -> None:
         kb.retry_job(second.id)
     assert nothing.value.status_code == 409
     assert "failed" in str(nothing.value.detail)
+
+
+def _mcp(front: Front, headers: dict[str, str], calls: list[tuple[str, dict[str, Any]]]) -> Any:
+    """The tools listed and these calls made through the MCP SDK's own client."""
+    import httpx2
+    from mcp.client.session import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    async def run() -> tuple[Any, list[Any]]:
+        transport = httpx2.ASGITransport(app=front.client.app)
+        async with (
+            httpx2.AsyncClient(transport=transport, headers=headers, timeout=60) as http,
+            streamable_http_client("http://testserver/mcp", http_client=http) as (read, write, *_),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+            tools = await session.list_tools()
+            return tools, [await session.call_tool(name, args) for name, args in calls]
+
+    return asyncio.run(run())
+
+
+def _out(result: Any) -> dict[str, Any]:
+    assert not result.is_error, result.content
+    return dict(result.structured_content)
+
+
+def test_mcp_principals_header_and_reads_past_the_end(front: Front) -> None:
+    hr = b"# Salaries\n\nThe salary band of a senior engineer is band 9.\n"
+    job = front.client.post(
+        "/v1/ingest/jobs",
+        headers=auth(front.key),
+        files=[("files", ("hr/salaries.md", hr))],
+        data={"principals": json.dumps(["group:hr"])},
+    ).json()
+    wait_for_job(front.client, job["id"], front.key)
+    search = ("search", {"query": "salary band of a senior engineer", "top_k": 5})
+    bearer = f"Bearer {front.key}"
+    tools, (hr_hits,) = _mcp(
+        front, {"Authorization": bearer, "X-Ragkb-Principals": '["group:hr"]'}, [search]
+    )
+    assert {t.name for t in tools.tools} == {"search", "ask", "list_documents", "read_document"}
+    found = next(h for h in _out(hr_hits)["hits"] if h["path"] == "hr/salaries.md")
+    assert "band 9" in found["snippet"]
+    # Comma-separated works as well; another group sees neither hit nor listing.
+    _, (eng_hits, eng_list) = _mcp(
+        front,
+        {"Authorization": bearer, "X-Ragkb-Principals": "group:eng, user:bob"},
+        [search, ("list_documents", {})],
+    )
+    assert "hr/salaries.md" not in {h["path"] for h in _out(eng_hits)["hits"]}
+    assert [d["path"] for d in _out(eng_list)["documents"]] == ["lisbon.md"]
+
+    document = found["document_id"]
+    _, (past, cut, backwards) = _mcp(
+        front,
+        {"Authorization": bearer, "X-Ragkb-Principals": "group:hr"},
+        [
+            ("read_document", {"document_id": document, "char_start": 10_000}),
+            ("read_document", {"document_id": document, "max_chars": 8}),
+            ("read_document", {"document_id": document, "char_start": 9, "char_end": 3}),
+        ],
+    )
+    end = _out(past)
+    assert end["text"] == ""
+    assert end["next_char_start"] is None
+    assert end["char_start"] == end["total_chars"]
+    assert _out(cut)["text"] == "Salaries"
+    assert _out(cut)["next_char_start"] == 8
+    assert backwards.is_error
+    assert "char_end is before char_start" in backwards.content[0].text
