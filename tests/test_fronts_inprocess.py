@@ -308,3 +308,68 @@ def test_mcp_principals_header_and_reads_past_the_end(front: Front) -> None:
     assert _out(cut)["next_char_start"] == 8
     assert backwards.is_error
     assert "char_end is before char_start" in backwards.content[0].text
+
+
+@pytest.fixture
+def served(front: Front) -> Iterator[str]:
+    """The same app (its lifespan already run by the test client) served over HTTP, for the
+    framework retrievers, which make their own HTTP clients."""
+    import threading
+
+    import uvicorn
+
+    from tests.services import free_port
+
+    port = free_port()
+    config = uvicorn.Config(front.client.app, port=port, lifespan="off", log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        assert thread.is_alive(), "uvicorn did not start"
+        threading.Event().wait(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_retrievers_take_principals_filters_and_mode(front: Front, served: str) -> None:
+    from client.langchain import RagkbRetriever
+    from client.llamaindex import RagkbLlamaRetriever
+
+    hr = b"# Salaries\n\nThe salary band of a senior engineer is band 9.\n"
+    job = front.client.post(
+        "/v1/ingest/jobs",
+        headers=auth(front.key),
+        files=[("files", ("hr/salaries.md", hr))],
+        data={"principals": json.dumps(["group:hr"])},
+    ).json()
+    wait_for_job(front.client, job["id"], front.key)
+    query = "salary band of a senior engineer"
+
+    def paths(**fields: Any) -> set[str]:
+        chain = RagkbRetriever(base_url=served, api_key=front.key, **fields)
+        documents = chain.invoke(query)
+        assert {d.metadata["path"] for d in asyncio.run(chain.ainvoke(query))} == {
+            d.metadata["path"] for d in documents
+        }
+        llama = RagkbLlamaRetriever(served, front.key, **fields)
+        nodes = llama.retrieve(query)
+        assert [n.node.metadata["path"] for n in nodes] == [d.metadata["path"] for d in documents]
+        return {d.metadata["path"] for d in documents}
+
+    assert paths(principals=["group:hr"]) == {"hr/salaries.md", "lisbon.md"}
+    assert paths(principals=["group:eng"]) == {"lisbon.md"}
+    assert paths(filters={"path_prefix": "hr"}) == {"hr/salaries.md"}
+    assert paths(filters={"path_prefix": "hr"}, principals=["user:bob"]) == set()
+    assert paths(mode="lexical", top_k=1) == {"hr/salaries.md"}
+
+    hit = RagkbRetriever(base_url=served, api_key=front.key, top_k=1).invoke(query)[0]
+    meta = hit.metadata
+    assert meta["path"] == "hr/salaries.md"
+    assert meta["section"] == "Salaries"
+    text = RagkbClient(served, front.key).document_text(meta["document_id"]).text
+    assert text[meta["char_start"] : meta["char_end"]] == hit.page_content
+    assert {"document_id", "page", "score", "dense_score", "rerank_score", "rank"} <= set(meta)
