@@ -51,8 +51,8 @@ class StreamOptions(BaseModel):
 class ChatCompletionRequest(BaseModel):
     """OpenAI's chat completion request. The last user message is the question; earlier user and
     assistant messages are the conversation (follow-ups are rewritten into standalone questions);
-    system and developer messages are accepted but do not reach the reader, whose instructions
-    (answer from the numbered sources only, cite them) are ragkb's own."""
+    system and developer messages are the caller's instructions, which the reader gets after
+    its own rules (answer from the numbered sources only, cite them)."""
 
     model_config = ConfigDict(extra="allow")
 

@@ -373,3 +373,33 @@ def test_retrievers_take_principals_filters_and_mode(front: Front, served: str) 
     text = RagkbClient(served, front.key).document_text(meta["document_id"]).text
     assert text[meta["char_start"] : meta["char_end"]] == hit.page_content
     assert {"document_id", "page", "score", "dense_score", "rerank_score", "rank"} <= set(meta)
+
+
+def test_system_and_developer_messages_reach_the_reader_after_its_rules(front: Front) -> None:
+    from generation.prompt import SYSTEM_PROMPT, build_messages, system_prompt
+
+    client = front.openai()
+
+    def prompt_tokens(*instructions: dict[str, str]) -> int:
+        completion = client.chat.completions.create(
+            model="ragkb", messages=[*instructions, USER], seed=1
+        )
+        assert completion.usage is not None
+        return completion.usage.prompt_tokens
+
+    bare = prompt_tokens()
+    told = prompt_tokens(
+        {"role": "system", "content": "Reply in French."},
+        {"role": "developer", "content": "Keep it to one short sentence, without preamble."},
+    )
+    assert told > bare + 10  # both messages' words are in the reader's prompt
+    messages = build_messages("q", [], datamark=False, instructions="Reply in French.")
+    assert messages[0]["content"] == system_prompt(datamark=False, instructions="Reply in French.")
+    assert str(messages[0]["content"]).startswith(SYSTEM_PROMPT)
+    assert str(messages[0]["content"]).endswith("Reply in French.")
+    assert system_prompt(datamark=False) == SYSTEM_PROMPT
+
+    with pytest.raises(openai.APIStatusError) as too_long:
+        prompt_tokens({"role": "system", "content": "Be brief. " * 500})
+    assert too_long.value.status_code == 413
+    assert too_long.value.param == "messages"

@@ -65,9 +65,24 @@ def _model() -> dict[str, Any]:
     return {"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "ragkb"}
 
 
-def _options(body: ChatCompletionRequest) -> GenerationOptions:
+def _instructions(body: ChatCompletionRequest, max_chars: int) -> str:
+    """The system and developer messages' text, in order: the caller's own instructions for
+    the answer (413 past `max_chars` together)."""
+    texts = [message_text(m).strip() for m in body.messages if m.role in ("system", "developer")]
+    instructions = "\n\n".join(t for t in texts if t)
+    if len(instructions) > max_chars:
+        raise OpenAIRequestError(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            f"system and developer messages longer than {max_chars} characters together",
+            param="messages",
+        )
+    return instructions
+
+
+def _options(body: ChatCompletionRequest, instructions: str) -> GenerationOptions:
     stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
     return GenerationOptions(
+        instructions=instructions,
         temperature=body.temperature,
         top_p=body.top_p,
         max_tokens=body.max_completion_tokens or body.max_tokens,
@@ -111,9 +126,11 @@ def chat_completions(
 ) -> Any:
     """OpenAI's chat completion over the tenant's documents (scope `query`; one token of the
     tenant's query rate limit). The last user message is the question; earlier user and
-    assistant turns make follow-ups standalone; system and developer messages are accepted and
-    do not reach the reader (its instructions are ragkb's). Content may be a string or an array
-    of text parts.
+    assistant turns make follow-ups standalone; system and developer messages are the caller's
+    instructions for the answer (language, length, tone): the reader gets them after ragkb's
+    own rules (answer from the numbered sources only, cite them), which they cannot replace
+    (413 past `max_instructions_chars` together). Content may be a string or an array of text parts
+    (and, in an assistant message, refusal parts).
 
     Honoured as the OpenAI reference says: `stream`, `stream_options.include_usage`,
     `max_tokens`/`max_completion_tokens`, `temperature`, `top_p`, `stop`, `seed`,
@@ -159,7 +176,7 @@ def chat_completions(
         (m.role, message_text(m)) for m in body.messages[:last] if m.role in ("user", "assistant")
     ][-runtime.settings.max_history_turns :]
     top_k = runtime.settings.retrieval.default_top_k
-    options = _options(body)
+    options = _options(body, _instructions(body, runtime.settings.max_instructions_chars))
     max_tokens = runtime.settings.reader.max_tokens
     principals = end_user_principals(tenant, body.principals)
     filters = to_search_filter(None, principals)
