@@ -85,6 +85,8 @@ REFUSED: list[tuple[dict[str, Any], str]] = [
     ({"n": 2, "stream": True}, "n"),
     ({"stream_options": {"include_usage": True}}, "stream_options"),
     ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+    ({"max_tokens": 100_000}, "max_tokens"),
+    ({"max_completion_tokens": 100_000}, "max_completion_tokens"),
     ({"metadata": {"team": "hr"}}, "metadata"),
     ({"store": True}, "store"),
     ({"modalities": ["text", "audio"]}, "modalities"),

@@ -152,6 +152,13 @@ def chat_completions(
     the caller sent.
     """
     problems = unsupported_fields(body)
+    window = runtime.settings.reader.context_tokens
+    for name in ("max_tokens", "max_completion_tokens"):
+        requested = getattr(body, name)
+        if requested is not None and requested > window:
+            # As OpenAI refuses more than a model can write: the reader's whole window could
+            # not hold it, let alone with the question and sources.
+            problems.append((name, f"at most {window} (the reader's context window)"))
     if problems:
         raise OpenAIRequestError(
             status.HTTP_400_BAD_REQUEST,
