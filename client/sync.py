@@ -33,7 +33,8 @@ class RagkbClient:
     request in seconds (answers from a CPU reader take seconds; streamed answers are bounded
     per read, not in total). Errors: `client.errors.APIError` subclasses for error statuses
     (carrying the API's `detail` and `Retry-After`), `APIConnectionError` when unreachable.
-    Use it as a context manager, or call `close()`.
+    Use it as a context manager, or call `close()` (which closes an `http_client` passed in
+    too: the client owns it).
     """
 
     def __init__(
