@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from api.guard import RequestGuardMiddleware
 from api.middleware import MetricsMiddleware, RequestIdMiddleware, SecurityHeadersMiddleware
+from api.openai_errors import is_openai_path, openai_error_body, validation_error_body
 from api.routers import (
     admin,
     documents,
@@ -110,21 +111,19 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     @app.exception_handler(PoolTimeoutError)
     async def database_unavailable(request: Request, exc: Exception) -> Response:
         # A database outage is the service's trouble, not the caller's: 503, never a hang.
-        return JSONResponse(
-            {"detail": f"database unavailable ({type(exc).__name__})"},
-            status_code=503,
-            headers={"Retry-After": "5"},
+        return _refusal(
+            request, 503, f"database unavailable ({type(exc).__name__})", {"Retry-After": "5"}
         )
 
     @app.exception_handler(EmbeddingUnavailableError)
     async def embedding_unavailable(request: Request, exc: Exception) -> Response:
         # Every front that embeds a question (search, MCP and CLI through it) fails the same
         # way the reader's outage does: 503 with the reason, never a 500.
-        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
+        return _refusal(request, 503, str(exc), {"Retry-After": "5"})
 
     @app.exception_handler(EmbeddingServiceError)
     async def embedding_misconfigured(request: Request, exc: Exception) -> Response:
-        return JSONResponse({"detail": str(exc)}, status_code=502)
+        return _refusal(request, 502, str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
@@ -132,10 +131,21 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         # UTF-8, a number like 1e999 read as infinity) is shown as text, rather than failing
         # the error response itself with a 500.
         errors = jsonable_encoder(exc.errors(), custom_encoder=_TEXT_OF_BYTES)
+        if is_openai_path(request.url.path):
+            return JSONResponse(validation_error_body(_finite(errors)), status_code=400)
         return JSONResponse({"detail": _finite(errors)}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if is_openai_path(request.url.path) and exc.status_code >= 400:
+            status = 400 if exc.status_code == 422 else exc.status_code
+            body = openai_error_body(
+                status,
+                str(exc.detail),
+                param=getattr(exc, "param", None),
+                code=getattr(exc, "code", None),
+            )
+            return JSONResponse(body, status_code=status, headers=exc.headers)
         if exc.status_code == 422 and isinstance(exc.detail, str):
             # One shape for every 422, as the schema declares: a list of problems.
             problem = {"type": "value_error", "loc": ["body"], "msg": exc.detail}
@@ -170,3 +180,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+def _refusal(
+    request: Request, status: int, detail: str, headers: dict[str, str] | None = None
+) -> Response:
+    """`{"detail": ...}`, with OpenAI's error object too on the OpenAI front's paths."""
+    if is_openai_path(request.url.path):
+        return JSONResponse(openai_error_body(status, detail), status_code=status, headers=headers)
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)

@@ -18,6 +18,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import AuthenticationError, authenticate, bearer_key, remember_tenant
+from api.openai_errors import is_openai_path, openai_error_body
 from core.admission import OverloadedError, Refusal
 
 UPLOAD_PATH = "/v1/ingest/jobs"
@@ -43,12 +44,16 @@ class RequestGuardMiddleware:
         try:
             tenant = await authenticate(runtime, bearer_key(headers.get("authorization")))
         except AuthenticationError as exc:
-            await _error(send, 401, str(exc), {"WWW-Authenticate": "Bearer"})
+            await _error(scope, send, 401, str(exc), {"WWW-Authenticate": "Bearer"})
             return
         except (DBAPIError, PoolTimeoutError) as exc:
             # Outside the app's exception handlers: the same answer they give.
             await _error(
-                send, 503, f"database unavailable ({type(exc).__name__})", {"Retry-After": "5"}
+                scope,
+                send,
+                503,
+                f"database unavailable ({type(exc).__name__})",
+                {"Retry-After": "5"},
             )
             return
         remember_tenant(scope, tenant)
@@ -58,19 +63,19 @@ class RequestGuardMiddleware:
             limit = runtime.settings.http.max_body_bytes
             declared = _content_length(headers)
             if declared is None and "content-length" in headers:
-                await _error(send, 400, "Content-Length is not a number")
+                await _error(scope, send, 400, "Content-Length is not a number")
                 return
             if declared is not None and declared > limit:
-                await _error(send, 413, _too_large(limit))
+                await _error(scope, send, 413, _too_large(limit))
                 return
             body = await _read_body(receive, limit)
             if body is None:
-                await _error(send, 413, _too_large(limit))
+                await _error(scope, send, 413, _too_large(limit))
                 return
             if body:
                 reason = _not_utf8(body)
                 if reason is not None:
-                    await _error(send, 400, reason)
+                    await _error(scope, send, 400, reason)
                     return
             receive = _replay(body, receive)
 
@@ -82,7 +87,7 @@ class RequestGuardMiddleware:
         except OverloadedError as exc:
             runtime.metrics.shed_total.labels(reason=exc.refusal.value).inc()
             status = 429 if exc.refusal is Refusal.TENANT else 503
-            await _error(send, status, str(exc), {"Retry-After": str(exc.retry_after_s)})
+            await _error(scope, send, status, str(exc), {"Retry-After": str(exc.retry_after_s)})
             return
         try:
             # Held until the response is sent in full (a streamed answer included).
@@ -160,9 +165,14 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 async def _error(
-    send: Send, status: int, detail: str, headers: dict[str, str] | None = None
+    scope: Scope, send: Send, status: int, detail: str, headers: dict[str, str] | None = None
 ) -> None:
-    body = json.dumps({"detail": detail}).encode()
+    payload = (
+        openai_error_body(status, detail)
+        if is_openai_path(scope.get("path", ""))
+        else {"detail": detail}
+    )
+    body = json.dumps(payload).encode()
     raw_headers: list[tuple[bytes, bytes]] = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

@@ -21,8 +21,12 @@ class ContentPart(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    type: str = Field(description="`text`; image, audio and file parts are refused (400).")
+    type: str = Field(
+        description="`text`, or `refusal` in an assistant message; image, audio and file parts "
+        "are refused (400)."
+    )
     text: str | None = None
+    refusal: str | None = Field(None, description="A `refusal` part's text (assistant only).")
 
 
 class ChatMessageIn(BaseModel):
@@ -47,8 +51,8 @@ class StreamOptions(BaseModel):
 class ChatCompletionRequest(BaseModel):
     """OpenAI's chat completion request. The last user message is the question; earlier user and
     assistant messages are the conversation (follow-ups are rewritten into standalone questions);
-    system and developer messages are accepted but do not reach the reader, whose instructions
-    (answer from the numbered sources only, cite them) are ragkb's own."""
+    system and developer messages are the caller's instructions, which the reader gets after
+    its own rules (answer from the numbered sources only, cite them)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -118,45 +122,56 @@ _UNSUPPORTED_UNLESS: dict[str, tuple[object, ...]] = {
 }
 
 
-def unsupported_fields(body: ChatCompletionRequest) -> list[str]:
-    """The request's fields that ragkb would not honour, each with why: unknown fields, fields
-    it does not implement set to another value than their default, n > 1, response formats other
-    than text, non-text content parts and tool messages."""
+def unsupported_fields(body: ChatCompletionRequest) -> list[tuple[str, str]]:
+    """The request's fields that ragkb would not honour, each as (the field as OpenAI names a
+    parameter, why): unknown fields, fields it does not implement set to another value than
+    their default, n > 1, response formats other than text, `stream_options` without `stream`,
+    non-text content parts and tool messages. A message field sent as null (or an empty list)
+    is the field left out, as replayed histories send `tool_calls: null`, `audio: null`."""
     problems = [
-        f"{name}: not a field of the chat completion request" for name in body.model_extra or {}
+        (name, "not a field of the chat completion request") for name in body.model_extra or {}
     ]
     for name, neutral in _UNSUPPORTED_UNLESS.items():
         if getattr(body, name) not in neutral:
-            problems.append(f"{name}: not supported by ragkb")
+            problems.append((name, "not supported by ragkb"))
     if body.n not in (None, 1):
-        problems.append("n: only 1 choice is supported")
+        problems.append(("n", "only 1 choice is supported"))
     if body.response_format not in (None, {"type": "text"}):
-        problems.append("response_format: only {'type': 'text'} is supported")
+        problems.append(("response_format", "only {'type': 'text'} is supported"))
     if isinstance(body.stop, list) and len(body.stop) > 4:
-        problems.append("stop: at most 4 sequences")
+        problems.append(("stop", "at most 4 sequences"))
+    if body.stream_options is not None and not body.stream:
+        problems.append(("stream_options", "only allowed when stream is true"))
     for i, message in enumerate(body.messages):
         if message.role in ("tool", "function"):
-            problems.append(f"messages[{i}].role: {message.role!r} messages are not supported")
-        for key in message.model_extra or {}:
-            if key == "tool_calls" and not getattr(message, key):
+            problems.append((f"messages[{i}].role", f"{message.role!r} messages are not supported"))
+        for key, value in (message.model_extra or {}).items():
+            if value is None or value == [] or key in ("refusal", "annotations"):
                 continue
-            if key in ("refusal", "annotations"):
-                continue
-            problems.append(f"messages[{i}].{key}: not supported by ragkb")
+            problems.append((f"messages[{i}].{key}", "not supported by ragkb"))
         if isinstance(message.content, list):
             for j, part in enumerate(message.content):
-                if part.type != "text" or part.text is None:
+                if not _readable(part, message.role):
                     problems.append(
-                        f"messages[{i}].content[{j}].type: {part.type!r} parts are not "
-                        "supported (text only)"
+                        (
+                            f"messages[{i}].content[{j}].type",
+                            f"{part.type!r} parts are not supported (text only)",
+                        )
                     )
     return problems
 
 
+def _readable(part: ContentPart, role: str) -> bool:
+    if part.type == "text":
+        return part.text is not None
+    # An assistant's earlier refusal is part of the history, as text.
+    return part.type == "refusal" and role == "assistant" and part.refusal is not None
+
+
 def message_text(message: ChatMessageIn) -> str:
-    """A message's text: the string, or its text parts joined by newlines."""
+    """A message's text: the string, or its text (and refusal) parts joined by newlines."""
     if message.content is None:
         return ""
     if isinstance(message.content, str):
         return message.content
-    return "\n".join(part.text or "" for part in message.content)
+    return "\n".join(part.text or part.refusal or "" for part in message.content)

@@ -16,6 +16,7 @@ import httpx
 from api.schemas import (
     DocumentList,
     DocumentTextOut,
+    JobList,
     JobOut,
     QueryResponse,
     SearchFilterIn,
@@ -178,6 +179,16 @@ class AsyncRagkbClient:
         """A job's state and progress."""
         call = calls.get_job(job_id, include_files=include_files)
         return JobOut.model_validate((await self._send(call)).json())
+
+    async def list_jobs(self, *, limit: int = 20, cursor: str | None = None) -> JobList:
+        """A page of the tenant's jobs, newest first, without their files (scope `read`)."""
+        call = calls.list_jobs(limit=limit, cursor=cursor)
+        return JobList.model_validate((await self._send(call)).json())
+
+    async def retry_job(self, job_id: str) -> JobOut:
+        """Queue a job's failed files again from their kept bytes (scope `ingest`); 409 as
+        `APIError` when none is kept."""
+        return JobOut.model_validate((await self._send(calls.retry_job(job_id))).json())
 
     async def wait_for_job(
         self, job_id: str, *, poll_s: float = 0.5, timeout_s: float | None = None

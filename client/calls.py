@@ -137,6 +137,17 @@ def get_job(job_id: str, *, include_files: bool = True) -> Call:
     )
 
 
+def list_jobs(*, limit: int = 20, cursor: str | None = None) -> Call:
+    """`GET /v1/ingest/jobs`: one page, newest first."""
+    params = [("limit", str(limit))] + ([("cursor", cursor)] if cursor is not None else [])
+    return Call("GET", "/v1/ingest/jobs", params=params)
+
+
+def retry_job(job_id: str) -> Call:
+    """`POST /v1/ingest/jobs/{id}/retry`."""
+    return Call("POST", f"/v1/ingest/jobs/{job_id}/retry")
+
+
 def _principal_params(principals: Sequence[str] | None) -> list[tuple[str, str]]:
     return [("principals", p) for p in principals or ()]
 

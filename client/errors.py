@@ -45,6 +45,10 @@ class NotFoundError(APIError):
     """404: not in the caller's tenant."""
 
 
+class ConflictError(APIError):
+    """409: refused by the current state (e.g. a job with no failed file to retry)."""
+
+
 class RequestTooLargeError(APIError):
     """413: over a size limit or the tenant's quota (the detail says which)."""
 
@@ -62,6 +66,7 @@ _BY_STATUS: dict[int, type[APIError]] = {
     401: AuthenticationError,
     403: PermissionDeniedError,
     404: NotFoundError,
+    409: ConflictError,
     413: RequestTooLargeError,
     422: BadRequestError,
     429: RateLimitError,

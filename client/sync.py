@@ -15,6 +15,7 @@ import httpx
 from api.schemas import (
     DocumentList,
     DocumentTextOut,
+    JobList,
     JobOut,
     QueryResponse,
     SearchFilterIn,
@@ -32,7 +33,8 @@ class RagkbClient:
     request in seconds (answers from a CPU reader take seconds; streamed answers are bounded
     per read, not in total). Errors: `client.errors.APIError` subclasses for error statuses
     (carrying the API's `detail` and `Retry-After`), `APIConnectionError` when unreachable.
-    Use it as a context manager, or call `close()`.
+    Use it as a context manager, or call `close()` (which closes an `http_client` passed in
+    too: the client owns it).
     """
 
     def __init__(
@@ -186,6 +188,18 @@ class RagkbClient:
         return JobOut.model_validate(
             self._send(calls.get_job(job_id, include_files=include_files)).json()
         )
+
+    def list_jobs(self, *, limit: int = 20, cursor: str | None = None) -> JobList:
+        """A page of the tenant's jobs, newest first, without their files (scope `read`); pass
+        `next_cursor` back as `cursor` for the next page."""
+        return JobList.model_validate(
+            self._send(calls.list_jobs(limit=limit, cursor=cursor)).json()
+        )
+
+    def retry_job(self, job_id: str) -> JobOut:
+        """Queue a job's failed files again from their kept bytes (scope `ingest`); 409 as
+        `APIError` when none is kept."""
+        return JobOut.model_validate(self._send(calls.retry_job(job_id)).json())
 
     def wait_for_job(
         self, job_id: str, *, poll_s: float = 0.5, timeout_s: float | None = None

@@ -851,6 +851,13 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     max_question_chars: int = Field(2000, ge=1)
+    max_instructions_chars: int = Field(
+        4000,
+        ge=0,
+        description="Characters of an OpenAI client's system and developer messages together "
+        "(the caller's instructions, given to the reader after its rules); more is a 413. They "
+        "take room in the reader's window from the sources (~4 characters a token).",
+    )
     max_history_turns: int = Field(6, ge=0, description="Conversation turns used for rewriting.")
     operator_tenant: str | None = Field(
         None,

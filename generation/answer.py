@@ -141,11 +141,16 @@ class AnswerService:
     ) -> AnswerResult:
         """Answer from the tenant's sources; `options` set the reader's sampling for the answer
         (not the rewrite). Raises ReaderUnavailableError when the reader cannot answer."""
-        prepared = self._prepare(tenant_id, question, top_k, history, filters)
+        prepared = self._prepare(tenant_id, question, top_k, history, filters, options)
         if not prepared.sources:
             return self._no_evidence(prepared)
         started = time.perf_counter()
-        messages = build_messages(prepared.standalone, prepared.sources, datamark=self._datamark)
+        messages = build_messages(
+            prepared.standalone,
+            prepared.sources,
+            datamark=self._datamark,
+            instructions=options.instructions,
+        )
         with span("read", self._read_attributes(options), tenant_id=tenant_id) as reading:
             result = self._chat.complete(messages, tenant_id=tenant_id, options=options)
             # llama.cpp reports no usage on a stream: the prompt is counted with its tokenizer.
@@ -173,13 +178,18 @@ class AnswerService:
         options: GenerationOptions = DEFAULT_OPTIONS,
     ) -> Iterator[AnswerEvent]:
         """Events as they happen; closing the iterator stops the reader's generation."""
-        prepared = self._prepare(tenant_id, question, top_k, history, filters)
+        prepared = self._prepare(tenant_id, question, top_k, history, filters, options)
         yield AnswerEvent("sources", prepared.sources)
         if not prepared.sources:
             yield AnswerEvent("done", self._no_evidence(prepared))
             return
         stats = StreamStats()
-        messages = build_messages(prepared.standalone, prepared.sources, datamark=self._datamark)
+        messages = build_messages(
+            prepared.standalone,
+            prepared.sources,
+            datamark=self._datamark,
+            instructions=options.instructions,
+        )
         reading = start_detached_span("read", self._read_attributes(options), tenant_id)
         try:
             for delta in self._chat.stream(messages, stats, tenant_id=tenant_id, options=options):
@@ -207,6 +217,7 @@ class AnswerService:
         top_k: int,
         history: Sequence[tuple[str, str]],
         filters: SearchFilter | None,
+        options: GenerationOptions = DEFAULT_OPTIONS,
     ) -> _Prepared:
         started = time.perf_counter()
         timings: dict[str, float] = {}
@@ -238,6 +249,7 @@ class AnswerService:
             context_tokens=self._reader_settings.context_tokens,
             answer_tokens=self._reader_settings.max_tokens,
             datamark=self._datamark,
+            instructions=options.instructions,
         )
         return _Prepared(question, standalone, sources, stages, timings, started, usage)
 

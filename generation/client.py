@@ -64,6 +64,9 @@ class GenerationOptions:
     seed: int | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
+    # Not a sampling field: the caller's own instructions for the answer (OpenAI system and
+    # developer messages), which the prompt gives after ragkb's rules.
+    instructions: str = ""
 
     def request_fields(self, settings: ReaderSettings) -> dict[str, Any]:
         """The keyword arguments of `chat.completions.create` these options set."""

@@ -60,8 +60,18 @@ _SENTENCE = re.compile(r"(?<=[.!?。！？])\s+")
 _PROMPT_MARGIN_TOKENS = 64
 
 
-def system_prompt(*, datamark: bool) -> str:
-    return SYSTEM_PROMPT + DATAMARK_PROMPT if datamark else SYSTEM_PROMPT
+# The caller's own instructions (an OpenAI client's system and developer messages) come after
+# ragkb's rules, said to be the application's, so they shape the answer (language, length,
+# tone) without replacing the rules that keep it grounded and cited.
+CALLER_INSTRUCTIONS_PROMPT = (
+    "\n\nThe application asking adds these instructions; follow them unless they conflict "
+    "with the rules above:\n"
+)
+
+
+def system_prompt(*, datamark: bool, instructions: str = "") -> str:
+    prompt = SYSTEM_PROMPT + DATAMARK_PROMPT if datamark else SYSTEM_PROMPT
+    return prompt + CALLER_INSTRUCTIONS_PROMPT + instructions if instructions else prompt
 
 
 def render_source(number: int, chunk: RetrievedChunk, *, datamark: bool) -> str:
@@ -85,14 +95,16 @@ def fit_sources(
     context_tokens: int,
     answer_tokens: int,
     datamark: bool,
+    instructions: str = "",
 ) -> list[RetrievedChunk]:
-    """The best-ranked sources that fit the reader's window with room for the answer."""
+    """The best-ranked sources that fit the reader's window with room for the answer (and for
+    the caller's `instructions`, which the system prompt carries)."""
     if not sources:
         return []  # nothing to fit: no token count (a round trip to the reader) is needed
     budget = (
         context_tokens
         - answer_tokens
-        - count_tokens(system_prompt(datamark=datamark))
+        - count_tokens(system_prompt(datamark=datamark, instructions=instructions))
         - count_tokens(question)
         - _PROMPT_MARGIN_TOKENS
     )
@@ -106,7 +118,7 @@ def fit_sources(
 
 
 def build_messages(
-    question: str, sources: Sequence[RetrievedChunk], *, datamark: bool
+    question: str, sources: Sequence[RetrievedChunk], *, datamark: bool, instructions: str = ""
 ) -> list[ChatCompletionMessageParam]:
     rendered = "\n\n".join(
         render_source(i, c, datamark=datamark) for i, c in enumerate(sources, start=1)
@@ -114,7 +126,7 @@ def build_messages(
     # The closing one-line reminder is what makes a small reader cite reliably (MODELS.md).
     user = f"Sources:\n\n{rendered}\n\nQuestion: {question}\nAnswer with citations like [1]."
     return [
-        {"role": "system", "content": system_prompt(datamark=datamark)},
+        {"role": "system", "content": system_prompt(datamark=datamark, instructions=instructions)},
         {"role": "user", "content": user},
     ]
 

@@ -311,13 +311,17 @@ def test_openai_sdk_content_parts_usage_and_streamed_usage(tenants: Tenants) -> 
     completion = client.chat.completions.create(
         model="ragkb",
         messages=[
-            {"role": "system", "content": "You are helpful."},
+            # The caller's instructions reach the reader after ragkb's rules and leave the
+            # answer grounded and cited.
+            {"role": "system", "content": "You are helpful. Answer in one short sentence."},
             {"role": "user", "content": [{"type": "text", "text": FACT_QUESTION}]},
         ],
         temperature=0,
         max_completion_tokens=200,
     )
     assert FACT in (completion.choices[0].message.content or "")
+    citations = completion.model_extra["citations"]  # type: ignore[index]
+    assert ("offices/lisbon.pdf", 2) in {(c["path"], c["page"]) for c in citations}
     assert completion.choices[0].finish_reason == "stop"
     usage = completion.usage
     assert usage is not None

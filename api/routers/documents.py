@@ -181,7 +181,11 @@ def read_text(
 ) -> DocumentTextOut:
     """The text the document was indexed from (rebuilt from its chunks, so citation offsets
     apply), cut to `[char_start, char_end)` and to `page` when given, at most `max_chars` at a
-    time; `next_char_start` continues (scope `read`). A page with no text is a 404."""
+    time; `next_char_start` continues (scope `read`). A page with no text is a 404; a
+    `char_end` before `char_start` is a 422. A range past the end is empty (`total_chars`
+    says where the text ends)."""
+    if char_end is not None and char_end < char_start:
+        raise invalid_request(("query", "char_end"), "char_end is before char_start")
     document = _readable(session, tenant.tenant_id, document_id, principals)
     chunks = document_reads.document_chunks(runtime.store, document)
     full_text = document_reads.document_text(chunks)

@@ -14,14 +14,13 @@ from fastapi.responses import StreamingResponse
 from api.deps import QueryCaller, RuntimeDep, SessionDep, TenantDep
 from api.end_users import end_user_principals
 from api.filters import to_search_filter
+from api.openai_errors import OpenAIErrorOut, OpenAIRequestError, openai_error_responses
 from api.openai_schemas import MODEL_ID, ChatCompletionRequest, message_text, unsupported_fields
 from api.routers.query import citations_out, validate_question
 from api.schemas import (
     AUTH_ERRORS,
     BUSY_ERRORS,
     V1_ERRORS,
-    ErrorOut,
-    error_responses,
     invalid_request,
 )
 from core.audit import AuditAction, Outcome, record_by
@@ -37,7 +36,9 @@ from generation.client import (
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 
 
-@router.get("/models", summary="Models (OpenAI-compatible)", responses=error_responses(*V1_ERRORS))
+@router.get(
+    "/models", summary="Models (OpenAI-compatible)", responses=openai_error_responses(*V1_ERRORS)
+)
 def list_models(tenant: TenantDep) -> dict[str, Any]:
     """Any valid key may list the one model, whatever its scopes."""
     return {"object": "list", "data": [_model()]}
@@ -46,12 +47,17 @@ def list_models(tenant: TenantDep) -> dict[str, Any]:
 @router.get(
     "/models/{model_id}",
     summary="One model (OpenAI-compatible)",
-    responses=error_responses(*V1_ERRORS, 404, 422),
+    responses=openai_error_responses(*V1_ERRORS, 404),
 )
 def retrieve_model(model_id: str, tenant: TenantDep) -> dict[str, Any]:
     """`ragkb`, the only model; any other id is a 404."""
     if model_id != MODEL_ID:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"model {model_id!r} does not exist")
+        raise OpenAIRequestError(
+            status.HTTP_404_NOT_FOUND,
+            f"model {model_id!r} does not exist",
+            param="model",
+            code="model_not_found",
+        )
     return _model()
 
 
@@ -59,9 +65,24 @@ def _model() -> dict[str, Any]:
     return {"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "ragkb"}
 
 
-def _options(body: ChatCompletionRequest) -> GenerationOptions:
+def _instructions(body: ChatCompletionRequest, max_chars: int) -> str:
+    """The system and developer messages' text, in order: the caller's own instructions for
+    the answer (413 past `max_chars` together)."""
+    texts = [message_text(m).strip() for m in body.messages if m.role in ("system", "developer")]
+    instructions = "\n\n".join(t for t in texts if t)
+    if len(instructions) > max_chars:
+        raise OpenAIRequestError(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            f"system and developer messages longer than {max_chars} characters together",
+            param="messages",
+        )
+    return instructions
+
+
+def _options(body: ChatCompletionRequest, instructions: str) -> GenerationOptions:
     stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
     return GenerationOptions(
+        instructions=instructions,
         temperature=body.temperature,
         top_p=body.top_p,
         max_tokens=body.max_completion_tokens or body.max_tokens,
@@ -91,9 +112,13 @@ def _finish_reason(result: AnswerResult, options: GenerationOptions, max_tokens:
     summary="Chat completions with RAG (OpenAI-compatible)",
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE with stream"},
-        400: {"model": ErrorOut, "description": "A field ragkb does not support (named)"},
-        404: {"model": ErrorOut, "description": "Unknown model"},
-        **error_responses(*AUTH_ERRORS, 413, 422, *BUSY_ERRORS),
+        **openai_error_responses(*AUTH_ERRORS, 413, *BUSY_ERRORS),
+        400: {
+            "model": OpenAIErrorOut,
+            "description": "Malformed, or a field ragkb does not support set (`error.param` "
+            "names the field; every problem is in the message)",
+        },
+        404: {"model": OpenAIErrorOut, "description": "Unknown model (`model_not_found`)"},
     },
 )
 def chat_completions(
@@ -101,9 +126,11 @@ def chat_completions(
 ) -> Any:
     """OpenAI's chat completion over the tenant's documents (scope `query`; one token of the
     tenant's query rate limit). The last user message is the question; earlier user and
-    assistant turns make follow-ups standalone; system and developer messages are accepted and
-    do not reach the reader (its instructions are ragkb's). Content may be a string or an array
-    of text parts.
+    assistant turns make follow-ups standalone; system and developer messages are the caller's
+    instructions for the answer (language, length, tone): the reader gets them after ragkb's
+    own rules (answer from the numbered sources only, cite them), which they cannot replace
+    (413 past `max_instructions_chars` together). Content may be a string or an array of text parts
+    (and, in an assistant message, refusal parts).
 
     Honoured as the OpenAI reference says: `stream`, `stream_options.include_usage`,
     `max_tokens`/`max_completion_tokens`, `temperature`, `top_p`, `stop`, `seed`,
@@ -125,11 +152,25 @@ def chat_completions(
     the caller sent.
     """
     problems = unsupported_fields(body)
+    window = runtime.settings.reader.context_tokens
+    for name in ("max_tokens", "max_completion_tokens"):
+        requested = getattr(body, name)
+        if requested is not None and requested > window:
+            # As OpenAI refuses more than a model can write: the reader's whole window could
+            # not hold it, let alone with the question and sources.
+            problems.append((name, f"at most {window} (the reader's context window)"))
     if problems:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "; ".join(problems))
+        raise OpenAIRequestError(
+            status.HTTP_400_BAD_REQUEST,
+            "; ".join(f"{name}: {why}" for name, why in problems),
+            param=problems[0][0],
+        )
     if body.model != MODEL_ID:
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND, f"model {body.model!r} does not exist; use {MODEL_ID!r}"
+        raise OpenAIRequestError(
+            status.HTTP_404_NOT_FOUND,
+            f"model {body.model!r} does not exist; use {MODEL_ID!r}",
+            param="model",
+            code="model_not_found",
         )
     user_turns = [i for i, m in enumerate(body.messages) if m.role == "user"]
     if not user_turns:
@@ -142,7 +183,7 @@ def chat_completions(
         (m.role, message_text(m)) for m in body.messages[:last] if m.role in ("user", "assistant")
     ][-runtime.settings.max_history_turns :]
     top_k = runtime.settings.retrieval.default_top_k
-    options = _options(body)
+    options = _options(body, _instructions(body, runtime.settings.max_instructions_chars))
     max_tokens = runtime.settings.reader.max_tokens
     principals = end_user_principals(tenant, body.principals)
     filters = to_search_filter(None, principals)
