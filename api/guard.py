@@ -1,9 +1,10 @@
-"""The request guard: what every `/v1` request passes before any route reads its body.
+"""The request guard: what every `/v1` and `/mcp` request passes before any route reads its body.
 
 In order: the API key (401 before a byte of the body is read), the body's size (413 on its
 Content-Length, or as soon as the stream passes the limit), the body's encoding (400 unless
-UTF-8: every `/v1` body but an upload is JSON), then, for the routes that run the encoder, the
-vector store or the reader, a slot of the admission gate (503/429 with Retry-After past it).
+UTF-8: every `/v1` body but an upload is JSON, and so is every MCP message), then, for the
+routes that run the encoder, the vector store or the reader, a slot of the admission gate
+(503/429 with Retry-After past it; MCP tools pass it through the `/v1` routes they call).
 Multipart uploads to `POST /v1/ingest/jobs` are bounded by the job's own limits, in the route,
 while they stream.
 """
@@ -21,6 +22,8 @@ from api.auth import AuthenticationError, authenticate, bearer_key, remember_ten
 from core.admission import OverloadedError, Refusal
 
 UPLOAD_PATH = "/v1/ingest/jobs"
+# The MCP front (api.mcp_front.MCP_PATH) takes JSON-RPC bodies: bounded and checked like /v1's.
+MCP_PATH = "/mcp"
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # The routes whose work is the encoder, the vector store and the reader.
 GATED_PATHS = frozenset({"/v1/query", "/v1/search", "/v1/chat/completions"})
@@ -32,7 +35,7 @@ class RequestGuardMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
-        if scope["type"] != "http" or not (path == "/v1" or path.startswith("/v1/")):
+        if scope["type"] != "http" or not _guarded(path):
             await self.app(scope, receive, send)
             return
         runtime = getattr(scope["app"].state, "runtime", None)
@@ -89,6 +92,10 @@ class RequestGuardMiddleware:
             await self.app(scope, receive, send)
         finally:
             runtime.admission.release(tenant.tenant_id, admitted_at)
+
+
+def _guarded(path: str) -> bool:
+    return path in ("/v1", MCP_PATH) or path.startswith(("/v1/", MCP_PATH + "/"))
 
 
 def _headers(scope: Scope) -> dict[str, str]:

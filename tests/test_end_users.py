@@ -277,6 +277,54 @@ def test_a_key_that_requires_principals_fails_closed(stack: Stack) -> None:
         assert "zqfinance1x1" not in given.text
 
 
+def _mcp_tool(stack: Stack, key: str, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """One MCP tool call as an agent's client sends it (stateless JSON-RPC over HTTP)."""
+    call = {"name": tool, "arguments": arguments}
+    response = stack.client.post(
+        "/mcp",
+        headers={**auth(key), "Accept": "application/json, text/event-stream"},
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": call},
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["result"]  # type: ignore[no-any-return]
+
+
+def test_a_key_that_requires_principals_fails_closed_on_document_reads(stack: Stack) -> None:
+    # Replayed kind: the fail-closed rule held for search, query and chat, but a key with the
+    # `read` scope listed and read restricted documents (REST, and the MCP tools through it).
+    finance = stack.upload("finance.md", FINANCE, '["group:finance"]')
+    created = stack.client.post(
+        "/v1/admin/keys",
+        headers=auth(stack.key),
+        json={"name": "app", "scopes": ["query", "read"], "require_principals": True},
+    )
+    strict = created.json()["key"]
+    document = f"/v1/documents/{finance['document_id']}"
+    for url in ("/v1/documents", document, f"{document}/text", f"{document}/chunks"):
+        response = stack.client.get(url, headers=auth(strict))
+        assert response.status_code == 400, (url, response.text)
+        assert "requires the end user's principals" in response.json()["detail"]
+        assert "finance.md" not in response.text
+        given = stack.client.get(url, headers=auth(strict), params={"principals": "group:hr"})
+        assert given.status_code == (200 if url == "/v1/documents" else 404), (url, given.text)
+        assert "finance.md" not in given.text
+    assert stack.client.get(f"{document}/file", headers=auth(strict)).status_code == 400
+    finance_user = {"principals": "group:finance"}
+    read = stack.client.get(f"{document}/text", headers=auth(strict), params=finance_user)
+    assert "zqfinance1x1" in read.json()["text"]
+    for tool, arguments in (
+        ("list_documents", {}),
+        ("read_document", {"document_id": finance["document_id"]}),
+        ("search", {"query": "finance budget codename"}),
+        ("ask", {"question": "finance budget codename?"}),
+    ):
+        result = _mcp_tool(stack, strict, tool, arguments)
+        assert result["isError"] is True, (tool, result)
+        assert "requires the end user's principals" in str(result), (tool, result)
+        assert "finance.md" not in str(result)
+        assert "zqfinance1x1" not in str(result)
+
+
 def test_the_tenant_default_applies_to_keys_without_their_own_setting(stack: Stack) -> None:
     def key(require: bool | None) -> str:
         body = {"scopes": ["query"], "require_principals": require}

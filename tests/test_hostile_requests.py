@@ -211,6 +211,30 @@ def test_a_json_body_that_is_not_utf8_is_a_400_with_the_reason_on_every_json_rou
         assert "not UTF-8" in response.json()["detail"]
 
 
+def test_an_mcp_message_is_bounded_and_checked_like_a_v1_body(api: Api) -> None:
+    # Replayed kind: /mcp authenticated first but then read (and parsed) a body of any size.
+    mcp = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    limit = api.settings.http.max_body_bytes
+    without_key = CountingBody(8 * MiB)
+    assert _send(api, "POST", "/mcp", without_key, mcp).status_code == 401
+    assert without_key.consumed == 0
+    declared = CountingBody(150 * MiB)
+    length = {"Content-Length": str(150 * MiB)}
+    response = _send(api, "POST", "/mcp", declared, {**auth(api.key), **mcp, **length})
+    assert response.status_code == 413, response.text
+    assert "RAGKB_HTTP__MAX_BODY_BYTES" in response.json()["detail"]
+    assert declared.consumed == 0
+    streamed = CountingBody(150 * MiB, head=b'{"jsonrpc": "2.0", "params": "')
+    assert _send(api, "POST", "/mcp", streamed, {**auth(api.key), **mcp}).status_code == 413
+    assert streamed.consumed <= limit + MiB
+    not_utf8 = api.client.post(
+        "/mcp", content=b'{"jsonrpc": "2.0", "id": 1, "method": "caf\xe9"}',
+        headers={**auth(api.key), **mcp},
+    )  # fmt: skip
+    assert not_utf8.status_code == 400
+    assert "not UTF-8" in not_utf8.json()["detail"]
+
+
 def test_every_response_datetime_is_in_utc(api: Api) -> None:
     response = api.client.post(
         "/v1/ingest/jobs", files=[("files", ("t.md", b"time"))], headers=auth(api.key)

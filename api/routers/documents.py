@@ -14,6 +14,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
 from api.deps import IngestCaller, ReadCaller, RuntimeDep, SessionDep
+from api.end_users import end_user_principals
 from api.schemas import (
     AUTH_ERRORS,
     ChunkList,
@@ -30,6 +31,7 @@ from core import document_reads
 from core.audit import AuditAction, Outcome, record_by
 from core.models import Document
 from core.redaction import redact_turns_drawing_on
+from core.tenancy import TenantContext
 from ingest.originals import originals_for
 from ingest.versions import lock_documents, next_sequences, record_delete
 
@@ -40,7 +42,8 @@ PrincipalsQuery = Annotated[
     Query(
         max_length=256,
         description="The end user's principals (repeat the parameter): only documents one of "
-        "them may read are shown; another document is a 404. Omitted: no per-document check.",
+        "them may read are shown; another document is a 404. Omitted: no per-document check, "
+        "or a 400 when the key requires principals.",
     ),
 ]
 MAX_TEXT_CHARS = 100_000
@@ -61,7 +64,7 @@ def document_out(d: Document) -> DocumentOut:
     )
 
 
-@router.get("", response_model=DocumentList, responses=error_responses(*AUTH_ERRORS, 422))
+@router.get("", response_model=DocumentList, responses=error_responses(*AUTH_ERRORS, 400, 422))
 def list_documents(
     tenant: ReadCaller,
     session: SessionDep,
@@ -96,7 +99,7 @@ def list_documents(
             path_contains=path_contains,
             file_type=file_type,
             updated_since=updated_since,
-            principals=principals,
+            principals=end_user_principals(tenant, principals),
         )
     except document_reads.InvalidCursorError as exc:
         raise invalid_request(("query", "cursor"), str(exc)) from exc
@@ -106,11 +109,14 @@ def list_documents(
 
 
 def _readable(
-    session: SessionDep, tenant_id: str, document_id: str, principals: list[str] | None
+    session: SessionDep, tenant: TenantContext, document_id: str, principals: list[str] | None
 ) -> Document:
+    """The document if the end user may read it (404 otherwise), or 400 when the key requires
+    principals and none came: a document read is as much a read as a search."""
+    principals = end_user_principals(tenant, principals)
     try:
         return document_reads.get_document(
-            session, tenant_id=tenant_id, document_id=document_id, principals=principals
+            session, tenant_id=tenant.tenant_id, document_id=document_id, principals=principals
         )
     except document_reads.DocumentNotFoundError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
@@ -119,20 +125,20 @@ def _readable(
 @router.get(
     "/{document_id}",
     response_model=DocumentOut,
-    responses=error_responses(*AUTH_ERRORS, 404, 422),
+    responses=error_responses(*AUTH_ERRORS, 400, 404, 422),
     summary="One document",
 )
 def read_document(
     document_id: IdPath, tenant: ReadCaller, session: SessionDep, principals: PrincipalsQuery = None
 ) -> DocumentOut:
     """The document's row: path, version, size, chunks, access list, metadata (scope `read`)."""
-    return document_out(_readable(session, tenant.tenant_id, document_id, principals))
+    return document_out(_readable(session, tenant, document_id, principals))
 
 
 @router.get(
     "/{document_id}/chunks",
     response_model=ChunkList,
-    responses=error_responses(*AUTH_ERRORS, 404, 422),
+    responses=error_responses(*AUTH_ERRORS, 400, 404, 422),
     summary="A document's chunks, in order",
 )
 def read_chunks(
@@ -146,7 +152,7 @@ def read_chunks(
 ) -> ChunkList:
     """The current version's chunks as indexed: index, page, section, char span in the
     document's extracted text, and text (scope `read`)."""
-    document = _readable(session, tenant.tenant_id, document_id, principals)
+    document = _readable(session, tenant, document_id, principals)
     chunks = document_reads.document_chunks(runtime.store, document)
     page = chunks[offset : offset + limit]
     return ChunkList(
@@ -159,7 +165,7 @@ def read_chunks(
 @router.get(
     "/{document_id}/text",
     response_model=DocumentTextOut,
-    responses=error_responses(*AUTH_ERRORS, 404, 422),
+    responses=error_responses(*AUTH_ERRORS, 400, 404, 422),
     summary="A document's extracted text, or a range or page of it",
 )
 def read_text(
@@ -182,7 +188,7 @@ def read_text(
     """The text the document was indexed from (rebuilt from its chunks, so citation offsets
     apply), cut to `[char_start, char_end)` and to `page` when given, at most `max_chars` at a
     time; `next_char_start` continues (scope `read`). A page with no text is a 404."""
-    document = _readable(session, tenant.tenant_id, document_id, principals)
+    document = _readable(session, tenant, document_id, principals)
     chunks = document_reads.document_chunks(runtime.store, document)
     full_text = document_reads.document_text(chunks)
     start, end = char_start, len(full_text) if char_end is None else min(char_end, len(full_text))
@@ -217,7 +223,7 @@ def read_text(
                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
             },
         },
-        **error_responses(*AUTH_ERRORS, 404, 422),
+        **error_responses(*AUTH_ERRORS, 400, 404, 422),
     },
     summary="The document's original file, where it is kept",
 )
@@ -231,7 +237,7 @@ def read_file(
     """The bytes of the document's current version as uploaded (scope `read`), with its content
     type. Kept per `ingest.keep_originals` (and its size and age limits): a document whose
     original is not kept, or no longer, is a 404 that says so (its chunks and text remain)."""
-    document = _readable(session, tenant.tenant_id, document_id, principals)
+    document = _readable(session, tenant, document_id, principals)
     found = originals_for(runtime.settings).find(
         tenant_id=document.tenant_id, document_id=document.id, version=document.version_sha256
     )
