@@ -221,3 +221,33 @@ def test_reconcile_deletes_stale_versions_and_reports_missing_points(service: Se
     assert store.count(tenant_id=tenant, document_id="orphan") == 0
     assert [(path, stored) for _, path, _, stored in report.missing_or_partial] == [("b.md", 0)]
     assert store.count(tenant_id=tenant, document_id=a_id) == 1
+
+
+def test_reconcile_finds_orphan_points_in_every_tenant_with_or_without_originals(
+    service: Service,
+) -> None:
+    # Replayed kind: orphan points were looked for in one tenant only (the last listed), and
+    # only when kept originals were checked too, so the writers' property test (which passes no
+    # originals) could never see a document's points outlive its row.
+    from core.vectorstore import ChunkPoint
+    from ingest.originals import originals_for
+    from ingest.reconcile import reconcile
+
+    with service.runtime.session_factory() as session:
+        tenants = [service.tenant_id] + [create_tenant(session, name=n).id for n in ("b", "c")]
+        session.commit()
+    store = service.runtime.store
+    for number, tenant in enumerate(tenants, start=1):
+        point_id = f"00000000-0000-4000-8000-{number:012d}"
+        orphan = ChunkPoint(
+            point_id=point_id, tenant_id=tenant, document_id="orphan", version="v",
+            dense_vector=[0.1] * 384, payload={"text": "orphan"},
+        )  # fmt: skip
+        store.upsert([orphan])
+    with service.runtime.session_factory() as session:
+        assert reconcile(session, store, fix=False).orphan_points_deleted == 3
+        originals = originals_for(service.runtime.settings)
+        report = reconcile(session, store, originals=originals)
+        assert report.orphan_points_deleted == 3
+        assert not reconcile(session, store, fix=False).drift
+    assert all(store.count(tenant_id=t, document_id="orphan") == 0 for t in tenants)
