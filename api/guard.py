@@ -2,9 +2,10 @@
 
 In order: the API key (401 before a byte of the body is read), the body's size (413 on its
 Content-Length, or as soon as the stream passes the limit), the body's encoding (400 unless
-UTF-8: every `/v1` body but an upload is JSON, and so is every MCP message), then, for the
-routes that run the encoder, the vector store or the reader, a slot of the admission gate
-(503/429 with Retry-After past it; MCP tools pass it through the `/v1` routes they call).
+UTF-8 without lone surrogate escapes: every `/v1` body but an upload is JSON, and so is every
+MCP message), then, for the routes that run the encoder, the vector store or the reader, a
+slot of the admission gate (503/429 with Retry-After past it; MCP tools pass it through the
+`/v1` routes they call).
 Multipart uploads to `POST /v1/ingest/jobs` are bounded by the job's own limits, in the route,
 while they stream.
 """
@@ -12,6 +13,7 @@ while they stream.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
@@ -71,7 +73,7 @@ class RequestGuardMiddleware:
                 await _error(send, 413, _too_large(limit))
                 return
             if body:
-                reason = _not_utf8(body)
+                reason = _not_utf8(body) or _lone_surrogate(body)
                 if reason is not None:
                     await _error(send, 400, reason)
                     return
@@ -148,6 +150,36 @@ def _not_utf8(body: bytes) -> str | None:
         return (
             f"the body is not UTF-8 (byte 0x{body[exc.start]:02x} at offset {exc.start}); "
             "send JSON encoded as UTF-8"
+        )
+    return None
+
+
+# A `\uD800`-`\uDFFF` escape and the backslashes before it (an even number escape each other).
+_SURROGATE_ESCAPE = re.compile(rb"(\\+)u([dD][89a-fA-F][0-9a-fA-F]{2})")
+_LOW_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+
+
+def _lone_surrogate(body: bytes) -> str | None:
+    """Why a JSON body is not Unicode text, or None: a `\\ud800` escape that is not half of a
+    surrogate pair is valid JSON syntax but no character (RFC 8259 §8.2). Pydantic lets it
+    into unconstrained string fields, and from there it broke the tokenizer, the reader's
+    request and the error response itself (500s); refused here for every route at once."""
+    if b"\\u" not in body:
+        return None
+    paired_low_at = -1
+    for match in _SURROGATE_ESCAPE.finditer(body):
+        if len(match.group(1)) % 2 == 0:
+            continue  # an escaped backslash, then the letter u
+        escape_at = match.end(1) - 1
+        if int(match.group(2), 16) < 0xDC00:  # a high surrogate: a low one must follow
+            if _LOW_SURROGATE_ESCAPE.match(body, match.end()):
+                paired_low_at = match.end()
+                continue
+        elif escape_at == paired_low_at:
+            continue
+        return (
+            f"the body holds a lone surrogate escape (\\u{match.group(2).decode()} at offset "
+            f"{escape_at}), which is no Unicode character; send JSON text that is Unicode"
         )
     return None
 
