@@ -131,6 +131,24 @@ Principal = Annotated[
     StringConstraints(min_length=1, max_length=MAX_PRINCIPAL_CHARS),
     AfterValidator(check_principal),
 ]
+
+
+def _empty_or_principal(value: str) -> str:
+    return value if value == "" else check_principal(value)
+
+
+# A principal in a query string, where a list cannot be empty: the parameter given once with an
+# empty value (`?principals=`) names an end user in no group (`[]`), as `"principals": []` does.
+QueryPrincipal = Annotated[
+    str, StringConstraints(max_length=MAX_PRINCIPAL_CHARS), AfterValidator(_empty_or_principal)
+]
+
+
+def query_principals(values: list[str] | None) -> list[str] | None:
+    """The end user's principals from repeated query parameters, empty values left out."""
+    return None if values is None else [v for v in values if v]
+
+
 PRINCIPAL_RULE = (
     " Each principal: 1-200 characters, no control characters, no whitespace at the ends, no "
     "`*` (reserved)."

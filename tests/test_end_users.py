@@ -19,6 +19,7 @@ from sqlalchemy import select
 from api.app import create_app
 from api.echo_reader import EchoReader
 from api.runtime import Runtime
+from client import RagkbClient
 from core.db import run_migrations
 from core.embedding import LocalEmbedder
 from core.models import AuditEvent, ConversationTurn
@@ -277,12 +278,14 @@ def test_a_key_that_requires_principals_fails_closed(stack: Stack) -> None:
         assert "zqfinance1x1" not in given.text
 
 
-def _mcp_tool(stack: Stack, key: str, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+def _mcp_tool(
+    stack: Stack, key: str, tool: str, arguments: dict[str, Any], **headers: str
+) -> dict[str, Any]:
     """One MCP tool call as an agent's client sends it (stateless JSON-RPC over HTTP)."""
     call = {"name": tool, "arguments": arguments}
     response = stack.client.post(
         "/mcp",
-        headers={**auth(key), "Accept": "application/json, text/event-stream"},
+        headers={**auth(key), "Accept": "application/json, text/event-stream", **headers},
         json={"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": call},
     )
     assert response.status_code == 200, response.text
@@ -323,6 +326,39 @@ def test_a_key_that_requires_principals_fails_closed_on_document_reads(stack: St
         assert "requires the end user's principals" in str(result), (tool, result)
         assert "finance.md" not in str(result)
         assert "zqfinance1x1" not in str(result)
+
+
+def test_an_empty_principals_header_is_an_end_user_in_no_group_at_the_mcp_front(
+    stack: Stack,
+) -> None:
+    # Replayed kind: a present but empty X-Ragkb-Principals (an app's end user in no group,
+    # comma-separated) was read as "no end user", who reads every restricted document.
+    finance = stack.upload("finance.md", FINANCE, '["group:finance"]')
+    stack.upload("office.md", PUBLIC)
+    for empty in ("", "  ", " , "):
+        header = {"X-Ragkb-Principals": empty}
+        listed = _mcp_tool(stack, stack.key, "list_documents", {}, **header)
+        assert [d["path"] for d in listed["structuredContent"]["documents"]] == ["office.md"]
+        found = _mcp_tool(stack, stack.key, "search", {"query": "budget codename"}, **header)
+        assert "zqfinance1x1" not in str(found)
+        assert "zqpublic3x3" in str(found)
+        read = _mcp_tool(
+            stack, stack.key, "read_document", {"document_id": finance["document_id"]}, **header
+        )
+        assert read["isError"] is True
+        assert "zqfinance1x1" not in str(read)
+    # Without the header the caller is the app itself, as on every other front.
+    everything = _mcp_tool(stack, stack.key, "list_documents", {})
+    assert len(everything["structuredContent"]["documents"]) == 2
+    # The REST document routes (and the typed client, which the MCP tools use) say "an end user
+    # in no group" with one empty `principals=`: leaving it out meant every document.
+    no_group = stack.client.get("/v1/documents", headers=auth(stack.key), params="principals=")
+    assert [d["path"] for d in no_group.json()["documents"]] == ["office.md"]
+    text = f"/v1/documents/{finance['document_id']}/text"
+    assert stack.client.get(text, headers=auth(stack.key), params="principals=").status_code == 404
+    kb = RagkbClient("http://testserver", stack.key, http_client=stack.client)  # not closed:
+    assert [d.path for d in kb.list_documents(principals=[]).documents] == ["office.md"]
+    assert len(kb.list_documents().documents) == 2  # the fixture's client is shared
 
 
 def test_the_tenant_default_applies_to_keys_without_their_own_setting(stack: Stack) -> None:

@@ -17,15 +17,17 @@ from api.deps import IngestCaller, ReadCaller, RuntimeDep, SessionDep
 from api.end_users import end_user_principals
 from api.schemas import (
     AUTH_ERRORS,
+    PRINCIPAL_RULE,
     ChunkList,
     ChunkOut,
     DocumentList,
     DocumentOut,
     DocumentTextOut,
     IdPath,
-    Principal,
+    QueryPrincipal,
     error_responses,
     invalid_request,
+    query_principals,
 )
 from core import document_reads
 from core.audit import AuditAction, Outcome, record_by
@@ -38,12 +40,13 @@ from ingest.versions import lock_documents, next_sequences, record_delete
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 
 PrincipalsQuery = Annotated[
-    list[Principal] | None,
+    list[QueryPrincipal] | None,
     Query(
         max_length=256,
-        description="The end user's principals (repeat the parameter): only documents one of "
-        "them may read are shown; another document is a 404. Omitted: no per-document check, "
-        "or a 400 when the key requires principals.",
+        description="The end user's principals (repeat the parameter; once with an empty value, "
+        "`principals=`, for an end user in no group): only documents one of them may read are "
+        "shown; another document is a 404. Omitted: no per-document check, or a 400 when the "
+        "key requires principals." + PRINCIPAL_RULE,
     ),
 ]
 MAX_TEXT_CHARS = 100_000
@@ -99,7 +102,7 @@ def list_documents(
             path_contains=path_contains,
             file_type=file_type,
             updated_since=updated_since,
-            principals=end_user_principals(tenant, principals),
+            principals=end_user_principals(tenant, query_principals(principals)),
         )
     except document_reads.InvalidCursorError as exc:
         raise invalid_request(("query", "cursor"), str(exc)) from exc
@@ -113,7 +116,7 @@ def _readable(
 ) -> Document:
     """The document if the end user may read it (404 otherwise), or 400 when the key requires
     principals and none came: a document read is as much a read as a search."""
-    principals = end_user_principals(tenant, principals)
+    principals = end_user_principals(tenant, query_principals(principals))
     try:
         return document_reads.get_document(
             session, tenant_id=tenant.tenant_id, document_id=document_id, principals=principals
