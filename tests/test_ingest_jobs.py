@@ -106,6 +106,30 @@ def test_bad_files_fail_alone_and_stored_documents_stay(service: Service, tmp_pa
     assert service.runtime.store.count(tenant_id=service.tenant_id, document_id=keep_id) == before
 
 
+def test_deleting_a_document_deletes_the_bytes_kept_for_its_failed_uploads(
+    service: Service,
+) -> None:
+    # Replayed kind (what deleting a document removes): a failed upload's bytes, kept a day for
+    # a retry, still held the deleted document's text.
+    from sqlalchemy import select
+
+    from core.models import JobFile
+
+    good = _upload(service, {"memo.md": b"# Memo\n\nThe vault code is 7351.\n"})
+    failed = _upload(service, {"memo.md": b"\x00\x00 The vault code is 7351, binary now"})
+    assert files_by_path(failed)["memo.md"]["state"] == "failed"
+    with service.runtime.session_factory() as session:
+        kept = session.scalars(select(JobFile.staged_path).where(JobFile.job_id == failed["id"]))
+        staged = Path(str(kept.one()))
+    assert staged.is_file()
+    document_id = files_by_path(good)["memo.md"]["document_id"]
+    response = service.client.delete(f"/v1/documents/{document_id}", headers=auth(service.key))
+    assert response.status_code == 204
+    assert not staged.exists()
+    retry = service.client.post(f"/v1/ingest/jobs/{failed['id']}/retry", headers=auth(service.key))
+    assert retry.status_code == 409, retry.text
+
+
 def test_folder_jobs_are_off_without_allowed_roots(service: Service) -> None:
     service.runtime.settings.ingest.allowed_roots = []
     response = service.client.post(

@@ -34,6 +34,7 @@ from core.audit import AuditAction, Outcome, record_by
 from core.models import Document
 from core.redaction import redact_turns_drawing_on
 from core.tenancy import TenantContext
+from ingest.jobs import purge_failed_of_path
 from ingest.originals import originals_for
 from ingest.versions import lock_documents, next_sequences, record_delete
 
@@ -289,8 +290,9 @@ def delete_document(
     document_id: IdPath, tenant: IngestCaller, session: SessionDep, runtime: RuntimeDep
 ) -> Response:
     """Remove all of the document's points (every version), check none is left, then its kept
-    original file and its row (scope `ingest`), and redact the conversation answers that drew
-    on it (their text is replaced by a fixed notice; the audit event counts them). The delete
+    original file and its row (scope `ingest`), redact the conversation answers that drew on it
+    (their text is replaced by a fixed notice; the audit event counts them), and delete the
+    bytes kept for a retry of its path's failed uploads. The delete
     wins over uploads of the path accepted before it that are still queued (they end `skipped`
     as superseded); an upload accepted after it creates the document again."""
     # Numbered and applied under the document's write lock, like an upload's version
@@ -320,13 +322,15 @@ def delete_document(
     originals_for(runtime.settings).drop_document(
         tenant_id=tenant.tenant_id, document_id=document_id
     )
+    path = document.path
     session.delete(document)
     record_delete(session, tenant_id=tenant.tenant_id, document_id=document_id, sequence=sequence)
     session.flush()
     redacted = redact_turns_drawing_on(session, tenant_id=tenant.tenant_id, document_id=document_id)
+    purged = purge_failed_of_path(session, tenant_id=tenant.tenant_id, path=path)
     record_by(
         session, tenant, AuditAction.DOCUMENT_DELETE, target=document_id,
-        details={"turns_redacted": redacted},
+        details={"turns_redacted": redacted, "failed_files_purged": purged},
     )  # fmt: skip
     session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
