@@ -327,7 +327,7 @@ def delete_document(
     record_delete(session, tenant_id=tenant.tenant_id, document_id=document_id, sequence=sequence)
     session.flush()
     redacted = redact_turns_drawing_on(session, tenant_id=tenant.tenant_id, document_id=document_id)
-    purged = purge_failed_of_path(session, tenant_id=tenant.tenant_id, path=path)
+    purged = purge_failed_of_path(session, tenant_id=tenant.tenant_id, path=path, below=sequence)
     record_by(
         session, tenant, AuditAction.DOCUMENT_DELETE, target=document_id,
         details={"turns_redacted": redacted, "failed_files_purged": purged},
