@@ -122,6 +122,27 @@ def test_reserved_principals_are_refused_at_every_front(stack: Stack) -> None:
     assert stack.client.get("/v1/documents", headers=h).json()["documents"] == []
 
 
+def test_an_upload_naming_its_access_list_twice_is_refused(stack: Stack) -> None:
+    # Replayed kind: with two `principals` fields the last one silently applied, so an app that
+    # appended a second list opened the documents to whoever it named.
+    for field, values in (
+        ("principals", ('["group:finance"]', '["group:hr"]')),
+        ("metadata", ('{"a": "1"}', '{"a": "2"}')),
+    ):
+        response = stack.client.post(
+            "/v1/ingest/jobs",
+            headers=auth(stack.key),
+            files=[
+                ("files", ("a.md", FINANCE)),
+                (field, (None, values[0])),
+                (field, (None, values[1])),
+            ],
+        )
+        assert response.status_code == 422, (field, response.text)
+        assert f"form field '{field}' is given more than once" in response.text
+    assert stack.client.get("/v1/documents", headers=auth(stack.key)).json()["documents"] == []
+
+
 def test_a_query_for_star_reads_no_restricted_document(stack: Stack) -> None:
     # Before the rule, a search for ["*"] matched only documents without an access list (the
     # mark is added to every query's list anyway); now it is refused outright.
