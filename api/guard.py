@@ -3,9 +3,9 @@
 In order: the API key (401 before a byte of the body is read), the body's size (413 on its
 Content-Length, or as soon as the stream passes the limit), the body's encoding (400 unless
 UTF-8 without lone surrogate escapes: every `/v1` body but an upload is JSON, and so is every
-MCP message), then, for the routes that run the encoder, the vector store or the reader, a
-slot of the admission gate (503/429 with Retry-After past it; MCP tools pass it through the
-`/v1` routes they call).
+MCP message; a JSON object naming a key twice is refused too), then, for the routes that run
+the encoder, the vector store or the reader, a slot of the admission gate (503/429 with
+Retry-After past it; MCP tools pass it through the `/v1` routes they call).
 Multipart uploads to `POST /v1/ingest/jobs` are bounded by the job's own limits, in the route,
 while they stream.
 """
@@ -74,6 +74,8 @@ class RequestGuardMiddleware:
                 return
             if body:
                 reason = _not_utf8(body) or _lone_surrogate(body)
+                if reason is None and _is_json(headers):
+                    reason = _repeated_key(body)
                 if reason is not None:
                     await _error(send, 400, reason)
                     return
@@ -181,6 +183,38 @@ def _lone_surrogate(body: bytes) -> str | None:
             f"the body holds a lone surrogate escape (\\u{match.group(2).decode()} at offset "
             f"{escape_at}), which is no Unicode character; send JSON text that is Unicode"
         )
+    return None
+
+
+class _RepeatedKeyError(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _RepeatedKeyError(key)
+        seen[key] = value
+    return seen
+
+
+def _is_json(headers: dict[str, str]) -> bool:
+    media_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+def _repeated_key(body: bytes) -> str | None:
+    """Why a JSON body is ambiguous, or None: an object naming a key twice. Parsers keep the
+    last (Python's) or the first; for `principals` that decided who may read, e.g.
+    `{"principals": ["group:finance"], "principals": null}` read as no end user at all. A
+    body that is not JSON is left to the route, which says why (422)."""
+    try:
+        json.loads(body, object_pairs_hook=_unique_keys)
+    except _RepeatedKeyError as exc:
+        return f"the JSON body names the key {exc.args[0]!r} twice in one object"
+    except (ValueError, RecursionError):
+        return None
     return None
 
 

@@ -143,6 +143,31 @@ def test_an_upload_naming_its_access_list_twice_is_refused(stack: Stack) -> None
     assert stack.client.get("/v1/documents", headers=auth(stack.key)).json()["documents"] == []
 
 
+def test_a_json_body_naming_a_key_twice_is_refused(stack: Stack) -> None:
+    # The same kind in JSON: Python keeps the last of two keys, so `principals` given, then
+    # null, was a search as no end user at all (every restricted document).
+    stack.upload("finance.md", FINANCE, '["group:finance"]')
+    h = {**auth(stack.key), "Content-Type": "application/json"}
+    twice = '"principals": ["group:hr"], "principals": null'
+    for url, body in (
+        ("/v1/search", '{"query": "finance budget codename", ' + twice + "}"),
+        ("/v1/query", '{"question": "finance budget codename?", ' + twice + "}"),
+        (
+            "/v1/chat/completions",
+            '{"messages": [{"role": "user", "content": "budget?"}], ' + twice + "}",
+        ),
+        ("/v1/search", '{"query": "x", "filters": {"path_prefix": "a", "path_prefix": "b"}}'),
+    ):
+        response = stack.client.post(url, headers=h, content=body.encode())
+        assert response.status_code == 400, (url, response.text)
+        assert "names the key" in response.json()["detail"]
+        assert "zqfinance1x1" not in response.text
+    escaped = '{"query": "finance budget codename", "principals": [], "principal\\u0073": null}'
+    assert stack.client.post("/v1/search", headers=h, content=escaped.encode()).status_code == 400
+    once = '{"query": "finance budget codename", "principals": ["group:hr"]}'
+    assert stack.client.post("/v1/search", headers=h, content=once.encode()).status_code == 200
+
+
 def test_a_query_for_star_reads_no_restricted_document(stack: Stack) -> None:
     # Before the rule, a search for ["*"] matched only documents without an access list (the
     # mark is added to every query's list anyway); now it is refused outright.
