@@ -46,14 +46,22 @@ decides the tenant, and no call can see another tenant's data.
 _TEXT_OF_BYTES = {bytes: lambda raw: raw.decode("utf-8", errors="replace")}
 
 
-def _finite(value: Any) -> Any:
-    """`value` with every infinite or NaN float replaced by its text (JSON has neither)."""
+def _json_safe(value: Any) -> Any:
+    """`value` with what a JSON response cannot carry shown as text: an infinite or NaN float
+    (JSON has neither), and a lone surrogate (a `\\ud800` escape is valid JSON syntax but no
+    Unicode character, so it cannot be encoded as UTF-8) as its escape, in keys too."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
+        return {_json_safe(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
     return value
 
 
@@ -132,24 +140,27 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         # the error response itself with a 500.
         errors = jsonable_encoder(exc.errors(), custom_encoder=_TEXT_OF_BYTES)
         if is_openai_path(request.url.path):
-            return JSONResponse(validation_error_body(_finite(errors)), status_code=400)
-        return JSONResponse({"detail": _finite(errors)}, status_code=422)
+            return JSONResponse(validation_error_body(_json_safe(errors)), status_code=400)
+        return JSONResponse({"detail": _json_safe(errors)}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        detail = _json_safe(exc.detail)  # a reason may name what the caller sent
         if is_openai_path(request.url.path) and exc.status_code >= 400:
             status = 400 if exc.status_code == 422 else exc.status_code
             body = openai_error_body(
                 status,
-                str(exc.detail),
+                str(detail),
                 param=getattr(exc, "param", None),
                 code=getattr(exc, "code", None),
             )
             return JSONResponse(body, status_code=status, headers=exc.headers)
-        if exc.status_code == 422 and isinstance(exc.detail, str):
+        if exc.status_code == 422 and isinstance(detail, str):
             # One shape for every 422, as the schema declares: a list of problems.
-            problem = {"type": "value_error", "loc": ["body"], "msg": exc.detail}
+            problem = {"type": "value_error", "loc": ["body"], "msg": detail}
             return JSONResponse({"detail": [problem]}, status_code=422, headers=exc.headers)
+        if detail is not exc.detail:
+            exc = StarletteHTTPException(exc.status_code, detail, exc.headers)
         return await http_exception_handler(request, exc)
 
     # Innermost: every /v1 request is authenticated, its body bounded and checked, and heavy

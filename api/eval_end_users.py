@@ -52,6 +52,7 @@ class EndUsers:
     questions: int = 0  # /v1/query and chat completions
     refused_continuations: int = 0  # another end user's conversation: 404, as it must be
     follow_ups: int = 0
+    document_reads: int = 0  # the document routes and MCP document tools
     turns_checked: int = 0
     # Markers of readable documents seen in echoed answers: proof that the echo reached the check.
     echoed_markers: int = 0
@@ -149,6 +150,47 @@ class EndUsers:
         self._check_text(tenant, principals, content, sent, where)
         for citation in result["citations"]:
             self._check_text(tenant, principals, citation["quote"], sent, f"{where} citation")
+
+    def read(self, tenant: str, principals: list[str] | None, rng: random.Random) -> None:
+        """The document routes and the MCP document tools as an end user (`[]`: one in no group,
+        `principals=` once in a query string, an empty `X-Ragkb-Principals` header): nothing
+        listed or read that the end user may not read now."""
+        self.document_reads += 1
+        params: list[tuple[str, str]] = []
+        if principals is not None:
+            params = [("principals", p) for p in principals] or [("principals", "")]
+        headers = self._headers(tenant)
+        where = f"{tenant} {principals} /v1/documents"
+        listed = self.world.client.get("/v1/documents", headers=headers, params=params)
+        if listed.status_code != 200:
+            raise AssertionError(f"list failed: {listed.status_code} {listed.text[:300]}")
+        for row in listed.json()["documents"]:
+            document = self.world.documents.get((tenant, row["path"]))
+            marker = document.marker if document is not None else ""
+            reason = self._unreadable(tenant, principals, marker) if document else "deleted"
+            if reason is not None:
+                self.world.leaks.append(f"{where} listed {row['path']} ({reason})")
+        mine = [d for d in self.world.documents.values() if d.tenant == tenant]
+        if not mine:
+            return
+        target = rng.choice(mine).document_id
+        text = self.world.client.get(f"/v1/documents/{target}/text", headers=headers, params=params)
+        if text.status_code == 200:
+            self._check_text(tenant, principals, text.json()["text"], set(), f"{where} text")
+        elif text.status_code != 404:
+            raise AssertionError(f"read failed: {text.status_code} {text.text[:300]}")
+        mcp_headers = {**headers, "Accept": "application/json, text/event-stream"}
+        if principals is not None:
+            mcp_headers["X-Ragkb-Principals"] = ", ".join(principals)
+        call = {"name": "read_document", "arguments": {"document_id": target}}
+        tool = self.world.client.post(
+            "/mcp",
+            headers=mcp_headers,
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": call},
+        )
+        if tool.status_code != 200:
+            raise AssertionError(f"MCP failed: {tool.status_code} {tool.text[:300]}")
+        self._check_text(tenant, principals, tool.text, set(), f"{tenant} {principals} MCP read")
 
     def check_stored_turns(self) -> None:
         """Every stored turn holds only markers its conversation's end user may read now."""

@@ -39,6 +39,13 @@ HOSTILE_BODIES: list[tuple[str, bytes]] = [
     ("application/json", b'{"path": 1e999999, "name": 1e999999, "query": 1e999999}'),
     ("application/json", b'{"top_k": ' + b"9" * 5000 + b"}"),
     ("text/plain", b"\xc3\x28 not json"),
+    # Lone surrogate escapes: valid JSON syntax, no character (a chat message's reached the
+    # tokenizer; a 422 echoing one could not be encoded).
+    (
+        "application/json",
+        b'{"question": "\\ud800", "query": "\\udfff", "path": "\\ud800", "messages": '
+        b'[{"role": "user", "content": "\\ud800"}], "name": "\\ud800"}',
+    ),
 ]
 
 

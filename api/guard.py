@@ -1,9 +1,11 @@
-"""The request guard: what every `/v1` request passes before any route reads its body.
+"""The request guard: what every `/v1` and `/mcp` request passes before any route reads its body.
 
 In order: the API key (401 before a byte of the body is read), the body's size (413 on its
 Content-Length, or as soon as the stream passes the limit), the body's encoding (400 unless
-UTF-8: every `/v1` body but an upload is JSON), then, for the routes that run the encoder, the
-vector store or the reader, a slot of the admission gate (503/429 with Retry-After past it).
+UTF-8 without lone surrogate escapes: every `/v1` body but an upload is JSON, and so is every
+MCP message; a JSON object naming a key twice is refused too), then, for the routes that run
+the encoder, the vector store or the reader, a slot of the admission gate (503/429 with
+Retry-After past it; MCP tools pass it through the `/v1` routes they call).
 Multipart uploads to `POST /v1/ingest/jobs` are bounded by the job's own limits, in the route,
 while they stream.
 """
@@ -11,6 +13,7 @@ while they stream.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
@@ -22,6 +25,8 @@ from api.openai_errors import is_openai_path, openai_error_body
 from core.admission import OverloadedError, Refusal
 
 UPLOAD_PATH = "/v1/ingest/jobs"
+# The MCP front (api.mcp_front.MCP_PATH) takes JSON-RPC bodies: bounded and checked like /v1's.
+MCP_PATH = "/mcp"
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # The routes whose work is the encoder, the vector store and the reader.
 GATED_PATHS = frozenset({"/v1/query", "/v1/search", "/v1/chat/completions"})
@@ -33,7 +38,7 @@ class RequestGuardMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
-        if scope["type"] != "http" or not (path == "/v1" or path.startswith("/v1/")):
+        if scope["type"] != "http" or not _guarded(path):
             await self.app(scope, receive, send)
             return
         runtime = getattr(scope["app"].state, "runtime", None)
@@ -73,7 +78,9 @@ class RequestGuardMiddleware:
                 await _error(scope, send, 413, _too_large(limit))
                 return
             if body:
-                reason = _not_utf8(body)
+                reason = _not_utf8(body) or _lone_surrogate(body)
+                if reason is None and _is_json(headers):
+                    reason = _repeated_key(body)
                 if reason is not None:
                     await _error(scope, send, 400, reason)
                     return
@@ -94,6 +101,10 @@ class RequestGuardMiddleware:
             await self.app(scope, receive, send)
         finally:
             runtime.admission.release(tenant.tenant_id, admitted_at)
+
+
+def _guarded(path: str) -> bool:
+    return path in ("/v1", MCP_PATH) or path.startswith(("/v1/", MCP_PATH + "/"))
 
 
 def _headers(scope: Scope) -> dict[str, str]:
@@ -147,6 +158,68 @@ def _not_utf8(body: bytes) -> str | None:
             f"the body is not UTF-8 (byte 0x{body[exc.start]:02x} at offset {exc.start}); "
             "send JSON encoded as UTF-8"
         )
+    return None
+
+
+# A `\uD800`-`\uDFFF` escape and the backslashes before it (an even number escape each other).
+_SURROGATE_ESCAPE = re.compile(rb"(\\+)u([dD][89a-fA-F][0-9a-fA-F]{2})")
+_LOW_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+
+
+def _lone_surrogate(body: bytes) -> str | None:
+    """Why a JSON body is not Unicode text, or None: a `\\ud800` escape that is not half of a
+    surrogate pair is valid JSON syntax but no character (RFC 8259 §8.2). Pydantic lets it
+    into unconstrained string fields, and from there it broke the tokenizer, the reader's
+    request and the error response itself (500s); refused here for every route at once."""
+    if b"\\u" not in body:
+        return None
+    paired_low_at = -1
+    for match in _SURROGATE_ESCAPE.finditer(body):
+        if len(match.group(1)) % 2 == 0:
+            continue  # an escaped backslash, then the letter u
+        escape_at = match.end(1) - 1
+        if int(match.group(2), 16) < 0xDC00:  # a high surrogate: a low one must follow
+            if _LOW_SURROGATE_ESCAPE.match(body, match.end()):
+                paired_low_at = match.end()
+                continue
+        elif escape_at == paired_low_at:
+            continue
+        return (
+            f"the body holds a lone surrogate escape (\\u{match.group(2).decode()} at offset "
+            f"{escape_at}), which is no Unicode character; send JSON text that is Unicode"
+        )
+    return None
+
+
+class _RepeatedKeyError(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _RepeatedKeyError(key)
+        seen[key] = value
+    return seen
+
+
+def _is_json(headers: dict[str, str]) -> bool:
+    media_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+def _repeated_key(body: bytes) -> str | None:
+    """Why a JSON body is ambiguous, or None: an object naming a key twice. Parsers keep the
+    last (Python's) or the first; for `principals` that decided who may read, e.g.
+    `{"principals": ["group:finance"], "principals": null}` read as no end user at all. A
+    body that is not JSON is left to the route, which says why (422)."""
+    try:
+        json.loads(body, object_pairs_hook=_unique_keys)
+    except _RepeatedKeyError as exc:
+        return f"the JSON body names the key {exc.args[0]!r} twice in one object"
+    except (ValueError, RecursionError):
+        return None
     return None
 
 

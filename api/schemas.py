@@ -131,6 +131,24 @@ Principal = Annotated[
     StringConstraints(min_length=1, max_length=MAX_PRINCIPAL_CHARS),
     AfterValidator(check_principal),
 ]
+
+
+def _empty_or_principal(value: str) -> str:
+    return value if value == "" else check_principal(value)
+
+
+# A principal in a query string, where a list cannot be empty: the parameter given once with an
+# empty value (`?principals=`) names an end user in no group (`[]`), as `"principals": []` does.
+QueryPrincipal = Annotated[
+    str, StringConstraints(max_length=MAX_PRINCIPAL_CHARS), AfterValidator(_empty_or_principal)
+]
+
+
+def query_principals(values: list[str] | None) -> list[str] | None:
+    """The end user's principals from repeated query parameters, empty values left out."""
+    return None if values is None else [v for v in values if v]
+
+
 PRINCIPAL_RULE = (
     " Each principal: 1-200 characters, no control characters, no whitespace at the ends, no "
     "`*` (reserved)."
@@ -442,8 +460,8 @@ class TenantOut(BaseModel):
     stored_bytes: int | None = Field(None, description="Stored and queued bytes.")
     require_principals: bool = Field(
         False,
-        description="Default for the tenant's keys without a setting of their own: queries must "
-        "carry the end user's `principals`.",
+        description="Default for the tenant's keys without a setting of their own: queries, "
+        "searches, chat completions and document reads must carry the end user's `principals`.",
     )
 
 
@@ -451,8 +469,9 @@ class TenantSettingsIn(BaseModel):
     """Settings a tenant's own admins may change (tightening access, unlike limits)."""
 
     require_principals: bool = Field(
-        description="Queries, searches and chat completions from the tenant's keys must carry "
-        "`principals` (400 otherwise), except keys with their own `require_principals`."
+        description="Queries, searches, chat completions and document reads from the tenant's "
+        "keys must carry `principals` (400 otherwise), except keys with their own "
+        "`require_principals`."
     )
 
 
@@ -474,8 +493,9 @@ class KeyIn(BaseModel):
     expires_at: datetime | None = Field(None, description="When the key stops working (UTC).")
     require_principals: bool | None = Field(
         None,
-        description="true: every query, search and chat completion with the key must name the "
-        "end user (`principals`), else 400; false: never required; null: the tenant's setting.",
+        description="true: every query, search, chat completion and document read with the key "
+        "must name the end user (`principals`), else 400; false: never required; null: the "
+        "tenant's setting.",
     )
 
 
@@ -489,8 +509,8 @@ class KeyOut(BaseModel):
     key_prefix: str = Field(description="The public part of the key (`rkb_<prefix>_...`).")
     require_principals: bool | None = Field(
         None,
-        description="Queries, searches and chat completions with this key must carry "
-        "`principals` (400 otherwise). null: the tenant's `require_principals` applies.",
+        description="Queries, searches, chat completions and document reads with this key must "
+        "carry `principals` (400 otherwise). null: the tenant's `require_principals` applies.",
     )
     requires_principals: bool = Field(
         False, description="What applies to the key now (its own setting or the tenant's)."

@@ -40,7 +40,8 @@ class UploadLimits:
 
 
 class UploadRefusedError(Exception):
-    """The upload breaks a limit (413) or is not multipart (400); the reason says which."""
+    """The upload breaks a limit (413), is not multipart (400) or names a form field twice
+    (422); the reason says which."""
 
     def __init__(self, status_code: int, reason: str, *, quota: bool = False) -> None:
         super().__init__(reason)
@@ -250,6 +251,12 @@ class _Receiver:
             staged = StagedFile(self._file_path, self._file_bytes, self._digest.hexdigest())
             self.upload.files.append(ReceivedFile(self._file_name, staged))
         elif not self._discard:
+            if self._field_name in self.upload.fields:
+                # Two access lists (or two of any field): which one applies is unknowable, and
+                # taking the last would open a document to whoever the second one names.
+                raise UploadRefusedError(
+                    422, f"form field {self._field_name!r} is given more than once"
+                )
             try:
                 self.upload.fields[self._field_name] = self._field.decode("utf-8")
             except UnicodeDecodeError as exc:

@@ -149,7 +149,11 @@ def retry_job(job_id: str) -> Call:
 
 
 def _principal_params(principals: Sequence[str] | None) -> list[tuple[str, str]]:
-    return [("principals", p) for p in principals or ()]
+    """Repeated `principals`; an end user in no group (`[]`) as one empty value, since leaving
+    the parameter out would mean no end user at all (who reads every document)."""
+    if principals is None:
+        return []
+    return [("principals", p) for p in principals] or [("principals", "")]
 
 
 def list_documents(

@@ -723,7 +723,8 @@ class HttpSettings(BaseModel):
         "bodies: questions, searches, admin calls), in bytes; larger is refused with 413 on its "
         "Content-Length, or as soon as the stream passes it. Uploads are bounded by the job's "
         "limits instead (per-file size, files per job, the tenant's storage quota). Also the "
-        "bound of each non-file field of an upload (`principals`, `metadata`).",
+        "bound of each non-file field of an upload (`principals`, `metadata`) and of an MCP "
+        "message to `/mcp`.",
     )
     max_in_flight: int = Field(
         8,

@@ -331,3 +331,24 @@ def purge_expired_failed(
             Path(job_file.staged_path).unlink(missing_ok=True)
         job_file.staged_path = None
     return len(rows)
+
+
+def purge_failed_of_path(session: Session, *, tenant_id: str, path: str, below: int) -> int:
+    """Delete the kept bytes of the tenant's failed files of `path` numbered below `below` (a
+    delete's write sequence); the number purged. Run when the document at `path` is deleted:
+    the bytes hold its text, and a retry of them could only end superseded by the delete. A file
+    accepted after the delete keeps its bytes: its retry would create the document again."""
+    rows = session.scalars(
+        select(JobFile).where(
+            JobFile.tenant_id == tenant_id,
+            JobFile.path == path,
+            JobFile.state == FileState.FAILED,
+            JobFile.staged_path.is_not(None),
+            JobFile.sequence < below,
+        )
+    ).all()
+    for job_file in rows:
+        if job_file.staged_path:
+            Path(job_file.staged_path).unlink(missing_ok=True)
+        job_file.staged_path = None
+    return len(rows)

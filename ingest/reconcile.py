@@ -77,8 +77,8 @@ def reconcile(
         session.commit()
     tenants = list(session.scalars(select(Tenant.id)))
     session.commit()
-    if originals is not None:
-        for tenant_id in tenants:
+    for tenant_id in tenants:
+        if originals is not None:
             _drop_orphan_originals(session, originals, tenant_id, report, fix=fix)
         for document_id, points in store.document_counts(tenant_id=tenant_id).items():
             lock_documents(session, [document_id])

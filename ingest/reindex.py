@@ -40,6 +40,9 @@ from core.indexes import (
 from core.models import Document, Tenant, VectorIndex, utcnow
 from core.vectorstore import (
     DOCUMENT_FIELD,
+    METADATA_FIELD,
+    PRINCIPALS_FIELD,
+    PUBLIC_PRINCIPAL,
     VERSION_FIELD,
     ChunkPoint,
     StoredPoint,
@@ -174,11 +177,15 @@ def catch_up(
     """Copy documents whose row changed since `since`; with `prune`, delete from the target the
     documents that have no row any more. Returns (documents copied, documents pruned).
 
-    A document is copied only when the source holds its row's version completely and the target
-    does not: a version stored by a process already switched to the target is never overwritten
-    from the source, and the pass after the switch, which runs beside live ingest and deletes,
-    touches only what old-model tasks stored late. A document deleted or changed while it was
-    being copied loses the copy again (its row is read once more afterwards).
+    A document is copied only when the source holds its row's version completely, with the
+    row's access list and metadata, and the target does not: a version stored by a process
+    already switched to the target is never overwritten from the source, and the pass after the
+    switch, which runs beside live ingest and deletes, touches only what old-model tasks stored
+    late. Same bytes re-uploaded with another access list keep their version (and point ids), so
+    the access list is compared too: otherwise the target would keep the old list, and an end
+    user the document was closed to would read it again after the switch (or a rollback). A
+    document deleted or changed while it was being copied loses the copy again (its row is read
+    once more afterwards).
     """
     with session_factory() as session:
         changed = list(
@@ -194,10 +201,10 @@ def catch_up(
     for document in changed:
         version = document.version_sha256
         in_target = _version_points(target, document.tenant_id, document.id, version)
-        if len(in_target) == document.chunk_count:
+        if _holds_row(in_target, document):
             continue  # already there (copied by an earlier pass, or stored by new-model ingest)
         current = _version_points(source, document.tenant_id, document.id, version)
-        if len(current) != document.chunk_count:
+        if not _holds_row(current, document):
             continue  # not (or no longer) in the source: whoever stored it stored it elsewhere
         # Embedded outside the document's lock (it can take seconds); written under it, so a
         # new-model ingest or a delete of the document cannot interleave with the write and
@@ -247,7 +254,7 @@ def _write_copy(
         if now is None:
             target.delete_document(tenant_id=document.tenant_id, document_id=document.id)
             return False
-        if now.version_sha256 != document.version_sha256:
+        if _access(now) != _access(document) or now.version_sha256 != document.version_sha256:
             return True  # changed since this pass began: the next pass copies it
         target.upsert(chunks)
         # The row's version stays; older ones go (nothing newer can be there: the lock).
@@ -256,6 +263,22 @@ def _write_copy(
         )
         session.commit()
     return True
+
+
+def _access(document: Document) -> tuple[list[str], dict[str, str]]:
+    """The access list and metadata a document's points carry, as the store keeps them."""
+    principals = [PUBLIC_PRINCIPAL] if document.principals is None else document.principals
+    return sorted(set(principals)), document.document_metadata or {}
+
+
+def _holds_row(points: Sequence[StoredPoint], document: Document) -> bool:
+    """Every chunk of the row's version, each with the row's access list and metadata."""
+    principals, metadata = _access(document)
+    return len(points) == document.chunk_count and all(
+        p.payload.get(PRINCIPALS_FIELD) == principals
+        and (p.payload.get(METADATA_FIELD) or {}) == metadata
+        for p in points
+    )
 
 
 def _version_points(

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from api.app import create_app
 from api.echo_reader import EchoReader
 from api.runtime import Runtime
+from client import RagkbClient
 from core.db import run_migrations
 from core.embedding import LocalEmbedder
 from core.models import AuditEvent, ConversationTurn
@@ -123,6 +124,52 @@ def test_reserved_principals_are_refused_at_every_front(stack: Stack) -> None:
             if "*" in principals[-1]:
                 assert "reserved" in response.text, (url, response.text)
     assert stack.client.get("/v1/documents", headers=h).json()["documents"] == []
+
+
+def test_an_upload_naming_its_access_list_twice_is_refused(stack: Stack) -> None:
+    # Replayed kind: with two `principals` fields the last one silently applied, so an app that
+    # appended a second list opened the documents to whoever it named.
+    for field, values in (
+        ("principals", ('["group:finance"]', '["group:hr"]')),
+        ("metadata", ('{"a": "1"}', '{"a": "2"}')),
+    ):
+        response = stack.client.post(
+            "/v1/ingest/jobs",
+            headers=auth(stack.key),
+            files=[
+                ("files", ("a.md", FINANCE)),
+                (field, (None, values[0])),
+                (field, (None, values[1])),
+            ],
+        )
+        assert response.status_code == 422, (field, response.text)
+        assert f"form field '{field}' is given more than once" in response.text
+    assert stack.client.get("/v1/documents", headers=auth(stack.key)).json()["documents"] == []
+
+
+def test_a_json_body_naming_a_key_twice_is_refused(stack: Stack) -> None:
+    # The same kind in JSON: Python keeps the last of two keys, so `principals` given, then
+    # null, was a search as no end user at all (every restricted document).
+    stack.upload("finance.md", FINANCE, '["group:finance"]')
+    h = {**auth(stack.key), "Content-Type": "application/json"}
+    twice = '"principals": ["group:hr"], "principals": null'
+    for url, body in (
+        ("/v1/search", '{"query": "finance budget codename", ' + twice + "}"),
+        ("/v1/query", '{"question": "finance budget codename?", ' + twice + "}"),
+        (
+            "/v1/chat/completions",
+            '{"messages": [{"role": "user", "content": "budget?"}], ' + twice + "}",
+        ),
+        ("/v1/search", '{"query": "x", "filters": {"path_prefix": "a", "path_prefix": "b"}}'),
+    ):
+        response = stack.client.post(url, headers=h, content=body.encode())
+        assert response.status_code == 400, (url, response.text)
+        assert "names the key" in response.json()["detail"]
+        assert "zqfinance1x1" not in response.text
+    escaped = '{"query": "finance budget codename", "principals": [], "principal\\u0073": null}'
+    assert stack.client.post("/v1/search", headers=h, content=escaped.encode()).status_code == 400
+    once = '{"query": "finance budget codename", "principals": ["group:hr"]}'
+    assert stack.client.post("/v1/search", headers=h, content=once.encode()).status_code == 200
 
 
 def test_a_query_for_star_reads_no_restricted_document(stack: Stack) -> None:
@@ -279,6 +326,89 @@ def test_a_key_that_requires_principals_fails_closed(stack: Stack) -> None:
         given = stack.client.post(url, headers=auth(strict), json={**body, "principals": []})
         assert given.status_code == 200, (url, given.text)
         assert "zqfinance1x1" not in given.text
+
+
+def _mcp_tool(
+    stack: Stack, key: str, tool: str, arguments: dict[str, Any], **headers: str
+) -> dict[str, Any]:
+    """One MCP tool call as an agent's client sends it (stateless JSON-RPC over HTTP)."""
+    call = {"name": tool, "arguments": arguments}
+    response = stack.client.post(
+        "/mcp",
+        headers={**auth(key), "Accept": "application/json, text/event-stream", **headers},
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": call},
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["result"]  # type: ignore[no-any-return]
+
+
+def test_a_key_that_requires_principals_fails_closed_on_document_reads(stack: Stack) -> None:
+    # Replayed kind: the fail-closed rule held for search, query and chat, but a key with the
+    # `read` scope listed and read restricted documents (REST, and the MCP tools through it).
+    finance = stack.upload("finance.md", FINANCE, '["group:finance"]')
+    created = stack.client.post(
+        "/v1/admin/keys",
+        headers=auth(stack.key),
+        json={"name": "app", "scopes": ["query", "read"], "require_principals": True},
+    )
+    strict = created.json()["key"]
+    document = f"/v1/documents/{finance['document_id']}"
+    for url in ("/v1/documents", document, f"{document}/text", f"{document}/chunks"):
+        response = stack.client.get(url, headers=auth(strict))
+        assert response.status_code == 400, (url, response.text)
+        assert "requires the end user's principals" in response.json()["detail"]
+        assert "finance.md" not in response.text
+        given = stack.client.get(url, headers=auth(strict), params={"principals": "group:hr"})
+        assert given.status_code == (200 if url == "/v1/documents" else 404), (url, given.text)
+        assert "finance.md" not in given.text
+    assert stack.client.get(f"{document}/file", headers=auth(strict)).status_code == 400
+    finance_user = {"principals": "group:finance"}
+    read = stack.client.get(f"{document}/text", headers=auth(strict), params=finance_user)
+    assert "zqfinance1x1" in read.json()["text"]
+    for tool, arguments in (
+        ("list_documents", {}),
+        ("read_document", {"document_id": finance["document_id"]}),
+        ("search", {"query": "finance budget codename"}),
+        ("ask", {"question": "finance budget codename?"}),
+    ):
+        result = _mcp_tool(stack, strict, tool, arguments)
+        assert result["isError"] is True, (tool, result)
+        assert "requires the end user's principals" in str(result), (tool, result)
+        assert "finance.md" not in str(result)
+        assert "zqfinance1x1" not in str(result)
+
+
+def test_an_empty_principals_header_is_an_end_user_in_no_group_at_the_mcp_front(
+    stack: Stack,
+) -> None:
+    # Replayed kind: a present but empty X-Ragkb-Principals (an app's end user in no group,
+    # comma-separated) was read as "no end user", who reads every restricted document.
+    finance = stack.upload("finance.md", FINANCE, '["group:finance"]')
+    stack.upload("office.md", PUBLIC)
+    for empty in ("", "  ", " , "):
+        header = {"X-Ragkb-Principals": empty}
+        listed = _mcp_tool(stack, stack.key, "list_documents", {}, **header)
+        assert [d["path"] for d in listed["structuredContent"]["documents"]] == ["office.md"]
+        found = _mcp_tool(stack, stack.key, "search", {"query": "budget codename"}, **header)
+        assert "zqfinance1x1" not in str(found)
+        assert "zqpublic3x3" in str(found)
+        read = _mcp_tool(
+            stack, stack.key, "read_document", {"document_id": finance["document_id"]}, **header
+        )
+        assert read["isError"] is True
+        assert "zqfinance1x1" not in str(read)
+    # Without the header the caller is the app itself, as on every other front.
+    everything = _mcp_tool(stack, stack.key, "list_documents", {})
+    assert len(everything["structuredContent"]["documents"]) == 2
+    # The REST document routes (and the typed client, which the MCP tools use) say "an end user
+    # in no group" with one empty `principals=`: leaving it out meant every document.
+    no_group = stack.client.get("/v1/documents", headers=auth(stack.key), params="principals=")
+    assert [d["path"] for d in no_group.json()["documents"]] == ["office.md"]
+    text = f"/v1/documents/{finance['document_id']}/text"
+    assert stack.client.get(text, headers=auth(stack.key), params="principals=").status_code == 404
+    kb = RagkbClient("http://testserver", stack.key, http_client=stack.client)  # not closed:
+    assert [d.path for d in kb.list_documents(principals=[]).documents] == ["office.md"]
+    assert len(kb.list_documents().documents) == 2  # the fixture's client is shared
 
 
 def test_the_tenant_default_applies_to_keys_without_their_own_setting(stack: Stack) -> None:

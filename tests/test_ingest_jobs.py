@@ -106,6 +106,30 @@ def test_bad_files_fail_alone_and_stored_documents_stay(service: Service, tmp_pa
     assert service.runtime.store.count(tenant_id=service.tenant_id, document_id=keep_id) == before
 
 
+def test_deleting_a_document_deletes_the_bytes_kept_for_its_failed_uploads(
+    service: Service,
+) -> None:
+    # Replayed kind (what deleting a document removes): a failed upload's bytes, kept a day for
+    # a retry, still held the deleted document's text.
+    from sqlalchemy import select
+
+    from core.models import JobFile
+
+    good = _upload(service, {"memo.md": b"# Memo\n\nThe vault code is 7351.\n"})
+    failed = _upload(service, {"memo.md": b"\x00\x00 The vault code is 7351, binary now"})
+    assert files_by_path(failed)["memo.md"]["state"] == "failed"
+    with service.runtime.session_factory() as session:
+        kept = session.scalars(select(JobFile.staged_path).where(JobFile.job_id == failed["id"]))
+        staged = Path(str(kept.one()))
+    assert staged.is_file()
+    document_id = files_by_path(good)["memo.md"]["document_id"]
+    response = service.client.delete(f"/v1/documents/{document_id}", headers=auth(service.key))
+    assert response.status_code == 204
+    assert not staged.exists()
+    retry = service.client.post(f"/v1/ingest/jobs/{failed['id']}/retry", headers=auth(service.key))
+    assert retry.status_code == 409, retry.text
+
+
 def test_folder_jobs_are_off_without_allowed_roots(service: Service) -> None:
     service.runtime.settings.ingest.allowed_roots = []
     response = service.client.post(
@@ -221,3 +245,33 @@ def test_reconcile_deletes_stale_versions_and_reports_missing_points(service: Se
     assert store.count(tenant_id=tenant, document_id="orphan") == 0
     assert [(path, stored) for _, path, _, stored in report.missing_or_partial] == [("b.md", 0)]
     assert store.count(tenant_id=tenant, document_id=a_id) == 1
+
+
+def test_reconcile_finds_orphan_points_in_every_tenant_with_or_without_originals(
+    service: Service,
+) -> None:
+    # Replayed kind: orphan points were looked for in one tenant only (the last listed), and
+    # only when kept originals were checked too, so the writers' property test (which passes no
+    # originals) could never see a document's points outlive its row.
+    from core.vectorstore import ChunkPoint
+    from ingest.originals import originals_for
+    from ingest.reconcile import reconcile
+
+    with service.runtime.session_factory() as session:
+        tenants = [service.tenant_id] + [create_tenant(session, name=n).id for n in ("b", "c")]
+        session.commit()
+    store = service.runtime.store
+    for number, tenant in enumerate(tenants, start=1):
+        point_id = f"00000000-0000-4000-8000-{number:012d}"
+        orphan = ChunkPoint(
+            point_id=point_id, tenant_id=tenant, document_id="orphan", version="v",
+            dense_vector=[0.1] * 384, payload={"text": "orphan"},
+        )  # fmt: skip
+        store.upsert([orphan])
+    with service.runtime.session_factory() as session:
+        assert reconcile(session, store, fix=False).orphan_points_deleted == 3
+        originals = originals_for(service.runtime.settings)
+        report = reconcile(session, store, originals=originals)
+        assert report.orphan_points_deleted == 3
+        assert not reconcile(session, store, fix=False).drift
+    assert all(store.count(tenant_id=t, document_id="orphan") == 0 for t in tenants)

@@ -223,6 +223,14 @@ def test_no_interleaving_leaks_to_end_users(
         def chat(self, tenant: str, principals: list[str] | None, rng: random.Random) -> None:
             end_users.chat(tenant, principals, rng)
 
+        @rule(
+            tenant=tenants,
+            principals=st.one_of(principal_sets, st.just([])),
+            rng=st.randoms(use_true_random=False),
+        )
+        def read(self, tenant: str, principals: list[str] | None, rng: random.Random) -> None:
+            end_users.read(tenant, principals, rng)
+
         @invariant()
         def no_leaks(self) -> None:
             # After every step each tenant's end users ask too (in one tenant the end user who
@@ -231,6 +239,7 @@ def test_no_interleaving_leaks_to_end_users(
             for n, tenant in enumerate(TENANTS):
                 who = [PRINCIPALS[(n + end_users.questions) % len(PRINCIPALS)]]
                 end_users.ask(tenant, who, rng, follow_up=n < 2, as_owner=n == 0)
+                end_users.read(tenant, [] if n == 1 else who, rng)
             end_users.check_stored_turns()
             assert world.leaks == []
 
@@ -244,4 +253,5 @@ def test_no_interleaving_leaks_to_end_users(
     assert end_users.follow_ups > 0
     assert end_users.refused_continuations > 0
     assert end_users.turns_checked > 0
+    assert end_users.document_reads > 0
     assert end_users.echoed_markers > 0  # the echo reached the check: it can see a leak

@@ -50,8 +50,11 @@ class World:
     def store(self, spec: IndexSpec) -> VectorStore:
         return self.indexes.store(spec)
 
-    def put(self, tenant_id: str, path: str, chunks: list[str]) -> None:
-        """A new version as ingest leaves it: points in the active store, then the row."""
+    def put(
+        self, tenant_id: str, path: str, chunks: list[str], principals: list[str] | None = None
+    ) -> None:
+        """A new version as ingest leaves it: points in the active store, then the row (the same
+        bytes again with another access list: the same points rewritten in place)."""
         spec = self.indexes.active()
         store, embedder = self.store(spec), self.indexes.embedder(spec)
         document_id = document_id_for(tenant_id, path)
@@ -73,6 +76,7 @@ class World:
                         "section": None,
                         "char_start": start,
                         "char_end": start + len(text),
+                        "principals": principals,
                     },
                 )
                 for i, (text, vector, start) in enumerate(zip(chunks, vectors, starts, strict=True))
@@ -85,6 +89,7 @@ class World:
             )
             row.version_sha256, row.content_type, row.size_bytes = version, "text/markdown", 1
             row.chunk_count, row.updated_at = len(chunks), utcnow()
+            row.principals = principals
             session.add(row)
             session.commit()
 
@@ -236,6 +241,35 @@ def test_changes_during_the_build_are_caught_up(world: World) -> None:
     texts = {p.payload["text"] for p in scroll_all(target, acme).values()}
     assert "Laptops are replaced every four years." in texts
     assert "Laptops are replaced every three years." not in texts
+
+
+def test_an_access_list_changed_during_the_build_is_caught_up(world: World) -> None:
+    # Replayed kind (a writer of one document): the same bytes re-uploaded for HR only keep
+    # their version and point ids; the catch-up took the target's copy, made with the old (public)
+    # list, for current, and after the switch every end user of the tenant read the document.
+    populate(world)
+    acme = min(world.tenants)
+    closed: list[int] = []
+
+    def close_meanwhile(copied: int) -> None:
+        if not closed:
+            closed.append(copied)
+            world.put(acme, "hr/vacation.md", CORPUS["hr/vacation.md"], ["group:hr"])
+
+    target = world.store(world.new)
+    build_and_catch_up(
+        session_factory=world.session_factory, source=world.store(world.old), target=target,
+        embedder=world.indexes.embedder(world.new), batch=100, resume_since=None,
+        report=ReindexReport(), lexical_neighbours=1, on_progress=close_meanwhile,
+    )  # fmt: skip
+
+    assert closed == [5]  # acme's points were copied with the public list before the change
+    vacation = document_id_for(acme, "hr/vacation.md")
+    points = [p for p in scroll_all(target, acme).values() if p.payload["document_id"] == vacation]
+    assert len(points) == 2
+    assert all(p.payload["principals"] == ["group:hr"] for p in points)
+    others = [p for p in scroll_all(target, acme).values() if p.payload["document_id"] != vacation]
+    assert all(p.payload["principals"] == ["*"] for p in others)
 
 
 def test_rollback_copies_only_what_changed_and_drop_old_deletes(world: World) -> None:

@@ -12,6 +12,7 @@ import hashlib
 import io
 import random
 import time
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,17 @@ def _post_files(service: Service, files: list[tuple[str, bytes]]) -> Any:
     )
 
 
+def _post_raw(service: Service, dispositions: tuple[bytes, ...]) -> Any:
+    """A multipart upload whose parts carry these Content-Disposition parameters as sent."""
+    body = b"".join(
+        b'--XyZ\r\nContent-Disposition: form-data; name="files"; ' + disposition
+        + b"\r\nContent-Type: text/plain\r\n\r\nsame path\r\n"
+        for disposition in dispositions
+    ) + b"--XyZ--\r\n"  # fmt: skip
+    headers = {**auth(service.key), "Content-Type": "multipart/form-data; boundary=XyZ"}
+    return service.client.post("/v1/ingest/jobs", headers=headers, content=body)
+
+
 def _start(service: Service, files: list[tuple[str, bytes]]) -> str:
     response = _post_files(service, files)
     assert response.status_code == 202, response.text
@@ -113,7 +125,53 @@ def test_a_path_twice_in_one_upload_is_refused(service: Service) -> None:
     response = _post_files(service, [("C:\\a\\x.md", b"first"), ("a/x.md", b"second")])
     assert response.status_code == 422, response.text
     assert "a/x.md" in str(response.json()["detail"])
+    # Every spelling the normalisation folds into one path (NFD as macOS sends it, `./`, an empty
+    # segment, a drive-relative Windows name, RFC 2231/2047 names beside a plain one).
+    nfc, nfd = unicodedata.normalize("NFC", "café.md"), unicodedata.normalize("NFD", "café.md")
+    for names, repeated in (
+        ((nfc, nfd), nfc),
+        (("./b.md", "b.md"), "b.md"),
+        (("d//b.md", "d/./b.md"), "d/b.md"),
+        (("C:q.md", "q.md"), "q.md"),
+    ):
+        response = _post_files(service, [(names[0], b"first"), (names[1], b"second")])
+        assert response.status_code == 422, (names, response.text)
+        assert repeated in str(response.json()["detail"]), names
+    for dispositions, repeated in (
+        ((b"filename*=UTF-8''d%C3%BCp.md", 'filename="düp.md"'.encode()), "düp.md"),
+        ((b'filename="=?utf-8?B?ZMO8cDIubWQ=?="', 'filename="düp2.md"'.encode()), "düp2.md"),
+    ):
+        response = _post_raw(service, dispositions)
+        assert response.status_code == 422, (dispositions, response.text)
+        assert repeated in str(response.json()["detail"])
+    # A folder on a file system that keeps NFC and NFD names apart: one path, refused too.
+    folder = service.share / "accents"
+    folder.mkdir()
+    (folder / nfc).write_bytes(b"nfc")
+    (folder / nfd).write_bytes(b"nfd")
+    response = service.client.post(
+        "/v1/ingest/jobs", headers=auth(service.key), json={"path": str(folder)}
+    )
+    assert response.status_code == 422, response.text
+    assert nfc in str(response.json()["detail"])
     assert _listed(service) == {}
+    # Two Windows folders holding the same name are two paths (the parser no longer cuts them).
+    job = wait_for_job(
+        service.client,
+        _start(service, [("C:\\a\\x.md", b"# A\n\nfirst"), ("C:\\b\\x.md", b"# B\n\nsecond")]),
+        service.key,
+    )
+    assert {p: f["state"] for p, f in files_by_path(job).items()} == {
+        "a/x.md": "done",
+        "b/x.md": "done",
+    }
+    listed = _listed(service)
+    for path in ("a/x.md", "b/x.md"):
+        document = listed[path]
+        stored = service.runtime.store.count(
+            tenant_id=service.tenant_id, document_id=document["id"]
+        )
+        assert stored == document["chunk_count"] == 1
     # One version of the path is indexed as usual, and every chunk of it is in the store.
     job = wait_for_job(
         service.client, _start(service, [("dup/same.md", b"# One\n\nfirst")]), service.key

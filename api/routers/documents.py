@@ -14,33 +14,40 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
 from api.deps import IngestCaller, ReadCaller, RuntimeDep, SessionDep
+from api.end_users import end_user_principals
 from api.schemas import (
     AUTH_ERRORS,
+    PRINCIPAL_RULE,
     ChunkList,
     ChunkOut,
     DocumentList,
     DocumentOut,
     DocumentTextOut,
     IdPath,
-    Principal,
+    QueryPrincipal,
     error_responses,
     invalid_request,
+    query_principals,
 )
 from core import document_reads
 from core.audit import AuditAction, Outcome, record_by
 from core.models import Document
 from core.redaction import redact_turns_drawing_on
+from core.tenancy import TenantContext
+from ingest.jobs import purge_failed_of_path
 from ingest.originals import originals_for
 from ingest.versions import lock_documents, next_sequences, record_delete
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 
 PrincipalsQuery = Annotated[
-    list[Principal] | None,
+    list[QueryPrincipal] | None,
     Query(
         max_length=256,
-        description="The end user's principals (repeat the parameter): only documents one of "
-        "them may read are shown; another document is a 404. Omitted: no per-document check.",
+        description="The end user's principals (repeat the parameter; once with an empty value, "
+        "`principals=`, for an end user in no group): only documents one of them may read are "
+        "shown; another document is a 404. Omitted: no per-document check, or a 400 when the "
+        "key requires principals." + PRINCIPAL_RULE,
     ),
 ]
 MAX_TEXT_CHARS = 100_000
@@ -61,7 +68,7 @@ def document_out(d: Document) -> DocumentOut:
     )
 
 
-@router.get("", response_model=DocumentList, responses=error_responses(*AUTH_ERRORS, 422))
+@router.get("", response_model=DocumentList, responses=error_responses(*AUTH_ERRORS, 400, 422))
 def list_documents(
     tenant: ReadCaller,
     session: SessionDep,
@@ -96,7 +103,7 @@ def list_documents(
             path_contains=path_contains,
             file_type=file_type,
             updated_since=updated_since,
-            principals=principals,
+            principals=end_user_principals(tenant, query_principals(principals)),
         )
     except document_reads.InvalidCursorError as exc:
         raise invalid_request(("query", "cursor"), str(exc)) from exc
@@ -106,11 +113,14 @@ def list_documents(
 
 
 def _readable(
-    session: SessionDep, tenant_id: str, document_id: str, principals: list[str] | None
+    session: SessionDep, tenant: TenantContext, document_id: str, principals: list[str] | None
 ) -> Document:
+    """The document if the end user may read it (404 otherwise), or 400 when the key requires
+    principals and none came: a document read is as much a read as a search."""
+    principals = end_user_principals(tenant, query_principals(principals))
     try:
         return document_reads.get_document(
-            session, tenant_id=tenant_id, document_id=document_id, principals=principals
+            session, tenant_id=tenant.tenant_id, document_id=document_id, principals=principals
         )
     except document_reads.DocumentNotFoundError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
@@ -119,20 +129,20 @@ def _readable(
 @router.get(
     "/{document_id}",
     response_model=DocumentOut,
-    responses=error_responses(*AUTH_ERRORS, 404, 422),
+    responses=error_responses(*AUTH_ERRORS, 400, 404, 422),
     summary="One document",
 )
 def read_document(
     document_id: IdPath, tenant: ReadCaller, session: SessionDep, principals: PrincipalsQuery = None
 ) -> DocumentOut:
     """The document's row: path, version, size, chunks, access list, metadata (scope `read`)."""
-    return document_out(_readable(session, tenant.tenant_id, document_id, principals))
+    return document_out(_readable(session, tenant, document_id, principals))
 
 
 @router.get(
     "/{document_id}/chunks",
     response_model=ChunkList,
-    responses=error_responses(*AUTH_ERRORS, 404, 422),
+    responses=error_responses(*AUTH_ERRORS, 400, 404, 422),
     summary="A document's chunks, in order",
 )
 def read_chunks(
@@ -146,7 +156,7 @@ def read_chunks(
 ) -> ChunkList:
     """The current version's chunks as indexed: index, page, section, char span in the
     document's extracted text, and text (scope `read`)."""
-    document = _readable(session, tenant.tenant_id, document_id, principals)
+    document = _readable(session, tenant, document_id, principals)
     chunks = document_reads.document_chunks(runtime.store, document)
     page = chunks[offset : offset + limit]
     return ChunkList(
@@ -159,7 +169,7 @@ def read_chunks(
 @router.get(
     "/{document_id}/text",
     response_model=DocumentTextOut,
-    responses=error_responses(*AUTH_ERRORS, 404, 422),
+    responses=error_responses(*AUTH_ERRORS, 400, 404, 422),
     summary="A document's extracted text, or a range or page of it",
 )
 def read_text(
@@ -186,7 +196,7 @@ def read_text(
     says where the text ends)."""
     if char_end is not None and char_end < char_start:
         raise invalid_request(("query", "char_end"), "char_end is before char_start")
-    document = _readable(session, tenant.tenant_id, document_id, principals)
+    document = _readable(session, tenant, document_id, principals)
     chunks = document_reads.document_chunks(runtime.store, document)
     full_text = document_reads.document_text(chunks)
     start, end = char_start, len(full_text) if char_end is None else min(char_end, len(full_text))
@@ -221,7 +231,7 @@ def read_text(
                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
             },
         },
-        **error_responses(*AUTH_ERRORS, 404, 422),
+        **error_responses(*AUTH_ERRORS, 400, 404, 422),
     },
     summary="The document's original file, where it is kept",
 )
@@ -235,7 +245,7 @@ def read_file(
     """The bytes of the document's current version as uploaded (scope `read`), with its content
     type. Kept per `ingest.keep_originals` (and its size and age limits): a document whose
     original is not kept, or no longer, is a 404 that says so (its chunks and text remain)."""
-    document = _readable(session, tenant.tenant_id, document_id, principals)
+    document = _readable(session, tenant, document_id, principals)
     found = originals_for(runtime.settings).find(
         tenant_id=document.tenant_id, document_id=document.id, version=document.version_sha256
     )
@@ -284,8 +294,9 @@ def delete_document(
     document_id: IdPath, tenant: IngestCaller, session: SessionDep, runtime: RuntimeDep
 ) -> Response:
     """Remove all of the document's points (every version), check none is left, then its kept
-    original file and its row (scope `ingest`), and redact the conversation answers that drew
-    on it (their text is replaced by a fixed notice; the audit event counts them). The delete
+    original file and its row (scope `ingest`), redact the conversation answers that drew on it
+    (their text is replaced by a fixed notice; the audit event counts them), and delete the
+    bytes kept for a retry of its path's failed uploads. The delete
     wins over uploads of the path accepted before it that are still queued (they end `skipped`
     as superseded); an upload accepted after it creates the document again."""
     # Numbered and applied under the document's write lock, like an upload's version
@@ -315,13 +326,15 @@ def delete_document(
     originals_for(runtime.settings).drop_document(
         tenant_id=tenant.tenant_id, document_id=document_id
     )
+    path = document.path
     session.delete(document)
     record_delete(session, tenant_id=tenant.tenant_id, document_id=document_id, sequence=sequence)
     session.flush()
     redacted = redact_turns_drawing_on(session, tenant_id=tenant.tenant_id, document_id=document_id)
+    purged = purge_failed_of_path(session, tenant_id=tenant.tenant_id, path=path, below=sequence)
     record_by(
         session, tenant, AuditAction.DOCUMENT_DELETE, target=document_id,
-        details={"turns_redacted": redacted},
+        details={"turns_redacted": redacted, "failed_files_purged": purged},
     )  # fmt: skip
     session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

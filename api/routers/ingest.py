@@ -135,7 +135,8 @@ async def create_ingest_job(
     dropped, its folders kept). A file whose name is unsafe (absolute, or with `..`) is recorded
     as failed with its reason; the others go on. A file over the size limit refuses the whole
     upload (413) before anything is stored. Two files with the same path after normalisation
-    (`a/x.md` twice, or `C:\\a\\x.md` and `a/x.md`) refuse the upload (422, naming the path).
+    (`a/x.md` twice, or `C:\\a\\x.md` and `a/x.md`) refuse the upload (422, naming the path), and
+    so does a form field given twice (two `principals` lists: which applies is unknowable).
 
     Versions of a path apply in the order their uploads were accepted, whichever worker
     finishes first: a file whose path got a newer version (or a delete) accepted after it ends
