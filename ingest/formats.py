@@ -10,7 +10,7 @@ import io
 import json
 import re
 from dataclasses import replace
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from typing import Any
 
 from ingest import ocr
@@ -241,7 +241,7 @@ def parse_email(
         elements.append(ParsedElement("\n".join(header_lines), ElementKind.TEXT))
     body = message.get_body(preferencelist=("plain", "html"))
     if body is not None:
-        content = body.get_content()
+        content = part_text(body)
         if body.get_content_type() == "text/html":
             elements.extend(html_elements(content))
         else:
@@ -254,6 +254,24 @@ def parse_email(
                 attached_elements(part.get_filename() or "attachment", payload, depth, notes)
             )
     return elements
+
+
+def part_text(part: MIMEPart) -> str:
+    """A text part's content, decoded as a text file is (`decode_text`): its declared charset
+    when the bytes fit it (Latin-1 read as windows-1252, as mail clients do), else detected
+    with the cp1252 preference. A part without a charset, with `unknown-8bit` or an unknown
+    label, or with a charset its bytes do not fit, is not read as `?` marks or refused."""
+    from ingest.sniff import declared_html_charset, decode_text
+
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return str(part.get_payload())
+    declared = part.get_content_charset()
+    if declared is None and part.get_content_type() == "text/html":
+        declared = declared_html_charset(payload)
+    if not payload.strip():
+        return ""
+    return decode_text(payload, declared=declared)
 
 
 def attached_elements(
@@ -308,8 +326,8 @@ def encrypted_email_kind(message: EmailMessage) -> str | None:
     body = message.get_body(preferencelist=("plain",))
     if body is not None:
         try:
-            text = body.get_content()
-        except (LookupError, ValueError):
+            text = part_text(body)
+        except ParseError:
             return None
         if isinstance(text, str) and text.lstrip().startswith(_PGP_ARMOR):
             return "inline PGP"

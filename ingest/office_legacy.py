@@ -308,9 +308,9 @@ def _epub_encrypted(archive: zipfile.ZipFile, names: set[str]) -> set[str]:
 
 def _html_elements(markup: bytes) -> list[ParsedElement]:
     from ingest.formats import html_elements
-    from ingest.sniff import decode_text
+    from ingest.sniff import declared_html_charset, decode_text
 
-    return html_elements(decode_text(markup))
+    return html_elements(decode_text(markup, declared=declared_html_charset(markup)))
 
 
 # --- OpenDocument text ------------------------------------------------------------------------

@@ -73,7 +73,40 @@ def text_cases() -> list[Case]:
         ),
         ("mail.eml", _eml("utf-8"), [FRENCH, GERMAN, CHINESE, LIGATURES]),
         ("mail-latin1.eml", _eml("iso-8859-1"), [FRENCH, GERMAN]),
+        # Bodies whose charset is missing, unknown or wrong are decoded as a .txt file is.
+        *[
+            (f"mail-{label}.eml", _raw_eml(content_type, body), truth)
+            for label, content_type, body, truth in _raw_mail_bodies()
+        ],
+        # Single words and UTF-16 without a byte-order mark (Notepad's "Unicode" as some
+        # tools write it) are not read as Chinese or refused as binary.
+        *[(f"word-{i}.txt", w.encode(enc), [w]) for i, (w, enc) in enumerate(_SHORT_WORDS)],
+        ("utf16le.txt", "\n\n".join([FRENCH, GERMAN]).encode("utf-16-le"), [FRENCH, GERMAN]),
+        ("utf16be.txt", "\n\n".join([FRENCH, CHINESE]).encode("utf-16-be"), [FRENCH, CHINESE]),
+        ("utf16le-zh.txt", CHINESE.encode("utf-16-le"), [CHINESE]),
     ]
+
+
+_SHORT_WORDS = [("très", "latin-1"), ("Noël", "cp1252"), ("café", "latin-1"),
+                ("Müller", "cp1252"), ("ça va", "latin-1"), ("fête", "cp1252")]  # fmt: skip
+_SMART = "“très” 5 € – œuvre"
+
+
+def _raw_mail_bodies() -> list[tuple[str, str, bytes, list[str]]]:
+    french_html = f"<html><body><p>{FRENCH}</p><p>{_SMART}</p></body></html>"
+    return [
+        ("no-charset", "text/plain", FRENCH.encode("latin-1"), [FRENCH]),
+        ("unknown-8bit", "text/plain; charset=unknown-8bit", FRENCH.encode("cp1252"), [FRENCH]),
+        ("bad-label", "text/plain; charset=x-nonesuch", GERMAN.encode("latin-1"), [GERMAN]),
+        # Labelled Latin-1, written by Windows: cp1252's quotes, euro and œ.
+        ("latin1-label", "text/plain; charset=iso-8859-1", _SMART.encode("cp1252"), [_SMART]),
+        ("html-no-charset", "text/html", french_html.encode("cp1252"), [FRENCH, _SMART]),
+    ]
+
+
+def _raw_eml(content_type: str, body: bytes) -> bytes:
+    headers = ["Subject: Note", f"Content-Type: {content_type}", "Content-Transfer-Encoding: 8bit"]
+    return ("\r\n".join(headers) + "\r\n\r\n").encode() + body
 
 
 def _csv(delimiter: str, *, chinese: bool = True) -> str:
