@@ -18,10 +18,12 @@ import re
 from collections.abc import Sequence
 
 # A header row is looked for among the first rows (captions and blank title rows come first).
-_HEADER_SEARCH_ROWS = 5
+_HEADER_SEARCH_ROWS = 20
 _MAX_HEADER_CELL_CHARS = 80
 _NUMBER = re.compile(r"^[-+(]?[$€£¥]?\s?[\d.,\s]+%?\)?$")
 _WHITESPACE = re.compile(r"\s+")
+# A year heading a column (`2023`, `FY 2023` is a name already): 1900-2099.
+_YEAR = re.compile(r"^(19|20)\d\d$")
 
 
 def clean_cell(value: object) -> str:
@@ -66,21 +68,53 @@ def render_table(rows: Sequence[Sequence[object]], *, header_rows: int | None = 
 def find_header(grid: Sequence[Sequence[str]]) -> tuple[int, int]:
     """(first row, number of rows) of the header, or (0, 0) when no row looks like one.
 
-    A header row is among the first few, fills at least half the table's width, and holds only
-    short, distinct, non-numeric names; at least one row must follow it.
+    A header row is among the first `_HEADER_SEARCH_ROWS` (a sheet's notes come first), fills
+    at least half the table's width, and holds only short, distinct names that are not numbers
+    (a year is a name: `Country | 2022 | 2023`); a name merged across columns repeats in
+    neighbouring cells. Such a group heads a second header row when the row below names its
+    columns (`Sales` over `Q1 | Q2`): the two are read as one (`Sales / Q1`). At least one row
+    must follow the header.
     """
     width = max((len(row) for row in grid), default=0)
     for index, row in enumerate(grid[:_HEADER_SEARCH_ROWS]):
-        names = [cell for cell in row if cell]
-        if (
-            index + 1 < len(grid)
-            and width >= 2
-            and len(names) * 2 >= width
-            and len(set(names)) == len(names)
-            and all(len(n) <= _MAX_HEADER_CELL_CHARS and not _NUMBER.match(n) for n in names)
-        ):
+        if index + 1 < len(grid) and width >= 2 and _header_like(row, width):
+            below = grid[index + 1]
+            spans = _spanned_columns(row)
+            if (
+                spans
+                and index + 2 < len(grid)
+                and all(below[c] for c in spans)
+                and _header_like([below[c] for c in spans], len(spans), distinct=True)
+            ):
+                return index, 2
             return index, 1
     return 0, 0
+
+
+def _header_like(row: Sequence[str], width: int, *, distinct: bool = False) -> bool:
+    names = [cell for cell in row if cell]
+    # A name merged across columns is repeated in the cells beside it: counted once; one name
+    # merged across the whole row is a caption.
+    groups = [n for i, n in enumerate(row) if n and (distinct or i == 0 or row[i - 1] != n)]
+    # Only years: a header over a column of row labels (`| 2022 | 2023`), else a data row.
+    only_years = all(_YEAR.match(n) for n in names) and bool(row[0])
+    return (
+        len(names) * 2 >= width
+        and len(set(groups)) == len(groups)
+        and not (len(groups) == 1 and len(names) > 1)
+        and all(len(n) <= _MAX_HEADER_CELL_CHARS and _is_name(n) for n in names)
+        and not only_years
+    )
+
+
+def _is_name(cell: str) -> bool:
+    return not _NUMBER.match(cell) or bool(_YEAR.match(cell))
+
+
+def _spanned_columns(row: Sequence[str]) -> list[int]:
+    """Columns covered by a name repeated in neighbouring cells (a cell merged across them)."""
+    padded = ["", *row, ""]
+    return [c for c in range(len(row)) if row[c] and row[c] in (padded[c], padded[c + 2])]
 
 
 def _plain(row: list[str]) -> str:

@@ -169,3 +169,55 @@ def test_a_semicolon_csv_with_decimal_commas_keeps_its_columns() -> None:
     tsv = b"Name\tNote\nAna\tlikes tea, coffee, and cake\nBo\tno, thanks\n"
     assert _rows("t.tsv", tsv)[1:] == ["Name: Ana | Note: likes tea, coffee, and cake",
                                        "Name: Bo | Note: no, thanks"]  # fmt: skip
+
+
+def test_a_header_merged_over_sub_headers_names_both(tmp_path: Path) -> None:
+    """`Sales` merged over `Q1 | Q2` (DOCX gridSpan, XLS merged cells): a row reads
+    `Sales / Q1: 10`, and the columns beside the merge keep their names."""
+    import docx
+    import xlwt
+
+    document = docx.Document()
+    table = document.add_table(rows=4, cols=4)
+    for r, row in enumerate([["Region", "Sales", "Sales", "Staff"], ["", "Q1", "Q2", ""],
+                             ["North", "10", "20", "5"], ["South", "30", "40", "6"]]):  # fmt: skip
+        for c, value in enumerate(row):
+            table.cell(r, c).text = value
+    table.cell(0, 1).merge(table.cell(0, 2)).text = "Sales"
+    document.save(str(tmp_path / "h.docx"))
+    assert _rows("h.docx", (tmp_path / "h.docx").read_bytes())[-1] == (
+        "Region: South | Sales / Q1: 30 | Sales / Q2: 40 | Staff: 6"
+    )
+    book = xlwt.Workbook()
+    sheet = book.add_sheet("S")
+    sheet.write(0, 0, "Region")
+    sheet.write_merge(0, 0, 1, 2, "Sales")
+    for c, value in enumerate(["", "Q1", "Q2", "North", 10, 20]):
+        sheet.write(1 + c // 3, c % 3, value)
+    book.save(str(tmp_path / "h.xls"))
+    assert _rows("h.xls", (tmp_path / "h.xls").read_bytes())[-1] == (
+        "Region: North | Sales / Q1: 10 | Sales / Q2: 20"
+    )
+
+
+def test_years_head_columns_and_notes_may_come_first(tmp_path: Path) -> None:
+    from openpyxl import Workbook
+
+    assert _rows("y.csv", b"Country,2022,2023\nFrance,10,12\nGermany,11,13\n")[-1] == (
+        "Country: Germany | 2022: 11 | 2023: 13"
+    )
+    # A pivot's corner cell is empty; a row of numbers alone is still data, not a header.
+    assert render_table([["", 2022, 2023], ["France", 10, 12]]).split("\n")[-1] == (
+        "France | 2022: 10 | 2023: 12"
+    )
+    assert render_table([[1999, 2001], [2002, 2005]]) == "1999 | 2001\n2002 | 2005"
+    workbook = Workbook()
+    sheet = workbook.active
+    for i in range(7):  # a sheet's notes above its table
+        sheet.append([f"Note {i}: figures are provisional"])
+    for row in region_rows({"North": {27: 601}}):
+        sheet.append(row)
+    workbook.save(str(tmp_path / "n.xlsx"))
+    assert "Region: North | Band: Band 27 | Count: 601" in _rows(
+        "n.xlsx", (tmp_path / "n.xlsx").read_bytes()
+    )
