@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from ingest import ocr
 from ingest.elements import ElementKind, ParsedElement, ParseError
-from ingest.tables import render_table
+from ingest.tables import header_names, render_table
 
 OcrMode = Literal["auto", "force"]
 MAX_OCR_PAGES = 200
@@ -211,14 +211,19 @@ def _tables_by_page(data: bytes, *, pages: set[int]) -> dict[int, list[ParsedEle
     found: dict[int, list[ParsedElement]] = {}
     if not pages:
         return found
+    # The header of the last table of the page before: a table running on to this page
+    # without repeating its header keeps its column names (`render_table(continues=...)`).
+    carried: list[str] | None = None
     try:
         with pdfplumber.open(io.BytesIO(data)) as document:
             for number, page in enumerate(document.pages, start=1):
                 if number not in pages:
+                    carried = None
                     continue
                 try:
-                    elements = _page_with_tables(page, number)
+                    elements, carried = _page_with_tables(page, number, carried)
                 except Exception:  # pdfminer raises many kinds on damaged content streams
+                    carried = None
                     continue
                 if elements:
                     found[number] = elements
@@ -227,12 +232,15 @@ def _tables_by_page(data: bytes, *, pages: set[int]) -> dict[int, list[ParsedEle
     return found
 
 
-def _page_with_tables(page: Any, number: int) -> list[ParsedElement]:
+def _page_with_tables(
+    page: Any, number: int, carried: list[str] | None
+) -> tuple[list[ParsedElement], list[str] | None]:
+    """The page's elements, and the column names of its last table (for the next page)."""
     if not (page.lines or page.rects):
-        return []
+        return [], None
     tables = [t for t in page.find_tables() if len(t.rows) >= 2]
     if not tables:
-        return []
+        return [], None
     boxes = [t.bbox for t in tables]
 
     def outside(obj: dict[str, Any]) -> bool:
@@ -244,12 +252,17 @@ def _page_with_tables(page: Any, number: int) -> list[ParsedElement]:
     placed: list[tuple[float, ParsedElement]] = []
     for line in page.filter(outside).extract_text_lines():
         placed.append((line["top"], ParsedElement(line["text"], ElementKind.TEXT, number)))
-    for table in tables:
-        rendered = render_table(table.extract())
+    names: list[str] | None = None
+    for index, table in enumerate(sorted(tables, key=lambda t: t.bbox[1])):
+        grid = table.extract()
+        continues = carried if index == 0 else None
+        rendered = render_table(grid, continues=continues)
+        own = header_names(grid)
+        names = continues if continues is not None and own is None else own
         if rendered:
             placed.append((table.bbox[1], ParsedElement(rendered, ElementKind.TABLE, number)))
     placed.sort(key=lambda item: item[0])
-    return _merge_lines(placed)
+    return _merge_lines(placed), names
 
 
 def _merge_lines(placed: list[tuple[float, ParsedElement]]) -> list[ParsedElement]:

@@ -35,20 +35,27 @@ def clean_cell(value: object) -> str:
     return _WHITESPACE.sub(" ", str(value)).strip()
 
 
-def render_table(rows: Sequence[Sequence[object]], *, header_rows: int | None = None) -> str:
+def render_table(
+    rows: Sequence[Sequence[object]],
+    *,
+    header_rows: int | None = None,
+    continues: Sequence[str] | None = None,
+) -> str:
     """One line per non-empty row; data rows as `Header: value | ...` under a header.
 
     `rows` is the full grid, merged cells already filled in. `header_rows` says how many leading
     rows are the header (Markdown, HTML `<thead>`/`<th>`); None guesses it (`find_header`).
     Several header rows are joined per column (`Q1 / Sales`). Empty cells are left out of a data
-    row; a column without a header name shows its value alone.
+    row; a column without a header name shows its value alone. `continues` is the header names
+    (`header_names`) of the table these rows continue (a table split across PDF pages): rows
+    as wide as it, without a header of their own, are its data rows.
     """
-    grid = [_trim([clean_cell(c) for c in row]) for row in rows]
-    grid = [row for row in grid if row]
+    grid = _grid(rows)
     if not grid:
         return ""
-    width = max(len(row) for row in grid)
-    grid = [row + [""] * (width - len(row)) for row in grid]
+    width = len(grid[0])
+    if continues is not None and _continues(grid, continues):
+        return "\n".join(_data_row(list(continues), row) for row in grid)
     if header_rows is None:
         start, count = find_header(grid)
     else:
@@ -58,11 +65,43 @@ def render_table(rows: Sequence[Sequence[object]], *, header_rows: int | None = 
     names = [_join_header([grid[r][c] for r in range(start, start + count)]) for c in range(width)]
     lines = [_plain(row) for row in grid[:start]]
     lines.append(" | ".join(names))
-    for row in grid[start + count :]:
-        cells = [f"{name}: {value}" if name and name != value else value
-                 for name, value in zip(names, row, strict=True) if value]  # fmt: skip
-        lines.append(" | ".join(cells))
+    lines.extend(_data_row(names, row) for row in grid[start + count :])
     return "\n".join(lines)
+
+
+def header_names(rows: Sequence[Sequence[object]]) -> list[str] | None:
+    """The column names `render_table` gives these rows' data rows, or None without a header."""
+    grid = _grid(rows)
+    if not grid:
+        return None
+    start, count = find_header(grid)
+    if count == 0 or start + count >= len(grid):
+        return None
+    return [_join_header([grid[r][c] for r in range(start, start + count)])
+            for c in range(len(grid[0]))]  # fmt: skip
+
+
+def _grid(rows: Sequence[Sequence[object]]) -> list[list[str]]:
+    grid = [_trim([clean_cell(c) for c in row]) for row in rows]
+    grid = [row for row in grid if row]
+    width = max((len(row) for row in grid), default=0)
+    return [row + [""] * (width - len(row)) for row in grid]
+
+
+def _continues(grid: list[list[str]], names: Sequence[str]) -> bool:
+    """Whether `grid` reads as more rows of a table headed by `names`: as wide, and not
+    starting with a header of its own (the same names repeated, or a row that looks like
+    one while the next rows do not)."""
+    if len(grid[0]) != len(names) or [c for c in grid[0] if c] == [n for n in names if n]:
+        return False
+    start, count = find_header(grid)
+    return count == 0 or start > 0
+
+
+def _data_row(names: Sequence[str], row: Sequence[str]) -> str:
+    cells = [f"{name}: {value}" if name and name != value else value
+             for name, value in zip(names, row, strict=True) if value]  # fmt: skip
+    return " | ".join(cells)
 
 
 def find_header(grid: Sequence[Sequence[str]]) -> tuple[int, int]:

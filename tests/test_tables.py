@@ -221,3 +221,26 @@ def test_years_head_columns_and_notes_may_come_first(tmp_path: Path) -> None:
     assert "Region: North | Band: Band 27 | Count: 601" in _rows(
         "n.xlsx", (tmp_path / "n.xlsx").read_bytes()
     )
+
+
+@pytest.mark.parametrize("repeated", [False, True])
+def test_a_pdf_table_running_over_pages_keeps_its_header(tmp_path: Path, repeated: bool) -> None:
+    """Rows on the second and third pages of a ruled table say what their columns are, whether
+    or not the producer repeated the header on each page."""
+    from reportlab.lib import colors
+    from reportlab.lib.pagesizes import A4
+    from reportlab.platypus import SimpleDocTemplate, Table, TableStyle
+
+    rows = region_rows({"North": {}, "South": {35: 381}}, bands=45)
+    table = Table([[str(c) for c in row] for row in rows], repeatRows=1 if repeated else 0)
+    table.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.5, colors.black)]))
+    SimpleDocTemplate(str(tmp_path / "t.pdf"), pagesize=A4).build([table])
+    doc = parse_document("t.pdf", (tmp_path / "t.pdf").read_bytes())
+    tables = [e for e in doc.elements if e.kind is ElementKind.TABLE]
+    assert [t.page for t in tables] == [1, 2, 3]
+    lines = [line for t in tables for line in t.text.split("\n")]
+    assert "Region: South | Band: Band 35 | Count: 381" in lines
+    assert "Region: North | Band: Band 45 | Count: 145" in lines
+    data = [line for line in lines if line != "Region | Band | Count"]
+    assert len(data) == 90
+    assert all(line.startswith("Region: ") for line in data)
