@@ -198,3 +198,72 @@ def _dejavu() -> str:
 
     # reportlab ships Vera, which has the fi/fl ligature glyphs too.
     return str(Path(reportlab.__file__).parent / "fonts" / "Vera.ttf")
+
+
+def legacy_cases(folder: Path) -> list[Case]:
+    """.doc .ppt .xls .msg .epub .odt .rtf, each written with the true text in it (the OLE and
+    zip formats by tests.docgen, .xls by xlwt, RTF with `\\uN` and `\\'hh` escapes)."""
+    import xlwt
+
+    from tests.docgen import make_doc, make_epub, make_msg, make_odt, make_ppt
+
+    paragraphs = [FRENCH, GERMAN, CHINESE, LIGATURES_RAW, INVISIBLE_RAW]
+    truth = [FRENCH, GERMAN, CHINESE, LIGATURES, INVISIBLE]
+    book = xlwt.Workbook()
+    sheet = book.add_sheet("Données")
+    for row, value in enumerate(["texte", *paragraphs]):
+        sheet.write(row, 0, value)
+    book.save(str(folder / "f.xls"))
+    epub = make_epub(folder / "f.epub", "Überblick", [("Überblick", p) for p in paragraphs])
+    odt = make_odt(folder / "f.odt", "".join(f"<text:p>{p}</text:p>" for p in paragraphs))
+    rtf = "{\\rtf1\\ansi\\ansicpg1252\\deff0{\\fonttbl{\\f0 Arial;}}\\f0 "
+    rtf += "\\par ".join(_rtf_escaped(p) for p in [*paragraphs, _SMART]) + "\\par}"
+    return [
+        ("f.doc", make_doc(paragraphs), truth),
+        ("cp1252.doc", make_doc([FRENCH, GERMAN, _SMART]), [FRENCH, GERMAN, _SMART]),
+        ("f.ppt", make_ppt([("Façade", p) for p in paragraphs]), ["Façade", *truth]),
+        ("f.xls", (folder / "f.xls").read_bytes(), ["Données", *truth]),
+        (
+            "f.msg",
+            make_msg("Réunion à München", "\r\n\r\n".join(paragraphs)),
+            ["Réunion à München", *truth],
+        ),
+        ("f.epub", epub.read_bytes(), ["Überblick", *truth]),
+        ("cp1252.epub", _cp1252_epub(folder), [FRENCH, _SMART]),
+        ("f.odt", odt.read_bytes(), truth),
+        ("f.rtf", rtf.encode("ascii"), [*truth, _SMART]),
+    ]
+
+
+def _rtf_escaped(text: str) -> str:
+    """RTF text: cp1252 bytes as `\\'hh`, other characters as `\\uN?` (signed 16-bit)."""
+    out = []
+    for ch in text:
+        if ord(ch) < 128:
+            out.append(ch)
+            continue
+        try:
+            out.append("".join(f"\\'{b:02x}" for b in ch.encode("cp1252")))
+        except UnicodeEncodeError:
+            code = ord(ch)
+            out.append(f"\\u{code - 65536 if code > 32767 else code}?")
+    return "".join(out)
+
+
+def _cp1252_epub(folder: Path) -> bytes:
+    """An EPUB whose chapter is windows-1252, as its XML declaration says."""
+    import zipfile
+
+    from tests.docgen import make_epub
+
+    plain = make_epub(folder / "plain.epub", "T", [("Chap", "x")])
+    chapter = (
+        '<?xml version="1.0" encoding="windows-1252"?><html xmlns="http://www.w3.org/1999/xhtml">'
+        f"<head><title>Chap</title></head><body><p>{FRENCH}</p><p>{_SMART}</p></body></html>"
+    ).encode("cp1252")
+    out = folder / "cp1252.epub"
+    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(out, "w") as target:
+        for info in source.infolist():
+            content = source.read(info.filename)
+            target.writestr(info, chapter if info.filename.endswith("c0.xhtml") else content)
+    return out.read_bytes()

@@ -10,7 +10,7 @@ import pytest
 from ingest.chunk import document_text
 from ingest.normalize import normalize_text
 from ingest.parse import parse_document
-from tests.fidelity import office_cases, text_cases
+from tests.fidelity import legacy_cases, office_cases, text_cases
 
 
 def _flat(text: str) -> str:
@@ -32,6 +32,11 @@ def test_text_formats_read_as_written(name: str, data: bytes, truth: list[str]) 
 
 def test_office_and_pdf_formats_read_as_written(tmp_path: Path) -> None:
     for name, data, truth in office_cases(tmp_path):
+        _check(name, data, truth)
+
+
+def test_legacy_office_mail_and_book_formats_read_as_written(tmp_path: Path) -> None:
+    for name, data, truth in legacy_cases(tmp_path):
         _check(name, data, truth)
 
 
