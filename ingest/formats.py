@@ -233,6 +233,9 @@ def parse_email(
     message = email.message_from_bytes(data, policy=email.policy.default)
     assert isinstance(message, EmailMessage)
     if encrypted := encrypted_email_kind(message):
+        if encrypted == _OPAQUE_SIGNED:
+            raise ParseError("S/MIME opaque-signed e-mail: its body is inside the signature, "
+                             "which is not unpacked")  # fmt: skip
         raise ParseError(f"encrypted e-mail ({encrypted}): the body cannot be read without the "
                          "recipient's key")  # fmt: skip
     elements = [ParsedElement(str(message.get("subject", "")) or "(no subject)", ElementKind.TITLE)]
@@ -248,12 +251,34 @@ def parse_email(
             elements.extend(ParsedElement(p.strip(), ElementKind.TEXT)
                             for p in content.split("\n\n") if p.strip())  # fmt: skip
     for part in message.iter_attachments():
-        payload = part.get_payload(decode=True)
-        if isinstance(payload, bytes):
-            elements.extend(
-                attached_elements(part.get_filename() or "attachment", payload, depth, notes)
-            )
+        name, payload = _attachment(part)
+        if payload is not None:
+            elements.extend(attached_elements(name, payload, depth, notes))
+        else:
+            _note(notes, f"attachment {name!r} not read: its content is empty or not a file")
     return elements
+
+
+def _attachment(part: MIMEPart) -> tuple[str, bytes | None]:
+    """An attachment's name and bytes. A forwarded mail (message/rfc822) is its own .eml; a part
+    without a file name, or whose name has no known extension, is named by its content type
+    (an inline text/plain part reads as a .txt file)."""
+    from ingest.parse import SUPPORTED_TYPES
+
+    name = part.get_filename() or ""
+    content_type = part.get_content_type()
+    if content_type == "message/rfc822":
+        inner = part.get_payload()
+        inner = inner[0] if isinstance(inner, list) and inner else inner
+        if not isinstance(inner, email.message.Message):
+            return name or "message.eml", None
+        subject = str(inner.get("subject", "") or "message")
+        return name or f"{subject}.eml", inner.as_bytes(policy=email.policy.default)
+    payload = part.get_payload(decode=True)
+    suffixes = {t: s for s, t in reversed(SUPPORTED_TYPES.items())}
+    if "." + name.rsplit(".", 1)[-1].lower() not in SUPPORTED_TYPES and content_type in suffixes:
+        name = (name or "attachment") + suffixes[content_type]
+    return name or "attachment", payload if isinstance(payload, bytes) and payload else None
 
 
 def part_text(part: MIMEPart) -> str:
@@ -312,26 +337,45 @@ def _note(notes: list[str] | None, note: str) -> None:
 # RFC 1847/3156 (PGP/MIME) and RFC 8551 (S/MIME) content types of an encrypted body.
 _ENCRYPTED_TYPES = {"multipart/encrypted": "PGP/MIME", "application/pgp-encrypted": "PGP/MIME"}
 _PGP_ARMOR = "-----BEGIN PGP MESSAGE-----"
+_OPAQUE_SIGNED = "S/MIME opaque-signed"
 
 
 def encrypted_email_kind(message: EmailMessage) -> str | None:
-    """How the mail's body is encrypted (PGP/MIME, S/MIME, inline PGP), or None if it is not."""
-    content_type = message.get_content_type()
-    if content_type in _ENCRYPTED_TYPES:
-        return _ENCRYPTED_TYPES[content_type]
-    if content_type in ("application/pkcs7-mime", "application/x-pkcs7-mime"):
-        smime_type = str(message.get_param("smime-type", "") or "").lower()
-        if smime_type in ("", "enveloped-data", "authenveloped-data"):
-            return "S/MIME"
-    body = message.get_body(preferencelist=("plain",))
+    """How the mail's body is encrypted (PGP/MIME, S/MIME, inline PGP), or None if it is not.
+    The mail's own parts are looked at, at any depth of multipart nesting (a client may wrap
+    the encrypted part in multipart/mixed), but not inside a forwarded mail. An S/MIME
+    opaque-signed body (signed-data) is named too: its text is inside the signature, which
+    ragkb does not unpack."""
+    for part in _own_parts(message):
+        content_type = part.get_content_type()
+        if content_type in _ENCRYPTED_TYPES:
+            return _ENCRYPTED_TYPES[content_type]
+        if content_type in ("application/pkcs7-mime", "application/x-pkcs7-mime"):
+            smime_type = str(part.get_param("smime-type", "") or "").lower()
+            if smime_type in ("", "enveloped-data", "authenveloped-data"):
+                return "S/MIME"
+            if smime_type == "signed-data":
+                return _OPAQUE_SIGNED
+    body = message.get_body(preferencelist=("plain", "html"))
     if body is not None:
         try:
             text = part_text(body)
         except ParseError:
             return None
-        if isinstance(text, str) and text.lstrip().startswith(_PGP_ARMOR):
+        if body.get_content_type() == "text/html":
+            text = "\n".join(e.text for e in html_elements(text))
+        if text.lstrip().startswith(_PGP_ARMOR):
             return "inline PGP"
     return None
+
+
+def _own_parts(part: MIMEPart) -> list[MIMEPart]:
+    """The part and its multipart sub-parts, not descending into attached mails."""
+    parts = [part]
+    if part.is_multipart() and part.get_content_type() != "message/rfc822":
+        for sub in part.iter_parts():
+            parts.extend(_own_parts(sub))
+    return parts
 
 
 def ocr_languages() -> str | None:

@@ -232,6 +232,9 @@ def parse_msg(
             name = attachment.longFilename or attachment.shortFilename or "attachment"
             if isinstance(payload, bytes):  # embedded messages and OLE objects are not bytes
                 attachments.append((str(name), payload))
+            elif notes is not None:
+                notes.append(f"attachment {str(name)!r} not read: an embedded Outlook message "
+                             "or object")  # fmt: skip
     finally:
         message.close()
     from ingest.formats import attached_elements

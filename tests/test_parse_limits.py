@@ -99,6 +99,20 @@ def _pgp_mime() -> bytes:
     )
 
 
+def _wrapped(mail: bytes) -> bytes:
+    """`mail`'s body as the only part of a multipart/mixed mail."""
+    head, _, body = mail.partition(b"\r\n\r\n")
+    content_type = [line for line in head.split(b"\r\n") if line.startswith(b"Content-Type")]
+    return (
+        b"From: alice@example.com\r\nSubject: Q3\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="w"\r\n\r\n--w\r\n'
+        + content_type[0]
+        + b"\r\n\r\n"
+        + body
+        + b"\r\n--w--\r\n"
+    )
+
+
 def _mail(content_type: str, body: bytes | str, **params: str) -> bytes:
     message = EmailMessage(policy=email.policy.default)
     message["Subject"] = "Secret"
@@ -119,6 +133,10 @@ def _mail(content_type: str, body: bytes | str, **params: str) -> bytes:
          "S/MIME"),
         (_mail("text/plain", "-----BEGIN PGP MESSAGE-----\n\nhQEMA5e4\n-----END PGP "
                              "MESSAGE-----\n"), "inline PGP"),
+        # Wrapped in multipart/mixed by the sending client; armour in an HTML-only body.
+        (_wrapped(_pgp_mime()), "PGP/MIME"),
+        (_mail("text/html", b"<html><body><pre>-----BEGIN PGP MESSAGE-----\nhQEMA5e4\n"
+                            b"-----END PGP MESSAGE-----</pre></body></html>"), "inline PGP"),
     ],
 )  # fmt: skip
 def test_an_encrypted_mail_fails_as_encrypted(data: bytes, kind: str) -> None:
@@ -139,3 +157,27 @@ def test_a_signed_mail_is_read() -> None:
     text = document_text(parse_document("signed.eml", data))
     assert "The gate code changes on Monday." in text
     assert "not read" not in text
+
+
+def test_an_opaque_signed_mail_says_its_body_is_inside_the_signature() -> None:
+    data = _mail("application/pkcs7-mime", b"0\x82\x01\x00", **{"smime-type": "signed-data"})
+    with pytest.raises(ParseError, match=r"^S/MIME opaque-signed e-mail"):
+        parse_document("signed.eml", data)
+
+
+def test_forwarded_mails_and_unnamed_text_parts_are_read() -> None:
+    """A forwarded mail (message/rfc822) was dropped without a word; an inline text part
+    without a file name was "unsupported file type '(none)'"."""
+    inner = EmailMessage(policy=email.policy.default)
+    inner["Subject"] = "Visitor rules"
+    inner.set_content("Visitors sign in at reception.")
+    outer = EmailMessage(policy=email.policy.default)
+    outer["Subject"] = "Fwd: Visitor rules"
+    outer.set_content("See the forwarded mail.")
+    outer.add_attachment(inner)
+    outer.add_attachment("Parking costs 40 EUR a month.", subtype="plain", disposition="inline")
+    doc = parse_document("fwd.eml", outer.as_bytes())
+    texts = [e.text for e in doc.elements]
+    assert "Visitors sign in at reception." in texts
+    assert "Parking costs 40 EUR a month." in texts
+    assert doc.notes == ()
