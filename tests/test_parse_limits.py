@@ -181,3 +181,30 @@ def test_forwarded_mails_and_unnamed_text_parts_are_read() -> None:
     assert "Visitors sign in at reception." in texts
     assert "Parking costs 40 EUR a month." in texts
     assert doc.notes == ()
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "expected"),
+    [
+        # markdown-it's commonmark preset dropped every item below the 10th level of a nested
+        # list and a quote 20 deep whole ("no text could be extracted").
+        ("list.md", "".join("  " * i + f"- item{i}\n" for i in range(60)).encode(), "item59"),
+        ("quote.md", b"> " * 5000 + b"quoted words", "quoted words"),
+        # libxml2 stops at 255 nested elements: all the page's text was lost, or the
+        # paragraphs after the 255th unclosed <font>.
+        ("divs.html", b"<p>first</p>" + b"<div>" * 300 + b"deep words" + b"</div>" * 300,
+         "deep words"),
+        ("fonts.html", b"".join(b"<font size=2>para%d " % i for i in range(400)), "para399"),
+    ],
+)  # fmt: skip
+def test_deeply_nested_text_is_read(name: str, data: bytes, expected: str) -> None:
+    assert expected in document_text(parse_document(name, data))
+
+
+def test_mime_parts_nested_past_the_recursion_limit_name_it() -> None:
+    data = b"Subject: x\r\nContent-Type: multipart/mixed; boundary=b0\r\n\r\n" + b"".join(
+        f"--b{i}\r\nContent-Type: multipart/mixed; boundary=b{i + 1}\r\n\r\n".encode()
+        for i in range(3000)
+    )
+    with pytest.raises(ParseError, match=r"nested deeper than its parser can follow \(the limit"):
+        parse_document("deep.eml", data)
