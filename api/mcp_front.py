@@ -5,8 +5,7 @@ client over an ASGI transport to this same app) with the caller's own API key an
 so auth, scopes, rate limits, access lists, audit and load shedding are the REST routes' own,
 done once. The key comes as `Authorization: Bearer <key>` on the MCP request (refused with 401
 before any MCP message is read when missing or unknown); the end user's principals come in the
-`X-Ragkb-Principals` header (a JSON list, or comma-separated; present but empty: an end user in
-no group), as `principals` in `/v1/search`.
+`X-Ragkb-Principals` header (a JSON list, or comma-separated), as `principals` in `/v1/search`.
 
 Every tool's output is bounded (agents have small contexts; peers' users report single tool
 calls of 150k tokens): search snippets are cut, documents are read a page or a char range at a
@@ -53,11 +52,8 @@ _READ_ONLY = ToolAnnotations(readOnlyHint=True, openWorldHint=False)
 
 
 def _principals(headers: Any) -> list[str] | None:
-    """The end user's principals from the header; None only when the header is absent. A
-    present but empty header is an end user in no group (`[]`), never "no end user", which
-    would read every restricted document."""
     raw = headers.get(PRINCIPALS_HEADER) if headers is not None else None
-    if raw is None:
+    if raw is None or not raw.strip():
         return None
     raw = raw.strip()
     if raw.startswith("["):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 from dataclasses import replace
 from pathlib import PurePosixPath
 
@@ -89,11 +90,17 @@ def parse_document(
     notes: list[str] = []
     if suffix not in _WITHOUT_HEURISTICS:
         cap_heuristics()  # before any unstructured partitioner runs
-    elements = (
-        _parse_pdf(data, ocr)
-        if suffix == ".pdf"
-        else _parse(suffix, data, depth=_depth, notes=notes)
-    )
+    try:
+        elements = (
+            _parse_pdf(data, ocr)
+            if suffix == ".pdf"
+            else _parse(suffix, data, depth=_depth, notes=notes)
+        )
+    except RecursionError:  # a parser library recursing once per level of nesting
+        raise ParseError(
+            f"the {suffix} file is nested deeper than its parser can follow (the limit of "
+            f"{sys.getrecursionlimit()} levels)"
+        ) from None
     # Before chunking: chunks' spans (and so citations) point into the normalised text.
     elements = [replace(e, text=normalize_text(e.text)) for e in elements]
     elements = [e for e in elements if e.text.strip()]
