@@ -9,14 +9,19 @@ import email.policy
 import io
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import replace
 from email.message import EmailMessage, MIMEPart
 from typing import Any
 
 from ingest import ocr
 from ingest.elements import ElementKind, ParsedElement, ParseError
+from ingest.plaintext import parse_plain_text
 from ingest.tables import html_table_grid, render_table
 
+# unstructured's elements must hold this share of the letters and digits of a page's text, or
+# the page is read as plain paragraphs (`html_elements`).
+HTML_KEPT_SHARE = 0.9
 _NO_LANGUAGE = [""]  # skip unstructured's per-document language detection (not used here)
 MAX_ATTACHMENT_DEPTH = 2
 
@@ -51,6 +56,11 @@ def html_elements(text: str) -> list[ParsedElement]:
     from unstructured.partition.html import partition_html
 
     elements = from_unstructured(partition_html(text=text, languages=_NO_LANGUAGE))
+    plain = html_plain_text(text)
+    if _letters(e.text for e in elements) < HTML_KEPT_SHARE * _letters([plain]):
+        # libxml2 stops at 255 nested elements (unclosed <font> or <div> tags pile up): the
+        # page's text beyond them was lost, often all of it. Read as plain paragraphs instead.
+        return parse_plain_text(plain)
     try:
         # lxml refuses a str that declares its encoding (XHTML's `<?xml ... encoding=...?>`).
         root = lxml_html.fromstring(re.sub(r"^\s*<\?xml[^>]*\?>", "", text))
@@ -68,6 +78,54 @@ def html_elements(text: str) -> list[ParsedElement]:
     return elements
 
 
+def _letters(texts: Iterable[str]) -> int:
+    return sum(sum(1 for ch in text if ch.isalnum()) for text in texts)
+
+
+_BLOCK_TAGS = frozenset((
+    "address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt", "fieldset",
+    "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr",
+    "li", "main", "nav", "ol", "p", "pre", "section", "table", "td", "th", "tr", "ul",
+))  # fmt: skip
+# Left out as unstructured leaves them out (navigation, page header and footer, forms).
+_SKIPPED_TAGS = frozenset(
+    ("script", "style", "head", "title", "template", "nav", "header", "footer", "form")
+)
+
+
+def html_plain_text(markup: str) -> str:
+    """An HTML page's text, blank lines between its blocks, read by the standard library's
+    tokenizer (no tree: any nesting depth); scripts, styles and the head are left out."""
+    from html.parser import HTMLParser
+
+    parts: list[str] = []
+    skipping = 0
+
+    class _Text(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: object) -> None:
+            nonlocal skipping
+            if tag in _SKIPPED_TAGS:
+                skipping += 1
+            elif tag in _BLOCK_TAGS:
+                parts.append("\n\n")
+
+        def handle_endtag(self, tag: str) -> None:
+            nonlocal skipping
+            if tag in _SKIPPED_TAGS:
+                skipping = max(0, skipping - 1)
+            elif tag in _BLOCK_TAGS:
+                parts.append("\n\n")
+
+        def handle_data(self, data: str) -> None:
+            if not skipping:
+                parts.append(data)
+
+    reader = _Text(convert_charrefs=True)
+    reader.feed(markup)
+    reader.close()
+    return "".join(parts)
+
+
 def table_text_from_html(html: str) -> str:
     """A table as text, one line per row, each row carrying its headers (`ingest.tables`)."""
     from lxml import html as lxml_html
@@ -79,9 +137,56 @@ def table_text_from_html(html: str) -> str:
 
 
 def parse_pptx(data: bytes) -> list[ParsedElement]:
+    """Each slide's elements (unstructured; the slide number is the page), its tables rendered
+    from the deck's own cells: unstructured's table drops merged cells, which `render_table`
+    needs to carry a value merged down or across into every row it covers."""
     from unstructured.partition.pptx import partition_pptx
 
-    return from_unstructured(partition_pptx(file=io.BytesIO(data), languages=_NO_LANGUAGE))
+    elements = from_unstructured(partition_pptx(file=io.BytesIO(data), languages=_NO_LANGUAGE))
+    grids = pptx_table_grids(data)
+    tables = [i for i, e in enumerate(elements) if e.kind is ElementKind.TABLE]
+    if len(grids) != len(tables):  # tables in groups or placeholders: keep unstructured's
+        return elements
+    for index, grid in zip(tables, grids, strict=True):
+        rendered = render_table(grid)
+        if rendered:
+            elements[index] = replace(elements[index], text=rendered)
+    return elements
+
+
+def pptx_table_grids(data: bytes) -> list[list[list[str]]]:
+    """Every table of the deck, merged cells filled in, in unstructured's order: slide by
+    slide, shapes (groups opened) from top to bottom and left to right, off-slide ones left
+    out."""
+    from pptx import Presentation
+    from pptx.shapes.group import GroupShape
+
+    def shapes_of(shapes: Any) -> Iterable[Any]:
+        for shape in shapes:
+            if isinstance(shape, GroupShape):
+                yield from shapes_of(shape.shapes)
+            else:
+                yield shape
+
+    grids: list[list[list[str]]] = []
+    for slide in Presentation(io.BytesIO(data)).slides:
+        ordered = sorted(shapes_of(slide.shapes), key=lambda s: (s.top or 0, s.left or 0))
+        for shape in ordered:
+            off_slide = (shape.top and shape.left) and (shape.top < 0 or shape.left < 0)
+            if not getattr(shape, "has_table", False) or off_slide:
+                continue
+            table = shape.table
+            rows = [[cell.text for cell in row.cells] for row in table.rows]
+            for r, row in enumerate(table.rows):
+                for c, cell in enumerate(row.cells):
+                    if not cell.is_merge_origin:
+                        continue
+                    for dr in range(cell.span_height):
+                        for dc in range(cell.span_width):
+                            if r + dr < len(rows) and c + dc < len(rows[r + dr]):
+                                rows[r + dr][c + dc] = cell.text
+            grids.append(rows)
+    return grids
 
 
 def parse_xlsx(data: bytes) -> list[ParsedElement]:

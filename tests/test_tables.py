@@ -244,3 +244,28 @@ def test_a_pdf_table_running_over_pages_keeps_its_header(tmp_path: Path, repeate
     data = [line for line in lines if line != "Region | Band | Count"]
     assert len(data) == 90
     assert all(line.startswith("Region: ") for line in data)
+
+
+def test_pptx_table_with_merged_cells(tmp_path: Path) -> None:
+    """unstructured's PPTX table left a merged cell's value in its first row only."""
+    from pptx import Presentation
+    from pptx.util import Inches
+
+    deck = Presentation()
+    slide = deck.slides.add_slide(deck.slide_layouts[5])
+    slide.shapes.title.text = "Bands"
+    table = slide.shapes.add_table(5, 3, Inches(1), Inches(2), Inches(6), Inches(2)).table
+    for r, row in enumerate([["Region", "Band", "Count"], ["North", "Band 26", "590"],
+                             ["", "Band 27", "601"], ["South", "Band 27", "381"],
+                             ["Total", "", "1572"]]):  # fmt: skip
+        for c, value in enumerate(row):
+            table.cell(r, c).text = value
+    table.cell(1, 0).merge(table.cell(2, 0))
+    table.cell(4, 0).merge(table.cell(4, 1))
+    deck.save(str(tmp_path / "m.pptx"))
+    assert _rows("m.pptx", (tmp_path / "m.pptx").read_bytes())[1:] == [
+        "Region: North | Band: Band 26 | Count: 590",
+        "Region: North | Band: Band 27 | Count: 601",
+        "Region: South | Band: Band 27 | Count: 381",
+        "Region: Total | Band: Total | Count: 1572",
+    ]
