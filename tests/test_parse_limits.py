@@ -30,6 +30,9 @@ def test_plain_text_paragraphs_are_elements_and_nothing_is_guessed() -> None:
         ("text", "Second paragraph,\nsame paragraph."),
         ("text", "3"),
     ]
+    # Lone carriage returns (classic Mac OS line ends) separate lines and paragraphs too.
+    mac = parse_document("m.txt", b"# not a heading\r\rSecond paragraph,\rsame paragraph.\r\r\r3")
+    assert mac.elements == doc.elements
 
 
 @pytest.fixture(scope="module")
