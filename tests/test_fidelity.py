@@ -64,6 +64,10 @@ def test_other_code_pages_the_detector_is_sure_of_stay_theirs() -> None:
         ("docu\u00adment zero\u200bwidth \ufeffbom", "document zerowidth bom"),
         ("docu-\nment", "document"),
         ("perfor-\n   mance", "performance"),
+        # A soft hyphen or U+2010 at a line end was left as a line break inside the word.
+        ("perfor\u00ad\nmance Ta\u00ad\nBelle", "performance TaBelle"),
+        ("perfor\u2010\nmance", "performance"),
+        ("le \ufb06yle \ufb05", "le style st"),
         ("Jean-\nPierre", "Jean-\nPierre"),  # a capital: a real hyphen
         ("COVID-\n19", "COVID-\n19"),
         ("well-known", "well-known"),
