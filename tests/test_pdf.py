@@ -71,6 +71,29 @@ def test_owner_password_only_pdf_opens(tmp_path: Path) -> None:
     assert "Printing this handbook is not allowed." in " ".join(e.text for e in doc.elements)
 
 
+@pytest.mark.parametrize("algorithm", ["RC4-40", "RC4-128", "AES-128", "AES-256"])
+def test_every_cipher_with_an_owner_password_only_opens(tmp_path: Path, algorithm: str) -> None:
+    from pypdf import PdfReader, PdfWriter
+
+    from tests.docgen import make_pdf
+
+    plain = make_pdf(tmp_path / "p.pdf", [("Restricted", ["Printing this is not allowed."])])
+    for user, expected in (("", "Printing this is not allowed."), ("u", "password-protected")):
+        writer = PdfWriter()
+        for page in PdfReader(plain).pages:
+            writer.add_page(page)
+        writer.encrypt(user_password=user, owner_password="o", algorithm=algorithm)
+        with (tmp_path / "e.pdf").open("wb") as out:
+            writer.write(out)
+        try:
+            text = " ".join(
+                e.text for e in parse_document("e.pdf", (tmp_path / "e.pdf").read_bytes()).elements
+            )
+        except ParseError as exc:
+            text = str(exc)
+        assert expected in text
+
+
 def test_a_real_user_password_is_password_protected(tmp_path: Path) -> None:
     path = make_encrypted_pdf(tmp_path / "locked.pdf")
     with pytest.raises(ParseError, match="password-protected"):
