@@ -42,6 +42,7 @@ SUPPORTED_TYPES: dict[str, str] = {
     ".eml": "message/rfc822",
     ".rtf": "application/rtf",
     ".odt": "application/vnd.oasis.opendocument.text",
+    ".ods": "application/vnd.oasis.opendocument.spreadsheet",
     ".doc": "application/msword",
     ".xls": "application/vnd.ms-excel",
     ".ppt": "application/vnd.ms-powerpoint",
@@ -53,7 +54,8 @@ SUPPORTED_TYPES: dict[str, str] = {
     ".tif": "image/tiff",
     ".tiff": "image/tiff",
 }
-_ZIP_LABELS = {".docx": "DOCX", ".pptx": "PPTX", ".xlsx": "XLSX", ".odt": "ODT", ".epub": "EPUB"}
+_ZIP_LABELS = {".docx": "DOCX", ".pptx": "PPTX", ".xlsx": "XLSX", ".odt": "ODT", ".ods": "ODS",
+               ".epub": "EPUB"}  # fmt: skip
 _OLE_LABELS = {".doc": "DOC", ".xls": "XLS", ".ppt": "PPT", ".msg": "MSG"}
 # What the bytes must look like for each family of extensions (None: text, no magic number).
 _EXPECTED_KIND = {".pdf": "pdf", **dict.fromkeys(_ZIP_LABELS, "zip"),

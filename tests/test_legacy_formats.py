@@ -177,3 +177,63 @@ def test_a_password_protected_xls_says_so(tmp_path: Path) -> None:
     locked = make_encrypted_office(make_xlsx(tmp_path / "l.xlsx", {"Codes": [["door", 1234]]}))
     with pytest.raises(ParseError, match="password-protected"):
         parse_document("locked.xls", locked.read_bytes())
+
+
+def _ods(path: Path, sheet_xml: str, *, encrypted: bool = False) -> bytes:
+    """A minimal ODS: `sheet_xml` (table:table elements) inside office:spreadsheet."""
+    import zipfile
+
+    content = (
+        '<?xml version="1.0" encoding="UTF-8"?><office:document-content '
+        'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+        'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" '
+        'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" office:version="1.2">'
+        f"<office:body><office:spreadsheet>{sheet_xml}</office:spreadsheet></office:body>"
+        "</office:document-content>"
+    )
+    entry = '<manifest:encryption-data manifest:checksum="x"/>' if encrypted else ""
+    manifest = (
+        '<?xml version="1.0" encoding="UTF-8"?><manifest:manifest '
+        'xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0">'
+        '<manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml">'
+        f"{entry}</manifest:file-entry></manifest:manifest>"
+    )
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet",
+                         compress_type=zipfile.ZIP_STORED)  # fmt: skip
+        archive.writestr("META-INF/manifest.xml", manifest)
+        archive.writestr("content.xml", content)
+    return path.read_bytes()
+
+
+def test_ods_sheets_with_merged_cells(tmp_path: Path) -> None:
+    def row(*cells: str) -> str:
+        return "<table:table-row>" + "".join(cells) + "</table:table-row>"
+
+    def cell(text: str, down: int = 1) -> str:
+        span = f' table:number-rows-spanned="{down}"' if down > 1 else ""
+        return f"<table:table-cell{span}><text:p>{text}</text:p></table:table-cell>"
+
+    covered = "<table:covered-table-cell/>"
+    empty = '<table:table-cell table:number-columns-repeated="16000"/>'
+    sheet = (
+        '<table:table table:name="Bandes">'
+        + row(cell("Région"), cell("Bande"), cell("Nombre"), empty)
+        + row(cell("Nord", down=2), cell("Bande 26"), cell("590"))
+        + row(covered, cell("Bande 27"), cell("601"))
+        + row(cell("Sud"), cell("Bande 27"), cell("381"))
+        + '<table:table-row table:number-rows-repeated="1048000">'
+        + empty + "</table:table-row></table:table>"
+    )  # fmt: skip
+    doc = parse_document("b.ods", _ods(tmp_path / "b.ods", sheet))
+    assert doc.content_type == "application/vnd.oasis.opendocument.spreadsheet"
+    assert (doc.elements[0].kind, doc.elements[0].text, doc.elements[0].page) == (
+        ElementKind.TITLE, "Bandes", 1,
+    )  # fmt: skip
+    assert doc.elements[1].text.split("\n")[1:] == [
+        "Région: Nord | Bande: Bande 26 | Nombre: 590",
+        "Région: Nord | Bande: Bande 27 | Nombre: 601",
+        "Région: Sud | Bande: Bande 27 | Nombre: 381",
+    ]
+    with pytest.raises(ParseError, match="ODS file is encrypted"):
+        parse_document("l.ods", _ods(tmp_path / "l.ods", sheet, encrypted=True))
