@@ -201,7 +201,7 @@ def _dejavu() -> str:
 
 
 def legacy_cases(folder: Path) -> list[Case]:
-    """.doc .ppt .xls .msg .epub .odt .rtf, each written with the true text in it (the OLE and
+    """.doc .ppt .xls .msg .epub .odt .ods .rtf, each written with the true text in it (the OLE and
     zip formats by tests.docgen, .xls by xlwt, RTF with `\\uN` and `\\'hh` escapes)."""
     import xlwt
 
@@ -231,8 +231,20 @@ def legacy_cases(folder: Path) -> list[Case]:
         ("f.epub", epub.read_bytes(), ["Überblick", *truth]),
         ("cp1252.epub", _cp1252_epub(folder), [FRENCH, _SMART]),
         ("f.odt", odt.read_bytes(), truth),
+        ("f.ods", _ods(folder, paragraphs), ["Données", *truth]),
         ("f.rtf", rtf.encode("ascii"), [*truth, _SMART]),
     ]
+
+
+def _ods(folder: Path, paragraphs: list[str]) -> bytes:
+    from tests.docgen import make_ods
+
+    rows = "".join(
+        f"<table:table-row><table:table-cell><text:p>{p}</text:p></table:table-cell>"
+        "</table:table-row>"
+        for p in ["texte", *paragraphs]
+    )
+    return make_ods(folder / "f.ods", f'<table:table table:name="Données">{rows}</table:table>')
 
 
 def _rtf_escaped(text: str) -> str:

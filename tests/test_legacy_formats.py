@@ -1,4 +1,4 @@
-"""The formats an archive holds besides today's Office: .xls .doc .ppt .msg .epub .odt .rtf."""
+"""The formats an archive holds besides today's Office: .xls .doc .ppt .msg .epub .odt .ods .rtf."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from ingest.elements import ElementKind
 from ingest.parse import ParseError, parse_document
-from tests.docgen import make_epub, make_merged_xls, make_odt, region_rows
+from tests.docgen import make_epub, make_merged_xls, make_ods, make_odt, region_rows
 
 
 def _text(name: str, data: bytes) -> str:
@@ -179,33 +179,6 @@ def test_a_password_protected_xls_says_so(tmp_path: Path) -> None:
         parse_document("locked.xls", locked.read_bytes())
 
 
-def _ods(path: Path, sheet_xml: str, *, encrypted: bool = False) -> bytes:
-    """A minimal ODS: `sheet_xml` (table:table elements) inside office:spreadsheet."""
-    import zipfile
-
-    content = (
-        '<?xml version="1.0" encoding="UTF-8"?><office:document-content '
-        'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
-        'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" '
-        'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" office:version="1.2">'
-        f"<office:body><office:spreadsheet>{sheet_xml}</office:spreadsheet></office:body>"
-        "</office:document-content>"
-    )
-    entry = '<manifest:encryption-data manifest:checksum="x"/>' if encrypted else ""
-    manifest = (
-        '<?xml version="1.0" encoding="UTF-8"?><manifest:manifest '
-        'xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0">'
-        '<manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml">'
-        f"{entry}</manifest:file-entry></manifest:manifest>"
-    )
-    with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet",
-                         compress_type=zipfile.ZIP_STORED)  # fmt: skip
-        archive.writestr("META-INF/manifest.xml", manifest)
-        archive.writestr("content.xml", content)
-    return path.read_bytes()
-
-
 def test_ods_sheets_with_merged_cells(tmp_path: Path) -> None:
     def row(*cells: str) -> str:
         return "<table:table-row>" + "".join(cells) + "</table:table-row>"
@@ -225,7 +198,7 @@ def test_ods_sheets_with_merged_cells(tmp_path: Path) -> None:
         + '<table:table-row table:number-rows-repeated="1048000">'
         + empty + "</table:table-row></table:table>"
     )  # fmt: skip
-    doc = parse_document("b.ods", _ods(tmp_path / "b.ods", sheet))
+    doc = parse_document("b.ods", make_ods(tmp_path / "b.ods", sheet))
     assert doc.content_type == "application/vnd.oasis.opendocument.spreadsheet"
     assert (doc.elements[0].kind, doc.elements[0].text, doc.elements[0].page) == (
         ElementKind.TITLE, "Bandes", 1,
@@ -236,4 +209,4 @@ def test_ods_sheets_with_merged_cells(tmp_path: Path) -> None:
         "Région: Sud | Bande: Bande 27 | Nombre: 381",
     ]
     with pytest.raises(ParseError, match="ODS file is encrypted"):
-        parse_document("l.ods", _ods(tmp_path / "l.ods", sheet, encrypted=True))
+        parse_document("l.ods", make_ods(tmp_path / "l.ods", sheet, encrypted=True))
