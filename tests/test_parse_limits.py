@@ -211,3 +211,20 @@ def test_mime_parts_nested_past_the_recursion_limit_name_it() -> None:
     )
     with pytest.raises(ParseError, match=r"nested deeper than its parser can follow \(the limit"):
         parse_document("deep.eml", data)
+
+
+def test_unstructureds_classifiers_see_a_bounded_text() -> None:
+    """HTML, DOCX, PPTX and PDF pages still go through unstructured's title/narrative
+    heuristics; spaCy (pos_tag) sees at most HEURISTIC_CHARS of a text, the rest is split by
+    regular expressions."""
+    import importlib
+
+    from ingest.heuristics import HEURISTIC_CHARS, cap_heuristics
+
+    cap_heuristics()
+    text_type = importlib.import_module("unstructured.partition.text_type")
+    long_text = "The office is open. " * 5_000
+    tags = text_type.pos_tag(long_text)
+    assert 0 < len(tags) <= HEURISTIC_CHARS // 2  # tokens of the first 200 characters only
+    assert len(text_type.sent_tokenize(long_text)) == 5_000
+    assert text_type.is_possible_narrative_text(long_text)  # still classified
