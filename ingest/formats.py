@@ -280,7 +280,8 @@ def parse_csv(text: str, *, delimiter: str = ",") -> list[ParsedElement]:
         with contextlib.suppress(csv.Error):  # no clear delimiter: a comma
             dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
     try:
-        rendered = render_table(list(csv.reader(io.StringIO(text), dialect)))
+        # Universal newlines: Excel for Mac's "CSV (Macintosh)" ends rows with a lone \r.
+        rendered = render_table(list(csv.reader(io.StringIO(text, newline=None), dialect)))
     except csv.Error as exc:
         raise ParseError(csv_error_reason(exc)) from exc
     return [ParsedElement(rendered, ElementKind.TABLE)] if rendered else []

@@ -165,6 +165,12 @@ def test_a_semicolon_csv_with_decimal_commas_keeps_its_columns() -> None:
         "Region: North | Band: Band 27 | Share: 0,601",
         "Region: South | Band: Band 27 | Share: 0,381",
     ]
+    # Rows ended by a lone \r (Excel for Mac's "CSV (Macintosh)") were "malformed".
+    mac = "Région,Nombre\rBesançon,7\rMünchen,12\r".encode("cp1252")
+    assert _rows("mac.csv", mac)[1:] == [
+        "Région: Besançon | Nombre: 7",
+        "Région: München | Nombre: 12",
+    ]
     # A .tsv is split on tabs even when its text holds commas.
     tsv = b"Name\tNote\nAna\tlikes tea, coffee, and cake\nBo\tno, thanks\n"
     assert _rows("t.tsv", tsv)[1:] == ["Name: Ana | Note: likes tea, coffee, and cake",
