@@ -494,13 +494,25 @@ def ocr_image(image: Any, *, page: int | None = None, what: str = "image") -> li
 
 
 def parse_image(data: bytes) -> list[ParsedElement]:
-    from PIL import Image, UnidentifiedImageError
+    """The picture's text by OCR; each page of a multi-page TIFF (a fax, a scanner's batch) in
+    order with its page number (only the first was read), up to `ingest.pdf.MAX_OCR_PAGES`
+    as for a PDF's scanned pages."""
+    from PIL import Image, ImageSequence, UnidentifiedImageError
+
+    from ingest.pdf import MAX_OCR_PAGES
 
     try:
         image = Image.open(io.BytesIO(data))
         image.load()
     except (UnidentifiedImageError, OSError) as exc:
         raise ParseError(f"the image is corrupt or unreadable: {exc}") from exc
-    if image.width * image.height > 50_000_000:
-        raise ParseError("the image is too large to read (over 50 megapixels)")
-    return ocr_image(image)
+    frames = int(getattr(image, "n_frames", 1) or 1)
+    elements: list[ParsedElement] = []
+    for number, frame in enumerate(ImageSequence.Iterator(image), start=1):
+        if number > MAX_OCR_PAGES:
+            break
+        if frame.width * frame.height > 50_000_000:
+            raise ParseError("the image is too large to read (over 50 megapixels)")
+        page = number if frames > 1 else None
+        elements.extend(ocr_image(frame.copy(), page=page))
+    return elements
