@@ -124,6 +124,9 @@ def find_header(grid: Sequence[Sequence[str]]) -> tuple[int, int]:
                 and index + 2 < len(grid)
                 and all(below[c] for c in spans)
                 and _header_like([below[c] for c in spans], len(spans), distinct=True)
+                # Beside the groups the row below is empty or repeats the name above (merged
+                # down): a data row there would have values of its own.
+                and all(below[c] in ("", row[c]) for c in range(width) if c not in spans)
             ):
                 return index, 2
             return index, 1

@@ -206,6 +206,15 @@ def test_a_header_merged_over_sub_headers_names_both(tmp_path: Path) -> None:
     )
 
 
+def test_a_merged_header_over_data_rows_is_one_header_row() -> None:
+    grid = [["Item", "Notes", "Notes"], ["Rent", "paid monthly", "by transfer"],
+            ["Water", "paid yearly", "by card"]]  # fmt: skip
+    assert render_table(grid).split("\n")[1:] == [
+        "Item: Rent | Notes: paid monthly | Notes: by transfer",
+        "Item: Water | Notes: paid yearly | Notes: by card",
+    ]
+
+
 def test_years_head_columns_and_notes_may_come_first(tmp_path: Path) -> None:
     from openpyxl import Workbook
 
