@@ -7,7 +7,15 @@ so zip-based formats compress like real documents; plus the adversarial plain-te
 16 (`"b " * N`, one paragraph). What they show sets the defaults of `RAGKB_INGEST__PARSE_TIMEOUT_S`
 and `RAGKB_INGEST__PARSE_MEMORY_MB`.
 
-    python bench/parse_limits.py --size-mb 5 --out bench/results/parse-limits.json
+The committed results (the text formats at the 50 MB upload limit; the others at 5 MB, since
+generating a 50 MB Office file or PDF takes longer than the question is worth):
+
+    python bench/parse_limits.py --size-mb 50 --timeout-s 300 \
+        --formats .txt,.adversarial.txt,.md,.csv,.tsv,.json,.eml \
+        --out bench/results/parse-limits.json
+    python bench/parse_limits.py --size-mb 5 --timeout-s 300 \
+        --formats .html,.pdf,.docx,.pptx,.xlsx,.doc,.odt,.epub \
+        --out bench/results/parse-limits.json --append
 """
 
 from __future__ import annotations
