@@ -13,16 +13,29 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 from ingest.elements import ElementKind, ParsedElement
+from ingest.plaintext import parse_plain_text
 from ingest.tables import render_table
+
+# markdown-it stops reading blocks nested deeper than this (the commonmark preset's 20 dropped
+# every item below the 10th level of a nested list, and a 20-deep quote whole); deeper text is
+# read as plain paragraphs instead (`parse_markdown`).
+MAX_NESTING = 100
 
 
 @cache
 def _parser() -> MarkdownIt:
-    return MarkdownIt("commonmark").enable("table")
+    parser = MarkdownIt("commonmark").enable("table")
+    parser.options["maxNesting"] = MAX_NESTING
+    return parser
 
 
 def parse_markdown(text: str) -> list[ParsedElement]:
+    """The document's headings, paragraphs, list items, tables and code blocks. A document
+    nested deeper than `MAX_NESTING` (markdown-it would leave the deeper text out) is read
+    as plain paragraphs, every word kept."""
     tokens = _parser().parse(text)
+    if any(token.level >= MAX_NESTING - 1 for token in tokens):
+        return parse_plain_text(text)
     elements: list[ParsedElement] = []
     list_depth = 0
     heading_level: int | None = None

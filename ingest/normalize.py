@@ -12,9 +12,10 @@ The policy (README "Supported files"):
 - Soft hyphens (U+00AD), zero-width spaces (U+200B), word joiners (U+2060) and stray byte-order
   marks (U+FEFF) are removed: they are invisible and split words for search. Zero-width
   (non-)joiners are kept: Persian and Indic scripts need them.
-- A word hyphenated across a line break (`docu-\\nment`: a lowercase letter, `-`, a line break,
-  a lowercase letter) is joined (`document`). A hyphen before a capital or a digit is kept
-  (`Jean-\\nPierre`, `COVID-\\n19`).
+- A word hyphenated across a line break (`docu-\\nment`: a lowercase letter, `-` or U+2010, a
+  line break, a lowercase letter) is joined (`document`). A hyphen before a capital or a digit
+  is kept (`Jean-\\nPierre`, `COVID-\\n19`). A soft hyphen at a line end (where a word
+  processor broke the word) is always joined.
 """
 
 from __future__ import annotations
@@ -30,17 +31,20 @@ _LIGATURES = {chr(c): unicodedata.normalize("NFKC", chr(c)) for c in range(0xFB0
 _SPACES = dict.fromkeys([0x00A0, *range(0x2000, 0x200B), 0x202F, 0x205F], " ")
 _REMOVED = dict.fromkeys([0x00AD, 0x200B, 0x2060, 0xFEFF])
 _TABLE = str.maketrans({**{ord(k): v for k, v in _LIGATURES.items()}, **_SPACES, **_REMOVED})
-# `[a-z]-` at a line end, optional indentation, then a lowercase letter (any script's lowercase).
-_HYPHENATED = re.compile(r"(?<=[^\W\d_])-[ \t]*\r?\n[ \t]*(?=[^\W\d_])")
+# A letter, a hyphen (`-`, U+2010) or a soft hyphen at a line end, optional indentation, then
+# a letter (any script's).
+_HYPHENATED = re.compile(r"(?<=[^\W\d_])[-\u2010\u00ad][ \t]*\r?\n[ \t]*(?=[^\W\d_])")
 
 
 def normalize_text(text: str) -> str:
     """`text` under the policy above; idempotent (normalising twice changes nothing)."""
-    text = unicodedata.normalize("NFC", text).translate(_TABLE)
-    return _HYPHENATED.sub(_join_if_lowercase, text)
+    # Joined before soft hyphens are removed: one at a line end is where a word was broken.
+    text = _HYPHENATED.sub(_join_if_lowercase, unicodedata.normalize("NFC", text))
+    return text.translate(_TABLE)
 
 
 def _join_if_lowercase(match: re.Match[str]) -> str:
     before = match.string[match.start() - 1]
     after = match.string[match.end()]
-    return "" if before.islower() and after.islower() else match.group(0)
+    soft = match.group(0)[0] == "\u00ad"  # a hyphenation point, whatever the case
+    return "" if soft or (before.islower() and after.islower()) else match.group(0)

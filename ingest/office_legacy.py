@@ -9,6 +9,7 @@ OpenDocument text and RTF, each read by a well-kept library or a Debian tool.
 | .msg | extract-msg (headers, body, attachments parsed by their own type) |
 | .epub | the zip's OPF spine, each chapter as HTML |
 | .odt | its `content.xml` (headings, paragraphs, lists, tables with merged cells) |
+| .ods | its `content.xml`: a table per sheet, merged cells filled in |
 | .rtf | striprtf |
 
 Encrypted inputs are refused as "encrypted" (or "password-protected" for Office files).
@@ -232,6 +233,9 @@ def parse_msg(
             name = attachment.longFilename or attachment.shortFilename or "attachment"
             if isinstance(payload, bytes):  # embedded messages and OLE objects are not bytes
                 attachments.append((str(name), payload))
+            elif notes is not None:
+                notes.append(f"attachment {str(name)!r} not read: an embedded Outlook message "
+                             "or object")  # fmt: skip
     finally:
         message.close()
     from ingest.formats import attached_elements
@@ -308,9 +312,9 @@ def _epub_encrypted(archive: zipfile.ZipFile, names: set[str]) -> set[str]:
 
 def _html_elements(markup: bytes) -> list[ParsedElement]:
     from ingest.formats import html_elements
-    from ingest.sniff import decode_text
+    from ingest.sniff import declared_html_charset, decode_text
 
-    return html_elements(decode_text(markup))
+    return html_elements(decode_text(markup, declared=declared_html_charset(markup)))
 
 
 # --- OpenDocument text ------------------------------------------------------------------------
@@ -320,23 +324,48 @@ _TABLE = "urn:oasis:names:tc:opendocument:xmlns:table:1.0"
 _OFFICE = "urn:oasis:names:tc:opendocument:xmlns:office:1.0"
 
 
-def parse_odt(data: bytes) -> list[ParsedElement]:
-    """Headings (with their outline level), paragraphs, list items and tables of content.xml."""
+def _odf_content(data: bytes, label: str) -> Any:
+    """The parsed content.xml of an OpenDocument file, after the zip and encryption checks."""
     from lxml import etree
 
     from ingest.sniff import check_zip
 
-    with check_zip(data, label="ODT") as archive:
+    with check_zip(data, label=label) as archive:
         try:
             manifest = archive.read("META-INF/manifest.xml")
         except KeyError:
             manifest = b""
         if b"encryption-data" in manifest:
-            raise ParseError("the ODT file is encrypted (password-protected); remove the password")
+            raise ParseError(
+                f"the {label} file is encrypted (password-protected); remove the password"
+            )
         try:
-            root = etree.fromstring(archive.read("content.xml"))
+            return etree.fromstring(
+                archive.read("content.xml"), etree.XMLParser(resolve_entities=False)
+            )
         except (KeyError, etree.XMLSyntaxError) as exc:
-            raise ParseError(f"the ODT file is corrupt: no readable content.xml ({exc})") from exc
+            raise ParseError(
+                f"the {label} file is corrupt: no readable content.xml ({exc})"
+            ) from exc
+
+
+def parse_ods(data: bytes) -> list[ParsedElement]:
+    """One titled table per sheet of an OpenDocument spreadsheet (the sheet number is its page),
+    merged cells filled in, rows rendered as in `ingest.tables`."""
+    root = _odf_content(data, "ODS")
+    elements: list[ParsedElement] = []
+    for number, sheet in enumerate(root.iter(f"{{{_TABLE}}}table"), start=1):
+        rendered = render_table(_odt_table(sheet))
+        if rendered:
+            name = sheet.get(f"{{{_TABLE}}}name") or f"Sheet {number}"
+            elements.append(ParsedElement(name, ElementKind.TITLE, page=number))
+            elements.append(ParsedElement(rendered, ElementKind.TABLE, page=number))
+    return elements
+
+
+def parse_odt(data: bytes) -> list[ParsedElement]:
+    """Headings (with their outline level), paragraphs, list items and tables of content.xml."""
+    root = _odf_content(data, "ODT")
     elements: list[ParsedElement] = []
     body = root.find(f".//{{{_OFFICE}}}text")
     _odt_walk(body if body is not None else root, elements, in_list=False)
@@ -445,5 +474,6 @@ READERS: dict[str, Callable[[bytes], list[ParsedElement]]] = {
     ".msg": parse_msg,
     ".epub": parse_epub,
     ".odt": parse_odt,
+    ".ods": parse_ods,
     ".rtf": parse_rtf,
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 from dataclasses import replace
 from pathlib import PurePosixPath
 
@@ -41,6 +42,7 @@ SUPPORTED_TYPES: dict[str, str] = {
     ".eml": "message/rfc822",
     ".rtf": "application/rtf",
     ".odt": "application/vnd.oasis.opendocument.text",
+    ".ods": "application/vnd.oasis.opendocument.spreadsheet",
     ".doc": "application/msword",
     ".xls": "application/vnd.ms-excel",
     ".ppt": "application/vnd.ms-powerpoint",
@@ -52,7 +54,8 @@ SUPPORTED_TYPES: dict[str, str] = {
     ".tif": "image/tiff",
     ".tiff": "image/tiff",
 }
-_ZIP_LABELS = {".docx": "DOCX", ".pptx": "PPTX", ".xlsx": "XLSX", ".odt": "ODT", ".epub": "EPUB"}
+_ZIP_LABELS = {".docx": "DOCX", ".pptx": "PPTX", ".xlsx": "XLSX", ".odt": "ODT", ".ods": "ODS",
+               ".epub": "EPUB"}  # fmt: skip
 _OLE_LABELS = {".doc": "DOC", ".xls": "XLS", ".ppt": "PPT", ".msg": "MSG"}
 # What the bytes must look like for each family of extensions (None: text, no magic number).
 _EXPECTED_KIND = {".pdf": "pdf", **dict.fromkeys(_ZIP_LABELS, "zip"),
@@ -89,11 +92,17 @@ def parse_document(
     notes: list[str] = []
     if suffix not in _WITHOUT_HEURISTICS:
         cap_heuristics()  # before any unstructured partitioner runs
-    elements = (
-        _parse_pdf(data, ocr)
-        if suffix == ".pdf"
-        else _parse(suffix, data, depth=_depth, notes=notes)
-    )
+    try:
+        elements = (
+            _parse_pdf(data, ocr)
+            if suffix == ".pdf"
+            else _parse(suffix, data, depth=_depth, notes=notes)
+        )
+    except RecursionError:  # a parser library recursing once per level of nesting
+        raise ParseError(
+            f"the {suffix} file is nested deeper than its parser can follow (the limit of "
+            f"{sys.getrecursionlimit()} levels)"
+        ) from None
     # Before chunking: chunks' spans (and so citations) point into the normalised text.
     elements = [replace(e, text=normalize_text(e.text)) for e in elements]
     elements = [e for e in elements if e.text.strip()]

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from ingest import ocr
 from ingest.elements import ElementKind, ParsedElement, ParseError
-from ingest.tables import render_table
+from ingest.tables import header_names, render_table
 
 OcrMode = Literal["auto", "force"]
 MAX_OCR_PAGES = 200
@@ -34,6 +34,10 @@ FULL_PAGE_SHARE = 0.5
 # tests/test_pdf.py::test_garbled_text_layers_are_told_from_real_text).
 GARBLED_SYMBOL_SHARE = 0.25
 GARBLED_SHORT_WORD_SHARE = 0.6
+# A page whose text has at least this many lines, more than this share of them of one or two
+# words, is read again by position (`is_fragmented`).
+FRAGMENT_MIN_LINES = 6
+FRAGMENT_SHARE = 0.6
 _CID = re.compile(r"\(cid:\d+\)")
 
 
@@ -67,6 +71,9 @@ def parse_pdf(
     try:
         scans = _scanned_pages(document, texts, ocr_mode)
         tables = _tables_by_page(data, pages=_ruled_pages(document, skip=scans))
+        fragmented = {n for n, text in enumerate(texts, start=1)
+                      if n not in scans and n not in tables and is_fragmented(text)}  # fmt: skip
+        texts = _lines_again(data, texts, pages=fragmented)
         elements: list[ParsedElement] = []
         unread_scans = 0
         for number, text in enumerate(texts, start=1):
@@ -86,6 +93,38 @@ def parse_pdf(
     if not any(e.text.strip() for e in elements) and unread_scans:
         raise ParseError("the PDF has no text layer (scanned?) and OCR is not installed")
     return elements
+
+
+def is_fragmented(text: str) -> bool:
+    """Whether a page's text came out one cell or word per line: pypdf ends a line at each
+    separately placed run of text, so an unruled table's row (`Freight 0 0 295,891`, its cells
+    drawn one by one) comes out a line per cell. At least `FRAGMENT_MIN_LINES` lines, and more
+    than `FRAGMENT_SHARE` of them one or two words long."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) < FRAGMENT_MIN_LINES:
+        return False
+    short = sum(1 for line in lines if len(line.split()) <= 2)
+    return short > FRAGMENT_SHARE * len(lines)
+
+
+def _lines_again(data: bytes, texts: list[str], *, pages: set[int]) -> list[str]:
+    """`texts` with the given pages' text read again by pdfplumber, which puts words on one
+    line by their position (a table row stays a row); a page it cannot read is kept as is."""
+    if not pages:
+        return texts
+    import pdfplumber
+
+    again = list(texts)
+    try:
+        with pdfplumber.open(io.BytesIO(data)) as document:
+            for number in sorted(pages):
+                try:
+                    again[number - 1] = document.pages[number - 1].extract_text() or ""
+                except Exception:  # pdfminer raises many kinds on damaged content streams
+                    continue
+    except Exception:  # pdfminer cannot open what pypdf could: pypdf's text is kept
+        return texts
+    return again
 
 
 def _render(page: Any) -> Any:
@@ -211,14 +250,19 @@ def _tables_by_page(data: bytes, *, pages: set[int]) -> dict[int, list[ParsedEle
     found: dict[int, list[ParsedElement]] = {}
     if not pages:
         return found
+    # The header of the last table of the page before: a table running on to this page
+    # without repeating its header keeps its column names (`render_table(continues=...)`).
+    carried: list[str] | None = None
     try:
         with pdfplumber.open(io.BytesIO(data)) as document:
             for number, page in enumerate(document.pages, start=1):
                 if number not in pages:
+                    carried = None
                     continue
                 try:
-                    elements = _page_with_tables(page, number)
+                    elements, carried = _page_with_tables(page, number, carried)
                 except Exception:  # pdfminer raises many kinds on damaged content streams
+                    carried = None
                     continue
                 if elements:
                     found[number] = elements
@@ -227,12 +271,15 @@ def _tables_by_page(data: bytes, *, pages: set[int]) -> dict[int, list[ParsedEle
     return found
 
 
-def _page_with_tables(page: Any, number: int) -> list[ParsedElement]:
+def _page_with_tables(
+    page: Any, number: int, carried: list[str] | None
+) -> tuple[list[ParsedElement], list[str] | None]:
+    """The page's elements, and the column names of its last table (for the next page)."""
     if not (page.lines or page.rects):
-        return []
+        return [], None
     tables = [t for t in page.find_tables() if len(t.rows) >= 2]
     if not tables:
-        return []
+        return [], None
     boxes = [t.bbox for t in tables]
 
     def outside(obj: dict[str, Any]) -> bool:
@@ -244,12 +291,17 @@ def _page_with_tables(page: Any, number: int) -> list[ParsedElement]:
     placed: list[tuple[float, ParsedElement]] = []
     for line in page.filter(outside).extract_text_lines():
         placed.append((line["top"], ParsedElement(line["text"], ElementKind.TEXT, number)))
-    for table in tables:
-        rendered = render_table(table.extract())
+    names: list[str] | None = None
+    for index, table in enumerate(sorted(tables, key=lambda t: t.bbox[1])):
+        grid = table.extract()
+        continues = carried if index == 0 else None
+        rendered = render_table(grid, continues=continues)
+        own = header_names(grid)
+        names = continues if continues is not None and own is None else own
         if rendered:
             placed.append((table.bbox[1], ParsedElement(rendered, ElementKind.TABLE, number)))
     placed.sort(key=lambda item: item[0])
-    return _merge_lines(placed)
+    return _merge_lines(placed), names
 
 
 def _merge_lines(placed: list[tuple[float, ParsedElement]]) -> list[ParsedElement]:

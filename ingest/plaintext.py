@@ -64,6 +64,7 @@ def _title_candidate(line: str) -> bool:
 
 
 def parse_plain_text(text: str, *, page: int | None = None) -> list[ParsedElement]:
-    """Each paragraph as a text element (line breaks inside a paragraph are kept)."""
-    paragraphs = _BLANK_LINE.split(text.replace("\r\n", "\n"))
+    """Each paragraph as a text element (line breaks inside a paragraph are kept). Line ends
+    may be `\r\n` (Windows), `\n` or a lone `\r` (classic Mac OS, some exports)."""
+    paragraphs = _BLANK_LINE.split(text.replace("\r\n", "\n").replace("\r", "\n"))
     return [ParsedElement(p.strip(), ElementKind.TEXT, page=page) for p in paragraphs if p.strip()]

@@ -98,17 +98,22 @@ def check_zip(data: bytes, *, label: str) -> zipfile.ZipFile:
 def decode_text(data: bytes, *, declared: str | None = None) -> str:
     """Text in whatever encoding it came in; binary content is refused.
 
-    UTF-8 first; then the encoding the file declares (an HTML `<meta charset>`), if it decodes;
-    then the detected one (GB18030, Shift-JIS, ...). Among single-byte code pages the detector
-    cannot tell languages apart on short samples (French cp1252 came out as cp1257: `façade` read
-    `faēade`), so windows-1252 (a superset of Latin-1) is taken whenever the detector counts it
-    among the encodings that fit; another code page only when the detector ruled cp1252 out.
+    UTF-8 first (or UTF-16 without a byte-order mark, told by its zero bytes: Latin text in
+    UTF-16 has one in every other byte); then the encoding the file declares (an HTML
+    `<meta charset>`, a mail part's charset), if it decodes; then the detected one (GB18030,
+    Shift-JIS, ...). Among single-byte code pages the detector cannot tell languages apart on
+    short samples (French cp1252 came out as cp1257: `façade` read `faēade`), so windows-1252
+    (a superset of Latin-1) is taken whenever the detector counts it among the encodings that
+    fit; another code page only when the detector ruled cp1252 out.
+    A multi-byte guess (UTF-16, Big5, GB18030: the detector's answer for `très` or `Müller`
+    alone) loses to cp1252 when the cp1252 reading is Western text (`reads_as_western`).
     """
     head = data[:8192]
-    if b"\x00" in head and not (head.startswith((b"\xff\xfe", b"\xfe\xff"))):
+    utf16 = _utf16_without_bom(head)
+    if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")) and not utf16:
         raise ParseError("binary content in a text file")
     try:
-        text = data.decode("utf-8-sig")
+        text = data.decode(utf16) if utf16 else data.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = _declared_or_detected(data, declared)
     # Many control characters: binary junk that happens to decode (or a code page "decoded").
@@ -119,16 +124,60 @@ def decode_text(data: bytes, *, declared: str | None = None) -> str:
     return text
 
 
-# What an HTML page says its encoding is, in its first bytes (WHATWG "prescan", simplified).
+def _utf16_without_bom(head: bytes) -> str | None:
+    """ "utf-16-le" or "utf-16-be" for UTF-16 text without a byte-order mark: zero bytes in at
+    least a third of the odd (LE) or even (BE) positions and almost none in the others."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or len(head) < 4:
+        return None
+    even, odd = head[0::2], head[1::2]
+    zeros_even, zeros_odd = even.count(0), odd.count(0)
+    if zeros_odd * 3 >= len(odd) and zeros_even * 50 <= len(even):
+        return "utf-16-le"
+    if zeros_even * 3 >= len(even) and zeros_odd * 50 <= len(odd):
+        return "utf-16-be"
+    return None
+
+
+# cp1252's typographic marks (and the no-break space) that Western text holds beside letters.
+_WESTERN_MARKS = set("\u00a0“”‘’‚„–—…€«»•·°§©®™£¢¥¿¡ªº±×÷¹²³¼½¾")
+_NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
+_ODD_ASCII = set("[]^`{}|~\\@<>_") | {chr(c) for c in range(32) if chr(c) not in "\t\n\r\f"}
+
+
+def reads_as_western(text: str) -> bool:
+    """Whether a cp1252 reading of bytes is Western European text: each run of non-ASCII
+    characters is at most 3 long and made of Latin letters and typographic marks, and next to
+    none of the ASCII is brackets, carets or control characters. Chinese in GB18030 or Big5
+    read as cp1252 gives longer runs and symbols (`Äê¼Ù`); UTF-16 gives brackets and controls."""
+    runs = _NON_ASCII_RUN.findall(text)
+    if not runs:
+        return False
+    for run in runs:
+        if len(run) > 3:
+            return False
+        for ch in run:
+            if ch not in _WESTERN_MARKS and not (ch.isalpha() and ch <= "\u017f"):
+                return False
+    odd = sum(1 for ch in text if ch in _ODD_ASCII)
+    return odd * 100 <= len(text)
+
+
+# What an HTML page says its encoding is, in its first bytes (WHATWG "prescan", simplified),
+# or an XHTML file (an EPUB chapter) in its XML declaration.
 _META_CHARSET = re.compile(
-    rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE
+    rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)"""
+    rb"""|^\s*<\?xml[^>]+encoding\s*=\s*["']([A-Za-z0-9_.:-]+)""",
+    re.IGNORECASE,
 )
 
 
 def declared_html_charset(data: bytes) -> str | None:
-    """The charset an HTML file declares in a `<meta>` tag of its first 4 KB, or None."""
+    """The charset an HTML file declares in a `<meta>` tag of its first 4 KB (or an XHTML file
+    in its `<?xml ... encoding=...?>`), or None."""
     match = _META_CHARSET.search(data[:4096])
-    return match.group(1).decode("ascii").lower() if match else None
+    if match is None:
+        return None
+    return (match.group(1) or match.group(2)).decode("ascii").lower()
 
 
 def _declared_or_detected(data: bytes, declared: str | None) -> str:
@@ -147,6 +196,13 @@ def _declared_or_detected(data: bytes, declared: str | None) -> str:
     best = matches.best()
     if best is None:
         raise ParseError("binary content in a text file: no text encoding fits it")
+    if is_multi_byte_encoding(best.encoding):
+        try:
+            western = data.decode("cp1252")
+        except UnicodeDecodeError:
+            western = ""
+        if reads_as_western(western):
+            return western
     if not is_multi_byte_encoding(best.encoding) and any(
         "cp1252" in match.could_be_from_charset for match in matches
     ):

@@ -73,7 +73,40 @@ def text_cases() -> list[Case]:
         ),
         ("mail.eml", _eml("utf-8"), [FRENCH, GERMAN, CHINESE, LIGATURES]),
         ("mail-latin1.eml", _eml("iso-8859-1"), [FRENCH, GERMAN]),
+        # Bodies whose charset is missing, unknown or wrong are decoded as a .txt file is.
+        *[
+            (f"mail-{label}.eml", _raw_eml(content_type, body), truth)
+            for label, content_type, body, truth in _raw_mail_bodies()
+        ],
+        # Single words and UTF-16 without a byte-order mark (Notepad's "Unicode" as some
+        # tools write it) are not read as Chinese or refused as binary.
+        *[(f"word-{i}.txt", w.encode(enc), [w]) for i, (w, enc) in enumerate(_SHORT_WORDS)],
+        ("utf16le.txt", "\n\n".join([FRENCH, GERMAN]).encode("utf-16-le"), [FRENCH, GERMAN]),
+        ("utf16be.txt", "\n\n".join([FRENCH, CHINESE]).encode("utf-16-be"), [FRENCH, CHINESE]),
+        ("utf16le-zh.txt", CHINESE.encode("utf-16-le"), [CHINESE]),
     ]
+
+
+_SHORT_WORDS = [("très", "latin-1"), ("Noël", "cp1252"), ("café", "latin-1"),
+                ("Müller", "cp1252"), ("ça va", "latin-1"), ("fête", "cp1252")]  # fmt: skip
+_SMART = "“très” 5 € – œuvre"
+
+
+def _raw_mail_bodies() -> list[tuple[str, str, bytes, list[str]]]:
+    french_html = f"<html><body><p>{FRENCH}</p><p>{_SMART}</p></body></html>"
+    return [
+        ("no-charset", "text/plain", FRENCH.encode("latin-1"), [FRENCH]),
+        ("unknown-8bit", "text/plain; charset=unknown-8bit", FRENCH.encode("cp1252"), [FRENCH]),
+        ("bad-label", "text/plain; charset=x-nonesuch", GERMAN.encode("latin-1"), [GERMAN]),
+        # Labelled Latin-1, written by Windows: cp1252's quotes, euro and œ.
+        ("latin1-label", "text/plain; charset=iso-8859-1", _SMART.encode("cp1252"), [_SMART]),
+        ("html-no-charset", "text/html", french_html.encode("cp1252"), [FRENCH, _SMART]),
+    ]
+
+
+def _raw_eml(content_type: str, body: bytes) -> bytes:
+    headers = ["Subject: Note", f"Content-Type: {content_type}", "Content-Transfer-Encoding: 8bit"]
+    return ("\r\n".join(headers) + "\r\n\r\n").encode() + body
 
 
 def _csv(delimiter: str, *, chinese: bool = True) -> str:
@@ -165,3 +198,84 @@ def _dejavu() -> str:
 
     # reportlab ships Vera, which has the fi/fl ligature glyphs too.
     return str(Path(reportlab.__file__).parent / "fonts" / "Vera.ttf")
+
+
+def legacy_cases(folder: Path) -> list[Case]:
+    """.doc .ppt .xls .msg .epub .odt .ods .rtf, each written with the true text in it (the OLE and
+    zip formats by tests.docgen, .xls by xlwt, RTF with `\\uN` and `\\'hh` escapes)."""
+    import xlwt
+
+    from tests.docgen import make_doc, make_epub, make_msg, make_odt, make_ppt
+
+    paragraphs = [FRENCH, GERMAN, CHINESE, LIGATURES_RAW, INVISIBLE_RAW]
+    truth = [FRENCH, GERMAN, CHINESE, LIGATURES, INVISIBLE]
+    book = xlwt.Workbook()
+    sheet = book.add_sheet("Données")
+    for row, value in enumerate(["texte", *paragraphs]):
+        sheet.write(row, 0, value)
+    book.save(str(folder / "f.xls"))
+    epub = make_epub(folder / "f.epub", "Überblick", [("Überblick", p) for p in paragraphs])
+    odt = make_odt(folder / "f.odt", "".join(f"<text:p>{p}</text:p>" for p in paragraphs))
+    rtf = "{\\rtf1\\ansi\\ansicpg1252\\deff0{\\fonttbl{\\f0 Arial;}}\\f0 "
+    rtf += "\\par ".join(_rtf_escaped(p) for p in [*paragraphs, _SMART]) + "\\par}"
+    return [
+        ("f.doc", make_doc(paragraphs), truth),
+        ("cp1252.doc", make_doc([FRENCH, GERMAN, _SMART]), [FRENCH, GERMAN, _SMART]),
+        ("f.ppt", make_ppt([("Façade", p) for p in paragraphs]), ["Façade", *truth]),
+        ("f.xls", (folder / "f.xls").read_bytes(), ["Données", *truth]),
+        (
+            "f.msg",
+            make_msg("Réunion à München", "\r\n\r\n".join(paragraphs)),
+            ["Réunion à München", *truth],
+        ),
+        ("f.epub", epub.read_bytes(), ["Überblick", *truth]),
+        ("cp1252.epub", _cp1252_epub(folder), [FRENCH, _SMART]),
+        ("f.odt", odt.read_bytes(), truth),
+        ("f.ods", _ods(folder, paragraphs), ["Données", *truth]),
+        ("f.rtf", rtf.encode("ascii"), [*truth, _SMART]),
+    ]
+
+
+def _ods(folder: Path, paragraphs: list[str]) -> bytes:
+    from tests.docgen import make_ods
+
+    rows = "".join(
+        f"<table:table-row><table:table-cell><text:p>{p}</text:p></table:table-cell>"
+        "</table:table-row>"
+        for p in ["texte", *paragraphs]
+    )
+    return make_ods(folder / "f.ods", f'<table:table table:name="Données">{rows}</table:table>')
+
+
+def _rtf_escaped(text: str) -> str:
+    """RTF text: cp1252 bytes as `\\'hh`, other characters as `\\uN?` (signed 16-bit)."""
+    out = []
+    for ch in text:
+        if ord(ch) < 128:
+            out.append(ch)
+            continue
+        try:
+            out.append("".join(f"\\'{b:02x}" for b in ch.encode("cp1252")))
+        except UnicodeEncodeError:
+            code = ord(ch)
+            out.append(f"\\u{code - 65536 if code > 32767 else code}?")
+    return "".join(out)
+
+
+def _cp1252_epub(folder: Path) -> bytes:
+    """An EPUB whose chapter is windows-1252, as its XML declaration says."""
+    import zipfile
+
+    from tests.docgen import make_epub
+
+    plain = make_epub(folder / "plain.epub", "T", [("Chap", "x")])
+    chapter = (
+        '<?xml version="1.0" encoding="windows-1252"?><html xmlns="http://www.w3.org/1999/xhtml">'
+        f"<head><title>Chap</title></head><body><p>{FRENCH}</p><p>{_SMART}</p></body></html>"
+    ).encode("cp1252")
+    out = folder / "cp1252.epub"
+    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(out, "w") as target:
+        for info in source.infolist():
+            content = source.read(info.filename)
+            target.writestr(info, chapter if info.filename.endswith("c0.xhtml") else content)
+    return out.read_bytes()

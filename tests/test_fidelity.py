@@ -10,7 +10,7 @@ import pytest
 from ingest.chunk import document_text
 from ingest.normalize import normalize_text
 from ingest.parse import parse_document
-from tests.fidelity import office_cases, text_cases
+from tests.fidelity import legacy_cases, office_cases, text_cases
 
 
 def _flat(text: str) -> str:
@@ -32,6 +32,11 @@ def test_text_formats_read_as_written(name: str, data: bytes, truth: list[str]) 
 
 def test_office_and_pdf_formats_read_as_written(tmp_path: Path) -> None:
     for name, data, truth in office_cases(tmp_path):
+        _check(name, data, truth)
+
+
+def test_legacy_office_mail_and_book_formats_read_as_written(tmp_path: Path) -> None:
+    for name, data, truth in legacy_cases(tmp_path):
         _check(name, data, truth)
 
 
@@ -59,6 +64,10 @@ def test_other_code_pages_the_detector_is_sure_of_stay_theirs() -> None:
         ("docu\u00adment zero\u200bwidth \ufeffbom", "document zerowidth bom"),
         ("docu-\nment", "document"),
         ("perfor-\n   mance", "performance"),
+        # A soft hyphen or U+2010 at a line end was left as a line break inside the word.
+        ("perfor\u00ad\nmance Ta\u00ad\nBelle", "performance TaBelle"),
+        ("perfor\u2010\nmance", "performance"),
+        ("le \ufb06yle \ufb05", "le style st"),
         ("Jean-\nPierre", "Jean-\nPierre"),  # a capital: a real hyphen
         ("COVID-\n19", "COVID-\n19"),
         ("well-known", "well-known"),

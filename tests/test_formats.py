@@ -70,6 +70,24 @@ def test_eml_with_its_attachments(tmp_path: Path) -> None:
 
 
 @needs_ocr
+def test_every_page_of_a_multi_page_tiff_is_read() -> None:
+    """A fax or a scanner's batch as one TIFF: only its first page was read."""
+    import io
+
+    from tests.docgen import page_image
+
+    first = page_image("Page one says the invoice total is 4280 EUR")
+    second = page_image("Page two says payment is due within thirty days")
+    buffer = io.BytesIO()
+    first.save(buffer, "TIFF", save_all=True, append_images=[second])  # type: ignore[attr-defined]
+    doc = parse_document("fax.tif", buffer.getvalue())
+    assert [(e.page, e.text) for e in doc.elements] == [
+        (1, "Page one says the invoice total is 4280 EUR"),
+        (2, "Page two says payment is due within thirty days"),
+    ]
+
+
+@needs_ocr
 def test_scanned_pdf_is_read_with_ocr(tmp_path: Path) -> None:
     path = make_scanned_pdf(tmp_path / "scan.pdf", "Invoice total 4280 EUR")
     doc = parse_document("scan.pdf", path.read_bytes())

@@ -1,4 +1,4 @@
-"""The formats an archive holds besides today's Office: .xls .doc .ppt .msg .epub .odt .rtf."""
+"""The formats an archive holds besides today's Office: .xls .doc .ppt .msg .epub .odt .ods .rtf."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from ingest.elements import ElementKind
 from ingest.parse import ParseError, parse_document
-from tests.docgen import make_epub, make_merged_xls, make_odt, region_rows
+from tests.docgen import make_epub, make_merged_xls, make_ods, make_odt, region_rows
 
 
 def _text(name: str, data: bytes) -> str:
@@ -177,3 +177,36 @@ def test_a_password_protected_xls_says_so(tmp_path: Path) -> None:
     locked = make_encrypted_office(make_xlsx(tmp_path / "l.xlsx", {"Codes": [["door", 1234]]}))
     with pytest.raises(ParseError, match="password-protected"):
         parse_document("locked.xls", locked.read_bytes())
+
+
+def test_ods_sheets_with_merged_cells(tmp_path: Path) -> None:
+    def row(*cells: str) -> str:
+        return "<table:table-row>" + "".join(cells) + "</table:table-row>"
+
+    def cell(text: str, down: int = 1) -> str:
+        span = f' table:number-rows-spanned="{down}"' if down > 1 else ""
+        return f"<table:table-cell{span}><text:p>{text}</text:p></table:table-cell>"
+
+    covered = "<table:covered-table-cell/>"
+    empty = '<table:table-cell table:number-columns-repeated="16000"/>'
+    sheet = (
+        '<table:table table:name="Bandes">'
+        + row(cell("Région"), cell("Bande"), cell("Nombre"), empty)
+        + row(cell("Nord", down=2), cell("Bande 26"), cell("590"))
+        + row(covered, cell("Bande 27"), cell("601"))
+        + row(cell("Sud"), cell("Bande 27"), cell("381"))
+        + '<table:table-row table:number-rows-repeated="1048000">'
+        + empty + "</table:table-row></table:table>"
+    )  # fmt: skip
+    doc = parse_document("b.ods", make_ods(tmp_path / "b.ods", sheet))
+    assert doc.content_type == "application/vnd.oasis.opendocument.spreadsheet"
+    assert (doc.elements[0].kind, doc.elements[0].text, doc.elements[0].page) == (
+        ElementKind.TITLE, "Bandes", 1,
+    )  # fmt: skip
+    assert doc.elements[1].text.split("\n")[1:] == [
+        "Région: Nord | Bande: Bande 26 | Nombre: 590",
+        "Région: Nord | Bande: Bande 27 | Nombre: 601",
+        "Région: Sud | Bande: Bande 27 | Nombre: 381",
+    ]
+    with pytest.raises(ParseError, match="ODS file is encrypted"):
+        parse_document("l.ods", make_ods(tmp_path / "l.ods", sheet, encrypted=True))

@@ -30,6 +30,9 @@ def test_plain_text_paragraphs_are_elements_and_nothing_is_guessed() -> None:
         ("text", "Second paragraph,\nsame paragraph."),
         ("text", "3"),
     ]
+    # Lone carriage returns (classic Mac OS line ends) separate lines and paragraphs too.
+    mac = parse_document("m.txt", b"# not a heading\r\rSecond paragraph,\rsame paragraph.\r\r\r3")
+    assert mac.elements == doc.elements
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +102,20 @@ def _pgp_mime() -> bytes:
     )
 
 
+def _wrapped(mail: bytes) -> bytes:
+    """`mail`'s body as the only part of a multipart/mixed mail."""
+    head, _, body = mail.partition(b"\r\n\r\n")
+    content_type = [line for line in head.split(b"\r\n") if line.startswith(b"Content-Type")]
+    return (
+        b"From: alice@example.com\r\nSubject: Q3\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="w"\r\n\r\n--w\r\n'
+        + content_type[0]
+        + b"\r\n\r\n"
+        + body
+        + b"\r\n--w--\r\n"
+    )
+
+
 def _mail(content_type: str, body: bytes | str, **params: str) -> bytes:
     message = EmailMessage(policy=email.policy.default)
     message["Subject"] = "Secret"
@@ -119,6 +136,10 @@ def _mail(content_type: str, body: bytes | str, **params: str) -> bytes:
          "S/MIME"),
         (_mail("text/plain", "-----BEGIN PGP MESSAGE-----\n\nhQEMA5e4\n-----END PGP "
                              "MESSAGE-----\n"), "inline PGP"),
+        # Wrapped in multipart/mixed by the sending client; armour in an HTML-only body.
+        (_wrapped(_pgp_mime()), "PGP/MIME"),
+        (_mail("text/html", b"<html><body><pre>-----BEGIN PGP MESSAGE-----\nhQEMA5e4\n"
+                            b"-----END PGP MESSAGE-----</pre></body></html>"), "inline PGP"),
     ],
 )  # fmt: skip
 def test_an_encrypted_mail_fails_as_encrypted(data: bytes, kind: str) -> None:
@@ -139,3 +160,71 @@ def test_a_signed_mail_is_read() -> None:
     text = document_text(parse_document("signed.eml", data))
     assert "The gate code changes on Monday." in text
     assert "not read" not in text
+
+
+def test_an_opaque_signed_mail_says_its_body_is_inside_the_signature() -> None:
+    data = _mail("application/pkcs7-mime", b"0\x82\x01\x00", **{"smime-type": "signed-data"})
+    with pytest.raises(ParseError, match=r"^S/MIME opaque-signed e-mail"):
+        parse_document("signed.eml", data)
+
+
+def test_forwarded_mails_and_unnamed_text_parts_are_read() -> None:
+    """A forwarded mail (message/rfc822) was dropped without a word; an inline text part
+    without a file name was "unsupported file type '(none)'"."""
+    inner = EmailMessage(policy=email.policy.default)
+    inner["Subject"] = "Visitor rules"
+    inner.set_content("Visitors sign in at reception.")
+    outer = EmailMessage(policy=email.policy.default)
+    outer["Subject"] = "Fwd: Visitor rules"
+    outer.set_content("See the forwarded mail.")
+    outer.add_attachment(inner)
+    outer.add_attachment("Parking costs 40 EUR a month.", subtype="plain", disposition="inline")
+    doc = parse_document("fwd.eml", outer.as_bytes())
+    texts = [e.text for e in doc.elements]
+    assert "Visitors sign in at reception." in texts
+    assert "Parking costs 40 EUR a month." in texts
+    assert doc.notes == ()
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "expected"),
+    [
+        # markdown-it's commonmark preset dropped every item below the 10th level of a nested
+        # list and a quote 20 deep whole ("no text could be extracted").
+        ("list.md", "".join("  " * i + f"- item{i}\n" for i in range(60)).encode(), "item59"),
+        ("quote.md", b"> " * 5000 + b"quoted words", "quoted words"),
+        # libxml2 stops at 255 nested elements: all the page's text was lost, or the
+        # paragraphs after the 255th unclosed <font>.
+        ("divs.html", b"<p>first</p>" + b"<div>" * 300 + b"deep words" + b"</div>" * 300,
+         "deep words"),
+        ("fonts.html", b"".join(b"<font size=2>para%d " % i for i in range(400)), "para399"),
+    ],
+)  # fmt: skip
+def test_deeply_nested_text_is_read(name: str, data: bytes, expected: str) -> None:
+    assert expected in document_text(parse_document(name, data))
+
+
+def test_mime_parts_nested_past_the_recursion_limit_name_it() -> None:
+    data = b"Subject: x\r\nContent-Type: multipart/mixed; boundary=b0\r\n\r\n" + b"".join(
+        f"--b{i}\r\nContent-Type: multipart/mixed; boundary=b{i + 1}\r\n\r\n".encode()
+        for i in range(3000)
+    )
+    with pytest.raises(ParseError, match=r"nested deeper than its parser can follow \(the limit"):
+        parse_document("deep.eml", data)
+
+
+def test_unstructureds_classifiers_see_a_bounded_text() -> None:
+    """HTML, DOCX, PPTX and PDF pages still go through unstructured's title/narrative
+    heuristics; spaCy (pos_tag) sees at most HEURISTIC_CHARS of a text, the rest is split by
+    regular expressions."""
+    import importlib
+
+    from ingest.heuristics import HEURISTIC_CHARS, cap_heuristics
+
+    cap_heuristics()
+    text_type = importlib.import_module("unstructured.partition.text_type")
+    long_text = "The office is open. " * 5_000
+    tags = text_type.pos_tag(long_text)
+    assert 0 < len(tags) <= HEURISTIC_CHARS // 2  # tokens of the first 200 characters only
+    assert len(text_type.sent_tokenize(long_text)) == 5_000
+    assert text_type.is_possible_narrative_text(long_text)  # still classified

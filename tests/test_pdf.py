@@ -9,7 +9,7 @@ import pytest
 
 from ingest.ocr import installed, join_cjk
 from ingest.parse import ParseError, parse_document
-from ingest.pdf import looks_garbled, parse_pdf
+from ingest.pdf import is_fragmented, looks_garbled, parse_pdf
 from tests.docgen import make_encrypted_pdf, make_mixed_pdf, make_owner_password_pdf, page_image
 
 needs_ocr = pytest.mark.skipif("eng" not in installed(), reason="Tesseract is not installed")
@@ -69,6 +69,29 @@ def test_owner_password_only_pdf_opens(tmp_path: Path) -> None:
     path = make_owner_password_pdf(tmp_path / "o.pdf", "Printing this handbook is not allowed.")
     doc = parse_document("o.pdf", path.read_bytes())
     assert "Printing this handbook is not allowed." in " ".join(e.text for e in doc.elements)
+
+
+@pytest.mark.parametrize("algorithm", ["RC4-40", "RC4-128", "AES-128", "AES-256"])
+def test_every_cipher_with_an_owner_password_only_opens(tmp_path: Path, algorithm: str) -> None:
+    from pypdf import PdfReader, PdfWriter
+
+    from tests.docgen import make_pdf
+
+    plain = make_pdf(tmp_path / "p.pdf", [("Restricted", ["Printing this is not allowed."])])
+    for user, expected in (("", "Printing this is not allowed."), ("u", "password-protected")):
+        writer = PdfWriter()
+        for page in PdfReader(plain).pages:
+            writer.add_page(page)
+        writer.encrypt(user_password=user, owner_password="o", algorithm=algorithm)
+        with (tmp_path / "e.pdf").open("wb") as out:
+            writer.write(out)
+        try:
+            text = " ".join(
+                e.text for e in parse_document("e.pdf", (tmp_path / "e.pdf").read_bytes()).elements
+            )
+        except ParseError as exc:
+            text = str(exc)
+        assert expected in text
 
 
 def test_a_real_user_password_is_password_protected(tmp_path: Path) -> None:
@@ -135,3 +158,27 @@ def test_a_chinese_scan_reads_as_chinese_without_spaces(tmp_path: Path) -> None:
     text = "\n".join(e.text for e in parse_document("zh.pdf", path.read_bytes()).elements)
     assert "因此，请提前两周申请。" in text
     assert "二十五天" in text
+
+
+def test_an_unruled_table_keeps_each_row_on_its_line(tmp_path: Path) -> None:
+    """Cells drawn one by one (no ruling lines): pypdf gave one cell per line, losing which
+    figure belongs to which account; each row is read again as one line."""
+    from reportlab.pdfgen import canvas
+
+    pdf = canvas.Canvas(str(tmp_path / "u.pdf"))
+    rows = [["Account", "Q1", "Q2", "Total"], ["Freight", "0", "0", "295,891"],
+            ["Storage", "1,200", "800", "2,000"]]  # fmt: skip
+    for r, row in enumerate(rows):
+        for c, value in enumerate(row):
+            pdf.drawString(60 + c * 100, 800 - r * 16, value)
+    pdf.showPage()
+    pdf.save()
+    lines = [
+        line
+        for e in parse_document("u.pdf", (tmp_path / "u.pdf").read_bytes()).elements
+        for line in e.text.split("\n")
+    ]
+    assert "Freight 0 0 295,891" in lines
+    assert "Storage 1,200 800 2,000" in lines
+    # Prose is not a fragmented page.
+    assert not is_fragmented("A page of prose.\nIt has long lines of text.\n" * 5)

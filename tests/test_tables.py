@@ -165,7 +165,122 @@ def test_a_semicolon_csv_with_decimal_commas_keeps_its_columns() -> None:
         "Region: North | Band: Band 27 | Share: 0,601",
         "Region: South | Band: Band 27 | Share: 0,381",
     ]
+    # Rows ended by a lone \r (Excel for Mac's "CSV (Macintosh)") were "malformed".
+    mac = "Région,Nombre\rBesançon,7\rMünchen,12\r".encode("cp1252")
+    assert _rows("mac.csv", mac)[1:] == [
+        "Région: Besançon | Nombre: 7",
+        "Région: München | Nombre: 12",
+    ]
     # A .tsv is split on tabs even when its text holds commas.
     tsv = b"Name\tNote\nAna\tlikes tea, coffee, and cake\nBo\tno, thanks\n"
     assert _rows("t.tsv", tsv)[1:] == ["Name: Ana | Note: likes tea, coffee, and cake",
                                        "Name: Bo | Note: no, thanks"]  # fmt: skip
+
+
+def test_a_header_merged_over_sub_headers_names_both(tmp_path: Path) -> None:
+    """`Sales` merged over `Q1 | Q2` (DOCX gridSpan, XLS merged cells): a row reads
+    `Sales / Q1: 10`, and the columns beside the merge keep their names."""
+    import docx
+    import xlwt
+
+    document = docx.Document()
+    table = document.add_table(rows=4, cols=4)
+    for r, row in enumerate([["Region", "Sales", "Sales", "Staff"], ["", "Q1", "Q2", ""],
+                             ["North", "10", "20", "5"], ["South", "30", "40", "6"]]):  # fmt: skip
+        for c, value in enumerate(row):
+            table.cell(r, c).text = value
+    table.cell(0, 1).merge(table.cell(0, 2)).text = "Sales"
+    document.save(str(tmp_path / "h.docx"))
+    assert _rows("h.docx", (tmp_path / "h.docx").read_bytes())[-1] == (
+        "Region: South | Sales / Q1: 30 | Sales / Q2: 40 | Staff: 6"
+    )
+    book = xlwt.Workbook()
+    sheet = book.add_sheet("S")
+    sheet.write(0, 0, "Region")
+    sheet.write_merge(0, 0, 1, 2, "Sales")
+    for c, value in enumerate(["", "Q1", "Q2", "North", 10, 20]):
+        sheet.write(1 + c // 3, c % 3, value)
+    book.save(str(tmp_path / "h.xls"))
+    assert _rows("h.xls", (tmp_path / "h.xls").read_bytes())[-1] == (
+        "Region: North | Sales / Q1: 10 | Sales / Q2: 20"
+    )
+
+
+def test_a_merged_header_over_data_rows_is_one_header_row() -> None:
+    grid = [["Item", "Notes", "Notes"], ["Rent", "paid monthly", "by transfer"],
+            ["Water", "paid yearly", "by card"]]  # fmt: skip
+    assert render_table(grid).split("\n")[1:] == [
+        "Item: Rent | Notes: paid monthly | Notes: by transfer",
+        "Item: Water | Notes: paid yearly | Notes: by card",
+    ]
+
+
+def test_years_head_columns_and_notes_may_come_first(tmp_path: Path) -> None:
+    from openpyxl import Workbook
+
+    assert _rows("y.csv", b"Country,2022,2023\nFrance,10,12\nGermany,11,13\n")[-1] == (
+        "Country: Germany | 2022: 11 | 2023: 13"
+    )
+    # A pivot's corner cell is empty; a row of numbers alone is still data, not a header.
+    assert render_table([["", 2022, 2023], ["France", 10, 12]]).split("\n")[-1] == (
+        "France | 2022: 10 | 2023: 12"
+    )
+    assert render_table([[1999, 2001], [2002, 2005]]) == "1999 | 2001\n2002 | 2005"
+    workbook = Workbook()
+    sheet = workbook.active
+    for i in range(7):  # a sheet's notes above its table
+        sheet.append([f"Note {i}: figures are provisional"])
+    for row in region_rows({"North": {27: 601}}):
+        sheet.append(row)
+    workbook.save(str(tmp_path / "n.xlsx"))
+    assert "Region: North | Band: Band 27 | Count: 601" in _rows(
+        "n.xlsx", (tmp_path / "n.xlsx").read_bytes()
+    )
+
+
+@pytest.mark.parametrize("repeated", [False, True])
+def test_a_pdf_table_running_over_pages_keeps_its_header(tmp_path: Path, repeated: bool) -> None:
+    """Rows on the second and third pages of a ruled table say what their columns are, whether
+    or not the producer repeated the header on each page."""
+    from reportlab.lib import colors
+    from reportlab.lib.pagesizes import A4
+    from reportlab.platypus import SimpleDocTemplate, Table, TableStyle
+
+    rows = region_rows({"North": {}, "South": {35: 381}}, bands=45)
+    table = Table([[str(c) for c in row] for row in rows], repeatRows=1 if repeated else 0)
+    table.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.5, colors.black)]))
+    SimpleDocTemplate(str(tmp_path / "t.pdf"), pagesize=A4).build([table])
+    doc = parse_document("t.pdf", (tmp_path / "t.pdf").read_bytes())
+    tables = [e for e in doc.elements if e.kind is ElementKind.TABLE]
+    assert [t.page for t in tables] == [1, 2, 3]
+    lines = [line for t in tables for line in t.text.split("\n")]
+    assert "Region: South | Band: Band 35 | Count: 381" in lines
+    assert "Region: North | Band: Band 45 | Count: 145" in lines
+    data = [line for line in lines if line != "Region | Band | Count"]
+    assert len(data) == 90
+    assert all(line.startswith("Region: ") for line in data)
+
+
+def test_pptx_table_with_merged_cells(tmp_path: Path) -> None:
+    """unstructured's PPTX table left a merged cell's value in its first row only."""
+    from pptx import Presentation
+    from pptx.util import Inches
+
+    deck = Presentation()
+    slide = deck.slides.add_slide(deck.slide_layouts[5])
+    slide.shapes.title.text = "Bands"
+    table = slide.shapes.add_table(5, 3, Inches(1), Inches(2), Inches(6), Inches(2)).table
+    for r, row in enumerate([["Region", "Band", "Count"], ["North", "Band 26", "590"],
+                             ["", "Band 27", "601"], ["South", "Band 27", "381"],
+                             ["Total", "", "1572"]]):  # fmt: skip
+        for c, value in enumerate(row):
+            table.cell(r, c).text = value
+    table.cell(1, 0).merge(table.cell(2, 0))
+    table.cell(4, 0).merge(table.cell(4, 1))
+    deck.save(str(tmp_path / "m.pptx"))
+    assert _rows("m.pptx", (tmp_path / "m.pptx").read_bytes())[1:] == [
+        "Region: North | Band: Band 26 | Count: 590",
+        "Region: North | Band: Band 27 | Count: 601",
+        "Region: South | Band: Band 27 | Count: 381",
+        "Region: Total | Band: Total | Count: 1572",
+    ]
