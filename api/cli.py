@@ -754,6 +754,14 @@ def eval_answers(
             "and worker round trip (large samples)."
         ),
     ] = False,
+    refuse_unsupported: Annotated[
+        bool,
+        typer.Option(
+            help="Answer 'not in the sources' when no citation verifies (the service default); "
+            "off: such answers are kept, flagged unverified, and each row counts its verified "
+            "citations, so both policies can be read from one run."
+        ),
+    ] = True,
 ) -> None:
     """Answer correctness, citation precision and abstention on a QA set (see api/eval_answers)."""
     import shlex
@@ -804,7 +812,7 @@ def eval_answers(
             top_k=top_k, seed=seed, embedding_model=embedding_model, reader_url=reader_url,
             reader_model=reader_model,
             general=json.loads(general.read_text())["questions"] if general else None,
-            index_in_process=index_in_process,
+            index_in_process=index_in_process, refuse_unsupported=refuse_unsupported,
         )  # fmt: skip
     finally:
         if server is not None:
@@ -818,6 +826,7 @@ def eval_answers(
          "--top-k", str(top_k), "--seed", str(seed), "--embedding-model", embedding_model]
         + (["--general", str(general)] if general else [])
         + (["--index-in-process"] if index_in_process else [])
+        + ([] if refuse_unsupported else ["--no-refuse-unsupported"])
     )  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
@@ -831,6 +840,9 @@ def eval_answers(
     typer.echo("| metric | value |\n|---|---|")
     for name in [*metrics, "ttft_p50_ms", "total_p50_ms", "questions"]:
         typer.echo(f"| {name} | {result[name]} |")
+    if not refuse_unsupported:
+        for name in ("if_unsupported_refused", "if_cited_unsupported_refused"):
+            typer.echo(f"| {name} | {result[name]} |")
     _bar_chart({m: float(result[m]) for m in metrics}, out.with_suffix(".png"), str(corpus))
 
 

@@ -34,7 +34,7 @@ import tempfile
 import time
 import unicodedata
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +45,13 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.runtime import Runtime
 from core.db import run_migrations
-from core.settings import EmbeddingSettings, LimitSettings, ReaderSettings, Settings
+from core.settings import (
+    CitationSettings,
+    EmbeddingSettings,
+    LimitSettings,
+    ReaderSettings,
+    Settings,
+)
 from core.tenancy import create_tenant, issue_api_key
 from retrieval.evidence import EvidenceScores, EvidenceThresholds, has_evidence
 from retrieval.retriever import RetrievalOptions
@@ -202,6 +208,7 @@ def run_answer_eval(
     reader_model: str,
     general: list[str] | None = None,
     index_in_process: bool = False,
+    refuse_unsupported: bool = True,
 ) -> dict[str, Any]:
     """The sample through `POST /v1/query` with the reader (metrics: module docstring).
 
@@ -224,6 +231,7 @@ def run_answer_eval(
         reader=ReaderSettings(
             base_url=reader_url, model=reader_model, managed=False, temperature=0
         ),
+        citations=CitationSettings(refuse_unsupported=refuse_unsupported),
     ) as service:
         ingest_started = time.perf_counter()
         index = index_passages if index_in_process else ingest_passages
@@ -325,6 +333,7 @@ def _ask(
         "contains_answer": contains_answer(done["answer"], item.answers),
         "f1": char_f1(done["answer"], item.answers),
         "citations": len(citations),
+        "verified_citations": sum(c["verified"] for c in citations),
         "good_citations": sum(c["verified"] and c["path"] in gold_paths for c in citations),
         "gold_retrieved": any(s["path"] in gold_paths for s in done["sources"]),
         "top_score": max((s["score"] for s in done["sources"]), default=None),
@@ -367,6 +376,12 @@ def _summarize(rows: list[dict[str, Any]], passages: int, ingest_s: float) -> di
         "answered_when_present": _share(r["answered"] for r in present),
         "abstain_rate_general": _share(not r["answered"] for r in absent if r.get("general")),
         "answerable_kept": _share(not r["no_evidence"] for r in present),
+        # From a run with the guard off: what each policy for answers no citation verifies
+        # would have given (refused = not answered by the run, or refused by the policy).
+        "if_unsupported_refused": _policy(present, absent, lambda r: r["verified_citations"] == 0),
+        "if_cited_unsupported_refused": _policy(
+            present, absent, lambda r: r["citations"] > 0 and r["verified_citations"] == 0
+        ),
         "ttft_p50_ms": round(statistics.median(ttfts), 1) if ttfts else None,
         "total_p50_ms": round(statistics.median(r["total_ms"] for r in ok), 1) if ok else None,
         "rows": rows,
@@ -374,6 +389,21 @@ def _summarize(rows: list[dict[str, Any]], passages: int, ingest_s: float) -> di
 
 
 Row = dict[str, Any]
+
+
+def _policy(
+    present: list[Row], absent: list[Row], refuses: Callable[[Row], bool]
+) -> dict[str, float]:
+    """Present questions still answered and absent ones refused, had answered rows that
+    `refuses` picks been answered "not in the sources"."""
+
+    def answered(r: Row) -> bool:
+        return bool(r["answered"]) and not refuses(r)
+
+    return {
+        "answered_when_present": _share(answered(r) for r in present),
+        "refused_when_absent": _share(not answered(r) for r in absent),
+    }
 
 
 def evidence_rows(
