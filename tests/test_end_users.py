@@ -378,6 +378,29 @@ def test_a_key_that_requires_principals_fails_closed_on_document_reads(stack: St
         assert "zqfinance1x1" not in str(result)
 
 
+def test_a_key_that_requires_principals_sees_job_files_only_when_it_ingests(stack: Stack) -> None:
+    # Replayed kind: a job's files name the paths of restricted documents.
+    stack.upload("finance/layoffs.md", FINANCE, '["group:finance"]')
+
+    def key(scopes: list[str]) -> str:
+        body = {"name": "app", "scopes": scopes, "require_principals": True}
+        created = stack.client.post("/v1/admin/keys", headers=auth(stack.key), json=body)
+        return str(created.json()["key"])
+
+    reader, uploader = key(["query", "read"]), key(["ingest", "read"])
+    jobs = stack.client.get("/v1/ingest/jobs", headers=auth(reader))
+    assert jobs.status_code == 200
+    assert "layoffs" not in jobs.text
+    job = f"/v1/ingest/jobs/{jobs.json()['jobs'][0]['id']}"
+    refused = stack.client.get(job, headers=auth(reader))
+    assert refused.status_code == 400
+    assert "layoffs" not in refused.text
+    progress = stack.client.get(job, headers=auth(reader), params={"include_files": "false"})
+    assert progress.status_code == 200
+    assert "layoffs" not in progress.text
+    assert "finance/layoffs.md" in stack.client.get(job, headers=auth(uploader)).text
+
+
 def test_an_empty_principals_header_is_an_end_user_in_no_group_at_the_mcp_front(
     stack: Stack,
 ) -> None:

@@ -49,7 +49,7 @@ from core.quotas import (
     existing_paths,
     tenant_usage,
 )
-from core.tenancy import TenantContext
+from core.tenancy import Scope, TenantContext
 from ingest.folders import FolderRefusedError, resolve_folder, walk_folder
 from ingest.jobs import (
     InvalidJobCursorError,
@@ -472,16 +472,28 @@ def retry_ingest_job(
     return _job_out(job)
 
 
+JOB_FILES_NEED_INGEST = (
+    "this API key requires end users' principals, and a job's files name the paths of "
+    "documents its end users may not read: ask with include_files=false, or with a key that "
+    "has the ingest scope"
+)
+
+
 @router.get(
     "/jobs/{job_id}",
     response_model=JobOut,
-    responses=error_responses(*AUTH_ERRORS, 404, 422),
+    responses=error_responses(*AUTH_ERRORS, 400, 404, 422),
     summary="A job's state, per file, and its progress (scope `read`)",
 )
 def read_ingest_job(
     job_id: IdPath, tenant: ReadCaller, session: SessionDep, include_files: bool = True
 ) -> JobOut:
-    """`include_files=false` returns the progress alone (polling a 10,000-file job)."""
+    """`include_files=false` returns the progress alone (polling a 10,000-file job). A key
+    that requires end users' principals gets each file (its path) only when it may also
+    ingest (scope `ingest`: the uploading app): otherwise 400, since a job names the paths of
+    restricted documents no end user may read."""
+    if include_files and tenant.require_principals and Scope.INGEST not in tenant.scopes:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, JOB_FILES_NEED_INGEST)
     job = get_job(session, tenant_id=tenant.tenant_id, job_id=job_id)
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such job")
