@@ -52,6 +52,9 @@ char range of it) in full. Cite documents by path and page."""
 _READ_ONLY = ToolAnnotations(readOnlyHint=True, openWorldHint=False)
 
 
+_HEADER_KEY = PRINCIPALS_HEADER.lower()
+
+
 def _principals(headers: Any) -> list[str] | None:
     """The end user's principals from the header; None only when the header is absent. A
     present but empty header is an end user in no group (`[]`), never "no end user", which
@@ -115,6 +118,13 @@ class McpFront:
                 {"detail": str(exc)}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
             )
             await response(scope, receive, send)
+            return
+        named = [k for k, _ in scope["headers"] if k.decode("latin-1").lower() == _HEADER_KEY]
+        if len(named) > 1:
+            # Which of two access lists applies is unknowable: neither does (as a body's
+            # repeated key or an upload's repeated `principals` field).
+            detail = f"{PRINCIPALS_HEADER} sent {len(named)} times: send it once"
+            await JSONResponse({"detail": detail}, status_code=400)(scope, receive, send)
             return
         if self.session_manager is None:
             await JSONResponse({"detail": "the MCP front is not running"}, status_code=503)(

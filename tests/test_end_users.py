@@ -401,6 +401,22 @@ def test_a_key_that_requires_principals_sees_job_files_only_when_it_ingests(stac
     assert "finance/layoffs.md" in stack.client.get(job, headers=auth(uploader)).text
 
 
+def test_the_mcp_principals_header_twice_is_refused(stack: Stack) -> None:
+    stack.upload("finance.md", FINANCE, '["group:finance"]')
+    call = {"name": "search", "arguments": {"query": "finance budget codename"}}
+    response = stack.client.post(
+        "/mcp",
+        headers=[
+            *auth(stack.key).items(), ("Accept", "application/json, text/event-stream"),
+            ("X-Ragkb-Principals", "group:finance"), ("X-Ragkb-Principals", ""),
+        ],
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": call},
+    )  # fmt: skip
+    assert response.status_code == 400
+    assert "sent 2 times" in response.json()["detail"]
+    assert "zqfinance1x1" not in response.text
+
+
 def test_an_empty_principals_header_is_an_end_user_in_no_group_at_the_mcp_front(
     stack: Stack,
 ) -> None:
