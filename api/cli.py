@@ -757,11 +757,12 @@ def eval_answers(
     refuse_unsupported: Annotated[
         bool,
         typer.Option(
-            help="Answer 'not in the sources' when no citation verifies (the service default); "
-            "off: such answers are kept, flagged unverified, and each row counts its verified "
-            "citations, so both policies can be read from one run."
+            help="Answer 'not in the sources' when no citation verifies (RAGKB_CITATIONS__"
+            "REFUSE_UNSUPPORTED). Off (the default) such answers are kept, flagged unverified, "
+            "and each row counts its verified citations, so both policies can be read from one "
+            "run."
         ),
-    ] = True,
+    ] = False,
 ) -> None:
     """Answer correctness, citation precision and abstention on a QA set (see api/eval_answers)."""
     import shlex
@@ -826,7 +827,7 @@ def eval_answers(
          "--top-k", str(top_k), "--seed", str(seed), "--embedding-model", embedding_model]
         + (["--general", str(general)] if general else [])
         + (["--index-in-process"] if index_in_process else [])
-        + ([] if refuse_unsupported else ["--no-refuse-unsupported"])
+        + (["--refuse-unsupported"] if refuse_unsupported else [])
     )  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")

@@ -208,7 +208,7 @@ def run_answer_eval(
     reader_model: str,
     general: list[str] | None = None,
     index_in_process: bool = False,
-    refuse_unsupported: bool = True,
+    refuse_unsupported: bool = False,
 ) -> dict[str, Any]:
     """The sample through `POST /v1/query` with the reader (metrics: module docstring).
 

@@ -116,7 +116,7 @@ class AnswerService:
         count_tokens: Callable[[str], int],
         reader_settings: ReaderSettings,
         metrics: Metrics,
-        refuse_unsupported: bool = True,
+        refuse_unsupported: bool = False,
     ) -> None:
         """`refuse_unsupported`: answer "not in the sources" when no citation of the reader's
         answer is verified (`CitationSettings.refuse_unsupported`)."""

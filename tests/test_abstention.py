@@ -80,13 +80,15 @@ def retriever(store: EdgeVectorStore, embedder: LocalEmbedder) -> Retriever:
 
 
 def answer_service(
-    retriever: Retriever, embedder: LocalEmbedder, reader: ReaderSettings
-) -> AnswerService:
+    retriever: Retriever, embedder: LocalEmbedder, reader: ReaderSettings,
+    *, refuse_unsupported: bool = False,
+) -> AnswerService:  # fmt: skip
     return AnswerService(
         retriever=retriever, chat_client=ChatClient(reader),
         verifier=CitationVerifier(embedder=embedder, lexical_threshold=0.65,
                                   semantic_threshold=0.5),
         count_tokens=ReaderTokenCounter(reader).count, reader_settings=reader, metrics=Metrics(),
+        refuse_unsupported=refuse_unsupported,
     )  # fmt: skip
 
 
@@ -155,7 +157,7 @@ def test_with_the_reader_out_of_corpus_is_refused_and_answerable_is_cited(
 
 
 @pytest.mark.reader
-def test_an_answer_no_source_states_is_refused_as_unsupported(
+def test_with_refuse_unsupported_an_answer_no_source_states_is_refused(
     store: EdgeVectorStore, embedder: LocalEmbedder, reader_url: str
 ) -> None:
     # The evidence gate off: the question reaches the reader with the handbook as sources, and
@@ -166,14 +168,14 @@ def test_an_answer_no_source_states_is_refused_as_unsupported(
         reranker=NoReranker(), settings=settings, rerank_candidates=20, min_score=-1.0,
     )  # fmt: skip
     reader = ReaderSettings(base_url=reader_url, temperature=0, max_tokens=64)
-    refused = answer_service(ungated, embedder, reader).answer(
+    refused = answer_service(ungated, embedder, reader, refuse_unsupported=True).answer(
         tenant_id="t", question="What is the boiling point of mercury?", top_k=4
     )
     assert (refused.answered, refused.answer, refused.citations) == (False, NO_ANSWER, [])
     assert refused.stages[-1] == "unsupported"
     assert refused.sources  # the sources it was given are still shown
 
-    answered = answer_service(ungated, embedder, reader).answer(
+    answered = answer_service(ungated, embedder, reader, refuse_unsupported=True).answer(
         tenant_id="t", question="How many parcels did the Rotterdam warehouse ship in September?",
         top_k=4,
     )  # fmt: skip

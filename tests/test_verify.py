@@ -103,8 +103,8 @@ def test_a_quote_must_hold_the_fact_not_just_the_topic(embedder: LocalEmbedder) 
 def test_reader_output_with_no_or_nonsense_citations_is_flagged_not_failed(
     embedder: LocalEmbedder, tmp_path: Path
 ) -> None:
-    """Whatever the reader writes, the answer comes back: unverified, never an error; under
-    the default (`refuse_unsupported`) an answer no source states is "not in the sources"."""
+    """Whatever the reader writes, the answer comes back: unverified, never an error; with
+    `refuse_unsupported` an answer no source states is "not in the sources"."""
     reader_settings = ReaderSettings()
     lexical = LexicalEncoder(LexicalSettings())
     store = EdgeVectorStore(path=tmp_path / "s", dimension=embedder.dimension, lexical=lexical)
@@ -125,7 +125,6 @@ def test_reader_output_with_no_or_nonsense_citations_is_flagged_not_failed(
         count_tokens=len,
         reader_settings=reader_settings,
         metrics=Metrics(),
-        refuse_unsupported=False,
     )
     source = RetrievedChunk(
         point_id="p", document_id="d", path="a.md", title=None, page=None, section=None,
@@ -153,6 +152,7 @@ def test_reader_output_with_no_or_nonsense_citations_is_flagged_not_failed(
     refusing = AnswerService(
         retriever=service._retriever, chat_client=service._chat, verifier=service._verifier,
         count_tokens=len, reader_settings=reader_settings, metrics=Metrics(),
+        refuse_unsupported=True,
     )  # fmt: skip
     for unsupported in ("It shipped many parcels.", "Cats are mammals [1]."):
         refused = finish(unsupported, refusing)
