@@ -42,10 +42,17 @@ function notice(message) {
   box.hidden = !message;
 }
 
+let signingOut = false;
+
 function signOut(reason) {
+  // The first refusal's reason is the one shown; later refused calls of the same page add
+  // nothing (and must not restart the navigation).
+  if (signingOut) return;
+  signingOut = true;
   sessionStorage.removeItem(KEY);
   sessionStorage.removeItem(SCOPES);
   if (reason) sessionStorage.setItem(REASON, reason);
+  else sessionStorage.removeItem(REASON);
   window.location.assign("/console");
 }
 
@@ -152,11 +159,12 @@ async function probeScopes(key) {
 }
 
 function initSignIn() {
+  // The reason stays until the next sign-in: a page whose calls were refused may send the
+  // browser here more than once (each refused call signs out), and every load must show it.
   const reason = sessionStorage.getItem(REASON);
   if (reason) {
     $("signin-reason").textContent = reason;
     $("signin-reason").hidden = false;
-    sessionStorage.removeItem(REASON);
   }
   $("signin-form").addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -165,6 +173,7 @@ function initSignIn() {
       const scopes = await probeScopes(key);
       sessionStorage.setItem(KEY, key);
       sessionStorage.setItem(SCOPES, JSON.stringify(scopes));
+      sessionStorage.removeItem(REASON);
       const first = scopes.includes("read") ? "documents" : scopes.includes("query") ? "ask" : "admin";
       window.location.assign("/console/" + first);
     } catch (error) {
