@@ -34,7 +34,7 @@ from api.eval_answers import throwaway_service
 from api.eval_end_users import EndUsers
 from api.eval_isolation import Client, World, random_principals
 from api.eval_statistics import ProbeResult, probe_statistics
-from core.settings import CitationSettings, LimitSettings, ReaderSettings, RetrievalSettings
+from core.settings import LimitSettings, ReaderSettings, RetrievalSettings
 from core.tenancy import create_tenant, issue_api_key
 
 PATHS = [f"team{i}/doc{j}.md" for i in range(4) for j in range(5)]
@@ -66,8 +66,6 @@ def main() -> None:
             limits=unlimited,
             # Every search reads its IDF from the store: a remembered one would hide a leak.
             retrieval=RetrievalSettings(idf_cache_ttl_s=0),
-            # The echo's answer is its prompt: shown even when no citation verifies.
-            citations=CitationSettings(refuse_unsupported=False),
         ) as service,
     ):
         keys = {}

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from core.models import FileState, IngestJob, JobFile, new_id, utcnow
@@ -318,19 +318,7 @@ def purge_expired_failed(
     number of files purged. Run at each new job of the tenant, so kept bytes never outlive the
     setting by more than the time until the tenant's next upload."""
     cutoff = (now or utcnow()) - kept_for
-    rows = session.scalars(
-        select(JobFile).where(
-            JobFile.tenant_id == tenant_id,
-            JobFile.state == FileState.FAILED,
-            JobFile.staged_path.is_not(None),
-            JobFile.finished_at < cutoff,
-        )
-    ).all()
-    for job_file in rows:
-        if job_file.staged_path:
-            Path(job_file.staged_path).unlink(missing_ok=True)
-        job_file.staged_path = None
-    return len(rows)
+    return _purge_failed(session, tenant_id, JobFile.finished_at < cutoff)
 
 
 def purge_failed_of_path(session: Session, *, tenant_id: str, path: str, below: int) -> int:
@@ -338,13 +326,17 @@ def purge_failed_of_path(session: Session, *, tenant_id: str, path: str, below: 
     delete's write sequence); the number purged. Run when the document at `path` is deleted:
     the bytes hold its text, and a retry of them could only end superseded by the delete. A file
     accepted after the delete keeps its bytes: its retry would create the document again."""
+    return _purge_failed(session, tenant_id, JobFile.path == path, JobFile.sequence < below)
+
+
+def _purge_failed(session: Session, tenant_id: str, *conditions: ColumnElement[bool]) -> int:
+    """Delete the kept bytes of the tenant's failed files that meet `conditions`."""
     rows = session.scalars(
         select(JobFile).where(
             JobFile.tenant_id == tenant_id,
-            JobFile.path == path,
             JobFile.state == FileState.FAILED,
             JobFile.staged_path.is_not(None),
-            JobFile.sequence < below,
+            *conditions,
         )
     ).all()
     for job_file in rows:

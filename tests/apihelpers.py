@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.echo_reader import EchoReader
 from api.runtime import Runtime
 from core.db import run_migrations
 from core.embedding import LocalEmbedder
@@ -51,6 +52,27 @@ class Harness:
     key_a: str
     key_b: str
     tenant_a: str
+
+
+@contextmanager
+def migrated_runtime(settings: Settings, embedder: LocalEmbedder) -> Iterator[Runtime]:
+    """The runtime built from `settings` (migrated first), closed on the way out."""
+    run_migrations(settings)
+    runtime = Runtime.build(settings, embedder=embedder)
+    try:
+        yield runtime
+    finally:
+        runtime.close()
+
+
+@contextmanager
+def echo_runtime(settings: Settings, embedder: LocalEmbedder) -> Iterator[Runtime]:
+    """`migrated_runtime` answered by the echo reader (api/echo_reader.py), which repeats its
+    whole prompt: every response and stored turn then shows what reached the reader."""
+    with EchoReader() as echo:
+        settings.reader.base_url = echo.base_url
+        with migrated_runtime(settings, embedder) as runtime:
+            yield runtime
 
 
 @contextmanager

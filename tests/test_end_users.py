@@ -17,17 +17,15 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api.app import create_app
-from api.echo_reader import EchoReader
 from api.runtime import Runtime
 from client import RagkbClient
-from core.db import run_migrations
 from core.embedding import LocalEmbedder
 from core.models import AuditEvent, ConversationTurn
 from core.principals import InvalidPrincipalError, check_principal, same_principals
 from core.redaction import REDACTED_ANSWER
 from core.settings import Settings
 from core.tenancy import ALL_SCOPES, create_tenant, issue_api_key
-from tests.apihelpers import auth, wait_for_job
+from tests.apihelpers import auth, echo_runtime, wait_for_job
 
 FINANCE = b"# Finance budget\n\nThe finance budget codename is zqfinance1x1 for next year.\n"
 HR = b"# Hiring budget\n\nThe hiring budget codename is zqhr2x2 for next year.\n"
@@ -69,21 +67,13 @@ class Stack:
 
 @pytest.fixture
 def stack(settings: Settings, embedder: LocalEmbedder) -> Iterator[Stack]:
-    with EchoReader() as echo:
-        settings.reader.base_url = echo.base_url
-        # The echo's answer is its prompt: shown even when no citation verifies.
-        settings.citations.refuse_unsupported = False
-        run_migrations(settings)
-        runtime = Runtime.build(settings, embedder=embedder)
+    with echo_runtime(settings, embedder) as runtime:
         with runtime.session_factory() as session:
             tenant = create_tenant(session, name="acme")
             key = issue_api_key(session, tenant=tenant, scopes=ALL_SCOPES).plaintext
             session.commit()
-        try:
-            with TestClient(create_app(settings, runtime)) as client:
-                yield Stack(client, runtime, key, tenant.id)
-        finally:
-            runtime.close()
+        with TestClient(create_app(settings, runtime)) as client:
+            yield Stack(client, runtime, key, tenant.id)
 
 
 def test_the_principal_rule() -> None:

@@ -22,14 +22,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.echo_reader import EchoReader
-from api.runtime import Runtime
 from client import AsyncRagkbClient, ConflictError, RagkbClient, RateLimitError
-from core.db import run_migrations
 from core.embedding import LocalEmbedder
 from core.settings import Settings
 from core.tenancy import create_tenant, issue_api_key
-from tests.apihelpers import auth, wait_for_job
+from tests.apihelpers import auth, echo_runtime, wait_for_job
 
 QUESTION = "What is the door code of the Lisbon office?"
 USER = {"role": "user", "content": QUESTION}
@@ -54,28 +51,20 @@ class Front:
 def front(settings: Settings, embedder: LocalEmbedder) -> Iterator[Front]:
     settings.limits.query_burst = 1_000
     settings.limits.queries_per_minute = 1_000
-    with EchoReader() as echo:
-        settings.reader.base_url = echo.base_url
-        # The echo's answer is its prompt: shown even when no citation verifies.
-        settings.citations.refuse_unsupported = False
-        run_migrations(settings)
-        runtime = Runtime.build(settings, embedder=embedder)
+    with echo_runtime(settings, embedder) as runtime:
         with runtime.session_factory() as session:
             key = issue_api_key(session, tenant=create_tenant(session, name="acme")).plaintext
             slow = create_tenant(session, name="slow")
             slow.queries_per_minute, slow.query_burst = 3, 3
             limited_key = issue_api_key(session, tenant=slow).plaintext
             session.commit()
-        try:
-            with TestClient(create_app(settings, runtime)) as client:
-                doc = b"# Lisbon\n\nThe door code of the Lisbon office is 4471.\n"
-                job = client.post(
-                    "/v1/ingest/jobs", headers=auth(key), files=[("files", ("lisbon.md", doc))]
-                ).json()
-                assert wait_for_job(client, job["id"], key)["progress"]["done"] == 1
-                yield Front(client, key, limited_key)
-        finally:
-            runtime.close()
+        with TestClient(create_app(settings, runtime)) as client:
+            doc = b"# Lisbon\n\nThe door code of the Lisbon office is 4471.\n"
+            job = client.post(
+                "/v1/ingest/jobs", headers=auth(key), files=[("files", ("lisbon.md", doc))]
+            ).json()
+            assert wait_for_job(client, job["id"], key)["progress"]["done"] == 1
+            yield Front(client, key, limited_key)
 
 
 # (extra fields or messages, the `param` the 400 names)

@@ -20,7 +20,6 @@ from hypothesis.stateful import (
 )
 
 from api.app import create_app
-from api.echo_reader import EchoReader
 from api.eval_end_users import EndUsers
 from api.eval_isolation import PRINCIPALS, World
 from api.eval_statistics import probe_statistics
@@ -29,6 +28,7 @@ from core.db import run_migrations
 from core.embedding import LocalEmbedder
 from core.settings import Settings
 from core.tenancy import create_tenant, issue_api_key
+from tests.apihelpers import echo_runtime
 
 TENANTS = ("acme", "globex", "initech")
 tenants = st.sampled_from(TENANTS)
@@ -148,24 +148,15 @@ def echo_stack(
     settings.limits.query_burst = 100_000
     settings.limits.ingest_per_minute = 1_000_000
     settings.limits.ingest_burst = 100_000
-    with EchoReader() as echo:
-        settings.reader.base_url = echo.base_url
-        # The echo's answer is its prompt: shown even when no citation verifies, so that every
-        # response and stored turn shows what reached the reader.
-        settings.citations.refuse_unsupported = False
-        run_migrations(settings)
-        runtime = Runtime.build(settings, embedder=embedder)
+    with echo_runtime(settings, embedder) as runtime:
         keys = {}
         with runtime.session_factory() as session:
             for name in TENANTS:
                 tenant = create_tenant(session, name=name)
                 keys[name] = issue_api_key(session, tenant=tenant).plaintext
             session.commit()
-        try:
-            with TestClient(create_app(settings, runtime)) as client:
-                yield client, keys, runtime
-        finally:
-            runtime.close()
+        with TestClient(create_app(settings, runtime)) as client:
+            yield client, keys, runtime
 
 
 def test_no_interleaving_leaks_to_end_users(
