@@ -147,10 +147,13 @@ def probe_every_pair(
 
 
 def _end_user_question(end_users: EndUsers, tenant: str, rng: random.Random) -> None:
-    """One end user's question: a new conversation, a follow-up (by its end user, or by another
-    one, which must be refused), a streamed one, or a chat completion."""
+    """One end user's request: a new conversation, a follow-up (by its end user, or by another
+    one, which must be refused), a streamed one, a chat completion, or a document list and read
+    (REST and the MCP read_document tool)."""
     kind = rng.random()
-    if kind < 0.2:
+    if kind < 0.1:
+        end_users.read(tenant, random_principals(rng), rng)
+    elif kind < 0.25:
         end_users.chat(tenant, random_principals(rng), rng)
     else:
         end_users.ask(
@@ -162,6 +165,7 @@ def _end_user_question(end_users: EndUsers, tenant: str, rng: random.Random) -> 
 def _end_user_figures(end_users: EndUsers) -> dict[str, int]:
     return {
         "questions": end_users.questions,
+        "document_reads": end_users.document_reads,
         "follow_ups_answered": end_users.follow_ups,
         "follow_ups_by_another_end_user_refused": end_users.refused_continuations,
         "conversations": len(end_users.conversations),
