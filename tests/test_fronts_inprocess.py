@@ -257,7 +257,8 @@ def _out(result: Any) -> dict[str, Any]:
     return dict(result.structured_content)
 
 
-def test_mcp_principals_header_and_reads_past_the_end(front: Front) -> None:
+def _upload_hr_salaries(front: Front) -> None:
+    """hr/salaries.md, readable by group:hr only."""
     hr = b"# Salaries\n\nThe salary band of a senior engineer is band 9.\n"
     job = front.client.post(
         "/v1/ingest/jobs",
@@ -266,6 +267,10 @@ def test_mcp_principals_header_and_reads_past_the_end(front: Front) -> None:
         data={"principals": json.dumps(["group:hr"])},
     ).json()
     wait_for_job(front.client, job["id"], front.key)
+
+
+def test_mcp_principals_header_and_reads_past_the_end(front: Front) -> None:
+    _upload_hr_salaries(front)
     search = ("search", {"query": "salary band of a senior engineer", "top_k": 5})
     bearer = f"Bearer {front.key}"
     tools, (hr_hits,) = _mcp(
@@ -332,14 +337,7 @@ def test_retrievers_take_principals_filters_and_mode(front: Front, served: str) 
     from client.langchain import RagkbRetriever
     from client.llamaindex import RagkbLlamaRetriever
 
-    hr = b"# Salaries\n\nThe salary band of a senior engineer is band 9.\n"
-    job = front.client.post(
-        "/v1/ingest/jobs",
-        headers=auth(front.key),
-        files=[("files", ("hr/salaries.md", hr))],
-        data={"principals": json.dumps(["group:hr"])},
-    ).json()
-    wait_for_job(front.client, job["id"], front.key)
+    _upload_hr_salaries(front)
     query = "salary band of a senior engineer"
 
     def paths(**fields: Any) -> set[str]:

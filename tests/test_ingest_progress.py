@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import update
 
 from api.runtime import Runtime
-from core.db import run_migrations
 from core.embedding import LocalEmbedder
 from core.models import FileState, JobFile, utcnow
 from core.settings import Settings
@@ -22,16 +21,13 @@ from ingest.jobs import add_job_file, create_job, get_job, job_progress, requeue
 from ingest.parse import parse_document
 from ingest.pdf import OcrMode
 from ingest.pipeline import process_job_files
+from tests.apihelpers import migrated_runtime
 
 
 @pytest.fixture
 def runtime(settings: Settings, embedder: LocalEmbedder) -> Iterator[Runtime]:
-    run_migrations(settings)
-    runtime = Runtime.build(settings, embedder=embedder)
-    try:
-        yield runtime
-    finally:
-        runtime.close()
+    with migrated_runtime(settings, embedder) as built:
+        yield built
 
 
 def _job(runtime: Runtime, tmp_path: Path, files: dict[str, bytes]) -> tuple[str, str, list[str]]:
