@@ -310,58 +310,42 @@ def make_epub(path: Path, title: str, chapters: list[tuple[str, str]]) -> Path:
 
 def make_odt(path: Path, body_xml: str, *, encrypted: bool = False) -> Path:
     """A minimal ODT: `body_xml` inside office:text (text: and table: namespaces declared)."""
+    return _opendocument(path, "text", body_xml, encrypted=encrypted)
+
+
+def make_ods(path: Path, sheet_xml: str, *, encrypted: bool = False) -> bytes:
+    """A minimal ODS: `sheet_xml` (table:table elements) inside office:spreadsheet."""
+    return _opendocument(path, "spreadsheet", sheet_xml, encrypted=encrypted).read_bytes()
+
+
+def _opendocument(path: Path, kind: str, body_xml: str, *, encrypted: bool) -> Path:
+    """An OpenDocument package of `kind` (text, spreadsheet): `body_xml` inside office:<kind>,
+    its manifest marking content.xml encrypted when asked."""
     import zipfile
 
+    media_type = f"application/vnd.oasis.opendocument.{kind}"
     content = (
         '<?xml version="1.0" encoding="UTF-8"?><office:document-content '
         'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
         'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" '
         'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" office:version="1.2">'
-        f"<office:body><office:text>{body_xml}</office:text></office:body></office:document-content>"
+        f"<office:body><office:{kind}>{body_xml}</office:{kind}></office:body>"
+        "</office:document-content>"
     )
     entry = ('<manifest:encryption-data manifest:checksum-type="SHA1/1K" manifest:checksum="x"/>'
              if encrypted else "")  # fmt: skip
     manifest = (
         '<?xml version="1.0" encoding="UTF-8"?><manifest:manifest '
         'xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0">'
-        '<manifest:file-entry manifest:full-path="/" '
-        'manifest:media-type="application/vnd.oasis.opendocument.text"/>'
+        f'<manifest:file-entry manifest:full-path="/" manifest:media-type="{media_type}"/>'
         f'<manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml">'
         f"{entry}</manifest:file-entry></manifest:manifest>"
     )
     with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("mimetype", "application/vnd.oasis.opendocument.text",
-                         compress_type=zipfile.ZIP_STORED)  # fmt: skip
+        archive.writestr("mimetype", media_type, compress_type=zipfile.ZIP_STORED)
         archive.writestr("META-INF/manifest.xml", manifest)
         archive.writestr("content.xml", content)
     return path
-
-
-def make_ods(path: Path, sheet_xml: str, *, encrypted: bool = False) -> bytes:
-    """A minimal ODS: `sheet_xml` (table:table elements) inside office:spreadsheet."""
-    import zipfile
-
-    content = (
-        '<?xml version="1.0" encoding="UTF-8"?><office:document-content '
-        'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
-        'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" '
-        'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" office:version="1.2">'
-        f"<office:body><office:spreadsheet>{sheet_xml}</office:spreadsheet></office:body>"
-        "</office:document-content>"
-    )
-    entry = '<manifest:encryption-data manifest:checksum="x"/>' if encrypted else ""
-    manifest = (
-        '<?xml version="1.0" encoding="UTF-8"?><manifest:manifest '
-        'xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0">'
-        '<manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml">'
-        f"{entry}</manifest:file-entry></manifest:manifest>"
-    )
-    with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet",
-                         compress_type=zipfile.ZIP_STORED)  # fmt: skip
-        archive.writestr("META-INF/manifest.xml", manifest)
-        archive.writestr("content.xml", content)
-    return path.read_bytes()
 
 
 _END, _FREE, _FAT = 0xFFFFFFFE, 0xFFFFFFFF, 0xFFFFFFFD
