@@ -285,7 +285,7 @@ class AnswerService:
             verified=False,
             question=prepared.question,
             standalone_question=prepared.standalone,
-            sources=prepared.sources if read else [],
+            sources=prepared.sources,  # none when the gate refused
             citations=[],
             invalid_citation_numbers=[],
             stages=[*prepared.stages, *read, stage],
