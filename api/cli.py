@@ -842,7 +842,8 @@ def eval_answers(
     for name in [*metrics, "ttft_p50_ms", "total_p50_ms", "questions"]:
         typer.echo(f"| {name} | {result[name]} |")
     if not refuse_unsupported:
-        for name in ("if_unsupported_refused", "if_cited_unsupported_refused"):
+        for name in ("if_unsupported_refused", "if_cited_unsupported_refused",
+                     "with_default_guard"):  # fmt: skip
             typer.echo(f"| {name} | {result[name]} |")
     _bar_chart({m: float(result[m]) for m in metrics}, out.with_suffix(".png"), str(corpus))
 

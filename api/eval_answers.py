@@ -231,14 +231,22 @@ def run_answer_eval(
         reader=ReaderSettings(
             base_url=reader_url, model=reader_model, managed=False, temperature=0
         ),
-        citations=CitationSettings(refuse_unsupported=refuse_unsupported),
+        # Off, the dense-score guard too: every unverified answer is kept, so each guard's
+        # policy can be read from the rows (`_summarize`, bench/abstention_guard.py).
+        citations=CitationSettings(
+            refuse_unsupported=refuse_unsupported,
+            unsupported_min_score=None if refuse_unsupported else -1.0,
+        ),
     ) as service:
         ingest_started = time.perf_counter()
         index = index_passages if index_in_process else ingest_passages
         index(service, {d: passages[d] for d in picked.passage_ids})
         ingest_s = time.perf_counter() - ingest_started
         rows = [_ask(service.client, service.headers, q, top_k, absent) for q, absent in asked]
-    return _summarize(rows, len(picked.passage_ids), ingest_s)
+    return _summarize(
+        rows, len(picked.passage_ids), ingest_s,
+        guard_min_dense=CitationSettings().unsupported_min_score_for(embedding_model),
+    )  # fmt: skip
 
 
 def ingest_passages(service: ThrowawayService, docs: dict[str, str]) -> None:
@@ -337,12 +345,22 @@ def _ask(
         "good_citations": sum(c["verified"] and c["path"] in gold_paths for c in citations),
         "gold_retrieved": any(s["path"] in gold_paths for s in done["sources"]),
         "top_score": max((s["score"] for s in done["sources"]), default=None),
+        # The signals a guard for unverified answers can weigh (bench/abstention_guard.py).
+        "top_dense": max((s["dense_score"] or 0.0 for s in done["sources"]), default=None),
+        "top_coverage": max((s["coverage"] or 0.0 for s in done["sources"]), default=None),
+        "max_semantic_support": max((c["semantic_support"] for c in citations), default=None),
+        "max_lexical_support": max((c["lexical_support"] for c in citations), default=None),
         "ttft_ms": done["timings_ms"].get("ttft_ms"),
         "total_ms": (time.perf_counter() - started) * 1000,
     }
 
 
-def _summarize(rows: list[dict[str, Any]], passages: int, ingest_s: float) -> dict[str, Any]:
+def _summarize(
+    rows: list[dict[str, Any]], passages: int, ingest_s: float, *,
+    guard_min_dense: float | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The metrics of the module docstring. `guard_min_dense`: the model's default
+    `CitationSettings.unsupported_min_scores`, read as a policy over a run with it off."""
     ok = [r for r in rows if "error" not in r]
     present = [r for r in ok if not r["absent"]]
     absent = [r for r in ok if r["absent"]]
@@ -382,6 +400,21 @@ def _summarize(rows: list[dict[str, Any]], passages: int, ingest_s: float) -> di
         "if_cited_unsupported_refused": _policy(
             present, absent, lambda r: r["citations"] > 0 and r["verified_citations"] == 0
         ),
+        # The default guard (CitationSettings.unsupported_min_scores): an unverified answer
+        # whose best source's dense cosine is below the model's threshold.
+        "with_default_guard": {
+            "min_dense": guard_min_dense,
+            **_policy(
+                present,
+                absent,
+                lambda r: (
+                    guard_min_dense is not None
+                    and r["verified_citations"] == 0
+                    and r.get("top_dense") is not None
+                    and r["top_dense"] < guard_min_dense
+                ),
+            ),
+        },
         "ttft_p50_ms": round(statistics.median(ttfts), 1) if ttfts else None,
         "total_p50_ms": round(statistics.median(r["total_ms"] for r in ok), 1) if ok else None,
         "rows": rows,

@@ -250,6 +250,7 @@ def bind_index(
         settings=settings.retrieval,
         rerank_candidates=settings.rerank.candidates,
         min_score=settings.retrieval.min_score_for(embedder.model_name),
+        cjk_min_score=settings.retrieval.cjk_min_score_for(embedder.model_name),
         min_coverage=settings.retrieval.min_coverage_for(embedder.model_name),
         min_sentence=settings.retrieval.min_sentence_for(embedder.model_name),
         expanders=query_expanders(
@@ -273,6 +274,7 @@ def bind_index(
         reader_settings=settings.reader,
         metrics=metrics,
         refuse_unsupported=settings.citations.refuse_unsupported,
+        unsupported_min_dense=settings.citations.unsupported_min_score_for(embedder.model_name),
     )
     ingest = IngestDependencies(
         session_factory=session_factory,

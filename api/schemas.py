@@ -271,6 +271,15 @@ class SourceOut(BaseModel):
     char_start: int = Field(description="Span of the chunk in the document's extracted text.")
     char_end: int
     score: float
+    dense_score: float | None = Field(
+        None,
+        description="Cosine of the question's and the chunk's embeddings (null: not measured).",
+    )
+    coverage: float | None = Field(
+        None,
+        description="Share (0-1) of the question's IDF-weighted terms found in the chunk's text, "
+        "where the evidence gate measured it (retrieval/evidence.py); null otherwise.",
+    )
     text: str
 
 

@@ -117,10 +117,14 @@ class AnswerService:
         reader_settings: ReaderSettings,
         metrics: Metrics,
         refuse_unsupported: bool = False,
+        unsupported_min_dense: float | None = None,
     ) -> None:
-        """`refuse_unsupported`: answer "not in the sources" when no citation of the reader's
-        answer is verified (`CitationSettings.refuse_unsupported`)."""
+        """An answer none of whose citations is verified (or that cites none) is "not in the
+        sources" (stage `unsupported`) when `refuse_unsupported` is set, or when no source's
+        dense cosine with the question reaches `unsupported_min_dense` (None: such answers are
+        kept, flagged unverified; `CitationSettings.unsupported_min_scores`)."""
         self._refuse_unsupported = refuse_unsupported
+        self._unsupported_min_dense = unsupported_min_dense
         self._retriever = retriever
         self._chat = chat_client
         self._verifier = verifier
@@ -304,9 +308,10 @@ class AnswerService:
                 for mark in parsed.marks
             ]
         prepared.timings_ms["verify_ms"] = _ms_since(verify_started)
-        if self._refuse_unsupported and not any(c.verified for c in citations):
+        if self._refuses_unsupported(prepared.sources, citations):
             # Whatever the reader wrote, no source states any of it (it cited none, or every
-            # citation failed verification): an answer from its own knowledge, or a guess.
+            # citation failed verification) and the sources are only loosely about the
+            # question: an answer from its own knowledge, or a guess.
             self._count_citations(citations, parsed.invalid_numbers)
             return self._refusal(prepared, "unsupported", "no citation is stated by its source")
         prepared.timings_ms["total_ms"] = _ms_since(prepared.started)
@@ -332,6 +337,20 @@ class AnswerService:
             timings_ms=prepared.timings_ms,
             usage=prepared.usage,
         )
+
+    def _refuses_unsupported(
+        self, sources: Sequence[RetrievedChunk], citations: Sequence[Citation]
+    ) -> bool:
+        """Whether an answer is "not in the sources" for want of a verified citation."""
+        if any(c.verified for c in citations):
+            return False
+        if self._refuse_unsupported:
+            return True
+        if self._unsupported_min_dense is None:
+            return False
+        dense = [s.dense_score for s in sources if s.dense_score is not None]
+        # Without a dense score (a lexical-only search) there is nothing to weigh: keep it.
+        return bool(dense) and max(dense) < self._unsupported_min_dense
 
     def _count_citations(self, citations: Sequence[Citation], invalid: Sequence[int]) -> None:
         for citation in citations:

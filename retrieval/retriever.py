@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from core.embedding import Embedder
-from core.lexical import LexicalEncoder, weight_by_idf
+from core.lexical import LexicalEncoder, has_cjk, weight_by_idf
 from core.settings import QueryExpansion, RetrievalMode, RetrievalSettings
 from core.telemetry import span
 from core.vectorstore import (
@@ -117,7 +117,11 @@ class Retriever:
         expanders: Mapping[QueryExpansion, QueryExpander] | None = None,
         idf_cache: IdfCache | None = None,
         sentence_vectors: VectorCache | None = None,
+        cjk_min_score: float | None = None,
     ) -> None:
+        """`min_score`: the evidence gate's dense cosine; `cjk_min_score`: the one for a
+        question written in Chinese/Japanese (a multilingual model's cosines run higher there;
+        None: `min_score`)."""
         self._store = store
         self._embedder = embedder
         self._lexical = lexical
@@ -125,6 +129,7 @@ class Retriever:
         self._settings = settings
         self._rerank_candidates = rerank_candidates
         self._min_score = min_score
+        self._cjk_min_score = cjk_min_score
         self._min_coverage = min_coverage
         self._min_sentence = min_sentence
         self._expanders = dict(expanders or {})
@@ -137,10 +142,19 @@ class Retriever:
     def min_score(self) -> float:
         return self._min_score
 
+    def min_score_for(self, query: str) -> float:
+        """The evidence gate's dense cosine for `query` (by its script)."""
+        if self._cjk_min_score is not None and has_cjk(query):
+            return self._cjk_min_score
+        return self._min_score
+
     @property
     def evidence_thresholds(self) -> EvidenceThresholds:
+        return self.evidence_thresholds_for("")
+
+    def evidence_thresholds_for(self, query: str) -> EvidenceThresholds:
         return EvidenceThresholds(
-            min_dense=self._min_score,
+            min_dense=self.min_score_for(query),
             min_coverage=self._min_coverage,
             min_sentence=self._min_sentence,
         )
@@ -164,6 +178,7 @@ class Retriever:
             expanders=self._expanders,
             idf_cache=self._idf_cache,
             sentence_vectors=self._sentence_vectors,
+            cjk_min_score=self._cjk_min_score,
         )
 
     def retrieve(
@@ -210,9 +225,8 @@ class Retriever:
         ]
         chunks = rankings[0] if len(rankings) == 1 else fuse_rankings(rankings)[:limit]
         if options.evidence_gate:
-            chunks = [
-                c for c in chunks if c.dense_score is None or c.dense_score >= self._min_score
-            ]
+            min_dense = self.min_score_for(query)
+            chunks = [c for c in chunks if c.dense_score is None or c.dense_score >= min_dense]
             if chunks and (self._min_coverage > 0 or self._min_sentence > 0):
                 started = time.perf_counter()
                 principals = filters.principals if filters else None
@@ -220,7 +234,7 @@ class Retriever:
                 if self._min_sentence > 0:
                     chunks = self.with_sentence_signals(tenant_id, query, chunks, principals)
                 scored = [(c.dense_score, c.coverage, c.sentence_score) for c in chunks]
-                if not has_evidence(scored, self.evidence_thresholds):
+                if not has_evidence(scored, self.evidence_thresholds_for(query)):
                     chunks = []
                     stages.append("no_term_coverage")
                 timings["evidence_ms"] = _ms_since(started)

@@ -193,6 +193,8 @@ def sources_out(sources: list[RetrievedChunk]) -> list[SourceOut]:
             char_start=s.char_start,
             char_end=s.char_end,
             score=s.rerank_score if s.rerank_score is not None else s.retrieval_score,
+            dense_score=s.dense_score,
+            coverage=s.coverage,
             text=s.text,
         )
         for n, s in enumerate(sources, start=1)
