@@ -85,6 +85,9 @@ def calibrate(rows: Sequence[Row]) -> dict[str, Any]:
     sweep = [
         {"threshold": t, **outcome(halves["calibration"], refuses_below(t))} for t in candidates
     ]
+    held_out_sweep = [
+        {"threshold": t, **outcome(halves["held-out"], refuses_below(t))} for t in candidates
+    ]
     best = max(sweep, key=lambda s: (_balanced(s), -s["threshold"])) if sweep else None
     threshold = best["threshold"] if best else None
     guards: dict[str, Callable[[Row], bool]] = {
@@ -101,23 +104,29 @@ def calibrate(rows: Sequence[Row]) -> dict[str, Any]:
             for name, refuses in guards.items()
         },
         "sweep_calibration": sweep,
+        "sweep_held_out": held_out_sweep,
     }
 
 
-def _plot(sweep: list[dict[str, Any]], threshold: float | None, path: Path, title: str) -> None:
+def _plot(
+    sweeps: dict[str, list[dict[str, Any]]], threshold: float | None, path: Path, title: str
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    xs = [s["threshold"] for s in sweep]
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(xs, [s["answered_when_present"] for s in sweep], label="in-corpus answered")
-    ax.plot(xs, [s["refused_when_absent"] for s in sweep], label="out-of-corpus refused")
+    for (part, sweep), style in zip(sweeps.items(), ["-", ":"], strict=False):
+        xs = [s["threshold"] for s in sweep]
+        ax.plot(xs, [s["answered_when_present"] for s in sweep], style, color="tab:blue",
+                label=f"in-corpus answered ({part})")  # fmt: skip
+        ax.plot(xs, [s["refused_when_absent"] for s in sweep], style, color="tab:orange",
+                label=f"out-of-corpus refused ({part})")  # fmt: skip
     if threshold is not None:
         ax.axvline(threshold, color="grey", linestyle="--", label=f"picked {threshold}")
     ax.set_xlabel("best source's dense cosine below which an unverified answer is refused")
-    ax.set_ylabel("share (calibration half)")
+    ax.set_ylabel("share")
     ax.set_title(title)
     ax.legend(loc="lower left")
     fig.tight_layout()
@@ -140,8 +149,8 @@ def main() -> None:
         "command": f"python bench/abstention_guard.py --rows {args.rows} --out {args.out}",
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    _plot(result["sweep_calibration"], result["threshold"], args.out.with_suffix(".png"),
-          str(result["embedding_model"]))  # fmt: skip
+    sweeps = {"calibration": result["sweep_calibration"], "held-out": result["sweep_held_out"]}
+    _plot(sweeps, result["threshold"], args.out.with_suffix(".png"), str(result["embedding_model"]))
     print(f"threshold picked on the calibration half: {result['threshold']}")
     print("| guard | half | in-corpus answered | out-of-corpus refused | left-out refused | "
           "general refused |")  # fmt: skip
