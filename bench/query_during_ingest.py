@@ -6,12 +6,14 @@ searches (SciFact claims, `POST /v1/search`, keep-alive `http.client`) are timed
 another while idle, and again while `--docs` other SciFact documents (Markdown files, uploaded in
 jobs of 100 over HTTP) are ingested. Run once per `--layout`: `separate:NICE` (the default,
 `RAGKB_EMBEDDING__INGEST_NICE=NICE`: ingest encodes on its own thread, and it and the embedded
-worker's threads run at niceness +NICE) or `shared:SLICE` (`INGEST_NICE=0`: one encoder thread,
-questions first, ingest in slices of SLICE texts). A slice as large as a whole task is the
-oldest behaviour, where a question's encode waited behind every ingest batch queued before it.
+worker's threads run at niceness +NICE; each lane's torch threads as `EmbeddingSettings.
+lane_threads` sets them), `separate:NICE:Q/I` (the same with Q question and I ingest threads)
+or `shared:SLICE` (`INGEST_NICE=0`: one encoder thread, questions first, ingest in slices of
+SLICE texts). A slice as large as a whole task is the oldest behaviour, where a question's
+encode waited behind every ingest batch queued before it.
 
-    python bench/query_during_ingest.py --docs 1000 --base 300 \
-        --layout separate:10 --layout shared:2
+    python bench/query_during_ingest.py --docs 1000 --base 300 --idle 300 \
+        --layout separate:10 --layout separate:10:2/2 --layout shared:2
 """
 
 from __future__ import annotations
@@ -102,12 +104,17 @@ def _jobs_done(port: int, headers: dict[str, str], job_ids: list[str]) -> tuple[
 
 def measure(
     corpus: list[dict[str, Any]], claims: list[str], *, docs: int, base: int, idle: int,
-    slice_size: int, ingest_nice: int, model: str,
+    slice_size: int, ingest_nice: int, model: str, threads: tuple[int, int] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     base_docs, ingest_docs = corpus[:base], corpus[base : base + docs]
+    embedding = EmbeddingSettings(
+        model=model, ingest_slice=slice_size, ingest_nice=ingest_nice,
+        query_threads=threads[0] if threads else None,
+        ingest_threads=threads[1] if threads else None,
+    )  # fmt: skip
     with throwaway_service(
         reader=ReaderSettings(managed=False, base_url="http://127.0.0.1:9/v1"),
-        embedding=EmbeddingSettings(model=model, ingest_slice=slice_size, ingest_nice=ingest_nice),
+        embedding=embedding,
     ) as service:
         headers = {**service.headers}
         with served(service.runtime) as port:
@@ -143,9 +150,11 @@ def measure(
     idle_p95 = float(np.percentile(idle_ms, 95))
     busy_p95 = float(np.percentile(busy_ms, 95))
     return {
-        "layout": _layout(slice_size, ingest_nice),
+        "layout": _layout(slice_size, ingest_nice, threads),
         "ingest_slice": slice_size,
         "ingest_nice": ingest_nice,
+        # (question, ingest) torch threads; with a shared lane torch's default for both.
+        "lane_threads": list(embedding.lane_threads()) if ingest_nice else None,
         "files_ingested": len(ingest_docs),
         "chunks_ingested": chunks,
         "ingest_seconds": round(ingest_s, 1),
@@ -161,18 +170,27 @@ def measure(
     }
 
 
-def _parse_layout(text: str) -> tuple[int, int]:
-    """`shared:SLICE` → (SLICE, 0); `separate:NICE` → (2, NICE)."""
+Layout = tuple[int, int, tuple[int, int] | None]
+
+
+def _parse_layout(text: str) -> Layout:
+    """`shared:SLICE` → (SLICE, 0, None); `separate:NICE[:Q/I]` → (2, NICE, (Q, I) or None)."""
     kind, _, value = text.partition(":")
     if kind == "shared":
-        return int(value), 0
+        return int(value), 0, None
     if kind == "separate":
-        return 2, int(value)
-    raise SystemExit(f"unknown layout {text!r}: shared:SLICE or separate:NICE")
+        nice, _, threads = value.partition(":")
+        if not threads:
+            return 2, int(nice), None
+        question, _, ingest = threads.partition("/")
+        return 2, int(nice), (int(question), int(ingest))
+    raise SystemExit(f"unknown layout {text!r}: shared:SLICE or separate:NICE[:Q/I]")
 
 
-def _layout(slice_size: int, ingest_nice: int) -> str:
-    return f"separate:{ingest_nice}" if ingest_nice else f"shared:{slice_size}"
+def _layout(slice_size: int, ingest_nice: int, threads: tuple[int, int] | None = None) -> str:
+    if not ingest_nice:
+        return f"shared:{slice_size}"
+    return f"separate:{ingest_nice}" + (f":{threads[0]}/{threads[1]}" if threads else "")
 
 
 def main() -> None:
@@ -186,7 +204,8 @@ def main() -> None:
         action="append",
         dest="layouts",
         help="`shared:SLICE` (one encoder thread, ingest in slices of SLICE texts) or "
-        "`separate:NICE` (ingest on its own thread, niceness +NICE); repeatable",
+        "`separate:NICE[:Q/I]` (ingest on its own thread, niceness +NICE, Q question and I "
+        "ingest torch threads); repeatable",
     )
     parser.add_argument("--model", default="all-MiniLM-L6-v2")
     parser.add_argument("--seed", type=int, default=5)
@@ -201,16 +220,17 @@ def main() -> None:
     rows = [
         measure(
             corpus, claims, docs=args.docs, base=args.base, idle=args.idle,
-            slice_size=slice_size, ingest_nice=nice, model=args.model,
+            slice_size=slice_size, ingest_nice=nice, model=args.model, threads=threads,
         )
-        for slice_size, nice in layouts
+        for slice_size, nice, threads in layouts
     ]  # fmt: skip
     result = {
         "machine": {"cores": os.cpu_count(), "load_average_1min_at_end": os.getloadavg()[0]},
         "embedding_model": args.model,
         "rows": rows,
         "command": f"python bench/query_during_ingest.py --docs {args.docs} --base {args.base} "
-        f"--model {args.model} " + " ".join(f"--layout {_layout(*x)}" for x in layouts),
+        f"--idle {args.idle} --model {args.model} "
+        + " ".join(f"--layout {_layout(*x)}" for x in layouts),
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print("| layout | idle p50 / p95 ms | during ingest p50 / p95 / max ms | p95 ratio | "

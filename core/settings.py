@@ -285,9 +285,9 @@ class EmbeddingSettings(BaseModel):
         ge=1,
         description="torch's intra-op threads for question encodes when ingest has a lane of "
         "its own (`ingest_nice` > 0). None: the cores `ingest_threads` leaves, at least 1. A "
-        "question is one short text: on 2 cores one thread each (question, ingest) took the "
-        "search p95 during a 1,000-file ingest from 1.65x to 1.43x its idle p95, at 20% of the "
-        "ingest rate (bench/results/query-during-ingest.json).",
+        "question is one short text: on 2 cores one thread each (question, ingest) instead of 2 "
+        "each took the search p95 during a 1,000-file ingest from 1.77x to 1.51x its idle p95, "
+        "at 26% of the ingest rate (bench/results/query-during-ingest.json).",
     )
     ingest_nice: int = Field(
         10,
@@ -703,12 +703,16 @@ class CitationSettings(BaseModel):
         "answer).",
     )
     unsupported_min_scores: dict[str, float] = Field(
-        {},
+        {"multilingual-e5-small": 0.859},
         description="An answer none of whose citations is verified (or that cites none) is "
         "answered 'not in the sources' (stage `unsupported`) when no source's dense cosine with "
         "the question reaches this; at or above it the answer is kept, flagged unverified. Per "
-        "embedding model (absent: kept); calibrated with bench/abstention_guard.py on the rows "
-        "of `ragkb eval answers --no-refuse-unsupported`.",
+        "embedding model (absent: kept), picked on half the questions of `ragkb eval answers "
+        "--no-refuse-unsupported` on SciFact by bench/abstention_guard.py. e5's 0.859, other "
+        "half: out-of-corpus refused 0.71 -> 0.87 at the same 0.88 of in-corpus answered "
+        "(bench/results/abstention-guard-e5.json; a Chinese question's sources clear 0.88, "
+        "`cjk_min_scores`, so it never applies there). MiniLM has none: its pick (0.333) "
+        "changed nothing on the other half (abstention-guard-minilm.json).",
     )
 
     def unsupported_min_score_for(self, model_name: str) -> float | None:

@@ -6,7 +6,7 @@ from pathlib import Path
 from core.embedding import LocalEmbedder
 from core.lexical import LexicalEncoder
 from core.metrics import Metrics
-from core.settings import LexicalSettings, ReaderSettings, RetrievalSettings
+from core.settings import CitationSettings, LexicalSettings, ReaderSettings, RetrievalSettings
 from core.vectorstore.edge import EdgeVectorStore
 from generation.answer import AnswerResult, AnswerService, TokenUsage, _Prepared
 from generation.client import ChatClient
@@ -179,6 +179,15 @@ def test_an_unverified_answer_is_refused_only_when_its_sources_are_far_from_the_
 ) -> None:
     """`unsupported_min_dense`: an answer no citation verifies is kept (flagged) when a source
     is close to the question, and "not in the sources" when none is; a verified one stands."""
+    # The defaults picked by bench/abstention_guard.py: e5 has one, MiniLM none.
+    assert CitationSettings().unsupported_min_score_for("multilingual-e5-small") == 0.859
+    assert CitationSettings().unsupported_min_score_for("all-MiniLM-L6-v2") is None
+    assert (
+        CitationSettings(unsupported_min_score=-1).unsupported_min_score_for(
+            "multilingual-e5-small"
+        )
+        == -1
+    )
     reader_settings = ReaderSettings()
     lexical = LexicalEncoder(LexicalSettings())
     store = EdgeVectorStore(path=tmp_path / "s", dimension=embedder.dimension, lexical=lexical)
