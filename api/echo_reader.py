@@ -7,7 +7,9 @@ every response (`answer`, `standalone_question`) and every stored answer turn sh
 ragkb fed the rewrite and the reader, so an isolation check over responses and turns is a check
 over prompts. The attack in issue 15 was found this way. Only the isolation test and
 `bench/isolation.py` use it; it serves `POST /v1/chat/completions` (JSON and SSE) and nothing
-else (token counts fall back to ragkb's estimate).
+else (token counts fall back to ragkb's estimate). A setup behind it uses `ECHO_CITATIONS`: an
+echo is no verified answer, and a guard that replaced it with "not in the sources" would hide
+the prompt from the check.
 """
 
 from __future__ import annotations
@@ -17,6 +19,12 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
+
+from core.settings import CitationSettings
+
+# The guards that refuse unverified answers off (CitationSettings.unsupported_min_scores and
+# unsupported_min_fused_scores): every echo reaches the response.
+ECHO_CITATIONS = CitationSettings(unsupported_min_score=-1.0, unsupported_min_fused_score=-1e9)
 
 
 def echo_text(messages: list[dict[str, Any]]) -> str:

@@ -236,6 +236,7 @@ def run_answer_eval(
         citations=CitationSettings(
             refuse_unsupported=refuse_unsupported,
             unsupported_min_score=None if refuse_unsupported else -1.0,
+            unsupported_min_fused_score=None if refuse_unsupported else float("-inf"),
         ),
     ) as service:
         ingest_started = time.perf_counter()
@@ -243,9 +244,11 @@ def run_answer_eval(
         index(service, {d: passages[d] for d in picked.passage_ids})
         ingest_s = time.perf_counter() - ingest_started
         rows = [_ask(service.client, service.headers, q, top_k, absent) for q, absent in asked]
+    defaults = CitationSettings()
     return _summarize(
         rows, len(picked.passage_ids), ingest_s,
-        guard_min_dense=CitationSettings().unsupported_min_score_for(embedding_model),
+        guard_min_dense=defaults.unsupported_min_score_for(embedding_model),
+        guard_min_fused=defaults.unsupported_min_fused_score_for(embedding_model),
     )  # fmt: skip
 
 
@@ -357,10 +360,20 @@ def _ask(
 
 def _summarize(
     rows: list[dict[str, Any]], passages: int, ingest_s: float, *,
-    guard_min_dense: float | None = None,
+    guard_min_dense: float | None = None, guard_min_fused: float | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """The metrics of the module docstring. `guard_min_dense`: the model's default
-    `CitationSettings.unsupported_min_scores`, read as a policy over a run with it off."""
+    """The metrics of the module docstring. `guard_min_dense` / `guard_min_fused`: the model's
+    default `CitationSettings.unsupported_min_scores` / `unsupported_min_fused_scores`, read as
+    a policy over a run with the guards off (the run's searches are hybrid DBSF, unreranked)."""
+
+    def guarded(r: Row) -> bool:
+        if r["verified_citations"] > 0:
+            return False
+        dense, fused = r.get("top_dense"), r.get("top_score")
+        return (guard_min_dense is not None and dense is not None and dense < guard_min_dense) or (
+            guard_min_fused is not None and fused is not None and fused < guard_min_fused
+        )
+
     ok = [r for r in rows if "error" not in r]
     present = [r for r in ok if not r["absent"]]
     absent = [r for r in ok if r["absent"]]
@@ -400,20 +413,12 @@ def _summarize(
         "if_cited_unsupported_refused": _policy(
             present, absent, lambda r: r["citations"] > 0 and r["verified_citations"] == 0
         ),
-        # The default guard (CitationSettings.unsupported_min_scores): an unverified answer
-        # whose best source's dense cosine is below the model's threshold.
+        # The default guard (CitationSettings.unsupported_min_scores and _fused_scores): an
+        # unverified answer whose best source is below the model's threshold.
         "with_default_guard": {
             "min_dense": guard_min_dense,
-            **_policy(
-                present,
-                absent,
-                lambda r: (
-                    guard_min_dense is not None
-                    and r["verified_citations"] == 0
-                    and r.get("top_dense") is not None
-                    and r["top_dense"] < guard_min_dense
-                ),
-            ),
+            "min_fused": guard_min_fused,
+            **_policy(present, absent, guarded),
         },
         "ttft_p50_ms": round(statistics.median(ttfts), 1) if ttfts else None,
         "total_p50_ms": round(statistics.median(r["total_ms"] for r in ok), 1) if ok else None,

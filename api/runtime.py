@@ -20,7 +20,7 @@ from core.keycache import KeyCache
 from core.lexical import LexicalEncoder
 from core.metrics import Metrics
 from core.ratelimit import RateLimiter, create_rate_limiter
-from core.settings import Settings, VectorStoreKind
+from core.settings import FusionMethod, Settings, VectorStoreKind
 from core.vectorstore import VectorStore
 from generation.answer import AnswerService
 from generation.client import ChatClient
@@ -275,6 +275,11 @@ def bind_index(
         metrics=metrics,
         refuse_unsupported=settings.citations.refuse_unsupported,
         unsupported_min_dense=settings.citations.unsupported_min_score_for(embedder.model_name),
+        unsupported_min_fused=(
+            settings.citations.unsupported_min_fused_score_for(embedder.model_name)
+            if settings.retrieval.fusion is FusionMethod.DBSF
+            else None
+        ),
     )
     ingest = IngestDependencies(
         session_factory=session_factory,

@@ -1,11 +1,13 @@
-"""Calibrate the guard for unverified answers (`CitationSettings.unsupported_min_scores`).
+"""Calibrate the guard for unverified answers (`CitationSettings.unsupported_min_scores`,
+`unsupported_min_fused_scores`).
 
-An answer none of whose citations verifies is "not in the sources" when no source's dense cosine
-with the question reaches a threshold. This sweeps that threshold over the rows of one
-`ragkb eval answers --no-refuse-unsupported` run (every unverified answer kept, each row with
-its best source's dense cosine), picks it on a calibration half of the questions (by a hash of
-the question id) and reports the other half: in-corpus questions still answered, and
-out-of-corpus ones (left-out evidence, general knowledge) answered "not in the sources".
+An answer none of whose citations verifies is "not in the sources" when no source is close to
+the question by one signal: its dense cosine (`top_dense` in the rows) or its fused DBSF score
+(`top_score`, a hybrid search without rerank). This sweeps a threshold on each signal over the
+rows of one `ragkb eval answers --no-refuse-unsupported` run (every unverified answer kept),
+picks the signal and threshold on a calibration half of the questions (by a hash of the
+question id) and reports the other half: in-corpus questions still answered, and out-of-corpus
+ones (left-out evidence, general knowledge) answered "not in the sources".
 
 The pick maximises answered-in-corpus + refused-out-of-corpus on the calibration half; ties go
 to the lower threshold (fewer refusals of in-corpus questions). The two guards it is measured
@@ -34,13 +36,18 @@ def half(query_id: str) -> str:
     return "calibration" if digest[0] % 2 == 0 else "held-out"
 
 
-def refuses_below(threshold: float) -> Callable[[Row], bool]:
+# The rows' field for each signal, by the setting that uses it.
+SIGNALS = {"dense": "top_dense", "fused": "top_score"}
+
+
+def refuses_below(threshold: float, signal: str = "dense") -> Callable[[Row], bool]:
     """The guard at `threshold`: an answered row with no verified citation whose best source's
-    dense cosine is below it."""
+    `signal` (dense cosine, or fused score) is below it."""
+    field = SIGNALS[signal]
 
     def refuses(row: Row) -> bool:
-        dense = row.get("top_dense")
-        return row["verified_citations"] == 0 and dense is not None and dense < threshold
+        value = row.get(field)
+        return row["verified_citations"] == 0 and value is not None and value < threshold
 
     return refuses
 
@@ -74,61 +81,68 @@ def _balanced(result: dict[str, Any]) -> float:
 
 
 def calibrate(rows: Sequence[Row]) -> dict[str, Any]:
-    """The threshold picked on the calibration half, and every guard on each half."""
+    """Each signal's threshold picked on the calibration half, the signal picked there, and
+    every guard on each half."""
     ok = [r for r in rows if "error" not in r]
-    halves = {name: [r for r in ok if half(r["query_id"]) == name] for name in
-              ("calibration", "held-out")}  # fmt: skip
-    candidates = sorted(
-        {round(r["top_dense"], 3) for r in ok if r.get("top_dense") is not None}
-        | {round(r["top_dense"], 3) + 0.001 for r in ok if r.get("top_dense") is not None}
-    )
-    sweep = [
-        {"threshold": t, **outcome(halves["calibration"], refuses_below(t))} for t in candidates
-    ]
-    held_out_sweep = [
-        {"threshold": t, **outcome(halves["held-out"], refuses_below(t))} for t in candidates
-    ]
-    best = max(sweep, key=lambda s: (_balanced(s), -s["threshold"])) if sweep else None
-    threshold = best["threshold"] if best else None
+    halves = {name: [r for r in ok if half(r["query_id"]) == name] for name in HALVES}
+    parts = {**halves, "all": ok}
+    picks: dict[str, dict[str, Any]] = {}
+    for signal, field in SIGNALS.items():
+        values = {round(r[field], 3) for r in ok if r.get(field) is not None}
+        candidates = sorted(values | {round(v + 0.001, 3) for v in values})
+        sweeps = {
+            part: [
+                {"threshold": t, **outcome(halves[part], refuses_below(t, signal))}
+                for t in candidates
+            ]
+            for part in HALVES
+        }
+        best = max(
+            sweeps["calibration"], key=lambda s: (_balanced(s), -s["threshold"]), default=None
+        )
+        if best is not None:
+            picks[signal] = {"threshold": best["threshold"], "calibration_score": _balanced(best),
+                             "sweeps": sweeps}  # fmt: skip
+    chosen = max(picks, key=lambda name: picks[name]["calibration_score"], default=None)
     guards: dict[str, Callable[[Row], bool]] = {
         "none": lambda r: False,
         "refuse_unsupported": lambda r: r["verified_citations"] == 0,
     }
-    if threshold is not None:
-        guards[f"dense < {threshold}"] = refuses_below(threshold)
-    parts = {**halves, "all": ok}
+    for name, pick in picks.items():
+        guards[f"{name} < {pick['threshold']}"] = refuses_below(pick["threshold"], name)
     return {
-        "threshold": threshold,
+        "signal": chosen,
+        "threshold": picks[chosen]["threshold"] if chosen else None,
+        "thresholds": {name: pick["threshold"] for name, pick in picks.items()},
         "guards": {
             name: {part: outcome(part_rows, refuses) for part, part_rows in parts.items()}
             for name, refuses in guards.items()
         },
-        "sweep_calibration": sweep,
-        "sweep_held_out": held_out_sweep,
+        "sweeps": {name: pick["sweeps"] for name, pick in picks.items()},
     }
 
 
-def _plot(
-    sweeps: dict[str, list[dict[str, Any]]], threshold: float | None, path: Path, title: str
-) -> None:
+def _plot(result: dict[str, Any], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for (part, sweep), style in zip(sweeps.items(), ["-", ":"], strict=False):
-        xs = [s["threshold"] for s in sweep]
-        ax.plot(xs, [s["answered_when_present"] for s in sweep], style, color="tab:blue",
-                label=f"in-corpus answered ({part})")  # fmt: skip
-        ax.plot(xs, [s["refused_when_absent"] for s in sweep], style, color="tab:orange",
-                label=f"out-of-corpus refused ({part})")  # fmt: skip
-    if threshold is not None:
-        ax.axvline(threshold, color="grey", linestyle="--", label=f"picked {threshold}")
-    ax.set_xlabel("best source's dense cosine below which an unverified answer is refused")
-    ax.set_ylabel("share")
-    ax.set_title(title)
-    ax.legend(loc="lower left")
+    signals = list(result["sweeps"])
+    fig, axes = plt.subplots(1, len(signals), figsize=(6 * len(signals), 4), squeeze=False)
+    for ax, signal in zip(axes[0], signals, strict=True):
+        for (part, sweep), style in zip(result["sweeps"][signal].items(), ["-", ":"], strict=False):
+            xs = [s["threshold"] for s in sweep]
+            ax.plot(xs, [s["answered_when_present"] for s in sweep], style, color="tab:blue",
+                    label=f"in-corpus answered ({part})")  # fmt: skip
+            ax.plot(xs, [s["refused_when_absent"] for s in sweep], style, color="tab:orange",
+                    label=f"out-of-corpus refused ({part})")  # fmt: skip
+        picked = result["thresholds"][signal]
+        ax.axvline(picked, color="grey", linestyle="--", label=f"picked {picked}")
+        ax.set_xlabel(f"best source's {signal} score below which an unverified answer is refused")
+        ax.set_ylabel("share")
+        ax.set_title(f"{title}: {signal}" + (" (picked)" if signal == result["signal"] else ""))
+        ax.legend(loc="lower left", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -149,9 +163,9 @@ def main() -> None:
         "command": f"python bench/abstention_guard.py --rows {args.rows} --out {args.out}",
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    sweeps = {"calibration": result["sweep_calibration"], "held-out": result["sweep_held_out"]}
-    _plot(sweeps, result["threshold"], args.out.with_suffix(".png"), str(result["embedding_model"]))
-    print(f"threshold picked on the calibration half: {result['threshold']}")
+    _plot(result, args.out.with_suffix(".png"), str(result["embedding_model"]))
+    print(f"picked on the calibration half: {result['signal']} < {result['threshold']} "
+          f"(each signal's pick: {result['thresholds']})")  # fmt: skip
     print("| guard | half | in-corpus answered | out-of-corpus refused | left-out refused | "
           "general refused |")  # fmt: skip
     print("|---|---|---|---|---|---|")

@@ -29,7 +29,7 @@ import random
 import time
 from pathlib import Path
 
-from api.echo_reader import EchoReader
+from api.echo_reader import ECHO_CITATIONS, EchoReader
 from api.eval_answers import throwaway_service
 from api.eval_end_users import EndUsers
 from api.eval_isolation import Client, World, random_principals
@@ -63,6 +63,7 @@ def main() -> None:
         EchoReader() as echo,
         throwaway_service(
             reader=ReaderSettings(managed=False, base_url=echo.base_url, max_retries=0),
+            citations=ECHO_CITATIONS,
             limits=unlimited,
             # Every search reads its IDF from the store: a remembered one would hide a leak.
             retrieval=RetrievalSettings(idf_cache_ttl_s=0),

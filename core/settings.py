@@ -712,8 +712,26 @@ class CitationSettings(BaseModel):
         "half: out-of-corpus refused 0.71 -> 0.87 at the same 0.88 of in-corpus answered "
         "(bench/results/abstention-guard-e5.json; a Chinese question's sources clear 0.88, "
         "`cjk_min_scores`, so it never applies there). MiniLM has none: its pick (0.333) "
-        "changed nothing on the other half (abstention-guard-minilm.json).",
+        "changed nothing on the other half; it uses `unsupported_min_fused_scores`.",
     )
+
+    unsupported_min_fused_score: float | None = Field(
+        None, description="Override the per-model `unsupported_min_fused_scores`."
+    )
+    unsupported_min_fused_scores: dict[str, float] = Field(
+        {"all-MiniLM-L6-v2": 2.492},
+        description="The same guard as `unsupported_min_scores` on the best source's fused "
+        "(DBSF) score, for a hybrid search without rerank (`retrieval.fusion = dbsf`; the "
+        "scores of RRF or of a reranker are on other scales and skip it). Per embedding model, "
+        "picked the same way. MiniLM's 2.492, other half of SciFact: out-of-corpus refused "
+        "0.68 -> 0.87 at the same 0.88 of in-corpus answered, where its dense cosine "
+        "gained nothing (bench/results/abstention-guard-minilm.json).",
+    )
+
+    def unsupported_min_fused_score_for(self, model_name: str) -> float | None:
+        if self.unsupported_min_fused_score is not None:
+            return self.unsupported_min_fused_score
+        return self.unsupported_min_fused_scores.get(model_name)
 
     def unsupported_min_score_for(self, model_name: str) -> float | None:
         if self.unsupported_min_score is not None:
@@ -1023,7 +1041,6 @@ def _url_password(url: str) -> str:
     return (make_url(url).password or "").strip().lower()
 
 
-@lru_cache(maxsize=1)
 def usable_cores() -> int:
     """The CPU cores this process may run on (its affinity mask where the OS has one)."""
     if hasattr(os, "sched_getaffinity"):
@@ -1031,6 +1048,7 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+@lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process's settings, read once from the environment."""
     return Settings()

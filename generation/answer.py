@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.metrics import Metrics
-from core.settings import ReaderSettings
+from core.settings import QueryExpansion, ReaderSettings
 from core.telemetry import (
     capture_content,
     reader_span_attributes,
@@ -106,6 +106,9 @@ class _Prepared:
     usage: TokenUsage
 
 
+_EXPANSION_STAGES = frozenset(e.value for e in QueryExpansion if e is not QueryExpansion.NONE)
+
+
 class AnswerService:
     def __init__(
         self,
@@ -118,13 +121,17 @@ class AnswerService:
         metrics: Metrics,
         refuse_unsupported: bool = False,
         unsupported_min_dense: float | None = None,
+        unsupported_min_fused: float | None = None,
     ) -> None:
         """An answer none of whose citations is verified (or that cites none) is "not in the
         sources" (stage `unsupported`) when `refuse_unsupported` is set, or when no source's
-        dense cosine with the question reaches `unsupported_min_dense` (None: such answers are
-        kept, flagged unverified; `CitationSettings.unsupported_min_scores`)."""
+        dense cosine with the question reaches `unsupported_min_dense`, or no source's fused
+        (DBSF) score of a hybrid search without rerank reaches `unsupported_min_fused` (None:
+        that signal is not used; `CitationSettings.unsupported_min_scores` and
+        `unsupported_min_fused_scores`)."""
         self._refuse_unsupported = refuse_unsupported
         self._unsupported_min_dense = unsupported_min_dense
+        self._unsupported_min_fused = unsupported_min_fused
         self._retriever = retriever
         self._chat = chat_client
         self._verifier = verifier
@@ -308,7 +315,7 @@ class AnswerService:
                 for mark in parsed.marks
             ]
         prepared.timings_ms["verify_ms"] = _ms_since(verify_started)
-        if self._refuses_unsupported(prepared.sources, citations):
+        if self._refuses_unsupported(prepared, citations):
             # Whatever the reader wrote, no source states any of it (it cited none, or every
             # citation failed verification) and the sources are only loosely about the
             # question: an answer from its own knowledge, or a guess.
@@ -338,19 +345,29 @@ class AnswerService:
             usage=prepared.usage,
         )
 
-    def _refuses_unsupported(
-        self, sources: Sequence[RetrievedChunk], citations: Sequence[Citation]
-    ) -> bool:
-        """Whether an answer is "not in the sources" for want of a verified citation."""
+    def _refuses_unsupported(self, prepared: _Prepared, citations: Sequence[Citation]) -> bool:
+        """Whether an answer is "not in the sources" for want of a verified citation: always
+        with `refuse_unsupported`, else when a configured signal says no source is close to the
+        question (a signal a search did not measure keeps the answer)."""
         if any(c.verified for c in citations):
             return False
         if self._refuse_unsupported:
             return True
-        if self._unsupported_min_dense is None:
-            return False
-        dense = [s.dense_score for s in sources if s.dense_score is not None]
-        # Without a dense score (a lexical-only search) there is nothing to weigh: keep it.
-        return bool(dense) and max(dense) < self._unsupported_min_dense
+        sources = prepared.sources
+        if self._unsupported_min_dense is not None:
+            dense = [s.dense_score for s in sources if s.dense_score is not None]
+            if dense and max(dense) < self._unsupported_min_dense:
+                return True
+        # The retrieval score is a DBSF one only for a hybrid search of the question alone
+        # (expanded searches are fused again by rank), not reranked.
+        fused = (
+            "hybrid" in prepared.stages
+            and not _EXPANSION_STAGES.intersection(prepared.stages)
+            and all(s.rerank_score is None for s in sources)
+        )
+        if self._unsupported_min_fused is not None and fused and sources:
+            return max(s.retrieval_score for s in sources) < self._unsupported_min_fused
+        return False
 
     def _count_citations(self, citations: Sequence[Citation], invalid: Sequence[int]) -> None:
         for citation in citations:

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.echo_reader import EchoReader
+from api.echo_reader import ECHO_CITATIONS, EchoReader
 from api.runtime import Runtime
 from core.db import run_migrations
 from core.embedding import LocalEmbedder
@@ -71,6 +71,7 @@ def echo_runtime(settings: Settings, embedder: LocalEmbedder) -> Iterator[Runtim
     whole prompt: every response and stored turn then shows what reached the reader."""
     with EchoReader() as echo:
         settings.reader.base_url = echo.base_url
+        settings.citations = ECHO_CITATIONS.model_copy()
         with migrated_runtime(settings, embedder) as runtime:
             yield runtime
 

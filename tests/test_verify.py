@@ -231,6 +231,54 @@ def test_an_unverified_answer_is_refused_only_when_its_sources_are_far_from_the_
     store.close()
 
 
+def test_an_unverified_answer_is_refused_when_its_fused_score_is_low(
+    embedder: LocalEmbedder, tmp_path: Path
+) -> None:
+    """`unsupported_min_fused`: the best source's DBSF score of a hybrid search decides, and a
+    score on another scale (a reranker's, an expanded search's, a dense-only one) does not."""
+    assert CitationSettings().unsupported_min_fused_score_for("all-MiniLM-L6-v2") == 2.492
+    assert CitationSettings().unsupported_min_fused_score_for("multilingual-e5-small") is None
+    reader_settings = ReaderSettings()
+    lexical = LexicalEncoder(LexicalSettings())
+    store = EdgeVectorStore(path=tmp_path / "s", dimension=embedder.dimension, lexical=lexical)
+    service = AnswerService(
+        retriever=Retriever(
+            store=store, embedder=embedder, lexical=lexical, reranker=NoReranker(),
+            settings=RetrievalSettings(), rerank_candidates=5, min_score=0,
+        ),
+        chat_client=ChatClient(reader_settings),
+        verifier=CitationVerifier(embedder=embedder, lexical_threshold=0.65,
+                                  semantic_threshold=0.5),
+        count_tokens=len, reader_settings=reader_settings, metrics=Metrics(),
+        unsupported_min_fused=2.5,
+    )  # fmt: skip
+    unverified = "The warehouse shipped 51,000 parcels in September [1]."
+
+    def finish(
+        text: str, score: float, stages: list[str], rerank: float | None = None
+    ) -> AnswerResult:
+        source = RetrievedChunk(
+            point_id="p", document_id="d", path="a.md", title=None, page=None, section=None,
+            char_start=0, char_end=len(SOURCE), text=SOURCE, retrieval_score=score,
+            dense_score=0.9, rerank_score=rerank,
+        )  # fmt: skip
+        prepared = _Prepared("q", "q", [source], stages, {}, time.perf_counter(), TokenUsage(0, 0))
+        return service._finish(prepared, text)
+
+    low = finish(unverified, 2.4, ["hybrid"])
+    assert (low.answered, low.stages[-1]) == (False, "unsupported")
+    assert not finish(unverified, 2.4, ["rewrite", "hybrid"]).answered
+    assert finish(unverified, 2.5, ["hybrid"]).answered  # at the threshold: kept, flagged
+    assert finish(unverified, 0.03, ["hybrid", "rerank:remote"], rerank=0.03).answered
+    assert finish(unverified, 0.03, ["hybrid", "multi_query"]).answered
+    assert finish(unverified, 0.3, ["dense"]).answered
+    verified = finish("The Rotterdam warehouse shipped 48,200 parcels in September [1].", 1.0,
+                      ["hybrid"])  # fmt: skip
+    assert verified.answered
+    assert verified.verified
+    store.close()
+
+
 GORDON = (
     "小艾瑞克·高登（Eric Gordon, Jr.），美国职业篮球运动员，现效力于NBA休士顿火箭。"
     "高登身高1.93米，场上位置得分后卫。"
