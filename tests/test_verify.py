@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from core.embedding import LocalEmbedder
@@ -174,20 +176,13 @@ def test_reader_output_with_no_or_nonsense_citations_is_flagged_not_failed(
     store.close()
 
 
-def test_an_unverified_answer_is_refused_only_when_its_sources_are_far_from_the_question(
-    embedder: LocalEmbedder, tmp_path: Path
-) -> None:
-    """`unsupported_min_dense`: an answer no citation verifies is kept (flagged) when a source
-    is close to the question, and "not in the sources" when none is; a verified one stands."""
-    # The defaults picked by bench/abstention_guard.py: e5 has one, MiniLM none.
-    assert CitationSettings().unsupported_min_score_for("multilingual-e5-small") == 0.859
-    assert CitationSettings().unsupported_min_score_for("all-MiniLM-L6-v2") is None
-    assert (
-        CitationSettings(unsupported_min_score=-1).unsupported_min_score_for(
-            "multilingual-e5-small"
-        )
-        == -1
-    )
+@contextmanager
+def _guarded_finish(
+    embedder: LocalEmbedder, tmp_path: Path, *, min_dense: float | None = None,
+    min_fused: float | None = None,
+) -> Iterator[Callable[..., AnswerResult]]:  # fmt: skip
+    """`finish(text, *, dense, fused, stages, rerank)`: an AnswerService with the guards
+    `unsupported_min_dense` / `_fused` finishing the reader's `text` over one source so scored."""
     reader_settings = ReaderSettings()
     lexical = LexicalEncoder(LexicalSettings())
     store = EdgeVectorStore(path=tmp_path / "s", dimension=embedder.dimension, lexical=lexical)
@@ -200,35 +195,58 @@ def test_an_unverified_answer_is_refused_only_when_its_sources_are_far_from_the_
         verifier=CitationVerifier(embedder=embedder, lexical_threshold=0.65,
                                   semantic_threshold=0.5),
         count_tokens=len, reader_settings=reader_settings, metrics=Metrics(),
-        unsupported_min_dense=0.45,
+        unsupported_min_dense=min_dense, unsupported_min_fused=min_fused,
     )  # fmt: skip
 
-    def finish(text: str, dense: float | None) -> AnswerResult:
+    def finish(
+        text: str, *, dense: float | None = 0.9, fused: float = 3.0,
+        stages: tuple[str, ...] = ("hybrid",), rerank: float | None = None,
+    ) -> AnswerResult:  # fmt: skip
         source = RetrievedChunk(
             point_id="p", document_id="d", path="a.md", title=None, page=None, section=None,
-            char_start=0, char_end=len(SOURCE), text=SOURCE, retrieval_score=0.8,
-            dense_score=dense,
+            char_start=0, char_end=len(SOURCE), text=SOURCE, retrieval_score=fused,
+            dense_score=dense, rerank_score=rerank,
         )  # fmt: skip
         prepared = _Prepared(
-            "q", "q", [source], ["hybrid"], {}, time.perf_counter(), TokenUsage(0, 0)
+            "q", "q", [source], list(stages), {}, time.perf_counter(), TokenUsage(0, 0)
         )
         return service._finish(prepared, text)
 
-    far = finish("The warehouse shipped 51,000 parcels in September [1].", dense=0.44)
-    assert (far.answered, far.answer, far.citations) == (False, NO_ANSWER, [])
-    assert far.stages[-1] == "unsupported"
-    assert not finish("It shipped many parcels.", dense=0.3).answered  # uncited, far
+    try:
+        yield finish
+    finally:
+        store.close()
 
-    near = finish("The warehouse shipped 51,000 parcels in September [1].", dense=0.45)
-    assert near.answered
-    assert not near.verified
-    assert near.citations[0].reason is not None
-    # No dense score to weigh (a lexical-only search): kept, flagged.
-    assert finish("The warehouse shipped 51,000 parcels [1].", dense=None).answered
-    verified = finish("The Rotterdam warehouse shipped 48,200 parcels in September [1].", 0.1)
-    assert verified.answered
-    assert verified.verified
-    store.close()
+
+UNVERIFIED = "The warehouse shipped 51,000 parcels in September [1]."
+VERIFIED = "The Rotterdam warehouse shipped 48,200 parcels in September [1]."
+
+
+def test_an_unverified_answer_is_refused_only_when_its_sources_are_far_from_the_question(
+    embedder: LocalEmbedder, tmp_path: Path
+) -> None:
+    """`unsupported_min_dense`: an answer no citation verifies is kept (flagged) when a source
+    is close to the question, and "not in the sources" when none is; a verified one stands."""
+    # The defaults picked by bench/abstention_guard.py: e5 has one, MiniLM none.
+    assert CitationSettings().unsupported_min_score_for("multilingual-e5-small") == 0.859
+    assert CitationSettings().unsupported_min_score_for("all-MiniLM-L6-v2") is None
+    overridden = CitationSettings(unsupported_min_score=-1)
+    assert overridden.unsupported_min_score_for("multilingual-e5-small") == -1
+    with _guarded_finish(embedder, tmp_path, min_dense=0.45) as finish:
+        far = finish(UNVERIFIED, dense=0.44)
+        assert (far.answered, far.answer, far.citations) == (False, NO_ANSWER, [])
+        assert far.stages[-1] == "unsupported"
+        assert not finish("It shipped many parcels.", dense=0.3).answered  # uncited, far
+
+        near = finish(UNVERIFIED, dense=0.45)
+        assert near.answered
+        assert not near.verified
+        assert near.citations[0].reason is not None
+        # No dense score to weigh (a lexical-only search): kept, flagged.
+        assert finish(UNVERIFIED, dense=None).answered
+        verified = finish(VERIFIED, dense=0.1)
+        assert verified.answered
+        assert verified.verified
 
 
 def test_an_unverified_answer_is_refused_when_its_fused_score_is_low(
@@ -238,45 +256,19 @@ def test_an_unverified_answer_is_refused_when_its_fused_score_is_low(
     score on another scale (a reranker's, an expanded search's, a dense-only one) does not."""
     assert CitationSettings().unsupported_min_fused_score_for("all-MiniLM-L6-v2") == 2.492
     assert CitationSettings().unsupported_min_fused_score_for("multilingual-e5-small") is None
-    reader_settings = ReaderSettings()
-    lexical = LexicalEncoder(LexicalSettings())
-    store = EdgeVectorStore(path=tmp_path / "s", dimension=embedder.dimension, lexical=lexical)
-    service = AnswerService(
-        retriever=Retriever(
-            store=store, embedder=embedder, lexical=lexical, reranker=NoReranker(),
-            settings=RetrievalSettings(), rerank_candidates=5, min_score=0,
-        ),
-        chat_client=ChatClient(reader_settings),
-        verifier=CitationVerifier(embedder=embedder, lexical_threshold=0.65,
-                                  semantic_threshold=0.5),
-        count_tokens=len, reader_settings=reader_settings, metrics=Metrics(),
-        unsupported_min_fused=2.5,
-    )  # fmt: skip
-    unverified = "The warehouse shipped 51,000 parcels in September [1]."
-
-    def finish(
-        text: str, score: float, stages: list[str], rerank: float | None = None
-    ) -> AnswerResult:
-        source = RetrievedChunk(
-            point_id="p", document_id="d", path="a.md", title=None, page=None, section=None,
-            char_start=0, char_end=len(SOURCE), text=SOURCE, retrieval_score=score,
-            dense_score=0.9, rerank_score=rerank,
-        )  # fmt: skip
-        prepared = _Prepared("q", "q", [source], stages, {}, time.perf_counter(), TokenUsage(0, 0))
-        return service._finish(prepared, text)
-
-    low = finish(unverified, 2.4, ["hybrid"])
-    assert (low.answered, low.stages[-1]) == (False, "unsupported")
-    assert not finish(unverified, 2.4, ["rewrite", "hybrid"]).answered
-    assert finish(unverified, 2.5, ["hybrid"]).answered  # at the threshold: kept, flagged
-    assert finish(unverified, 0.03, ["hybrid", "rerank:remote"], rerank=0.03).answered
-    assert finish(unverified, 0.03, ["hybrid", "multi_query"]).answered
-    assert finish(unverified, 0.3, ["dense"]).answered
-    verified = finish("The Rotterdam warehouse shipped 48,200 parcels in September [1].", 1.0,
-                      ["hybrid"])  # fmt: skip
-    assert verified.answered
-    assert verified.verified
-    store.close()
+    with _guarded_finish(embedder, tmp_path, min_fused=2.5) as finish:
+        low = finish(UNVERIFIED, fused=2.4)
+        assert (low.answered, low.stages[-1]) == (False, "unsupported")
+        assert not finish(UNVERIFIED, fused=2.4, stages=("rewrite", "hybrid")).answered
+        assert finish(UNVERIFIED, fused=2.5).answered  # at the threshold: kept, flagged
+        assert finish(
+            UNVERIFIED, fused=0.03, stages=("hybrid", "rerank:remote"), rerank=0.03
+        ).answered
+        assert finish(UNVERIFIED, fused=0.03, stages=("hybrid", "multi_query")).answered
+        assert finish(UNVERIFIED, fused=0.3, stages=("dense",)).answered
+        verified = finish(VERIFIED, fused=1.0)
+        assert verified.answered
+        assert verified.verified
 
 
 GORDON = (
