@@ -763,6 +763,14 @@ def eval_answers(
             "run."
         ),
     ] = False,
+    default_guards: Annotated[
+        bool,
+        typer.Option(
+            help="Run with the default guards for unverified answers (RAGKB_CITATIONS__"
+            "UNSUPPORTED_MIN_SCORES / _FUSED_SCORES) on, as a deployment answers; without it "
+            "they are off and `with_default_guard` reads them from the rows."
+        ),
+    ] = False,
 ) -> None:
     """Answer correctness, citation precision and abstention on a QA set (see api/eval_answers)."""
     import shlex
@@ -814,6 +822,7 @@ def eval_answers(
             reader_model=reader_model,
             general=json.loads(general.read_text())["questions"] if general else None,
             index_in_process=index_in_process, refuse_unsupported=refuse_unsupported,
+            default_guards=default_guards,
         )  # fmt: skip
     finally:
         if server is not None:
@@ -828,6 +837,7 @@ def eval_answers(
         + (["--general", str(general)] if general else [])
         + (["--index-in-process"] if index_in_process else [])
         + (["--refuse-unsupported"] if refuse_unsupported else [])
+        + (["--default-guards"] if default_guards else [])
     )  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")

@@ -209,6 +209,7 @@ def run_answer_eval(
     general: list[str] | None = None,
     index_in_process: bool = False,
     refuse_unsupported: bool = False,
+    default_guards: bool = False,
 ) -> dict[str, Any]:
     """The sample through `POST /v1/query` with the reader (metrics: module docstring).
 
@@ -216,6 +217,8 @@ def run_answer_eval(
     may have no reference answers (SciFact claims: then only the abstention and citation
     metrics mean anything). `index_in_process`: index as the pipeline does without the upload
     → Celery round trip (`index_passages`), for large English calibration samples.
+    `default_guards`: the guards for unverified answers as a deployment has them
+    (`CitationSettings` defaults) instead of off, to check `with_default_guard` against them.
     """
     passages, items = load_qa(corpus_dir, require_answers=general is None)
     picked = sample_questions(
@@ -235,8 +238,10 @@ def run_answer_eval(
         # policy can be read from the rows (`_summarize`, bench/abstention_guard.py).
         citations=CitationSettings(
             refuse_unsupported=refuse_unsupported,
-            unsupported_min_score=None if refuse_unsupported else -1.0,
-            unsupported_min_fused_score=None if refuse_unsupported else float("-inf"),
+            unsupported_min_score=None if refuse_unsupported or default_guards else -1.0,
+            unsupported_min_fused_score=(
+                None if refuse_unsupported or default_guards else float("-inf")
+            ),
         ),
     ) as service:
         ingest_started = time.perf_counter()
