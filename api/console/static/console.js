@@ -751,7 +751,9 @@ function init() {
     return;
   }
   if (!sessionStorage.getItem(KEY)) {
-    signOut("Sign in first.");
+    // A page that signed out (a refused call: "revoked") may be left for another before the
+    // browser reaches sign-in: that page keeps the reason instead of "Sign in first.".
+    signOut(sessionStorage.getItem(REASON) || "Sign in first.");
     return;
   }
   $("nav").hidden = false;
