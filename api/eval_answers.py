@@ -234,8 +234,9 @@ def run_answer_eval(
         reader=ReaderSettings(
             base_url=reader_url, model=reader_model, managed=False, temperature=0
         ),
-        # Off, the dense-score guard too: every unverified answer is kept, so each guard's
-        # policy can be read from the rows (`_summarize`, bench/abstention_guard.py).
+        # Unless `refuse_unsupported` or `default_guards`, the dense and fused guards are off:
+        # every unverified answer is kept, so each guard's policy can be read from the rows
+        # (`_summarize`, bench/abstention_guard.py).
         citations=CitationSettings(
             refuse_unsupported=refuse_unsupported,
             unsupported_min_score=None if refuse_unsupported or default_guards else -1.0,
